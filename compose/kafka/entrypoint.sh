@@ -1,0 +1,36 @@
+#!/bin/bash
+# Starts one KRaft node. Configuration follows the apache/kafka image convention so the
+# official image and this one take the same container environment:
+#   KAFKA_FOO_BAR=x       -> foo.bar=x
+#   KAFKA_FOO__BAR=x      -> foo_bar=x
+#   KAFKA_FOO___BAR=x     -> foo-bar=x
+#   CLUSTER_ID            -> the id storage is formatted with (required)
+#   KAFKA_HEAP_OPTS       -> JVM heap flags (default -Xmx512m -Xms256m)
+set -euo pipefail
+CONF=/opt/kafka/server.properties
+: > "$CONF"
+while IFS='=' read -r name value; do
+  case "$name" in
+    KAFKA_HEAP_OPTS|KAFKA_OPTS|KAFKA_JVM_OPTS) continue ;;
+    KAFKA_*)
+      key="${name#KAFKA_}"
+      key="${key//___/-}"; key="${key//__/@}"; key="${key//_/.}"; key="${key//@/_}"
+      key="$(echo "$key" | tr '[:upper:]' '[:lower:]')"
+      echo "$key=$value" >> "$CONF" ;;
+  esac
+done < <(env)
+grep -q '^log.dirs=' "$CONF" || echo "log.dirs=/var/lib/kafka/data" >> "$CONF"
+if [ -z "${CLUSTER_ID:-}" ]; then
+  echo "entrypoint: CLUSTER_ID is not set; pass the same cluster id to every node" >&2
+  exit 2
+fi
+JAVA=(java ${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m} -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+      -Djava.awt.headless=true -Dkafka.logs.dir=/opt/kafka/logs
+      -Dlog4j2.configurationFile=/opt/kafka/log4j2.yaml ${KAFKA_OPTS:-} -cp '/opt/kafka/libs/*')
+LOGDIR="$(grep '^log.dirs=' "$CONF" | head -1 | cut -d= -f2 | cut -d, -f1)"
+if [ ! -f "$LOGDIR/meta.properties" ]; then
+  FORMAT_ARGS=(format -t "$CLUSTER_ID" -c "$CONF" --ignore-formatted)
+  if ! grep -q '^controller.quorum.voters=' "$CONF"; then FORMAT_ARGS+=(--standalone); fi
+  "${JAVA[@]}" kafka.tools.StorageTool "${FORMAT_ARGS[@]}"
+fi
+exec "${JAVA[@]}" kafka.Kafka "$CONF"

@@ -1,0 +1,1 @@
+"""Local development infrastructure: Docker engine, offline-built images, containers."""

@@ -1,0 +1,218 @@
+"""Build the container images the dev cluster and the tests run, without a registry.
+
+No container registry is reachable on the project's machines, so images are made
+from what the package registries serve:
+
+* a Debian bookworm base made with ``debootstrap --variant=minbase`` (JRE, redis-server)
+  and ``docker import``;
+* ``streaminfer/kafka``: the base plus Apache Kafka jars resolved from Maven Central;
+* ``streaminfer/redis``: the base running Debian's redis-server.
+
+Every image carries a label with the hash of its recipe; a build whose recipe is
+unchanged is skipped, so a cached rebuild takes about a second. Image names are
+settings: with any other name (``apache/kafka:4.1.0``, ``redis:7``) nothing is built
+and Docker pulls or uses that image as usual.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from stream.devcluster.progress import say, step
+from stream.exceptions import InfrastructureError
+
+KAFKA_VERSION = "4.4.0"
+DEFAULT_KAFKA_IMAGE = f"streaminfer/kafka:{KAFKA_VERSION}"
+DEFAULT_REDIS_IMAGE = "streaminfer/redis:7"
+RECIPE_LABEL = "io.streaminfer.recipe"
+DEBIAN_MIRROR = os.environ.get("STREAMINFER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+def compose_dir() -> Path:
+    """The repository's ``compose/`` folder (Dockerfiles, pom, entrypoints)."""
+    override = os.environ.get("STREAMINFER_COMPOSE_DIR")
+    path = Path(override) if override else Path(__file__).resolve().parents[2] / "compose"
+    if not (path / "kafka" / "Dockerfile").exists():
+        raise InfrastructureError(
+            f"cannot find the image recipes in {path}; run from a streaminfer checkout "
+            "or set STREAMINFER_COMPOSE_DIR to its compose/ folder"
+        )
+    return path
+
+
+def cache_dir() -> Path:
+    """Where downloaded .debs and Kafka jars are kept between builds."""
+    root = Path(os.environ.get("STREAMINFER_CACHE_DIR", Path.home() / ".cache" / "streaminfer"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _hash_files(*paths: Path, extra: str = "") -> str:
+    digest = hashlib.sha256(extra.encode())
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _docker(*args: str, capture: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["docker", *args], capture_output=capture, text=True, check=False, timeout=1800
+    )
+
+
+def _image_label(image: str) -> str | None:
+    """The recipe label of a local image, '' when unlabelled, None when absent."""
+    result = _docker("image", "inspect", "--format", f'{{{{index .Config.Labels "{RECIPE_LABEL}"}}}}',
+                     image)
+    if result.returncode != 0:
+        return None
+    value = result.stdout.strip()
+    return "" if value in ("", "<no value>") else value
+
+
+def _base_packages() -> list[str]:
+    lines = (compose_dir() / "base" / "packages.txt").read_text().splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def base_image_name() -> str:
+    """The base image's tag: changes whenever the package list changes."""
+    return f"streaminfer/base:bookworm-{_hash_files(compose_dir() / 'base' / 'packages.txt')}"
+
+
+def ensure_base_image() -> str:
+    """Build the Debian base image with debootstrap unless it exists."""
+    name = base_image_name()
+    if _image_label(name) is not None:
+        return name
+    if shutil.which("debootstrap") is None:
+        if os.geteuid() != 0:
+            raise InfrastructureError(
+                "building the base image needs debootstrap and root: run as root, or set "
+                "STREAMINFER_KAFKA_IMAGE / STREAMINFER_REDIS_IMAGE to images you can pull"
+            )
+        from stream.devcluster.engine import _apt_install
+
+        _apt_install(["debootstrap"])
+    if os.geteuid() != 0:
+        raise InfrastructureError("debootstrap needs root: run `streaminfer dev images` as root")
+    debs = cache_dir() / "debs"
+    debs.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=cache_dir()) as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        with step(f"debootstrap bookworm into a new base image {name} (first time: ~1-2 min)"):
+            result = subprocess.run(
+                ["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
+                 f"--include={','.join(_base_packages())}", "bookworm", str(rootfs),
+                 DEBIAN_MIRROR],
+                capture_output=True, text=True, check=False,
+            )
+            if result.returncode != 0:
+                tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+                raise InfrastructureError(
+                    f"debootstrap failed (exit {result.returncode}); check that {DEBIAN_MIRROR} "
+                    f"is reachable or set STREAMINFER_DEBIAN_MIRROR:\n{tail}"
+                )
+            for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc",
+                         "usr/share/man"):
+                shutil.rmtree(rootfs / junk, ignore_errors=True)
+        with step(f"importing {name} into Docker"):
+            tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+            imp = subprocess.run(
+                ["docker", "import",
+                 "--change", "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                 "--change", "ENV LANG=C.UTF-8",
+                 "--change", f"LABEL {RECIPE_LABEL}={name}",
+                 "-", name],
+                stdin=tar.stdout, capture_output=True, text=True, check=False,
+            )
+            tar.wait()
+            if imp.returncode != 0:
+                raise InfrastructureError(f"docker import failed: {imp.stderr.strip()}")
+    return name
+
+
+def _kafka_jars() -> Path:
+    """Resolve the Kafka runtime jars from Maven Central into the cache (once per pom)."""
+    pom = compose_dir() / "kafka" / "pom.xml"
+    lib = cache_dir() / f"kafka-lib-{_hash_files(pom)}"
+    stamp = lib / ".complete"
+    if stamp.exists():
+        return lib
+    if shutil.which("mvn") is None:
+        raise InfrastructureError(
+            "Maven (mvn) is needed to fetch the Kafka jars from Maven Central; install it "
+            "(apt-get install maven) or set STREAMINFER_KAFKA_IMAGE to a Kafka image you can pull"
+        )
+    shutil.rmtree(lib, ignore_errors=True)
+    with step(f"resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central"):
+        result = subprocess.run(
+            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+             "-DincludeScope=runtime", f"-DoutputDirectory={lib}"],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
+            raise InfrastructureError(
+                f"mvn could not resolve the Kafka jars (exit {result.returncode}); check "
+                f"Maven Central access and {pom}:\n{tail}"
+            )
+    stamp.write_text(KAFKA_VERSION)
+    return lib
+
+
+def _build(name: str, recipe_dir: Path, base: str, recipe: str, lib: Path | None) -> None:
+    with tempfile.TemporaryDirectory(prefix="ctx-", dir=cache_dir()) as tmp:
+        ctx = Path(tmp)
+        for item in recipe_dir.iterdir():
+            if item.is_file() and item.name != "pom.xml":
+                shutil.copy2(item, ctx / item.name)
+        if lib is not None:
+            shutil.copytree(lib, ctx / "lib", ignore=shutil.ignore_patterns(".complete"))
+        with step(f"building image {name}"):
+            env = {**os.environ, "DOCKER_BUILDKIT": "0"}
+            result = subprocess.run(
+                ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}",
+                 "--label", f"{RECIPE_LABEL}={recipe}", "-t", name, str(ctx)],
+                capture_output=True, text=True, check=False, env=env,
+            )
+            if result.returncode != 0:
+                raise InfrastructureError(
+                    f"docker build of {name} failed:\n{result.stderr.strip()[-2000:]}"
+                )
+
+
+@dataclass(frozen=True)
+class Images:
+    """The image names a cluster runs."""
+
+    kafka: str
+    redis: str
+
+
+def ensure_images(kafka_image: str = DEFAULT_KAFKA_IMAGE,
+                  redis_image: str = DEFAULT_REDIS_IMAGE) -> Images:
+    """Build our images when they are the ones asked for and are missing or stale."""
+    wanted = {kafka_image: "kafka", redis_image: "redis"}
+    ours = {n: k for n, k in wanted.items()
+            if n in (DEFAULT_KAFKA_IMAGE, DEFAULT_REDIS_IMAGE)}
+    if not ours:
+        return Images(kafka=kafka_image, redis=redis_image)
+    base = ensure_base_image()
+    for name, kind in ours.items():
+        recipe_dir = compose_dir() / kind
+        files = sorted(p for p in recipe_dir.iterdir() if p.is_file())
+        recipe = _hash_files(*files, extra=base)
+        if _image_label(name) == recipe:
+            continue
+        lib = _kafka_jars() if kind == "kafka" else None
+        _build(name, recipe_dir, base, recipe, lib)
+    say(f"images ready: {kafka_image}, {redis_image}")
+    return Images(kafka=kafka_image, redis=redis_image)
