@@ -1,0 +1,9 @@
+"""Errors of the degradation layer."""
+
+from __future__ import annotations
+
+from stream.exceptions import StreaminferError
+
+
+class DeadLetterError(StreaminferError):
+    """A dead letter could not be built or written."""

@@ -1,0 +1,98 @@
+"""The inference core: decoded requests in, scores or per-request rejections out.
+
+Knows nothing of Kafka. The batch becomes one float32 matrix (feature columns in the
+model's order) and one ONNX Runtime call; requests that cannot be scored as they
+are (wrong model name, missing or non-finite features) are rejected individually
+so the rest of the batch is still answered.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from processors.exceptions import RequestValidationError
+from processors.model import OnnxModel
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A request of the batch that was not scored, and why."""
+
+    index: int
+    error: RequestValidationError
+
+
+@dataclass(frozen=True, slots=True)
+class BatchScores:
+    """Scores for the accepted requests (``indices[i]`` got ``scores[i]``) and the rejections."""
+
+    indices: list[int]
+    scores: np.ndarray
+    rejections: list[Rejection]
+
+
+class DataPlane:
+    """Scores batches of requests with one model."""
+
+    def __init__(self, model: OnnxModel) -> None:
+        self.model = model
+        self._features = model.meta.features
+        self._getter = itemgetter(*self._features)
+
+    def _row(self, request: Mapping[str, Any]) -> tuple[float, ...]:
+        """One request's feature row, or a RequestValidationError naming what is wrong."""
+        if request["model"] != self.model.name:
+            raise RequestValidationError(
+                f"request {request['request_id']}: unknown model {request['model']!r}; this "
+                f"worker serves {self.model.name!r}"
+            )
+        feats = request["features"]
+        missing = [f for f in self._features if f not in feats]
+        if missing:
+            raise RequestValidationError(
+                f"request {request['request_id']}: missing features {missing[:10]}"
+                + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            )
+        bad = [f for f in self._features if not math.isfinite(feats[f])]
+        if bad:
+            raise RequestValidationError(
+                f"request {request['request_id']}: non-finite values for features {bad[:10]}"
+            )
+        row: tuple[float, ...] = self._getter(feats)
+        return row
+
+    def build(self, requests: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[int],
+                                                                   list[Rejection]]:
+        """The input matrix for the acceptable requests, their indices, and the rejections."""
+        name = self.model.name
+        try:  # fast path: every request is well-formed
+            if all(r["model"] == name for r in requests):
+                matrix = np.array([self._getter(r["features"]) for r in requests],
+                                  dtype=np.float32).reshape(len(requests), len(self._features))
+                if np.isfinite(matrix).all():
+                    return matrix, list(range(len(requests))), []
+        except KeyError:
+            pass
+        rows: list[tuple[float, ...]] = []
+        indices: list[int] = []
+        rejections: list[Rejection] = []
+        for i, request in enumerate(requests):
+            try:
+                rows.append(self._row(request))
+                indices.append(i)
+            except RequestValidationError as exc:
+                rejections.append(Rejection(i, exc))
+        matrix = np.array(rows, dtype=np.float32).reshape(len(rows), len(self._features))
+        return matrix, indices, rejections
+
+    def score(self, requests: Sequence[Mapping[str, Any]]) -> BatchScores:
+        """Score a batch; raises InferenceError when the model itself fails."""
+        matrix, indices, rejections = self.build(requests)
+        scores = self.model.predict(matrix) if indices else np.empty(0)
+        return BatchScores(indices, scores, rejections)

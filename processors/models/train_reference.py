@@ -1,0 +1,139 @@
+"""Train the reference fraud model on synthetic data and export it to ONNX.
+
+Regenerates ``processors/models/fraud/`` (model.onnx + model.json):
+
+    .venv/bin/python -m processors.models.train_reference
+
+A 30-32-16-1 MLP with input standardisation folded into the graph, trained with
+plain numpy (Adam, binary cross-entropy); exporting needs the ``onnx`` package
+(a dev dependency). Deterministic for a given seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from processors.synthetic import FEATURE_NAMES, N_FEATURES, sample_labelled
+
+OUT_DIR = Path(__file__).parent / "fraud"
+
+
+def _init(rng: np.random.Generator, fan_in: int, fan_out: int) -> np.ndarray:
+    return (rng.normal(0, np.sqrt(2.0 / fan_in), (fan_in, fan_out))).astype(np.float64)
+
+
+def train(seed: int, n: int, epochs: int) -> tuple[dict[str, np.ndarray], float]:
+    """Return the weights (with the scaler) and the held-out AUC."""
+    rng = np.random.default_rng(seed)
+    x, y = sample_labelled(rng, n)
+    x = x.astype(np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xs = (x - mean) / std
+    split = int(n * 0.8)
+    sizes = [N_FEATURES, 32, 16, 1]
+    w = [_init(rng, a, b) for a, b in zip(sizes, sizes[1:], strict=False)]
+    b = [np.zeros(s) for s in sizes[1:]]
+    params = w + b
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    lr, beta1, beta2, step = 3e-3, 0.9, 0.999, 0
+    for _ in range(epochs):
+        order = rng.permutation(split)
+        for start in range(0, split, 256):
+            idx = order[start:start + 256]
+            xb, yb = xs[idx], y[idx][:, None]
+            h1 = np.maximum(xb @ w[0] + b[0], 0)
+            h2 = np.maximum(h1 @ w[1] + b[1], 0)
+            out = 1 / (1 + np.exp(-(h2 @ w[2] + b[2])))
+            d3 = (out - yb) / len(idx)
+            d2 = (d3 @ w[2].T) * (h2 > 0)
+            d1 = (d2 @ w[1].T) * (h1 > 0)
+            grads = [xb.T @ d1, h1.T @ d2, h2.T @ d3, d1.sum(0), d2.sum(0), d3.sum(0)]
+            step += 1
+            for i, g in enumerate(grads):
+                m[i] = beta1 * m[i] + (1 - beta1) * g
+                v[i] = beta2 * v[i] + (1 - beta2) * g * g
+                mh, vh = m[i] / (1 - beta1**step), v[i] / (1 - beta2**step)
+                params[i] -= lr * mh / (np.sqrt(vh) + 1e-8)
+    h1 = np.maximum(xs[split:] @ w[0] + b[0], 0)
+    h2 = np.maximum(h1 @ w[1] + b[1], 0)
+    scores = (h2 @ w[2] + b[2]).ravel()
+    auc = _auc(scores, y[split:])
+    weights = {"mean": mean, "std": std, "w0": w[0], "b0": b[0], "w1": w[1], "b1": b[1],
+               "w2": w[2], "b2": b[2]}
+    return weights, auc
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    order = np.argsort(scores)
+    ranks = np.empty(len(scores))
+    ranks[order] = np.arange(1, len(scores) + 1)
+    pos = labels == 1
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def export(weights: dict[str, np.ndarray], path: Path) -> None:
+    """Write the MLP as an ONNX graph: features[N,30] -> score[N,1]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(v.astype(np.float32), name=k) for k, v in weights.items()]
+    nodes = [
+        helper.make_node("Sub", ["features", "mean"], ["centered"]),
+        helper.make_node("Div", ["centered", "std"], ["scaled"]),
+        helper.make_node("Gemm", ["scaled", "w0", "b0"], ["z1"]),
+        helper.make_node("Relu", ["z1"], ["h1"]),
+        helper.make_node("Gemm", ["h1", "w1", "b1"], ["z2"]),
+        helper.make_node("Relu", ["z2"], ["h2"]),
+        helper.make_node("Gemm", ["h2", "w2", "b2"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["score"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "fraud_mlp",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", N_FEATURES])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="streaminfer")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.write_bytes(model.SerializeToString())
+
+
+def main() -> None:
+    """Train, export and write the metadata next to the model."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--samples", type=int, default=60_000)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=OUT_DIR)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    weights, auc = train(args.seed, args.samples, args.epochs)
+    onnx_path = args.out / "model.onnx"
+    export(weights, onnx_path)
+    meta = {
+        "name": "fraud",
+        "version": "1",
+        "input": "features",
+        "output": "score",
+        "features": list(FEATURE_NAMES),
+        "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "metrics": {"holdout_auc": round(auc, 4)},
+        "training": {"seed": args.seed, "samples": args.samples, "epochs": args.epochs},
+    }
+    (args.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes), holdout AUC {auc:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,216 @@
+"""Start Kafka (KRaft, 1 or 3 nodes) and Redis in containers through testcontainers.
+
+Containers join a Docker network this run creates, so brokers reach each other by
+alias (``kafka-1:19092``); the host reaches them through ports published on
+127.0.0.1 and advertised as such (the host port is chosen before the container
+starts). Image names are settings: our offline-built images or the official ones
+take the same ``KAFKA_*`` environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import redis
+from confluent_kafka.admin import AdminClient
+from testcontainers.core.config import testcontainers_config
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from stream.devcluster.progress import say, step
+from stream.exceptions import InfrastructureError
+
+# The Ryuk reaper image cannot be pulled without a registry; every container here is
+# removed by id instead (RunningCluster.stop, `dev down`), and carries LABEL so a
+# crashed run's leftovers can be found: docker ps -a --filter label=io.streaminfer.cluster
+testcontainers_config.ryuk_disabled = True
+LABEL = "io.streaminfer.cluster"
+
+INTERNAL_PORT = 19092
+EXTERNAL_PORT = 9092
+CONTROLLER_PORT = 9093
+
+
+def free_port() -> int:
+    """A port free on 127.0.0.1 right now (the container binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str) -> dict[str, str]:
+    """The environment of one combined broker+controller node."""
+    alias = f"kafka-{node_id}"
+    rf = str(min(3, nodes))
+    isr = str(min(2, nodes))
+    env = {
+        "CLUSTER_ID": cluster_id,
+        "KAFKA_NODE_ID": str(node_id),
+        "KAFKA_PROCESS_ROLES": "broker,controller",
+        "KAFKA_LISTENERS": f"INTERNAL://:{INTERNAL_PORT},EXTERNAL://:{EXTERNAL_PORT},"
+                           f"CONTROLLER://:{CONTROLLER_PORT}",
+        "KAFKA_ADVERTISED_LISTENERS": f"INTERNAL://{alias}:{INTERNAL_PORT},"
+                                      f"EXTERNAL://127.0.0.1:{host_port}",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":
+            "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "INTERNAL",
+        "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": rf,
+        "KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS": "10",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": rf,
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": isr,
+        "KAFKA_TRANSACTION_STATE_LOG_NUM_PARTITIONS": "10",
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": rf,
+        "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": isr,
+        "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+        "KAFKA_NUM_PARTITIONS": "4",
+        "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
+        "KAFKA_HEAP_OPTS": "-Xmx512m -Xms128m",
+    }
+    if nodes == 1:
+        env["KAFKA_CONTROLLER_QUORUM_BOOTSTRAP_SERVERS"] = f"{alias}:{CONTROLLER_PORT}"
+    else:
+        env["KAFKA_CONTROLLER_QUORUM_VOTERS"] = ",".join(
+            f"{i}@kafka-{i}:{CONTROLLER_PORT}" for i in range(1, nodes + 1))
+    return env
+
+
+@dataclass
+class RunningCluster:
+    """What a started cluster is and how to reach it."""
+
+    bootstrap_servers: str
+    redis_url: str
+    brokers: int
+    network: Network
+    kafka: dict[int, DockerContainer] = field(default_factory=dict)
+    redis: DockerContainer | None = None
+    kafka_ports: dict[int, int] = field(default_factory=dict)
+
+    def container_ids(self) -> list[str]:
+        """Ids of every container of the cluster."""
+        ids = [c.get_wrapped_container().id for c in self.kafka.values()]
+        if self.redis is not None:
+            ids.append(self.redis.get_wrapped_container().id)
+        return ids
+
+    def stop(self) -> None:
+        """Remove the containers and the network."""
+        for container in [*self.kafka.values(), self.redis]:
+            if container is not None:
+                try:
+                    container.stop()
+                except Exception as exc:  # noqa: BLE001 - keep removing the rest
+                    say(f"could not remove a container: {exc}")
+        try:
+            self.network.remove()
+        except Exception as exc:  # noqa: BLE001
+            say(f"could not remove network {self.network.name}: {exc}")
+
+
+def _publish(container: DockerContainer, port: int, host_port: int) -> None:
+    # docker-py takes (ip, port) to publish on one address; testcontainers' helper
+    # only takes a port (and would publish on every interface).
+    container.ports[f"{port}/tcp"] = ("127.0.0.1", host_port)  # type: ignore[assignment]
+
+
+def start_kafka_node(cluster: RunningCluster, node_id: int, image: str, cluster_id: str,
+                     name_prefix: str | None) -> DockerContainer:
+    """Create and start one Kafka node (also used to restart a stopped node in tests)."""
+    host_port = cluster.kafka_ports[node_id]
+    container = DockerContainer(image)
+    for key, value in kafka_env(node_id, cluster.brokers, host_port, cluster_id).items():
+        container.with_env(key, value)
+    _publish(container, EXTERNAL_PORT, host_port)
+    container.with_network(cluster.network).with_network_aliases(f"kafka-{node_id}")
+    container.with_kwargs(labels={LABEL: cluster.network.name})
+    if name_prefix:
+        container.with_name(f"{name_prefix}-kafka-{node_id}")
+    container.start()
+    cluster.kafka[node_id] = container
+    return container
+
+
+def wait_for_kafka(bootstrap: str, brokers: int, deadline_s: float,
+                   containers: list[DockerContainer]) -> None:
+    """Block until the metadata lists ``brokers`` brokers (or raise with the logs' tail)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000,
+                         "log_level": 2})
+    end = time.monotonic() + deadline_s
+    seen = 0
+    while time.monotonic() < end:
+        for c in containers:
+            c.get_wrapped_container().reload()
+            if c.get_wrapped_container().status == "exited":
+                logs = c.get_wrapped_container().logs(tail=30).decode(errors="replace")
+                raise InfrastructureError(f"a Kafka container exited during start-up:\n{logs}")
+        try:
+            seen = len(admin.list_topics(timeout=2).brokers)
+            if seen >= brokers:
+                return
+        except Exception:  # noqa: BLE001 - not up yet
+            pass
+        time.sleep(0.5)
+    logs = containers[0].get_wrapped_container().logs(tail=30).decode(errors="replace")
+    raise InfrastructureError(
+        f"Kafka at {bootstrap} showed {seen}/{brokers} brokers after {deadline_s:.0f}s; "
+        f"last log lines of the first node:\n{logs}"
+    )
+
+
+def wait_for_redis(url: str, deadline_s: float) -> None:
+    """Block until Redis answers PING."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        try:
+            if client.ping():
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.2)
+    raise InfrastructureError(f"Redis at {url} did not answer PING within {deadline_s:.0f}s")
+
+
+def start_cluster(brokers: int, kafka_image: str, redis_image: str,
+                  name_prefix: str | None = None, deadline_s: float = 180.0) -> RunningCluster:
+    """Start ``brokers`` Kafka nodes and one Redis; return once all answer."""
+    if brokers not in (1, 3):
+        raise InfrastructureError(f"brokers must be 1 or 3, got {brokers}")
+    network = Network().create()
+    ports = {i: free_port() for i in range(1, brokers + 1)}
+    bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports.values())
+    redis_port = free_port()
+    cluster = RunningCluster(bootstrap, f"redis://127.0.0.1:{redis_port}/0", brokers, network,
+                             kafka_ports=ports)
+    cluster_id = new_cluster_id()
+    try:
+        with step(f"starting {brokers} Kafka node(s) ({kafka_image}) and Redis ({redis_image})"):
+            for node_id in ports:
+                start_kafka_node(cluster, node_id, kafka_image, cluster_id, name_prefix)
+            red = DockerContainer(redis_image).with_command(
+                "redis-server --protected-mode no --bind 0.0.0.0 --save '' --appendonly no")
+            _publish(red, 6379, redis_port)
+            red.with_network(network).with_network_aliases("redis")
+            red.with_kwargs(labels={LABEL: network.name})
+            if name_prefix:
+                red.with_name(f"{name_prefix}-redis")
+            red.start()
+            cluster.redis = red
+            wait_for_kafka(bootstrap, brokers, deadline_s, list(cluster.kafka.values()))
+            wait_for_redis(cluster.redis_url, 30)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster

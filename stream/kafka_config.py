@@ -1,0 +1,93 @@
+"""The one place settings become librdkafka configuration."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from stream.settings import Settings
+
+
+def common(settings: Settings) -> dict[str, Any]:
+    """Connection and security properties every client shares."""
+    conf: dict[str, Any] = {
+        "bootstrap.servers": settings.bootstrap_servers,
+        "security.protocol": settings.security_protocol,
+        "client.id": f"streaminfer-{settings.namespace}",
+        "log.connection.close": False,
+    }
+    if settings.security_protocol.startswith("SASL"):
+        assert settings.sasl_password is not None  # checked by Settings
+        conf.update({
+            "sasl.mechanism": settings.sasl_mechanism,
+            "sasl.username": settings.sasl_username,
+            "sasl.password": settings.sasl_password.get_secret_value(),
+        })
+    return conf
+
+
+def worker_consumer(settings: Settings) -> dict[str, Any]:
+    """Consumer of the request topic: manual commits, cooperative-sticky assignment.
+
+    ``enable.auto.offset.store`` is off too, so nothing but our explicit commits
+    moves the group's offsets.
+    """
+    return {
+        **common(settings),
+        "group.id": settings.group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 5),
+        "max.poll.interval.ms": max(60_000, settings.session_timeout_ms * 3),
+        "isolation.level": "read_committed",
+        "fetch.wait.max.ms": min(100, max(1, settings.batch_max_linger_ms)),
+        "queued.max.messages.kbytes": 65536,
+    }
+
+
+def worker_producer(settings: Settings, worker_id: str) -> dict[str, Any]:
+    """Producer of predictions and dead letters: acks=all, idempotent; transactional
+    (one id per worker instance) in exactly-once mode."""
+    conf: dict[str, Any] = {
+        **common(settings),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "compression.type": "lz4",
+        "delivery.timeout.ms": settings.delivery_timeout_ms,
+    }
+    if settings.guarantee == "exactly-once":
+        conf["transactional.id"] = f"{settings.group}.{worker_id}.{uuid.uuid4().hex[:8]}"
+        conf["transaction.timeout.ms"] = settings.transaction_timeout_ms
+    return conf
+
+
+def client_producer(settings: Settings) -> dict[str, Any]:
+    """Producer for clients sending requests."""
+    return {
+        **common(settings),
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 10,
+        "compression.type": "lz4",
+        "delivery.timeout.ms": settings.delivery_timeout_ms,
+    }
+
+
+def tail_consumer(settings: Settings, group: str | None, from_beginning: bool) -> dict[str, Any]:
+    """Consumer for ``streaminfer consume``: read_committed, its own throwaway group."""
+    return {
+        **common(settings),
+        "group.id": group or f"{settings.namespace}.tail.{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": group is not None,
+        "auto.offset.reset": "earliest" if from_beginning else "latest",
+        "isolation.level": "read_committed",
+    }
+
+
+def admin(settings: Settings) -> dict[str, Any]:
+    """Admin client."""
+    return common(settings)

@@ -1,0 +1,193 @@
+"""Typed settings. Every field has a ``STREAMINFER_<FIELD>`` environment twin and,
+where a command uses it, a ``--field-name`` flag (see :mod:`stream.cli_options`).
+
+Precedence: command-line flag > environment > the dev cluster's env file (written by
+``streaminfer dev up``) > default. Invalid values stop start-up with a message that
+names the setting, its flag and its variable.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.exceptions import ConfigurationError
+
+ENV_PREFIX = "STREAMINFER_"
+
+
+def state_dir() -> Path:
+    """Where ``dev up`` records the running cluster (``STREAMINFER_HOME``, default ~/.streaminfer)."""
+    return Path(os.environ.get("STREAMINFER_HOME", Path.home() / ".streaminfer"))
+
+
+def dev_env_file() -> Path:
+    """The env file ``dev up`` writes and every other command reads."""
+    return state_dir() / "dev.env"
+
+
+Guarantee = Literal["at-least-once", "exactly-once"]
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+
+
+def _default_model_path() -> Path:
+    from processors.model import DEFAULT_MODEL_DIR
+
+    return DEFAULT_MODEL_DIR
+
+
+class Settings(BaseSettings):
+    """All streaminfer settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, frozen=True
+    )
+
+    # --- Kafka connection -------------------------------------------------------
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]."
+    )
+    security_protocol: SecurityProtocol = Field("PLAINTEXT", description="Kafka security protocol.")
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism when the protocol is SASL_*."
+    )
+    sasl_username: str | None = Field(None, description="SASL user name.")
+    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    namespace: str = Field(
+        "streaminfer", pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Topic prefix: <namespace>.requests, .predictions, .dlq.",
+    )
+
+    # --- Topics -----------------------------------------------------------------
+    partitions: int = Field(4, ge=1, le=10_000, description="Partitions per topic on create.")
+    replication_factor: int = Field(
+        3, ge=1, le=32, description="Replication factor on create (the dev cluster uses 1)."
+    )
+    min_insync_replicas: int = Field(
+        2, ge=1, le=32, description="min.insync.replicas on create (<= replication factor)."
+    )
+
+    # --- Worker -----------------------------------------------------------------
+    group_id: str | None = Field(None, description="Consumer group (default <namespace>.inference).")
+    guarantee: Guarantee = Field(
+        "at-least-once", description="Delivery guarantee: at-least-once or exactly-once."
+    )
+    batch_max_records: int = Field(500, ge=1, le=100_000, description="Max requests per batch.")
+    batch_max_linger_ms: int = Field(
+        20, ge=0, le=60_000, description="Max wait to fill a batch, milliseconds."
+    )
+    model_path: Path = Field(
+        default_factory=_default_model_path, description="Model directory (model.onnx + model.json)."
+    )
+    onnx_intra_op_threads: int = Field(1, ge=0, le=256, description="ONNX Runtime intra-op threads.")
+    onnx_inter_op_threads: int = Field(1, ge=0, le=256, description="ONNX Runtime inter-op threads.")
+    onnx_allow_spinning: bool = Field(False, description="Let ONNX Runtime threads spin-wait.")
+    processes: int = Field(1, ge=1, le=256, description="Worker processes on this host.")
+    worker_id: str | None = Field(None, description="Worker instance id (default host-pid).")
+    transaction_timeout_ms: int = Field(
+        30_000, ge=1000, description="Exactly-once: producer transaction timeout, milliseconds."
+    )
+    session_timeout_ms: int = Field(
+        10_000, ge=1000, description="Consumer group session timeout, milliseconds."
+    )
+    delivery_timeout_ms: int = Field(
+        120_000, ge=1000, description="How long the producer retries a prediction, milliseconds."
+    )
+    health_port: int | None = Field(
+        None, ge=0, le=65535, description="Port for /healthz /readyz /metrics (unset: off)."
+    )
+
+    # --- Redis ------------------------------------------------------------------
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for features.")
+
+    # --- Dev cluster ------------------------------------------------------------
+    kafka_image: str = Field(
+        "streaminfer/kafka:4.4.0",
+        description="Kafka image for dev/test clusters (apache/kafka:<v> works too).",
+    )
+    redis_image: str = Field(
+        "streaminfer/redis:7", description="Redis image for dev/test clusters (redis:7 works too)."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) must be <= "
+                f"replication_factor ({self.replication_factor})"
+            )
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_mechanism and self.sasl_username and self.sasl_password
+        ):
+            raise ValueError(
+                "security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password"
+            )
+        return self
+
+    # --- derived names ----------------------------------------------------------
+    @property
+    def requests_topic(self) -> str:
+        """Topic the workers consume."""
+        return f"{self.namespace}.requests"
+
+    @property
+    def predictions_topic(self) -> str:
+        """Topic predictions go to."""
+        return f"{self.namespace}.predictions"
+
+    @property
+    def dlq_topic(self) -> str:
+        """Dead-letter topic."""
+        return f"{self.namespace}.dlq"
+
+    @property
+    def group(self) -> str:
+        """The consumer group the workers share."""
+        return self.group_id or f"{self.namespace}.inference"
+
+    @property
+    def batch_max_linger_s(self) -> float:
+        """The linger in seconds."""
+        return self.batch_max_linger_ms / 1000.0
+
+
+def flag_of(field: str) -> str:
+    """The command-line flag of a setting."""
+    return "--" + field.replace("_", "-")
+
+
+def env_of(field: str) -> str:
+    """The environment variable of a setting."""
+    return ENV_PREFIX + field.upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from flags (``overrides``; None means unset), env and the dev env file.
+
+    Raises :class:`ConfigurationError` naming each bad setting with its flag and variable.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    env_file = dev_env_file()
+    try:
+        return Settings(_env_file=env_file if env_file.exists() else None, **given)  # type: ignore[call-arg]  # pydantic-settings init kwarg
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            if loc:
+                lines.append(
+                    f"  {loc} ({flag_of(loc)} / {env_of(loc)}): {err['msg']}"
+                    f" (got {err.get('input')!r})"
+                )
+            else:
+                lines.append(f"  {err['msg']}")
+        raise ConfigurationError(
+            "invalid settings:\n" + "\n".join(lines)
+            + "\nfix the flag or environment variable named above "
+            f"(the dev cluster's values come from {env_file})"
+        ) from exc

@@ -1,0 +1,93 @@
+"""Run N worker processes on one host, one consumer each.
+
+The parent forwards SIGTERM/SIGINT to the children, waits for them to finish their
+batch and leave the group, and exits 0 when they all did. A child that dies on its
+own (crash, OOM kill) is restarted with backoff, at most ``MAX_RESTARTS`` times a
+minute; the group rebalances its partitions meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import signal
+import time
+from collections import deque
+from typing import Any
+
+from stream.logsetup import configure
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+MAX_RESTARTS = 5
+STOP_GRACE_S = 60.0
+
+
+def run_one(settings_json: str, index: int) -> None:
+    """Child entry point: one worker in this process."""
+    from stream.worker import Worker, default_worker_id
+
+    settings = Settings.model_validate_json(settings_json)
+    configure(settings.log_level)
+    worker_id = f"{settings.worker_id or default_worker_id()}-{index}" \
+        if settings.processes > 1 else None
+    worker = Worker(settings, worker_id=worker_id)
+    worker.install_signal_handlers()
+    # Ctrl-C reaches the whole process group; the parent turns it into one SIGTERM per
+    # child, so a child ignores SIGINT (else it would count two signals and exit hard).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker.run()
+
+
+def supervise(settings: Settings) -> int:
+    """Start ``settings.processes`` workers and keep them running until a signal."""
+    ctx = mp.get_context("spawn")
+    payload = settings.model_dump_json()
+    stopping = False
+
+    def start(i: int) -> Any:
+        proc = ctx.Process(target=run_one, args=(payload, i), name=f"streaminfer-worker-{i}")
+        proc.start()
+        log.info("started worker process %d (pid %s)", i, proc.pid)
+        return proc
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if not stopping:
+            log.info("signal %s: stopping %d worker process(es)", signum, len(procs))
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    procs = {i: start(i) for i in range(settings.processes)}
+    restarts: deque[float] = deque()
+    while not stopping:
+        time.sleep(0.2)
+        for i, proc in list(procs.items()):
+            if proc.is_alive() or stopping:
+                continue
+            log.error("worker process %d (pid %s) exited with %s", i, proc.pid, proc.exitcode)
+            now = time.monotonic()
+            while restarts and now - restarts[0] > 60:
+                restarts.popleft()
+            if len(restarts) >= MAX_RESTARTS:
+                log.error("%d restarts within a minute: giving up; read the errors above",
+                          MAX_RESTARTS)
+                stopping = True
+                break
+            restarts.append(now)
+            time.sleep(min(5.0, 0.5 * 2 ** len(restarts)))
+            procs[i] = start(i)
+    for proc in procs.values():
+        if proc.is_alive() and proc.pid is not None:
+            proc.terminate()  # SIGTERM: finish the batch, commit, leave the group
+    deadline = time.monotonic() + STOP_GRACE_S
+    for proc in procs.values():
+        proc.join(max(0.0, deadline - time.monotonic()))
+        if proc.is_alive():
+            log.error("worker pid %s did not stop in %.0fs: killing it", proc.pid, STOP_GRACE_S)
+            proc.kill()
+            proc.join(5)
+    codes = [p.exitcode for p in procs.values()]
+    log.info("all worker processes stopped: exit codes %s", codes)
+    return 0 if all(c == 0 for c in codes) else 1

@@ -1,0 +1,91 @@
+"""Create the project's topics with the replication the settings ask for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from stream import kafka_config
+from stream.exceptions import ConfigurationError, KafkaOperationError
+from stream.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """What ``ensure_topics`` found or did for one topic."""
+
+    name: str
+    partitions: int
+    replication_factor: int
+    created: bool
+
+
+def topic_names(settings: Settings) -> list[str]:
+    """The data topics a namespace uses."""
+    return [settings.requests_topic, settings.predictions_topic, settings.dlq_topic]
+
+
+def broker_count(admin: AdminClient, timeout: float = 15.0) -> int:
+    """How many brokers the cluster metadata lists."""
+    try:
+        return len(admin.list_topics(timeout=timeout).brokers)
+    except KafkaException as exc:
+        raise KafkaOperationError(
+            f"cannot read cluster metadata: {exc}; is Kafka reachable at the bootstrap servers?",
+            retriable=True,
+        ) from exc
+
+
+def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicState]:
+    """Create missing topics; report existing ones. Refuses RF > brokers."""
+    admin = AdminClient(kafka_config.admin(settings))
+    brokers = broker_count(admin)
+    rf, isr = settings.replication_factor, settings.min_insync_replicas
+    if rf > brokers:
+        raise ConfigurationError(
+            f"replication_factor {rf} (--replication-factor / STREAMINFER_REPLICATION_FACTOR) "
+            f"exceeds the {brokers} broker(s) of the cluster at {settings.bootstrap_servers}; "
+            f"lower it to at most {brokers} or add brokers"
+        )
+    metadata = admin.list_topics(timeout=timeout).topics
+    states: list[TopicState] = []
+    to_create: list[NewTopic] = []
+    for name in topic_names(settings):
+        existing = metadata.get(name)
+        if existing is not None and existing.error is None:
+            parts = existing.partitions
+            replicas = len(next(iter(parts.values())).replicas) if parts else 0
+            states.append(TopicState(name, len(parts), replicas, created=False))
+            continue
+        config = {"min.insync.replicas": str(isr)}
+        if name == settings.dlq_topic:
+            config["retention.ms"] = str(30 * 24 * 3600 * 1000)
+        to_create.append(NewTopic(name, num_partitions=settings.partitions,
+                                  replication_factor=rf, config=config))
+    if to_create:
+        futures = admin.create_topics(to_create, operation_timeout=timeout)
+        for name, fut in futures.items():
+            try:
+                fut.result(timeout=timeout)
+            except KafkaException as exc:
+                err = exc.args[0]
+                if err.code() != err.TOPIC_ALREADY_EXISTS:  # type: ignore[attr-defined]
+                    raise KafkaOperationError(f"creating topic {name} failed: {err}") from exc
+            states.append(TopicState(name, settings.partitions, rf, created=True))
+    return sorted(states, key=lambda s: s.name)
+
+
+def create_topic(settings: Settings, name: str, partitions: int, timeout: float = 30.0) -> None:
+    """Create one topic with the settings' replication (used by tests and tools)."""
+    admin = AdminClient(kafka_config.admin(settings))
+    fut = admin.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=settings.replication_factor,
+                  config={"min.insync.replicas": str(settings.min_insync_replicas)})],
+        operation_timeout=timeout,
+    )[name]
+    try:
+        fut.result(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaOperationError(f"creating topic {name} failed: {exc}") from exc
