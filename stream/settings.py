@@ -97,9 +97,6 @@ class Settings(BaseSettings):
     delivery_timeout_ms: int = Field(
         120_000, ge=1000, description="How long the producer retries a prediction, milliseconds."
     )
-    health_port: int | None = Field(
-        None, ge=0, le=65535, description="Port for /healthz /readyz /metrics (unset: off)."
-    )
 
     # --- Redis ------------------------------------------------------------------
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for features.")

@@ -43,6 +43,16 @@ def free_port() -> int:
         return port
 
 
+def preferred_port(port: int) -> int:
+    """``port`` when it is free on 127.0.0.1, else any free port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return free_port()
+    return port
+
+
 def new_cluster_id() -> str:
     """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
@@ -184,14 +194,19 @@ def wait_for_redis(url: str, deadline_s: float) -> None:
 
 
 def start_cluster(brokers: int, kafka_image: str, redis_image: str,
-                  name_prefix: str | None = None, deadline_s: float = 180.0) -> RunningCluster:
-    """Start ``brokers`` Kafka nodes and one Redis; return once all answer."""
+                  name_prefix: str | None = None, deadline_s: float = 180.0,
+                  preferred_ports: bool = False) -> RunningCluster:
+    """Start ``brokers`` Kafka nodes and one Redis; return once all answer.
+
+    With ``preferred_ports`` the host ports are 9092.. and 6379 where free (dev use).
+    """
     if brokers not in (1, 3):
         raise InfrastructureError(f"brokers must be 1 or 3, got {brokers}")
     network = Network().create()
-    ports = {i: free_port() for i in range(1, brokers + 1)}
+    pick = preferred_port if preferred_ports else (lambda _p: free_port())
+    ports = {i: pick(9091 + i) for i in range(1, brokers + 1)}
     bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports.values())
-    redis_port = free_port()
+    redis_port = pick(6379)
     cluster = RunningCluster(bootstrap, f"redis://127.0.0.1:{redis_port}/0", brokers, network,
                              kafka_ports=ports)
     cluster_id = new_cluster_id()

@@ -1,0 +1,253 @@
+"""The ``streaminfer`` command."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stream.cli_options import CONNECTION, DEV, TOPICS, WORKER, pick, settings_options
+from stream.exceptions import StreaminferError
+from stream.logsetup import configure
+from stream.settings import Settings, dev_env_file, load_settings
+
+
+def _settings(kwargs: dict[str, Any], *groups: tuple[str, ...]) -> Settings:
+    given: dict[str, Any] = {}
+    for group in groups:
+        given.update(pick(kwargs, group))
+    settings = load_settings(**given)
+    configure(settings.log_level)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def cli() -> None:
+    """streaminfer: Kafka-native ML inference that keeps answering while parts fail.
+
+    Every flag has a STREAMINFER_* environment twin. `streaminfer dev up` writes the
+    local cluster's settings to ~/.streaminfer/dev.env, which every command reads.
+    """
+
+
+# --- dev ------------------------------------------------------------------------------
+@cli.group()
+def dev() -> None:
+    """Local Kafka + Redis in containers (built offline; see compose/)."""
+
+
+@dev.command("images")
+@settings_options(*DEV)
+def dev_images(**kwargs: Any) -> None:
+    """Build (or check) the Kafka and Redis images."""
+    from stream.devcluster.engine import ensure_engine
+    from stream.devcluster.images import ensure_images
+
+    s = _settings(kwargs, DEV)
+    ensure_engine()
+    ensure_images(s.kafka_image, s.redis_image)
+
+
+@dev.command("up")
+@click.option("--brokers", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="Kafka nodes (3 gives RF 3 / min ISR 2 topics).")
+@settings_options(*DEV)
+def dev_up(brokers: str, **kwargs: Any) -> None:
+    """Start Kafka (KRaft) and Redis; print and record the connection settings."""
+    from stream.devcluster import state
+    from stream.devcluster.cluster import start_cluster
+    from stream.devcluster.engine import ensure_engine
+    from stream.devcluster.images import ensure_images
+    from stream.devcluster.progress import say
+
+    s = _settings(kwargs, DEV)
+    current = state.load()
+    if current is not None:
+        statuses = state.container_status(current)
+        if all(v == "running" for v in statuses.values()) and current.brokers == int(brokers):
+            say("the dev cluster is already running")
+            _print_env(current.env())
+            return
+        say(f"the recorded dev cluster is not healthy ({statuses}): replacing it")
+        state.remove(current)
+    ensure_engine()
+    images = ensure_images(s.kafka_image, s.redis_image)
+    cluster = start_cluster(int(brokers), images.kafka, images.redis,
+                            name_prefix="streaminfer-dev", preferred_ports=True)
+    names = {f"kafka-{i}": c.get_wrapped_container().id for i, c in cluster.kafka.items()}
+    if cluster.redis is not None:
+        names["redis"] = cluster.redis.get_wrapped_container().id
+    record = state.DevState(cluster.bootstrap_servers, cluster.redis_url, cluster.brokers, names,
+                            cluster.network.name, images.kafka, images.redis, time.time())
+    state.save(record)
+    if cluster.brokers == 1:
+        say("ONE broker: topics will have replication factor 1 (no fault tolerance); "
+            "use `dev up --brokers 3` for RF 3 / min ISR 2")
+    say(f"dev cluster up; settings written to {dev_env_file()}")
+    _print_env(record.env())
+
+
+def _print_env(env: dict[str, str]) -> None:
+    for key, value in env.items():
+        click.echo(f"export {key}={value}")
+
+
+@dev.command("status")
+def dev_status() -> None:
+    """Show the recorded dev cluster and whether its containers run."""
+    from stream.devcluster import state
+
+    current = state.load()
+    if current is None:
+        click.echo("no dev cluster recorded; start one with `streaminfer dev up`")
+        sys.exit(1)
+    statuses = state.container_status(current)
+    click.echo(f"bootstrap servers: {current.bootstrap_servers}")
+    click.echo(f"redis:             {current.redis_url}")
+    click.echo(f"brokers:           {current.brokers}  (images {current.kafka_image}, "
+               f"{current.redis_image})")
+    for name, status in statuses.items():
+        click.echo(f"  {name:<10} {status:<8} {current.containers[name][:12]}")
+    if not all(v == "running" for v in statuses.values()):
+        click.echo("some containers are not running: `streaminfer dev down && streaminfer dev up`")
+        sys.exit(1)
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop and remove the dev cluster's containers and network."""
+    from stream.devcluster import state
+
+    current = state.load()
+    if current is None:
+        click.echo("no dev cluster recorded; nothing to do")
+        return
+    state.remove(current)
+    click.echo("dev cluster removed")
+
+
+# --- topics ---------------------------------------------------------------------------
+@cli.group()
+def topics() -> None:
+    """Topic administration."""
+
+
+@topics.command("ensure")
+@settings_options(*CONNECTION, *TOPICS)
+def topics_ensure(**kwargs: Any) -> None:
+    """Create the requests, predictions and DLQ topics if missing."""
+    from stream.topics import ensure_topics
+
+    s = _settings(kwargs, CONNECTION, TOPICS)
+    for t in ensure_topics(s):
+        verb = "created" if t.created else "exists "
+        click.echo(f"{verb} {t.name:<40} partitions={t.partitions} rf={t.replication_factor}")
+
+
+# --- produce / consume ----------------------------------------------------------------
+@cli.command()
+@click.option("--count", type=int, default=1000, show_default=True,
+              help="Synthetic requests to send (ignored with --file).")
+@click.option("--rate", type=float, default=0.0, show_default=True,
+              help="Requests per second; 0 sends as fast as possible.")
+@click.option("--file", "file_", type=click.Path(allow_dash=True, path_type=Path), default=None,
+              help="JSON-lines requests to send ('-' for stdin) instead of synthetic ones.")
+@click.option("--model", default="fraud", show_default=True, help="Model name for synthetic requests.")
+@click.option("--entities", type=int, default=10_000, show_default=True,
+              help="Distinct entity ids (Zipf-distributed) for synthetic requests.")
+@click.option("--seed", type=int, default=None, help="Random seed for synthetic requests.")
+@settings_options(*CONNECTION)
+def produce(count: int, rate: float, file_: Path | None, model: str, entities: int,
+            seed: int | None, **kwargs: Any) -> None:
+    """Send inference requests to <namespace>.requests."""
+    from stream.clients import RequestProducer, requests_from_json_lines, synthetic_requests
+    from stream.producing import send_paced
+
+    s = _settings(kwargs, CONNECTION)
+    total: int | None
+    if file_ is None:
+        source = synthetic_requests(count, model=model, entities=entities, seed=seed)
+        total = count
+    elif str(file_) == "-":
+        source, total = requests_from_json_lines(sys.stdin, "<stdin>"), None
+    else:
+        source, total = requests_from_json_lines(file_.open(), str(file_)), None
+    producer = RequestProducer(s)
+    ids = send_paced(producer, source, total, rate)
+    click.echo(f"sent {len(ids)} requests to {producer.topic} ({producer.delivered} delivered)",
+               err=True)
+
+
+@cli.command()
+@click.option("--topic", default="predictions", show_default=True,
+              help="predictions, dlq, requests, or a full topic name.")
+@click.option("--count", type=int, default=None, help="Stop after this many records.")
+@click.option("--timeout", type=float, default=None,
+              help="Stop after this many seconds without a record.")
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
+@settings_options(*CONNECTION)
+def consume(topic: str, count: int | None, timeout: float | None, from_beginning: bool,
+            **kwargs: Any) -> None:
+    """Print records of one of our topics as JSON lines (decoded)."""
+    from stream.clients import TopicReader
+
+    s = _settings(kwargs, CONNECTION)
+    name = {"predictions": s.predictions_topic, "dlq": s.dlq_topic,
+            "requests": s.requests_topic}.get(topic, topic)
+    n = 0
+    for record in TopicReader(s, name, count=count, timeout=timeout,
+                              from_beginning=from_beginning):
+        click.echo(record.to_json())
+        n += 1
+    click.echo(f"read {n} records from {name}", err=True)
+
+
+# --- worker ---------------------------------------------------------------------------
+@cli.command()
+@settings_options(*CONNECTION, *WORKER)
+def worker(**kwargs: Any) -> None:
+    """Run inference workers (consume requests, predict, produce, commit)."""
+    from stream.supervisor import supervise
+    from stream.worker import Worker
+
+    s = _settings(kwargs, CONNECTION, WORKER)
+    if s.processes > 1:
+        sys.exit(supervise(s))
+    w = Worker(s)
+    w.install_signal_handlers()
+    w.run()
+
+
+# --- demo -----------------------------------------------------------------------------
+@cli.command()
+@click.option("--requests", "n_requests", type=int, default=10_000, show_default=True)
+@click.option("--rate", type=float, default=2000.0, show_default=True,
+              help="Requests per second (0 = as fast as possible).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
+@click.option("--garbage", type=int, default=3, show_default=True,
+              help="Undecodable messages mixed in, to show the dead-letter path.")
+@click.option("--down/--keep-up", default=False, show_default=True,
+              help="Remove the dev cluster at the end.")
+@settings_options(*CONNECTION, *DEV)
+def demo(n_requests: int, rate: float, workers: int, garbage: int, down: bool,
+         **kwargs: Any) -> None:
+    """Cluster up, topics, workers, requests in, predictions out, a summary."""
+    from stream.demo import run_demo
+
+    sys.exit(run_demo(n_requests, rate, workers, garbage, down, kwargs))
+
+
+def main() -> None:
+    """Console entry point: typed errors become one clear line and exit code 2."""
+    try:
+        cli(standalone_mode=True)
+    except StreaminferError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Click options generated from Settings fields, so every flag has its env twin.
+
+A flag's help shows the field's description, its default and its ``STREAMINFER_*``
+variable. Flags default to None: unset flags leave the value to the environment,
+the dev env file or the default (see stream.settings.load_settings).
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from pydantic import SecretStr
+
+from stream.settings import Settings, env_of, flag_of
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _click_type(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return click.Choice([str(a) for a in typing.get_args(annotation)])
+    if args and origin is not typing.Literal:  # Optional[X] / X | None
+        return _click_type(args[0])
+    if annotation is int:
+        return int
+    if annotation is float:
+        return float
+    if annotation is Path:
+        return click.Path(path_type=Path)
+    if annotation is SecretStr:
+        return str
+    return str
+
+
+def settings_options(*fields: str) -> Callable[[F], F]:
+    """Add one option per named Settings field."""
+    def decorate(func: F) -> F:
+        for name in reversed(fields):
+            info = Settings.model_fields[name]
+            default = info.default if info.default_factory is None else "(see description)"
+            shown = "unset" if default is None else default
+            help_text = f"{info.description} [default: {shown}]"
+            if info.annotation is bool:
+                option = click.option(
+                    f"{flag_of(name)}/--no-{name.replace('_', '-')}", name, default=None,
+                    envvar=env_of(name), show_envvar=True, help=help_text)
+            else:
+                option = click.option(
+                    flag_of(name), name, type=_click_type(info.annotation), default=None,
+                    envvar=env_of(name), show_envvar=True, help=help_text)
+            func = option(func)
+        return func
+    return decorate
+
+
+CONNECTION = ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username",
+              "sasl_password", "namespace", "log_level")
+TOPICS = ("partitions", "replication_factor", "min_insync_replicas")
+WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "model_path",
+          "onnx_intra_op_threads", "onnx_inter_op_threads", "onnx_allow_spinning", "processes",
+          "worker_id", "transaction_timeout_ms", "session_timeout_ms", "delivery_timeout_ms")
+DEV = ("kafka_image", "redis_image")
+
+
+def pick(kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The settings among a command's keyword arguments."""
+    return {k: kwargs.pop(k) for k in names if k in kwargs}

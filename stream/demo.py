@@ -1,0 +1,271 @@
+"""The demo: a fresh machine to predictions flowing, with a summary of what happened."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka.admin import AdminClient
+from rich.console import Console
+from rich.table import Table
+
+from stream import kafka_config
+from stream.cli_options import CONNECTION, DEV, pick
+from stream.devcluster.progress import say, step
+from stream.settings import Settings, dev_env_file, load_settings, state_dir
+
+
+@dataclass
+class Tally:
+    """Outcomes seen for the demo's own requests."""
+
+    model: set[str] = field(default_factory=set)
+    fallback: set[str] = field(default_factory=set)
+    dead: set[str] = field(default_factory=set)
+    garbage_dead: int = 0
+    duplicates: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    worker_latencies_ms: list[float] = field(default_factory=list)
+    first_ms: int | None = None
+    last_ms: int | None = None
+
+    def answered(self) -> int:
+        """Distinct request ids with an outcome."""
+        return len(self.model | self.fallback | self.dead)
+
+
+def wait_for_group(settings: Settings, members: int, deadline_s: float) -> None:
+    """Block until the worker group is stable with ``members`` members."""
+    admin = AdminClient(kafka_config.admin(settings))
+    end = time.monotonic() + deadline_s
+    last = "unknown"
+    while time.monotonic() < end:
+        try:
+            desc = admin.describe_consumer_groups([settings.group])[settings.group].result(5)
+            last = f"{desc.state} with {len(desc.members)} member(s)"
+            if len(desc.members) >= members and "STABLE" in str(desc.state).upper():
+                return
+        except Exception as exc:  # noqa: BLE001 - group not created yet
+            last = str(exc)
+        time.sleep(0.5)
+    raise TimeoutError(f"worker group {settings.group} not ready after {deadline_s:.0f}s "
+                       f"({last}); read {state_dir() / 'demo-workers.log'}")
+
+
+def start_workers(settings: Settings, processes: int) -> subprocess.Popen[bytes]:
+    """`streaminfer worker --processes N` in the background, logging to a file."""
+    log_path = state_dir() / "demo-workers.log"
+    env = {**os.environ, "STREAMINFER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+           "STREAMINFER_NAMESPACE": settings.namespace}
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stream.cli", "worker", "--processes", str(processes)],
+            stdout=log, stderr=subprocess.STDOUT, env=env)
+    say(f"started {processes} worker process(es) (supervisor pid {proc.pid}, log {log_path})")
+    return proc
+
+
+class Collector(threading.Thread):
+    """Reads predictions and dead letters produced after it started, while the demo sends.
+
+    Partitions are assigned at their current end offsets, so older runs' records are
+    skipped and latency is measured the moment a prediction becomes visible.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(daemon=True, name="demo-collector")
+        self.settings = settings
+        self.stop = threading.Event()
+        self.ready = threading.Event()
+        self.lock = threading.Lock()
+        self.seen: list[tuple[str, dict[str, Any], int]] = []  # (topic, value, received_ms)
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer, TopicPartition
+
+        from stream.clients import AnyDecoder, now_ms
+
+        s = self.settings
+        consumer = Consumer(kafka_config.tail_consumer(s, None, from_beginning=False))
+        decode = AnyDecoder()
+        try:
+            parts = []
+            for topic in (s.predictions_topic, s.dlq_topic):
+                meta = consumer.list_topics(topic, timeout=10).topics[topic]
+                for p in meta.partitions:
+                    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), 10)
+                    parts.append(TopicPartition(topic, p, high))
+            consumer.assign(parts)
+            self.ready.set()
+            while not self.stop.is_set():
+                batch = []
+                for msg in consumer.consume(1000, 0.1):
+                    if msg.error() is None:
+                        try:
+                            batch.append((msg.topic(), decode(msg.value()), now_ms()))
+                        except Exception:  # noqa: BLE001 - the demo only counts its own records
+                            continue
+                with self.lock:
+                    self.seen.extend(batch)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+            self.ready.set()
+        finally:
+            consumer.close()
+
+    def tally(self, ids: set[str], garbage: set[bytes]) -> Tally:
+        """Outcomes of the demo's requests among what was read so far."""
+        tally = Tally()
+        with self.lock:
+            seen = list(self.seen)
+        for topic, v, received in seen:
+            if topic == self.settings.dlq_topic:
+                if v.get("value") in garbage:
+                    tally.garbage_dead += 1
+                elif v.get("request_id") in ids:
+                    tally.dead.add(v["request_id"])
+                continue
+            rid = v["request_id"]
+            if rid not in ids:
+                continue
+            if rid in tally.model or rid in tally.fallback:
+                tally.duplicates += 1
+            (tally.fallback if v["fallback"] else tally.model).add(rid)
+            tally.latencies_ms.append(received - v["created_at"])
+            tally.worker_latencies_ms.append(v["predicted_at"] - v["created_at"])
+            tally.first_ms = min(tally.first_ms or received, received)
+            tally.last_ms = max(tally.last_ms or received, received)
+        return tally
+
+
+def wait_for_outcomes(collector: Collector, ids: set[str], garbage: set[bytes],
+                      deadline_s: float) -> Tally:
+    """Wait until every demo request and garbage message has an outcome (or the deadline)."""
+    from stream.producing import progress_bar
+
+    want = len(ids) + len(garbage)
+    end = time.monotonic() + deadline_s
+    with progress_bar() as bar:
+        task = bar.add_task("collecting outcomes", total=want, rate="")
+        while True:
+            tally = collector.tally(ids, garbage)
+            done = tally.answered() + tally.garbage_dead
+            bar.update(task, completed=done)
+            if done >= want or time.monotonic() > end or collector.error is not None:
+                return tally
+            time.sleep(0.2)
+
+
+def summary(tally: Tally, sent: int, garbage: int, produce_s: float, rate: float) -> Table:
+    """The summary table."""
+    table = Table(title="streaminfer demo", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    lat = np.array(tally.latencies_ms or [0.0])
+    wlat = np.array(tally.worker_latencies_ms or [0.0])
+    span = max(((tally.last_ms or 0) - (tally.first_ms or 0)) / 1000, 1e-3)
+    predicted = len(tally.model) + len(tally.fallback)
+    rows = [
+        ("requests sent", f"{sent:,}"),
+        ("garbage messages sent", f"{garbage:,}"),
+        ("model predictions", f"{len(tally.model):,}"),
+        ("fallback predictions", f"{len(tally.fallback):,}"),
+        ("dead letters (requests)", f"{len(tally.dead):,}"),
+        ("dead letters (garbage)", f"{tally.garbage_dead:,}"),
+        ("missing", f"{sent - tally.answered():,}"),
+        ("duplicate predictions", f"{tally.duplicates:,}"),
+        ("send rate", f"{sent / max(produce_s, 1e-3):,.0f}/s"
+                      + (f" (target {rate:,.0f}/s)" if rate else "")),
+        ("prediction throughput", f"{predicted / span:,.0f}/s"),
+        ("e2e latency p50 / p99", f"{np.percentile(lat, 50):,.0f} / "
+                                  f"{np.percentile(lat, 99):,.0f} ms"),
+        ("created -> predicted p50 / p99", f"{np.percentile(wlat, 50):,.0f} / "
+                                           f"{np.percentile(wlat, 99):,.0f} ms"),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: bool,
+             kwargs: dict[str, Any]) -> int:
+    """The whole demo; returns the exit code (0 when nothing was lost)."""
+    from click.testing import CliRunner
+
+    from stream.cli import dev_down, dev_up
+    from stream.clients import RequestProducer, synthetic_requests
+    from stream.producing import send_paced
+    from stream.topics import ensure_topics
+
+    dev_kwargs = pick(kwargs, DEV)
+    conn = pick(kwargs, CONNECTION)
+    explicit_cluster = conn.get("bootstrap_servers") or os.environ.get(
+        "STREAMINFER_BOOTSTRAP_SERVERS")
+    if not explicit_cluster:
+        args = ["--brokers", "1"]
+        for k, v in dev_kwargs.items():
+            if v is not None:
+                args += [f"--{k.replace('_', '-')}", v]
+        result = CliRunner().invoke(dev_up, args, catch_exceptions=False)
+        if result.exit_code != 0:
+            return result.exit_code
+        say(f"using the dev cluster ({dev_env_file()})")
+    settings = load_settings(**conn)
+    with step("ensuring topics"):
+        for t in ensure_topics(settings):
+            say(f"  {t.name}: {t.partitions} partitions, RF {t.replication_factor}"
+                + (" (created)" if t.created else ""))
+    proc = start_workers(settings, workers)
+    code = 1
+    try:
+        with step(f"waiting for {workers} workers to join group {settings.group}"):
+            wait_for_group(settings, workers, 120)
+        collector = Collector(settings)
+        collector.start()
+        collector.ready.wait(30)
+        if collector.error is not None:
+            raise collector.error
+        producer = RequestProducer(settings)
+        run = uuid.uuid4().hex[:8]
+        junk = {f"demo-garbage-{run}-{i}".encode() for i in range(garbage)}
+        t0 = time.monotonic()
+        ids = send_paced(producer, synthetic_requests(n_requests // 2, seed=1), n_requests // 2,
+                         rate, "producing (1/2)")
+        for blob in sorted(junk):
+            producer.send_raw(b"garbage", blob)
+        ids += send_paced(producer, synthetic_requests(n_requests - len(ids), seed=2),
+                          n_requests - len(ids), rate, "producing (2/2)")
+        produce_s = time.monotonic() - t0
+        tally = wait_for_outcomes(collector, set(ids), junk, deadline_s=120 + n_requests / 500)
+        collector.stop.set()
+        collector.join(10)
+        Console().print(summary(tally, len(ids), len(junk), produce_s, rate))
+        lost = len(ids) - tally.answered() + len(junk) - tally.garbage_dead
+        if lost:
+            say(f"{lost} requests not accounted for; read {state_dir() / 'demo-workers.log'}")
+        code = 0 if lost == 0 else 1
+    finally:
+        with step("stopping workers (SIGTERM: finish batch, commit, leave group)"):
+            proc.send_signal(signal.SIGTERM)
+            try:
+                rc = proc.wait(90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+            if rc != 0:
+                say(f"workers exited with {rc}; read {state_dir() / 'demo-workers.log'}")
+                code = code or 1
+        if down and not explicit_cluster:
+            CliRunner().invoke(dev_down, [], catch_exceptions=False)
+        elif not explicit_cluster:
+            say("the dev cluster is still up: `streaminfer dev down` removes it")
+    return code

@@ -1,0 +1,95 @@
+"""What ``streaminfer dev up`` started, so that later commands can find and stop it.
+
+``$STREAMINFER_HOME/dev.json`` records container and network ids; ``dev.env`` holds
+the connection settings in ``STREAMINFER_*`` form, which every command reads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import docker
+from docker.errors import NotFound
+
+from stream.devcluster.progress import say
+from stream.settings import dev_env_file, state_dir
+
+
+def state_file() -> Path:
+    """The JSON record of the running dev cluster."""
+    return state_dir() / "dev.json"
+
+
+@dataclass(frozen=True)
+class DevState:
+    """The dev cluster as recorded at start."""
+
+    bootstrap_servers: str
+    redis_url: str
+    brokers: int
+    containers: dict[str, str]  # name -> container id
+    network: str
+    kafka_image: str
+    redis_image: str
+    started_at: float
+
+    def env(self) -> dict[str, str]:
+        """Settings every command should use against this cluster."""
+        rf = min(3, self.brokers)
+        return {
+            "STREAMINFER_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "STREAMINFER_REDIS_URL": self.redis_url,
+            "STREAMINFER_REPLICATION_FACTOR": str(rf),
+            "STREAMINFER_MIN_INSYNC_REPLICAS": str(min(2, rf)),
+        }
+
+
+def save(state: DevState) -> None:
+    """Record the cluster and write the env file."""
+    state_dir().mkdir(parents=True, exist_ok=True)
+    state_file().write_text(json.dumps(asdict(state), indent=2) + "\n")
+    lines = [f"# written by `streaminfer dev up` at {time.ctime(state.started_at)}"]
+    if state.brokers == 1:
+        lines.append("# ONE broker: topics get replication factor 1 (no fault tolerance).")
+    lines += [f"{k}={v}" for k, v in state.env().items()]
+    dev_env_file().write_text("\n".join(lines) + "\n")
+
+
+def load() -> DevState | None:
+    """The recorded cluster, if any."""
+    path = state_file()
+    if not path.exists():
+        return None
+    return DevState(**json.loads(path.read_text()))
+
+
+def container_status(state: DevState) -> dict[str, str]:
+    """name -> Docker status ('running', 'exited', 'missing')."""
+    client = docker.from_env()
+    out: dict[str, str] = {}
+    for name, cid in state.containers.items():
+        try:
+            out[name] = client.containers.get(cid).status
+        except NotFound:
+            out[name] = "missing"
+    return out
+
+
+def remove(state: DevState) -> None:
+    """Remove the recorded containers and network by id, then forget them."""
+    client = docker.from_env()
+    for name, cid in state.containers.items():
+        try:
+            client.containers.get(cid).remove(force=True, v=True)
+            say(f"removed {name} ({cid[:12]})")
+        except NotFound:
+            say(f"{name} ({cid[:12]}) was already gone")
+    try:
+        client.networks.get(state.network).remove()
+    except NotFound:
+        pass
+    state_file().unlink(missing_ok=True)
+    dev_env_file().unlink(missing_ok=True)
