@@ -25,13 +25,12 @@ def next_batch(source: BatchSource, max_records: int, max_linger_s: float,
     errors: list[Any] = []
     deadline = clock() + max_linger_s
     while len(records) < max_records:
-        remaining = deadline - clock()
-        msgs = source.consume(max_records - len(records), max(remaining, 0.0))
+        msgs = source.consume(max_records - len(records), max(deadline - clock(), 0.0))
         for msg in msgs:
             if msg.error() is not None:
                 errors.append(msg)
             else:
                 records.append(msg)
-        if remaining <= 0 or not msgs:
+        if not msgs or deadline - clock() <= 0:
             break
     return records, errors

@@ -24,7 +24,8 @@ def _settings(kwargs: dict[str, Any], *groups: tuple[str, ...]) -> Settings:
     return settings
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100,
+                                "auto_envvar_prefix": "STREAMINFER"})
 def cli() -> None:
     """streaminfer: Kafka-native ML inference that keeps answering while parts fail.
 
@@ -53,7 +54,7 @@ def dev_images(**kwargs: Any) -> None:
 
 @dev.command("up")
 @click.option("--brokers", type=click.Choice(["1", "3"]), default="1", show_default=True,
-              help="Kafka nodes (3 gives RF 3 / min ISR 2 topics).")
+              help="Kafka nodes (3 gives RF 3 / min ISR 2 topics).", show_envvar=True)
 @settings_options(*DEV)
 def dev_up(brokers: str, **kwargs: Any) -> None:
     """Start Kafka (KRaft) and Redis; print and record the connection settings."""
@@ -150,15 +151,16 @@ def topics_ensure(**kwargs: Any) -> None:
 # --- produce / consume ----------------------------------------------------------------
 @cli.command()
 @click.option("--count", type=int, default=1000, show_default=True,
-              help="Synthetic requests to send (ignored with --file).")
+              help="Synthetic requests to send (ignored with --file).", show_envvar=True)
 @click.option("--rate", type=float, default=0.0, show_default=True,
-              help="Requests per second; 0 sends as fast as possible.")
+              help="Requests per second; 0 sends as fast as possible.", show_envvar=True)
 @click.option("--file", "file_", type=click.Path(allow_dash=True, path_type=Path), default=None,
-              help="JSON-lines requests to send ('-' for stdin) instead of synthetic ones.")
-@click.option("--model", default="fraud", show_default=True, help="Model name for synthetic requests.")
+              help="JSON-lines requests to send ('-' for stdin) instead of synthetic ones.",
+              envvar="STREAMINFER_PRODUCE_FILE", show_envvar=True)
+@click.option("--model", default="fraud", show_default=True, help="Model name for synthetic requests.", show_envvar=True)
 @click.option("--entities", type=int, default=10_000, show_default=True,
-              help="Distinct entity ids (Zipf-distributed) for synthetic requests.")
-@click.option("--seed", type=int, default=None, help="Random seed for synthetic requests.")
+              help="Distinct entity ids (Zipf-distributed) for synthetic requests.", show_envvar=True)
+@click.option("--seed", type=int, default=None, help="Random seed for synthetic requests.", show_envvar=True)
 @settings_options(*CONNECTION)
 def produce(count: int, rate: float, file_: Path | None, model: str, entities: int,
             seed: int | None, **kwargs: Any) -> None:
@@ -183,11 +185,11 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
 
 @cli.command()
 @click.option("--topic", default="predictions", show_default=True,
-              help="predictions, dlq, requests, or a full topic name.")
-@click.option("--count", type=int, default=None, help="Stop after this many records.")
+              help="predictions, dlq, requests, or a full topic name.", show_envvar=True)
+@click.option("--count", type=int, default=None, help="Stop after this many records.", show_envvar=True)
 @click.option("--timeout", type=float, default=None,
-              help="Stop after this many seconds without a record.")
-@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.")
+              help="Stop after this many seconds without a record.", show_envvar=True)
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.", show_envvar=True)
 @settings_options(*CONNECTION)
 def consume(topic: str, count: int | None, timeout: float | None, from_beginning: bool,
             **kwargs: Any) -> None:
@@ -223,14 +225,15 @@ def worker(**kwargs: Any) -> None:
 
 # --- demo -----------------------------------------------------------------------------
 @cli.command()
-@click.option("--requests", "n_requests", type=int, default=10_000, show_default=True)
+@click.option("--requests", "n_requests", type=int, default=10_000, show_default=True,
+              envvar="STREAMINFER_DEMO_REQUESTS", show_envvar=True, help="Requests to send.")
 @click.option("--rate", type=float, default=2000.0, show_default=True,
-              help="Requests per second (0 = as fast as possible).")
-@click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.")
+              help="Requests per second (0 = as fast as possible).", show_envvar=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.", show_envvar=True)
 @click.option("--garbage", type=int, default=3, show_default=True,
-              help="Undecodable messages mixed in, to show the dead-letter path.")
+              help="Undecodable messages mixed in, to show the dead-letter path.", show_envvar=True)
 @click.option("--down/--keep-up", default=False, show_default=True,
-              help="Remove the dev cluster at the end.")
+              help="Remove the dev cluster at the end.", show_envvar=True)
 @settings_options(*CONNECTION, *DEV)
 def demo(n_requests: int, rate: float, workers: int, garbage: int, down: bool,
          **kwargs: Any) -> None:

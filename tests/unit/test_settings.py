@@ -1,0 +1,98 @@
+"""Typed settings: env twins, precedence, and errors that name the bad setting."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from stream.cli import cli
+from stream.exceptions import ConfigurationError
+from stream.kafka_config import worker_consumer, worker_producer
+from stream.settings import Settings, load_settings
+
+
+def test_environment_variables_set_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMINFER_BATCH_MAX_RECORDS", "64")
+    monkeypatch.setenv("STREAMINFER_GUARANTEE", "exactly-once")
+    s = load_settings()
+    assert s.batch_max_records == 64 and s.guarantee == "exactly-once"
+
+
+def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMINFER_NAMESPACE", "from-env")
+    assert load_settings(namespace="from-flag").namespace == "from-flag"
+    assert load_settings(namespace=None).namespace == "from-env"
+
+
+def test_bad_value_names_setting_flag_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMINFER_BATCH_MAX_RECORDS", "lots")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings()
+    text = str(info.value)
+    assert "batch_max_records" in text and "--batch-max-records" in text
+    assert "STREAMINFER_BATCH_MAX_RECORDS" in text and "'lots'" in text
+
+
+def test_min_isr_above_replication_factor_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"min_insync_replicas \(3\) must be <="):
+        load_settings(replication_factor=2, min_insync_replicas=3)
+
+
+def test_sasl_needs_credentials() -> None:
+    with pytest.raises(ConfigurationError, match="needs sasl_mechanism"):
+        load_settings(security_protocol="SASL_SSL")
+
+
+def test_dev_env_file_is_read_but_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STREAMINFER_HOME", str(tmp_path))
+    (tmp_path / "dev.env").write_text("STREAMINFER_BOOTSTRAP_SERVERS=127.0.0.1:1111\n"
+                                      "STREAMINFER_REPLICATION_FACTOR=1\n"
+                                      "STREAMINFER_MIN_INSYNC_REPLICAS=1\n")
+    assert load_settings().bootstrap_servers == "127.0.0.1:1111"
+    monkeypatch.setenv("STREAMINFER_BOOTSTRAP_SERVERS", "127.0.0.1:2222")
+    assert load_settings().bootstrap_servers == "127.0.0.1:2222"
+
+
+def test_secret_is_not_shown_in_repr() -> None:
+    s = Settings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u",
+                 sasl_password="hunter2")  # type: ignore[arg-type]
+    assert "hunter2" not in repr(s)
+
+
+def test_librdkafka_config_for_each_guarantee() -> None:
+    alo = load_settings()
+    consumer = worker_consumer(alo)
+    assert consumer["enable.auto.commit"] is False
+    assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
+    producer = worker_producer(alo, "w")
+    assert producer["acks"] == "all" and producer["enable.idempotence"] is True
+    assert "transactional.id" not in producer
+    eos = worker_producer(load_settings(guarantee="exactly-once"), "w")
+    assert eos["transactional.id"].startswith("streaminfer.inference.w.")
+
+
+@pytest.mark.parametrize("command", [["worker"], ["produce"], ["consume"], ["topics", "ensure"],
+                                     ["demo"], ["dev", "up"]])
+def test_every_flag_shows_its_environment_twin(command: list[str]) -> None:
+    cmd: click.Command = cli
+    for name in command:
+        assert isinstance(cmd, click.Group)
+        cmd = cmd.commands[name]
+    result = CliRunner().invoke(cli, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for param in cmd.params:
+        if not isinstance(param, click.Option) or param.name == "help":
+            continue
+        assert param.show_envvar, param.name
+        envvar = param.envvar or f"STREAMINFER_{'_'.join(command).upper()}_{param.name.upper()}"
+        assert isinstance(envvar, str) and envvar.startswith("STREAMINFER_")
+        assert f"env var: {envvar}" in text, f"{param.opts[0]} does not show {envvar}"
+
+
+def test_cli_reports_bad_settings_without_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMINFER_PARTITIONS", "0")
+    result = CliRunner().invoke(cli, ["topics", "ensure"])
+    assert result.exit_code != 0
+    assert "partitions (--partitions / STREAMINFER_PARTITIONS)" in str(result.exception)
