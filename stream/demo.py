@@ -73,6 +73,21 @@ def start_workers(settings: Settings, processes: int) -> subprocess.Popen[bytes]
     return proc
 
 
+def _end_offset(consumer: Any, topic: str, partition: int, deadline_s: float = 30.0) -> int:
+    """The partition's high watermark, retrying while leadership settles."""
+    from confluent_kafka import KafkaException, TopicPartition
+
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), 5)
+            return int(high)
+        except KafkaException:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
 class Collector(threading.Thread):
     """Reads predictions and dead letters produced after it started, while the demo sends.
 
@@ -102,8 +117,7 @@ class Collector(threading.Thread):
             for topic in (s.predictions_topic, s.dlq_topic):
                 meta = consumer.list_topics(topic, timeout=10).topics[topic]
                 for p in meta.partitions:
-                    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), 10)
-                    parts.append(TopicPartition(topic, p, high))
+                    parts.append(TopicPartition(topic, p, _end_offset(consumer, topic, p)))
             consumer.assign(parts)
             self.ready.set()
             while not self.stop.is_set():

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream import kafka_config
@@ -71,10 +72,27 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicState]
                 fut.result(timeout=timeout)
             except KafkaException as exc:
                 err = exc.args[0]
-                if err.code() != err.TOPIC_ALREADY_EXISTS:  # type: ignore[attr-defined]
+                if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise KafkaOperationError(f"creating topic {name} failed: {err}") from exc
             states.append(TopicState(name, settings.partitions, rf, created=True))
+        wait_for_leaders(admin, [t.topic for t in to_create], timeout)
     return sorted(states, key=lambda s: s.name)
+
+
+def wait_for_leaders(admin: AdminClient, names: list[str], timeout: float) -> None:
+    """Block until every partition of ``names`` has a leader (new topics take a moment)."""
+    end = time.monotonic() + timeout
+    pending = list(names)
+    while time.monotonic() < end:
+        topics = admin.list_topics(timeout=timeout).topics
+        pending = [n for n in names if n not in topics or topics[n].error is not None
+                   or not topics[n].partitions
+                   or any(p.leader < 0 for p in topics[n].partitions.values())]
+        if not pending:
+            return
+        time.sleep(0.1)
+    raise KafkaOperationError(f"topics {pending} have partitions without a leader after "
+                              f"{timeout:.0f}s; check the brokers' logs", retriable=True)
 
 
 def create_topic(settings: Settings, name: str, partitions: int, timeout: float = 30.0) -> None:
@@ -89,3 +107,4 @@ def create_topic(settings: Settings, name: str, partitions: int, timeout: float 
         fut.result(timeout=timeout)
     except KafkaException as exc:
         raise KafkaOperationError(f"creating topic {name} failed: {exc}") from exc
+    wait_for_leaders(admin, [name], timeout)

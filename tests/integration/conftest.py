@@ -1,0 +1,99 @@
+"""Integration fixtures: a real Kafka (KRaft) and Redis, started once per session.
+
+The cluster comes from the project's own builders (stream.devcluster) through
+testcontainers. To run against an existing cluster instead, set
+STREAMINFER_TEST_BOOTSTRAP_SERVERS (and STREAMINFER_TEST_REDIS_URL).
+Each test gets its own namespace, hence its own topics and consumer group.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from stream.settings import Settings
+from stream.topics import ensure_topics
+from tests.integration.helpers import WorkerPool
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """How to reach the test cluster."""
+
+    bootstrap_servers: str
+    redis_url: str
+    brokers: int
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Endpoints]:
+    """One single-broker Kafka and one Redis for the whole session."""
+    existing = os.environ.get("STREAMINFER_TEST_BOOTSTRAP_SERVERS")
+    if existing:
+        yield Endpoints(existing, os.environ.get("STREAMINFER_TEST_REDIS_URL",
+                                                 "redis://127.0.0.1:6379/0"), 1)
+        return
+    from stream.devcluster.cluster import start_cluster
+    from stream.devcluster.engine import ensure_engine
+    from stream.devcluster.images import ensure_images
+
+    ensure_engine()
+    images = ensure_images(
+        os.environ.get("STREAMINFER_TEST_KAFKA_IMAGE", "streaminfer/kafka:4.4.0"),
+        os.environ.get("STREAMINFER_TEST_REDIS_IMAGE", "streaminfer/redis:7"))
+    running = start_cluster(1, images.kafka, images.redis)
+    try:
+        yield Endpoints(running.bootstrap_servers, running.redis_url, running.brokers)
+    finally:
+        running.stop()
+
+
+def make_settings(cluster: Endpoints, **overrides: object) -> Settings:
+    """Settings for a fresh namespace on the test cluster, tuned for fast failure detection."""
+    values: dict[str, object] = {
+        "bootstrap_servers": cluster.bootstrap_servers,
+        "redis_url": cluster.redis_url,
+        "namespace": f"it-{uuid.uuid4().hex[:10]}",
+        "partitions": 4,
+        "replication_factor": 1,
+        "min_insync_replicas": 1,
+        "session_timeout_ms": 6000,
+        "transaction_timeout_ms": 10_000,
+        "batch_max_records": 200,
+        "batch_max_linger_ms": 20,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(cluster: Endpoints) -> Settings:
+    """A fresh namespace with its topics created."""
+    s = make_settings(cluster)
+    ensure_topics(s)
+    return s
+
+
+@pytest.fixture
+def workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WorkerPool]:
+    """Worker processes started by the test; all are stopped (by pid) at the end."""
+    pool = WorkerPool(tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+        if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
+            pool.dump_logs()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Remember each phase's report so fixtures can print worker logs of failed tests."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,174 @@
+"""Worker processes, paced producers and outcome collection for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from stream.clients import RequestProducer, synthetic_requests
+from stream.demo import Collector, Tally
+from stream.settings import Settings, env_of
+
+
+def settings_env(settings: Settings, **overrides: object) -> dict[str, str]:
+    """The environment that makes a `streaminfer` subprocess use these settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMINFER_")}
+    env["STREAMINFER_HOME"] = os.environ["STREAMINFER_HOME"]
+    values = settings.model_dump()
+    values.update(overrides)
+    for name, value in values.items():
+        if value is None or isinstance(value, SecretStr):
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        env[env_of(name)] = str(value)
+    return env
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float, what: str,
+               interval: float = 0.1) -> None:
+    """Poll ``condition`` until true; fail naming ``what`` after the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+
+
+class WorkerProcess:
+    """One `streaminfer worker` subprocess."""
+
+    def __init__(self, settings: Settings, worker_id: str, log_dir: Path,
+                 **overrides: object) -> None:
+        self.worker_id = worker_id
+        self.log_path = log_dir / f"worker-{worker_id}.log"
+        env = settings_env(settings, worker_id=worker_id, **overrides)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"],
+                                         stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to commit or leave the group."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait for the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def log(self) -> str:
+        """Everything the worker printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+class WorkerPool:
+    """The workers a test started; stop_all() ends each one by pid."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[WorkerProcess] = []
+
+    def start(self, settings: Settings, worker_id: str, **overrides: object) -> WorkerProcess:
+        """Start one worker process."""
+        worker = WorkerProcess(settings, worker_id, self.log_dir, **overrides)
+        self.started.append(worker)
+        return worker
+
+    def stop_all(self) -> None:
+        """SIGTERM every live worker; SIGKILL the ones that do not stop."""
+        for w in self.started:
+            if w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+        for w in self.started:
+            try:
+                w.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(10)
+
+    def dump_logs(self) -> None:
+        """Print the workers' logs (called for failed tests)."""
+        for w in self.started:
+            print(f"----- {w.log_path} -----\n{w.log()[-5000:]}")
+
+
+class PacedProducer(threading.Thread):
+    """Sends synthetic requests at a fixed rate in the background; records their ids."""
+
+    def __init__(self, settings: Settings, count: int, rate: float, seed: int = 0) -> None:
+        super().__init__(daemon=True, name="paced-producer")
+        self.settings = settings
+        self.count = count
+        self.rate = rate
+        self.seed = seed
+        self.ids: list[str] = []
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    def run(self) -> None:
+        try:
+            producer = RequestProducer(self.settings)
+            start = time.monotonic()
+            for i, request in enumerate(synthetic_requests(self.count, seed=self.seed)):
+                delay = start + i / self.rate - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                producer.send(request)
+                self.ids.append(request["request_id"])
+            producer.flush(60)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+            self.error = exc
+        finally:
+            self.finished.set()
+
+
+def produce_all(settings: Settings, count: int, seed: int = 0) -> list[str]:
+    """Send ``count`` synthetic requests as fast as possible; return their ids."""
+    producer = RequestProducer(settings)
+    ids = []
+    for request in synthetic_requests(count, seed=seed):
+        producer.send(request)
+        ids.append(request["request_id"])
+    producer.flush(60)
+    return ids
+
+
+def start_collector(settings: Settings) -> Collector:
+    """A running reader of predictions and dead letters (read_committed)."""
+    collector = Collector(settings)
+    collector.start()
+    assert collector.ready.wait(30), "collector did not get its partitions"
+    if collector.error is not None:
+        raise collector.error
+    return collector
+
+
+def wait_for_all(collector: Collector, ids: list[str], deadline_s: float,
+                 garbage: set[bytes] | None = None) -> Tally:
+    """Wait until every id (and garbage blob) has an outcome; return the tally."""
+    wanted = set(ids)
+    junk = garbage or set()
+    last: list[Tally] = []
+
+    def done() -> bool:
+        tally = collector.tally(wanted, junk)
+        last[:] = [tally]
+        return tally.answered() >= len(wanted) and tally.garbage_dead >= len(junk)
+
+    try:
+        wait_until(done, deadline_s, f"outcomes for {len(wanted)} requests", interval=0.25)
+    except AssertionError as exc:
+        tally = last[0] if last else Tally()
+        raise AssertionError(f"{exc}: answered {tally.answered()}, "
+                             f"garbage dead-lettered {tally.garbage_dead}") from None
+    return last[0]

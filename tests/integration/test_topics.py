@@ -1,0 +1,33 @@
+"""`topics ensure` on a real broker."""
+
+from __future__ import annotations
+
+import pytest
+from confluent_kafka.admin import AdminClient, ConfigResource
+
+from stream.exceptions import ConfigurationError
+from stream.topics import ensure_topics
+from tests.integration.conftest import Endpoints, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_ensure_creates_then_reports_existing(cluster: Endpoints) -> None:
+    settings = make_settings(cluster, partitions=6)
+    first = ensure_topics(settings)
+    assert [t.created for t in first] == [True, True, True]
+    assert {t.name for t in first} == {settings.requests_topic, settings.predictions_topic,
+                                       settings.dlq_topic}
+    second = ensure_topics(settings)
+    assert [t.created for t in second] == [False, False, False]
+    assert {t.partitions for t in second} == {6}
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    res = ConfigResource(ConfigResource.Type.TOPIC, settings.requests_topic)
+    config = admin.describe_configs([res])[res].result(10)
+    assert config["min.insync.replicas"].value == "1"
+
+
+def test_replication_factor_above_broker_count_is_refused(cluster: Endpoints) -> None:
+    settings = make_settings(cluster, replication_factor=3, min_insync_replicas=2)
+    with pytest.raises(ConfigurationError, match=r"replication_factor 3 .* exceeds the 1 broker"):
+        ensure_topics(settings)
