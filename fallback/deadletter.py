@@ -8,9 +8,8 @@ key. Headers follow Kafka Connect's convention so existing tools understand them
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from schemas.serde import Encoder
 
@@ -27,8 +26,16 @@ class SourceRecord(Protocol):
     def offset(self) -> int | None: ...
     def key(self) -> bytes | None: ...
     def value(self) -> bytes | None: ...
-    def headers(self) -> Sequence[tuple[str, bytes | None]] | None: ...
+    def headers(self) -> Any: ...  # list of (str, bytes | None), a dict, or None
     def timestamp(self) -> tuple[int, int]: ...
+
+
+def header_list(raw: Any) -> list[tuple[str, bytes | None]]:
+    """Normalise record headers (list of pairs or dict; str or bytes values) to bytes pairs."""
+    if not raw:
+        return []
+    pairs = raw.items() if isinstance(raw, dict) else raw
+    return [(str(k), v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +44,7 @@ class DeadLetterOut:
 
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes | None]]
     request_id: str | None
 
 
@@ -51,7 +58,7 @@ class DeadLetterWriter:
     def build(self, record: SourceRecord, stage: Stage, error: BaseException, now_ms: int,
               request_id: str | None = None, attempt: int = 1) -> DeadLetterOut:
         """The dead letter for ``record`` failing at ``stage`` with ``error``."""
-        headers = list(record.headers() or [])
+        headers = header_list(record.headers())
         ts_type, ts = record.timestamp()
         message = str(error)[:MAX_MESSAGE]
         value = self._encode({
@@ -70,7 +77,8 @@ class DeadLetterWriter:
             "attempt": attempt,
             "failed_at": now_ms,
         })
-        out_headers = [(k, v) for k, v in headers if v is not None]
+        out_headers: list[tuple[str, str | bytes | None]] = [
+            (k, v) for k, v in headers if v is not None]
         out_headers += [
             (HEADER_PREFIX + "topic", (record.topic() or "").encode()),
             (HEADER_PREFIX + "partition", str(record.partition()).encode()),

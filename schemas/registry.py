@@ -53,6 +53,8 @@ class SchemaRegistry:
                 raise SerdeError(f"{path}: schema files must be named <Record>.v<N>.avsc")
             raw = json.loads(path.read_text())
             parsed = parse_schema(raw, _write_hint=False)
+            if not isinstance(parsed, dict):
+                raise SerdeError(f"{path}: top level must be a record schema")
             fp = rabin_fingerprint(raw)
             version = SchemaVersion(match["name"], int(match["version"]), fp, parsed, path)
             if fp in self._by_fp:

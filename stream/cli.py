@@ -157,7 +157,8 @@ def topics_ensure(**kwargs: Any) -> None:
 @click.option("--file", "file_", type=click.Path(allow_dash=True, path_type=Path), default=None,
               help="JSON-lines requests to send ('-' for stdin) instead of synthetic ones.",
               envvar="STREAMINFER_PRODUCE_FILE", show_envvar=True)
-@click.option("--model", default="fraud", show_default=True, help="Model name for synthetic requests.", show_envvar=True)
+@click.option("--model", default="fraud", show_default=True,
+              help="Model name for synthetic requests.", show_envvar=True)
 @click.option("--entities", type=int, default=10_000, show_default=True,
               help="Distinct entity ids (Zipf-distributed) for synthetic requests.", show_envvar=True)
 @click.option("--seed", type=int, default=None, help="Random seed for synthetic requests.", show_envvar=True)

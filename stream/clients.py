@@ -209,9 +209,10 @@ class TopicReader:
                 if self.timeout is not None and time.monotonic() - last > self.timeout:
                     return
                 for msg in self._consumer.consume(500, 0.2):
-                    if msg.error() is not None:
-                        if msg.error().fatal():
-                            raise KafkaOperationError(f"consumer error: {msg.error()}")
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise KafkaOperationError(f"consumer error: {err}")
                         continue
                     last = time.monotonic()
                     raw = msg.value()
@@ -220,8 +221,8 @@ class TopicReader:
                     except SerdeError as exc:
                         value, error = None, f"{type(exc).__name__}: {exc}"
                     seen += 1
-                    yield ReadRecord(msg.topic(), msg.partition(), msg.offset(), msg.key(),
-                                     value, error, raw, msg.timestamp()[1], now_ms())
+                    yield ReadRecord(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                                     msg.key(), value, error, raw, msg.timestamp()[1], now_ms())
                     if self.count is not None and seen >= self.count:
                         return
         finally:

@@ -42,19 +42,25 @@ class Tally:
         return len(self.model | self.fallback | self.dead)
 
 
+def group_state(settings: Settings) -> tuple[str, int]:
+    """The worker group's state and member count ('UNKNOWN', 0 before it exists)."""
+    admin = AdminClient({**kafka_config.admin(settings), "log_level": 2})
+    try:
+        desc = admin.describe_consumer_groups([settings.group])[settings.group].result(5)
+    except Exception:
+        return "UNKNOWN", 0
+    return str(desc.state), len(desc.members)
+
+
 def wait_for_group(settings: Settings, members: int, deadline_s: float) -> None:
     """Block until the worker group is stable with ``members`` members."""
-    admin = AdminClient(kafka_config.admin(settings))
     end = time.monotonic() + deadline_s
     last = "unknown"
     while time.monotonic() < end:
-        try:
-            desc = admin.describe_consumer_groups([settings.group])[settings.group].result(5)
-            last = f"{desc.state} with {len(desc.members)} member(s)"
-            if len(desc.members) >= members and "STABLE" in str(desc.state).upper():
-                return
-        except Exception as exc:  # noqa: BLE001 - group not created yet
-            last = str(exc)
+        state, n = group_state(settings)
+        last = f"{state} with {n} member(s)"
+        if n >= members and "STABLE" in state.upper():
+            return
         time.sleep(0.5)
     raise TimeoutError(f"worker group {settings.group} not ready after {deadline_s:.0f}s "
                        f"({last}); read {state_dir() / 'demo-workers.log'}")
@@ -121,16 +127,16 @@ class Collector(threading.Thread):
             consumer.assign(parts)
             self.ready.set()
             while not self.stop.is_set():
-                batch = []
+                batch: list[tuple[str, dict[str, Any], int]] = []
                 for msg in consumer.consume(1000, 0.1):
                     if msg.error() is None:
                         try:
-                            batch.append((msg.topic(), decode(msg.value()), now_ms()))
-                        except Exception:  # noqa: BLE001 - the demo only counts its own records
+                            batch.append((msg.topic() or "", decode(msg.value() or b""), now_ms()))
+                        except Exception:
                             continue
                 with self.lock:
                     self.seen.extend(batch)
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             self.error = exc
             self.ready.set()
         finally:

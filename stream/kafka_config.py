@@ -62,6 +62,9 @@ def worker_producer(settings: Settings, worker_id: str) -> dict[str, Any]:
     if settings.guarantee == "exactly-once":
         conf["transactional.id"] = f"{settings.group}.{worker_id}.{uuid.uuid4().hex[:8]}"
         conf["transaction.timeout.ms"] = settings.transaction_timeout_ms
+        # librdkafka requires message.timeout.ms (delivery.timeout.ms) <= transaction.timeout.ms
+        conf["delivery.timeout.ms"] = min(settings.delivery_timeout_ms,
+                                          settings.transaction_timeout_ms)
     return conf
 
 

@@ -101,8 +101,8 @@ class Pipeline:
                     except SerdeError as exc:
                         out[i] = self._dead(record, "encode", exc, received, req["request_id"])
                         continue
-                    headers = [("request_id", req["request_id"].encode()),
-                               ("model_version", vbytes)]
+                    headers: list[tuple[str, str | bytes | None]] = [
+                        ("request_id", req["request_id"].encode()), ("model_version", vbytes)]
                     out[i] = Outbound(self.predictions_topic, record.key(), value, headers,
                                       "model", req["request_id"])
                     model += 1

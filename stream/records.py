@@ -15,7 +15,7 @@ class Outbound:
     topic: str
     key: bytes | None
     value: bytes
-    headers: list[tuple[str, bytes]]
+    headers: list[tuple[str, str | bytes | None]]
     outcome: Outcome
     request_id: str | None
 

@@ -15,6 +15,7 @@ commits, the consumer leaves the group, the process exits 0.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -58,14 +59,20 @@ class WorkerStats:
     assigned: set[tuple[str, int]] = field(default_factory=set)
 
 
+def _position(msg: Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a consumed record (always set on records)."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    assert topic is not None and partition is not None and offset is not None
+    return topic, partition, offset
+
+
 def _offsets(batch: Sequence[Message]) -> list[TopicPartition]:
     """Next offset to consume for every partition in the batch."""
     top: dict[tuple[str, int], int] = {}
     for msg in batch:
-        key = (msg.topic(), msg.partition())
-        off = msg.offset()
-        if off >= top.get(key, -1):
-            top[key] = off
+        topic, partition, offset = _position(msg)
+        if offset >= top.get((topic, partition), -1):
+            top[(topic, partition)] = offset
     return [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
 
 
@@ -73,9 +80,9 @@ def _starts(batch: Sequence[Message]) -> list[TopicPartition]:
     """First offset of every partition in the batch (where a rewind goes)."""
     low: dict[tuple[str, int], int] = {}
     for msg in batch:
-        key = (msg.topic(), msg.partition())
-        if key not in low or msg.offset() < low[key]:
-            low[key] = msg.offset()
+        topic, partition, offset = _position(msg)
+        if (topic, partition) not in low or offset < low[(topic, partition)]:
+            low[(topic, partition)] = offset
     return [TopicPartition(t, p, o) for (t, p), o in low.items()]
 
 
@@ -273,9 +280,7 @@ class Worker:
     def _recreate_producer(self) -> None:
         old = self.producer
         if old is not None:
-            try:
+            with contextlib.suppress(Exception):
                 old.purge()
-            except Exception:  # noqa: BLE001 - best effort on a dead producer
-                pass
         self.stats.producer_recreations += 1
         self.producer = self._new_producer()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import time
 from pathlib import Path
@@ -37,7 +38,7 @@ def train(seed: int, n: int, epochs: int) -> tuple[dict[str, np.ndarray], float]
     xs = (x - mean) / std
     split = int(n * 0.8)
     sizes = [N_FEATURES, 32, 16, 1]
-    w = [_init(rng, a, b) for a, b in zip(sizes, sizes[1:], strict=False)]
+    w = [_init(rng, a, b) for a, b in itertools.pairwise(sizes)]
     b = [np.zeros(s) for s in sizes[1:]]
     params = w + b
     m = [np.zeros_like(p) for p in params]

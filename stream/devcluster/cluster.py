@@ -121,11 +121,11 @@ class RunningCluster:
             if container is not None:
                 try:
                     container.stop()
-                except Exception as exc:  # noqa: BLE001 - keep removing the rest
+                except Exception as exc:
                     say(f"could not remove a container: {exc}")
         try:
             self.network.remove()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             say(f"could not remove network {self.network.name}: {exc}")
 
 
@@ -169,7 +169,7 @@ def wait_for_kafka(bootstrap: str, brokers: int, deadline_s: float,
             seen = len(admin.list_topics(timeout=2).brokers)
             if seen >= brokers:
                 return
-        except Exception:  # noqa: BLE001 - not up yet
+        except Exception:
             pass
         time.sleep(0.5)
     logs = containers[0].get_wrapped_container().logs(tail=30).decode(errors="replace")

@@ -6,6 +6,7 @@ the connection settings in ``STREAMINFER_*`` form, which every command reads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -87,9 +88,7 @@ def remove(state: DevState) -> None:
             say(f"removed {name} ({cid[:12]})")
         except NotFound:
             say(f"{name} ({cid[:12]}) was already gone")
-    try:
+    with contextlib.suppress(NotFound):
         client.networks.get(state.network).remove()
-    except NotFound:
-        pass
     state_file().unlink(missing_ok=True)
     dev_env_file().unlink(missing_ok=True)

@@ -18,7 +18,7 @@ import pytest
 
 from stream.settings import Settings
 from stream.topics import ensure_topics
-from tests.integration.helpers import WorkerPool
+from tests.integration.helpers import WorkerPool, stop_collectors
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,7 @@ def workers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[WorkerPo
     try:
         yield pool
     finally:
+        stop_collectors()
         pool.stop_all()
         if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
             pool.dump_logs()

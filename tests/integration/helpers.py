@@ -50,6 +50,7 @@ class WorkerProcess:
     def __init__(self, settings: Settings, worker_id: str, log_dir: Path,
                  **overrides: object) -> None:
         self.worker_id = worker_id
+        self.expected_alive = True
         self.log_path = log_dir / f"worker-{worker_id}.log"
         env = settings_env(settings, worker_id=worker_id, **overrides)
         with self.log_path.open("ab") as log:
@@ -58,17 +59,36 @@ class WorkerProcess:
 
     def kill(self) -> None:
         """SIGKILL: no chance to commit or leave the group."""
+        self.expected_alive = False
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait for the exit code."""
+        self.expected_alive = False
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout)
 
     def log(self) -> str:
         """Everything the worker printed so far."""
         return self.log_path.read_text(errors="replace")
+
+
+def wait_for_workers(settings: Settings, pool: WorkerPool, members: int,
+                     deadline_s: float = 60.0) -> None:
+    """Wait for the group to be stable with ``members``; fail at once if a worker died."""
+    from stream.demo import group_state
+
+    def ready() -> bool:
+        for w in pool.started:
+            code = w.proc.poll()
+            if code is not None and w.expected_alive:
+                raise AssertionError(f"worker {w.worker_id} exited with {code}:\n{w.log()[-3000:]}")
+        state, n = group_state(settings)
+        return n >= members and "STABLE" in state.upper()
+
+    wait_until(ready, deadline_s, f"group {settings.group} stable with {members} members",
+               interval=0.3)
 
 
 class WorkerPool:
@@ -126,7 +146,7 @@ class PacedProducer(threading.Thread):
                 producer.send(request)
                 self.ids.append(request["request_id"])
             producer.flush(60)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by the test
+        except BaseException as exc:
             self.error = exc
         finally:
             self.finished.set()
@@ -143,9 +163,21 @@ def produce_all(settings: Settings, count: int, seed: int = 0) -> list[str]:
     return ids
 
 
+RUNNING_COLLECTORS: list[Collector] = []
+
+
+def stop_collectors() -> None:
+    """Stop every collector a test started (called after each test)."""
+    while RUNNING_COLLECTORS:
+        collector = RUNNING_COLLECTORS.pop()
+        collector.stop.set()
+        collector.join(10)
+
+
 def start_collector(settings: Settings) -> Collector:
     """A running reader of predictions and dead letters (read_committed)."""
     collector = Collector(settings)
+    RUNNING_COLLECTORS.append(collector)
     collector.start()
     assert collector.ready.wait(30), "collector did not get its partitions"
     if collector.error is not None:

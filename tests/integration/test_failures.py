@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from stream.demo import Collector, wait_for_group
+from stream.demo import Collector
 from stream.settings import Settings
 from tests.integration.helpers import (
     PacedProducer,
     WorkerPool,
     start_collector,
     wait_for_all,
+    wait_for_workers,
     wait_until,
 )
 
@@ -35,7 +36,7 @@ def run_kill_scenario(settings: Settings, workers: WorkerPool) -> tuple[PacedPro
     collector = start_collector(settings)
     for i in range(3):
         workers.start(settings, f"w{i}")
-    wait_for_group(settings, 3, 60)
+    wait_for_workers(settings, workers, 3)
     producer = PacedProducer(settings, COUNT, RATE, seed=21)
     producer.start()
     wait_until(lambda: predictions_by(collector, "w0") > 100 and answered(collector) > COUNT / 4,
@@ -59,8 +60,8 @@ def test_sigkill_one_of_three_workers_loses_nothing_at_least_once(
 
 def test_sigkill_exactly_once_gives_every_request_exactly_one_prediction(
         cluster: object, workers: WorkerPool) -> None:
-    from tests.integration.conftest import Endpoints, make_settings
     from stream.topics import ensure_topics
+    from tests.integration.conftest import Endpoints, make_settings
 
     assert isinstance(cluster, Endpoints)
     settings = make_settings(cluster, guarantee="exactly-once")
@@ -81,7 +82,7 @@ def test_graceful_sigterm_and_restart_neither_loses_nor_duplicates(
     collector = start_collector(settings)
     first = workers.start(settings, "w0")
     workers.start(settings, "w1")
-    wait_for_group(settings, 2, 60)
+    wait_for_workers(settings, workers, 2)
     producer = PacedProducer(settings, COUNT, RATE, seed=31)
     producer.start()
     wait_until(lambda: predictions_by(collector, "w0") > 100, 60, "w0 answering")

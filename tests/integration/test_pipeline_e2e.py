@@ -6,9 +6,14 @@ from collections import Counter
 
 import pytest
 
-from stream.demo import wait_for_group
 from stream.settings import Settings
-from tests.integration.helpers import WorkerPool, produce_all, start_collector, wait_for_all
+from tests.integration.helpers import (
+    WorkerPool,
+    produce_all,
+    start_collector,
+    wait_for_all,
+    wait_for_workers,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +23,7 @@ def test_10000_requests_over_4_partitions_and_2_workers(settings: Settings,
     collector = start_collector(settings)
     workers.start(settings, "w0")
     workers.start(settings, "w1")
-    wait_for_group(settings, 2, 60)
+    wait_for_workers(settings, workers, 2)
     ids = produce_all(settings, 10_000, seed=11)
     tally = wait_for_all(collector, ids, deadline_s=120)
     collector.stop.set()

@@ -8,10 +8,9 @@ import pytest
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
-from schemas.serde import Decoder
+from schemas.serde import Decoder, Encoder
 from stream.clients import synthetic_requests
 from stream.pipeline import Pipeline
-from schemas.serde import Encoder
 from tests.fakes import FakeMessage
 
 
@@ -52,7 +51,7 @@ def test_garbage_in_the_middle_becomes_a_dead_letter_and_the_rest_is_answered(
         model: OnnxModel) -> None:
     msgs, _ = request_messages(6)
     garbage = FakeMessage(b"\x00garbage", _key=b"g", _offset=99, _headers=[("h", b"v")])
-    batch = msgs[:3] + [garbage] + msgs[3:]
+    batch = [*msgs[:3], garbage, *msgs[3:]]
     result = make_pipeline(model).process(batch)
     assert len(result.outbound) == 7
     assert [o.outcome for o in result.outbound].count("dead_letter") == 1
