@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ import click
 from stream.cli_options import CONNECTION, DEV, TOPICS, WORKER, pick, settings_options
 from stream.exceptions import StreaminferError
 from stream.logsetup import configure
-from stream.settings import Settings, dev_env_file, load_settings
+from stream.settings import Settings, dev_env_file, load_settings, state_dir
 
 
 def _settings(kwargs: dict[str, Any], *groups: tuple[str, ...]) -> Settings:
@@ -76,8 +77,10 @@ def dev_up(brokers: str, **kwargs: Any) -> None:
         state.remove(current)
     ensure_engine()
     images = ensure_images(s.kafka_image, s.redis_image)
+    # One dev cluster per STREAMINFER_HOME: the name carries a hash of that folder.
+    home_tag = hashlib.sha1(str(state_dir().resolve()).encode()).hexdigest()[:6]
     cluster = start_cluster(int(brokers), images.kafka, images.redis,
-                            name_prefix="streaminfer-dev", preferred_ports=True)
+                            name_prefix=f"streaminfer-dev-{home_tag}", preferred_ports=True)
     names = {f"kafka-{i}": c.get_wrapped_container().id for i, c in cluster.kafka.items()}
     if cluster.redis is not None:
         names["redis"] = cluster.redis.get_wrapped_container().id

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from stream.devcluster.images import Images
 from stream.settings import Settings
 from stream.topics import ensure_topics
 from tests.integration.helpers import WorkerPool, stop_collectors
@@ -39,18 +40,31 @@ def cluster() -> Iterator[Endpoints]:
                                                  "redis://127.0.0.1:6379/0"), 1)
         return
     from stream.devcluster.cluster import start_cluster
-    from stream.devcluster.engine import ensure_engine
-    from stream.devcluster.images import ensure_images
+    from stream.devcluster.engine import stop_engine_we_started
 
-    ensure_engine()
-    images = ensure_images(
-        os.environ.get("STREAMINFER_TEST_KAFKA_IMAGE", "streaminfer/kafka:4.4.0"),
-        os.environ.get("STREAMINFER_TEST_REDIS_IMAGE", "streaminfer/redis:7"))
+    images = ensure_test_images()
     running = start_cluster(1, images.kafka, images.redis)
     try:
         yield Endpoints(running.bootstrap_servers, running.redis_url, running.brokers)
     finally:
         running.stop()
+        if ENGINE_STARTED:
+            stop_engine_we_started()
+
+
+ENGINE_STARTED = False
+
+
+def ensure_test_images() -> Images:
+    """Docker engine up and the test images built (once per session)."""
+    global ENGINE_STARTED
+    from stream.devcluster.engine import ensure_engine
+    from stream.devcluster.images import ensure_images
+
+    ENGINE_STARTED = ensure_engine() or ENGINE_STARTED
+    return ensure_images(
+        os.environ.get("STREAMINFER_TEST_KAFKA_IMAGE", "streaminfer/kafka:4.4.0"),
+        os.environ.get("STREAMINFER_TEST_REDIS_IMAGE", "streaminfer/redis:7"))
 
 
 def make_settings(cluster: Endpoints, **overrides: object) -> Settings:
