@@ -29,7 +29,7 @@ JAVA=(java ${KAFKA_HEAP_OPTS:--Xmx512m -Xms256m} -XX:+UseG1GC -XX:MaxGCPauseMill
       -Dlog4j2.configurationFile=/opt/kafka/log4j2.yaml ${KAFKA_OPTS:-} -cp '/opt/kafka/libs/*')
 LOGDIR="$(grep '^log.dirs=' "$CONF" | head -1 | cut -d= -f2 | cut -d, -f1)"
 if [ ! -f "$LOGDIR/meta.properties" ]; then
-  FORMAT_ARGS=(format -t "$CLUSTER_ID" -c "$CONF" --ignore-formatted)
+  FORMAT_ARGS=(format "--cluster-id=$CLUSTER_ID" "--config=$CONF" --ignore-formatted)
   if ! grep -q '^controller.quorum.voters=' "$CONF"; then FORMAT_ARGS+=(--standalone); fi
   "${JAVA[@]}" kafka.tools.StorageTool "${FORMAT_ARGS[@]}"
 fi

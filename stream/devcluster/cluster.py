@@ -54,8 +54,15 @@ def preferred_port(port: int) -> int:
 
 
 def new_cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding.
+
+    Like Kafka's own Uuid.randomUuid, never one starting with '-', which command-line
+    parsers (the storage tool's among them) would read as an option.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str) -> dict[str, str]:

@@ -96,3 +96,10 @@ def test_cli_reports_bad_settings_without_a_traceback(monkeypatch: pytest.Monkey
     result = CliRunner().invoke(cli, ["topics", "ensure"])
     assert result.exit_code != 0
     assert "partitions (--partitions / STREAMINFER_PARTITIONS)" in str(result.exception)
+
+
+def test_cluster_ids_never_start_with_a_dash() -> None:
+    from stream.devcluster.cluster import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(3000)]  # ~1 in 64 would, unchecked
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
