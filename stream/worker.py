@@ -120,7 +120,9 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def _new_producer(self) -> Producer:
-        producer = Producer(kafka_config.worker_producer(self.settings, self.worker_id))
+        conf = kafka_config.worker_producer(self.settings, self.worker_id)
+        self.transactional_id: str | None = conf.get("transactional.id")
+        producer = Producer(conf)
         if self.eos:
             producer.init_transactions(self.settings.transaction_timeout_ms / 1000)
         return producer

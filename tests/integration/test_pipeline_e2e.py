@@ -76,3 +76,17 @@ def test_a_garbage_message_does_not_stop_its_partition(settings: Settings,
     _low, high = consumer.get_watermark_offsets(TopicPartition(settings.requests_topic, part))
     consumer.close()
     assert committed[0].offset == high == 201
+
+
+def test_worker_processes_flag_runs_n_consumers_and_stops_cleanly(settings: Settings,
+                                                                   workers: WorkerPool) -> None:
+    collector = start_collector(settings)
+    supervisor = workers.start(settings, "multi", processes=2)
+    wait_for_workers(settings, workers, 2)
+    ids = produce_all(settings, 2000, seed=61)
+    tally = wait_for_all(collector, ids, deadline_s=60)
+    assert tally.model == set(ids) and tally.duplicates == 0
+    preds = [v for t, v, _ in collector.seen if t == settings.predictions_topic]
+    assert {p["worker_id"] for p in preds} == {"multi-0", "multi-1"}
+    assert supervisor.terminate(90) == 0
+    assert "all worker processes stopped: exit codes [0, 0]" in supervisor.log()
