@@ -128,7 +128,9 @@ class Collector(threading.Thread):
             self.ready.set()
             while not self.stop.is_set():
                 batch: list[tuple[str, dict[str, Any], int]] = []
-                for msg in consumer.consume(1000, 0.1):
+                # A short timeout: consume() waits for a full batch or the timeout, and
+                # that wait would count as latency.
+                for msg in consumer.consume(1000, 0.005):
                     if msg.error() is None:
                         try:
                             batch.append((msg.topic() or "", decode(msg.value() or b""), now_ms()))

@@ -99,7 +99,10 @@ class Settings(BaseSettings):
     )
 
     # --- Redis ------------------------------------------------------------------
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL for features.")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis URL of the feature store (dev up starts one; workers do not read it yet).",
+    )
 
     # --- Dev cluster ------------------------------------------------------------
     kafka_image: str = Field(
