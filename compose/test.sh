@@ -7,5 +7,14 @@ log "ruff"
 ruff check .
 log "mypy"
 mypy
-log "pytest (integration tests build/start Kafka and Redis containers; first time ~2 min more)"
-exec python -m pytest "$@"
+if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ]; then
+  if ! docker info >/dev/null 2>&1; then
+    # We start the engine for the tests, so we stop it afterwards (by its recorded pid).
+    trap 'python -c "from stream.devcluster.engine import stop_engine_we_started as s; s()"' EXIT
+  fi
+  log "Docker engine and images (first time on a machine: a few minutes)"
+  streaminfer dev images --kafka-image "${STREAMINFER_TEST_KAFKA_IMAGE:-streaminfer/kafka:4.4.0}" \
+    --redis-image "${STREAMINFER_TEST_REDIS_IMAGE:-streaminfer/redis:7}"
+fi
+log "pytest"
+python -m pytest "$@"
