@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka.admin import AdminClient
 from rich.console import Console
 from rich.table import Table
 
 from stream import kafka_config
 from stream.cli_options import CONNECTION, DEV, pick
 from stream.devcluster.progress import say, step
+from stream.groups import wait_until_serving
 from stream.settings import Settings, dev_env_file, load_settings, state_dir
 
 
@@ -40,30 +40,6 @@ class Tally:
     def answered(self) -> int:
         """Distinct request ids with an outcome."""
         return len(self.model | self.fallback | self.dead)
-
-
-def group_state(settings: Settings) -> tuple[str, int]:
-    """The worker group's state and member count ('UNKNOWN', 0 before it exists)."""
-    admin = AdminClient({**kafka_config.admin(settings), "log_level": 2})
-    try:
-        desc = admin.describe_consumer_groups([settings.group])[settings.group].result(5)
-    except Exception:
-        return "UNKNOWN", 0
-    return str(desc.state), len(desc.members)
-
-
-def wait_for_group(settings: Settings, members: int, deadline_s: float) -> None:
-    """Block until the worker group is stable with ``members`` members."""
-    end = time.monotonic() + deadline_s
-    last = "unknown"
-    while time.monotonic() < end:
-        state, n = group_state(settings)
-        last = f"{state} with {n} member(s)"
-        if n >= members and "STABLE" in state.upper():
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"worker group {settings.group} not ready after {deadline_s:.0f}s "
-                       f"({last}); read {state_dir() / 'demo-workers.log'}")
 
 
 def start_workers(settings: Settings, processes: int) -> subprocess.Popen[bytes]:
@@ -250,7 +226,8 @@ def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: boo
     code = 1
     try:
         with step(f"waiting for {workers} workers to join group {settings.group}"):
-            wait_for_group(settings, workers, 120)
+            wait_until_serving(settings, workers, settings.partitions, 120,
+                               f"read {state_dir() / 'demo-workers.log'}")
         collector = Collector(settings)
         collector.start()
         collector.ready.wait(30)

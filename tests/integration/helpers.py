@@ -77,15 +77,14 @@ class WorkerProcess:
 def wait_for_workers(settings: Settings, pool: WorkerPool, members: int,
                      deadline_s: float = 60.0) -> None:
     """Wait for the group to be stable with ``members``; fail at once if a worker died."""
-    from stream.demo import group_state
+    from stream.groups import describe, is_serving
 
     def ready() -> bool:
         for w in pool.started:
             code = w.proc.poll()
             if code is not None and w.expected_alive:
                 raise AssertionError(f"worker {w.worker_id} exited with {code}:\n{w.log()[-3000:]}")
-        state, n = group_state(settings)
-        return n >= members and "STABLE" in state.upper()
+        return is_serving(describe(settings), members, settings.partitions)
 
     wait_until(ready, deadline_s, f"group {settings.group} stable with {members} members",
                interval=0.3)
