@@ -37,6 +37,8 @@ class ModelMetadata:
     output: str
     features: tuple[str, ...]
     sha256: str | None = None
+    score_min: float | None = None  # guardrails: scores outside are counted and alarmed
+    score_max: float | None = None
 
     @classmethod
     def from_file(cls, path: Path) -> ModelMetadata:
@@ -55,9 +57,16 @@ class ModelMetadata:
             raise ModelLoadError(f"{path}: 'features' must be a non-empty list of names")
         if len(set(features)) != len(features):
             raise ModelLoadError(f"{path}: 'features' has duplicate names")
+        guard = raw.get("guardrails") or {}
+        if not isinstance(guard, dict):
+            raise ModelLoadError(f"{path}: 'guardrails' must be an object")
+        bounds = [guard.get("score_min"), guard.get("score_max")]
+        if any(b is not None and not isinstance(b, (int, float)) for b in bounds):
+            raise ModelLoadError(f"{path}: guardrails score_min/score_max must be numbers")
         return cls(
             name=str(raw["name"]), version=str(raw["version"]), input=str(raw["input"]),
             output=str(raw["output"]), features=tuple(features), sha256=raw.get("sha256"),
+            score_min=bounds[0], score_max=bounds[1],
         )
 
 

@@ -21,7 +21,7 @@ def _settings(kwargs: dict[str, Any], *groups: tuple[str, ...]) -> Settings:
     for group in groups:
         given.update(pick(kwargs, group))
     settings = load_settings(**given)
-    configure(settings.log_level)
+    configure(settings.log_level, settings.log_format)
     return settings
 
 
@@ -225,6 +225,25 @@ def worker(**kwargs: Any) -> None:
     w = Worker(s)
     w.install_signal_handlers()
     w.run()
+
+
+# --- status ---------------------------------------------------------------------------
+@cli.command()
+@click.option("--metrics-url", "metrics_urls", multiple=True, show_envvar=True,
+              help="A worker's base URL (http://host:port); repeatable. Workers on this host "
+                   "with --health-port are found on their own.")
+@click.option("--interval", type=float, default=2.0, show_default=True, show_envvar=True,
+              help="Seconds between the two metric scrapes that give rates.")
+@settings_options(*CONNECTION)
+def status(metrics_urls: tuple[str, ...], interval: float, **kwargs: Any) -> None:
+    """Group members, partitions and lag, throughput, fallback/DLQ rates, model versions."""
+    from rich.console import Console
+
+    from stream.status import render
+
+    s = _settings(kwargs, CONNECTION)
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console.print(render(s, list(metrics_urls), interval))
 
 
 # --- demo -----------------------------------------------------------------------------

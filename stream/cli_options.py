@@ -60,11 +60,12 @@ def settings_options(*fields: str) -> Callable[[F], F]:
 
 
 CONNECTION = ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username",
-              "sasl_password", "namespace", "log_level")
+              "sasl_password", "namespace", "log_level", "log_format")
 TOPICS = ("partitions", "replication_factor", "min_insync_replicas")
 WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "model_path",
           "onnx_intra_op_threads", "onnx_inter_op_threads", "onnx_allow_spinning", "processes",
-          "worker_id", "transaction_timeout_ms", "session_timeout_ms", "delivery_timeout_ms")
+          "worker_id", "transaction_timeout_ms", "session_timeout_ms", "delivery_timeout_ms",
+          "health_port", "health_host", "watchdog_s", "probe_interval_s", "stats_interval_ms")
 DEV = ("kafka_image", "redis_image")
 
 

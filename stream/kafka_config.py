@@ -26,7 +26,7 @@ def common(settings: Settings) -> dict[str, Any]:
     return conf
 
 
-def worker_consumer(settings: Settings) -> dict[str, Any]:
+def worker_consumer(settings: Settings, worker_id: str = "") -> dict[str, Any]:
     """Consumer of the request topic: manual commits, cooperative-sticky assignment.
 
     ``enable.auto.offset.store`` is off too, so nothing but our explicit commits
@@ -34,6 +34,7 @@ def worker_consumer(settings: Settings) -> dict[str, Any]:
     """
     return {
         **common(settings),
+        "client.id": f"streaminfer.{worker_id or settings.namespace}",
         "group.id": settings.group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

@@ -17,6 +17,7 @@ from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
+from stream.logsetup import RateLimitedLog
 from stream.records import BatchResult, Outbound
 
 log = logging.getLogger(__name__)
@@ -39,17 +40,24 @@ class Pipeline:
         self._decode = Decoder("InferenceRequest")
         self._encode = Encoder("Prediction")
         self._dlq = DeadLetterWriter(worker_id)
+        self._log = RateLimitedLog(log)
 
     def _dead(self, record: SourceRecord, stage: Stage, error: BaseException, now: int,
               request_id: str | None = None) -> Outbound:
-        log.warning("dead letter: stage=%s topic=%s partition=%s offset=%s: %s", stage,
-                    record.topic(), record.partition(), record.offset(), error)
+        self._log.warning(f"dead letter {stage}", "dead letter: stage=%s topic=%s partition=%s "
+                          "offset=%s: %s", stage, record.topic(), record.partition(),
+                          record.offset(), error, stage=stage, topic=record.topic(),
+                          partition=record.partition(), offset=record.offset(),
+                          request_id=request_id, worker_id=self.worker_id)
         dl = self._dlq.build(record, stage, error, now, request_id=request_id)
-        return Outbound(self.dlq_topic, dl.key, dl.value, dl.headers, "dead_letter", request_id)
+        return Outbound(self.dlq_topic, dl.key, dl.value, dl.headers, "dead_letter", request_id,
+                        kind=stage)
 
     def process(self, batch: Sequence[SourceRecord]) -> BatchResult:
         """Answer every record of the batch, in input order."""
         received = now_ms()
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
         out: list[Outbound | None] = [None] * len(batch)
         requests: list[dict[str, Any]] = []
         positions: list[int] = []
@@ -60,6 +68,9 @@ class Pipeline:
             except SerdeError as exc:
                 out[i] = self._dead(record, "decode", exc, received)
         model = 0
+        score_list: list[float] = []
+        t1 = time.perf_counter()
+        timings["decode"] = t1 - t0
         if requests:
             try:
                 scored = self.dataplane.score(requests)
@@ -73,9 +84,13 @@ class Pipeline:
                     out[i] = self._dead(batch[i], "validate", rej.error, received,
                                         requests[rej.index]["request_id"])
                 predicted = now_ms()
+                t2 = time.perf_counter()
+                timings["infer"] = t2 - t1
+                t1 = t2
                 version = self.dataplane.model.version
                 vbytes = version.encode()
-                for j, score in zip(scored.indices, scored.scores.tolist(), strict=True):
+                score_list = scored.scores.tolist()
+                for j, score in zip(scored.indices, score_list, strict=True):
                     i = positions[j]
                     req = requests[j]
                     record = batch[i]
@@ -104,9 +119,10 @@ class Pipeline:
                     headers: list[tuple[str, str | bytes | None]] = [
                         ("request_id", req["request_id"].encode()), ("model_version", vbytes)]
                     out[i] = Outbound(self.predictions_topic, record.key(), value, headers,
-                                      "model", req["request_id"])
+                                      "model", req["request_id"], created_at=req["created_at"])
                     model += 1
+        timings["encode"] = time.perf_counter() - t1
         outbound = [o for o in out if o is not None]
         assert len(outbound) == len(batch), "every consumed record must have an outcome"
         return BatchResult(outbound, model=model, fallback=0,
-                           dead_letters=len(batch) - model)
+                           dead_letters=len(batch) - model, scores=score_list, timings=timings)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 Outcome = Literal["model", "fallback", "dead_letter"]
@@ -18,6 +18,8 @@ class Outbound:
     headers: list[tuple[str, str | bytes | None]]
     outcome: Outcome
     request_id: str | None
+    kind: str = ""  # fallback kind, or the dead letter's stage; "" for model predictions
+    created_at: int | None = None  # request created_at (epoch ms) when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +30,5 @@ class BatchResult:
     model: int
     fallback: int
     dead_letters: int
+    scores: list[float] = field(default_factory=list)  # the model's scores in this batch
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds

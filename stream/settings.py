@@ -98,6 +98,26 @@ class Settings(BaseSettings):
         120_000, ge=1000, description="How long the producer retries a prediction, milliseconds."
     )
 
+    # --- Observability ----------------------------------------------------------
+    health_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Serve /healthz /readyz /metrics on this port (process i of --processes "
+                    "uses port+i; 0 picks a free port; unset: no HTTP server).",
+    )
+    health_host: str = Field("127.0.0.1", description="Address the health/metrics server binds.")
+    watchdog_s: float = Field(
+        30.0, gt=0, description="/healthz fails when the worker loop is stuck this long, seconds."
+    )
+    probe_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between golden-input model probes."
+    )
+    stats_interval_ms: int = Field(
+        5000, ge=0, description="librdkafka statistics interval for lag/latency metrics (0: off)."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto", description="Log format: json, text, or auto (text on a terminal, else json)."
+    )
+
     # --- Redis ------------------------------------------------------------------
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",

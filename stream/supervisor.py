@@ -28,7 +28,9 @@ def run_one(settings_json: str, index: int) -> None:
     from stream.worker import Worker, default_worker_id
 
     settings = Settings.model_validate_json(settings_json)
-    configure(settings.log_level)
+    if settings.health_port:  # one endpoint per process: port + index
+        settings = settings.model_copy(update={"health_port": settings.health_port + index})
+    configure(settings.log_level, settings.log_format)
     worker_id = f"{settings.worker_id or default_worker_id()}-{index}" \
         if settings.processes > 1 else None
     worker = Worker(settings, worker_id=worker_id)

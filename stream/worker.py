@@ -27,14 +27,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from processors.dataplane import DataPlane
 from processors.model import OnnxModel, RuntimeOptions
+from processors.probe import Golden, run_probe
 from stream import kafka_config
 from stream.batching import next_batch
 from stream.exceptions import KafkaOperationError
-from stream.pipeline import Pipeline
+from stream.health import HealthServer, HealthState
+from stream.metrics import WorkerMetrics
+from stream.pipeline import Pipeline, now_ms
 from stream.records import BatchResult
+from stream.registry import announce, withdraw
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,21 +95,101 @@ class Worker:
     """One consumer + one producer + one model; run it in its own process."""
 
     def __init__(self, settings: Settings, worker_id: str | None = None,
-                 model: OnnxModel | None = None) -> None:
+                 model: OnnxModel | None = None,
+                 registry: CollectorRegistry | None = None) -> None:
         self.settings = settings
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
-        self.model = model or OnnxModel.load(
-            settings.model_path,
-            RuntimeOptions(settings.onnx_intra_op_threads, settings.onnx_inter_op_threads,
-                           settings.onnx_allow_spinning),
-        )
+        self.metrics = WorkerMetrics.create(registry or CollectorRegistry())
+        self.health = HealthState(watchdog_s=settings.watchdog_s)
+        self.model = model or self._load_model()
         self.pipeline = Pipeline(DataPlane(self.model), settings.predictions_topic,
                                  settings.dlq_topic, self.worker_id)
+        self.golden = Golden.for_model(self.model)
+        self._next_probe = 0.0
         self.stop_event = threading.Event()
         self.stats = WorkerStats()
         self.eos = settings.guarantee == "exactly-once"
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
+        self.server: HealthServer | None = None
+        self.metrics.model_info.labels(self.model.name, self.model.version).set(1)
+        self.health.update(model_loaded=True,
+                           model=f"{self.model.name} v{self.model.version}")
+
+    def _load_model(self) -> OnnxModel:
+        s = self.settings
+        try:
+            model = OnnxModel.load(s.model_path, RuntimeOptions(
+                s.onnx_intra_op_threads, s.onnx_inter_op_threads, s.onnx_allow_spinning))
+        except Exception:
+            self.metrics.model_loads.labels(str(s.model_path), "error").inc()
+            raise
+        self.metrics.model_loads.labels(model.name, "ok").inc()
+        return model
+
+    # --- observability --------------------------------------------------------------
+    def start_server(self) -> HealthServer | None:
+        """Serve /healthz /readyz /metrics when a health port is configured."""
+        if self.settings.health_port is None:
+            return None
+        self.server = HealthServer(self.health, self.metrics.registry,
+                                   self.settings.health_host, self.settings.health_port).start()
+        log.info("health and metrics on %s (/healthz /readyz /metrics)", self.server.url)
+        announce(self.settings, self.worker_id, self.server.url)
+        return self.server
+
+    def probe_model(self) -> None:
+        """Run the golden probe now; record the result in metrics and readiness."""
+        if self.golden is None:
+            self.health.update(probe_ok=True, probe_detail="no golden.json: probe skipped")
+            return
+        m = self.model
+        result = run_probe(m, self.golden)
+        self.metrics.probe_latency.labels(m.name, m.version).observe(result.seconds)
+        self.metrics.probe_ok.labels(m.name, m.version).set(1 if result.ok else 0)
+        if not result.ok:
+            self.metrics.probe_failures.labels(m.name, m.version, result.reason).inc()
+            if self.health.probe_ok:
+                log.error("model %s v%s failed its probe: %s", m.name, m.version, result.detail)
+        elif not self.health.probe_ok:
+            log.info("model %s v%s passes its probe again", m.name, m.version)
+        self.health.update(probe_ok=result.ok, probe_detail=result.detail)
+
+    def _tick(self) -> None:
+        """Once per loop iteration: watchdog beat and the periodic probe."""
+        self.health.beat()
+        self.metrics.loop_last_iteration.set(time.time())
+        now = time.monotonic()
+        if now >= self._next_probe:
+            self._next_probe = now + self.settings.probe_interval_s
+            self.probe_model()
+
+    def _on_error(self, client: str) -> Any:
+        def callback(err: KafkaError) -> None:
+            self.metrics.kafka_errors.labels(client, err.name()).inc()
+            if err.code() == KafkaError._ALL_BROKERS_DOWN:
+                self.metrics.kafka_reachable.set(0)
+                self.health.update(kafka_reachable=False, kafka_detail=str(err))
+                log.error("%s: all brokers down (%s); retrying", client, err)
+            elif err.fatal():
+                log.error("%s: fatal error %s", client, err)
+            else:
+                log.warning("%s: %s", client, err)
+        return callback
+
+    def _kafka_ok(self) -> None:
+        if not self.health.kafka_reachable:
+            log.info("Kafka reachable again")
+        self.metrics.kafka_reachable.set(1)
+        self.health.update(kafka_reachable=True, kafka_detail="ok")
+
+    def _client_extras(self, client: str) -> dict[str, Any]:
+        extras: dict[str, Any] = {"error_cb": self._on_error(client)}
+        if self.settings.stats_interval_ms > 0:
+            extras["statistics.interval.ms"] = self.settings.stats_interval_ms
+            extras["stats_cb"] = (self.metrics.on_consumer_stats if client == "consumer"
+                                  else self.metrics.on_producer_stats)
+        return extras
 
     # --- lifecycle ------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -122,34 +207,58 @@ class Worker:
     def _new_producer(self) -> Producer:
         conf = kafka_config.worker_producer(self.settings, self.worker_id)
         self.transactional_id: str | None = conf.get("transactional.id")
-        producer = Producer(conf)
+        producer = Producer({**conf, **self._client_extras("producer")})
         if self.eos:
             producer.init_transactions(self.settings.transaction_timeout_ms / 1000)
         return producer
 
     def _on_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         self.stats.assigned |= {(p.topic, p.partition) for p in parts}
-        log.info("assigned %s", sorted(p.partition for p in parts))
+        self.metrics.rebalances.labels("assign").inc()
+        self.metrics.assigned_partitions.set(len(self.stats.assigned))
+        self.health.update(group_joined=True, assigned=len(self.stats.assigned))
+        if parts:
+            log.info("assigned %s", sorted(p.partition for p in parts))
 
     def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         # Batches are processed and committed synchronously between consume() calls,
         # so nothing is in flight when the group takes partitions away.
-        self.stats.assigned -= {(p.topic, p.partition) for p in parts}
-        log.info("revoked %s", sorted(p.partition for p in parts))
+        gone = {(p.topic, p.partition) for p in parts}
+        self.stats.assigned -= gone
+        self.metrics.rebalances.labels("revoke").inc()
+        self.metrics.assigned_partitions.set(len(self.stats.assigned))
+        self.metrics.forget_partitions(sorted(gone))
+        self.health.update(assigned=len(self.stats.assigned))
+        if parts:
+            log.info("revoked %s", sorted(p.partition for p in parts))
+
+    def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self.metrics.rebalances.labels("lost").inc()
+        log.warning("partitions lost (session expired?): %s", sorted(p.partition for p in parts))
+        self._on_revoke(consumer, parts)
 
     def run(self) -> WorkerStats:
         """Consume until stopped; returns the totals."""
         s = self.settings
+        if self.server is None:
+            self.start_server()
+        self.probe_model()
+        self._next_probe = time.monotonic() + s.probe_interval_s
         self.producer = self._new_producer()
-        self.consumer = Consumer(kafka_config.worker_consumer(s))
+        self.consumer = Consumer({**kafka_config.worker_consumer(s, self.worker_id),
+                                  **self._client_extras("consumer")})
         self.consumer.subscribe([s.requests_topic], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_revoke)
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("worker %s consuming %s in group %s (%s, model %s v%s)", self.worker_id,
                  s.requests_topic, s.group, s.guarantee, self.model.name, self.model.version)
         try:
             while not self.stop_event.is_set():
+                self._tick()
+                t0 = time.perf_counter()
                 records, errors = next_batch(self.consumer, s.batch_max_records,
                                              s.batch_max_linger_s)
+                if records:
+                    self.metrics.stage_latency.labels("consume").observe(time.perf_counter() - t0)
                 for err_msg in errors:
                     self._consumer_error(err_msg.error())
                 if not records:
@@ -169,6 +278,9 @@ class Worker:
             self.producer.flush(10)
         if self.consumer is not None:
             self.consumer.close()  # leaves the group: partitions move at once
+        if self.server is not None:
+            self.server.stop()
+            withdraw(self.worker_id)
         s = self.stats
         log.info("worker %s stopped: consumed=%d predictions=%d dead_letters=%d batches=%d "
                  "rewinds=%d", self.worker_id, s.consumed, s.predictions, s.dead_letters,
@@ -177,15 +289,47 @@ class Worker:
     # --- one batch ------------------------------------------------------------------
     def _handle(self, records: list[Message]) -> None:
         result = self.pipeline.process(records)
+        stage = self.metrics.stage_latency
+        for name, seconds in result.timings.items():
+            stage.labels(name).observe(seconds)
         done = self._deliver_eos(records, result) if self.eos else \
             self._deliver_alo(records, result)
         if done:
+            self._kafka_ok()
             st = self.stats
             st.consumed += len(records)
             st.predictions += result.model
             st.fallbacks += result.fallback
             st.dead_letters += result.dead_letters
             st.batches += 1
+            self._record(records, result)
+
+    def _record(self, records: list[Message], result: BatchResult) -> None:
+        """Metrics of a batch whose outcomes are durable."""
+        m, name, version = self.metrics, self.model.name, self.model.version
+        m.consumed.labels(self.settings.requests_topic).inc(len(records))
+        m.batch_size.observe(len(records))
+        counts: dict[tuple[str, str], int] = {}
+        durable = now_ms()
+        e2e = m.e2e_latency.labels(name)
+        for out in result.outbound:
+            key = (out.outcome, out.kind)
+            counts[key] = counts.get(key, 0) + 1
+            if out.created_at is not None:
+                e2e.observe(max(0, durable - out.created_at) / 1000)
+        for (outcome, kind), n in counts.items():
+            m.outcomes.labels(name, version, outcome, kind).inc(n)
+        hist = m.scores.labels(name, version)
+        lo, hi = self.model.meta.score_min, self.model.meta.score_max
+        out_of_bounds = 0
+        for score in result.scores:
+            hist.observe(score)
+            if (lo is not None and score < lo) or (hi is not None and score > hi):
+                out_of_bounds += 1
+        if out_of_bounds:
+            m.scores_out_of_bounds.labels(name, version).inc(out_of_bounds)
+            log.warning("%d scores outside the guardrails [%s, %s] of %s v%s", out_of_bounds,
+                        lo, hi, name, version)
 
     def _produce_all(self, result: BatchResult, failures: list[KafkaError]) -> None:
         assert self.producer is not None
@@ -218,16 +362,21 @@ class Worker:
     def _deliver_alo(self, records: list[Message], result: BatchResult) -> bool:
         assert self.producer is not None and self.consumer is not None
         failures: list[KafkaError] = []
+        t0 = time.perf_counter()
         self._produce_all(result, failures)
         deadline = time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 5
         while len(self.producer) > 0 and time.monotonic() < deadline:
             self.producer.flush(1.0)
+            self.health.beat()  # waiting on Kafka is not a stuck loop; readiness says why
+        t1 = time.perf_counter()
+        self.metrics.stage_latency.labels("produce").observe(t1 - t0)
         if failures or len(self.producer) > 0:
             self._rewind(records, f"{len(failures)} deliveries failed, first: "
                          f"{failures[0] if failures else 'timed out'}")
             return False
         try:
             self.consumer.commit(offsets=_offsets(records), asynchronous=False)
+            self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t1)
         except KafkaException as exc:
             # Outcomes are durable; a lost commit means the next owner answers these
             # records again (at-least-once allows the duplicate, never the loss).
@@ -239,11 +388,15 @@ class Worker:
         timeout = self.settings.transaction_timeout_ms / 1000
         failures: list[KafkaError] = []
         try:
+            t0 = time.perf_counter()
             self.producer.begin_transaction()
             self._produce_all(result, failures)
+            t1 = time.perf_counter()
+            self.metrics.stage_latency.labels("produce").observe(t1 - t0)
             self.producer.send_offsets_to_transaction(
                 _offsets(records), self.consumer.consumer_group_metadata(), timeout)
             self._commit_transaction(timeout)
+            self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t1)
             if failures:  # cannot happen after a successful commit, but never hide it
                 raise KafkaOperationError(f"transaction committed with failures: {failures}")
             return True

@@ -1,6 +1,6 @@
 """Train the reference fraud model on synthetic data and export it to ONNX.
 
-Regenerates ``processors/models/fraud/`` (model.onnx + model.json):
+Regenerates ``processors/models/fraud/`` (model.onnx, model.json, golden.json):
 
     .venv/bin/python -m processors.models.train_reference
 
@@ -109,6 +109,19 @@ def export(weights: dict[str, np.ndarray], path: Path) -> None:
     path.write_bytes(model.SerializeToString())
 
 
+def write_golden(model_dir: Path, rows: int = 8, seed: int = 1234) -> None:
+    """Write golden.json: fixed inputs and the exported model's outputs for them."""
+    from processors.model import OnnxModel
+    from processors.synthetic import sample_features
+
+    model = OnnxModel.load(model_dir)
+    inputs = sample_features(np.random.default_rng(seed), rows)
+    expected = model.predict(inputs)
+    golden = {"inputs": inputs.tolist(), "expected": expected.tolist(), "tolerance": 1e-4,
+              "latency_budget_ms": 50}
+    (model_dir / "golden.json").write_text(json.dumps(golden) + "\n")
+
+
 def main() -> None:
     """Train, export and write the metadata next to the model."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -130,9 +143,11 @@ def main() -> None:
         "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest(),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "metrics": {"holdout_auc": round(auc, 4)},
+        "guardrails": {"score_min": 0.0, "score_max": 1.0},
         "training": {"seed": args.seed, "samples": args.samples, "epochs": args.epochs},
     }
     (args.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_golden(args.out)
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes), holdout AUC {auc:.3f}")
 
 

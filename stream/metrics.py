@@ -1,0 +1,172 @@
+"""Worker metrics: one typed object built from an injected registry, recorded through hooks.
+
+Nothing is created at import time; tests build their own registry. Multi-process
+workers expose one endpoint per process (``--health-port P`` gives process i the port
+P+i), so every series is exact for its process and Prometheus aggregates with
+``sum by (...)``; no shared multiprocess directory is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
+                   5.0, 10.0, 30.0)
+STAGE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                 0.5, 1.0, 5.0)
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 200, 500, 1000, 2000, 5000)
+SCORE_BUCKETS = tuple(i / 10 for i in range(1, 11))
+
+
+@dataclass(frozen=True)
+class WorkerMetrics:
+    """Every series a worker exports."""
+
+    registry: CollectorRegistry
+    consumed: Counter
+    outcomes: Counter
+    e2e_latency: Histogram
+    stage_latency: Histogram
+    batch_size: Histogram
+    consumer_lag: Gauge
+    assigned_partitions: Gauge
+    rebalances: Counter
+    model_info: Gauge
+    model_loads: Counter
+    probe_ok: Gauge
+    probe_latency: Histogram
+    probe_failures: Counter
+    scores: Histogram
+    scores_out_of_bounds: Counter
+    loop_last_iteration: Gauge
+    kafka_reachable: Gauge
+    kafka_errors: Counter
+    producer_queue: Gauge
+    broker_rtt: Gauge
+    broker_int_latency: Gauge
+    breaker_state: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, process_metrics: bool = True) -> WorkerMetrics:
+        """Register every series on ``registry`` (and the process/platform collectors)."""
+        if process_metrics:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        r = registry
+        return cls(
+            registry=r,
+            consumed=Counter("streaminfer_requests_consumed", "Request records consumed.",
+                             ["topic"], registry=r),
+            outcomes=Counter(
+                "streaminfer_outcomes",
+                "Consumed requests by outcome once durable: outcome=model|fallback|dead_letter; "
+                "kind=the fallback kind or the dead-letter stage ('' for model predictions).",
+                ["model", "version", "outcome", "kind"], registry=r),
+            e2e_latency=Histogram(
+                "streaminfer_e2e_latency_seconds",
+                "Request created_at to its prediction being durable (delivered/committed).",
+                ["model"], buckets=LATENCY_BUCKETS, registry=r),
+            stage_latency=Histogram(
+                "streaminfer_stage_seconds",
+                "Time per batch in each stage: consume, decode, infer, encode, produce, commit.",
+                ["stage"], buckets=STAGE_BUCKETS, registry=r),
+            batch_size=Histogram("streaminfer_batch_size", "Records per consumed batch.",
+                                 buckets=BATCH_BUCKETS, registry=r),
+            consumer_lag=Gauge(
+                "streaminfer_consumer_lag",
+                "Records behind the high watermark per assigned partition (librdkafka stats).",
+                ["topic", "partition"], registry=r),
+            assigned_partitions=Gauge("streaminfer_assigned_partitions",
+                                      "Partitions this worker holds.", registry=r),
+            rebalances=Counter("streaminfer_rebalances",
+                               "Rebalance callbacks: event=assign|revoke|lost.",
+                               ["event"], registry=r),
+            model_info=Gauge("streaminfer_model_info",
+                             "1 for the model version this worker serves.",
+                             ["model", "version"], registry=r),
+            model_loads=Counter("streaminfer_model_loads", "Model loads: result=ok|error.",
+                                ["model", "result"], registry=r),
+            probe_ok=Gauge("streaminfer_model_probe_ok",
+                           "1 when the last golden-input probe passed, 0 when it failed.",
+                           ["model", "version"], registry=r),
+            probe_latency=Histogram("streaminfer_model_probe_seconds",
+                                    "Golden-input probe inference time.", ["model", "version"],
+                                    buckets=STAGE_BUCKETS, registry=r),
+            probe_failures=Counter("streaminfer_model_probe_failures",
+                                   "Failed probes: reason=output|latency|error.",
+                                   ["model", "version", "reason"], registry=r),
+            scores=Histogram("streaminfer_score", "Distribution of model scores.",
+                             ["model", "version"], buckets=SCORE_BUCKETS, registry=r),
+            scores_out_of_bounds=Counter(
+                "streaminfer_score_out_of_bounds",
+                "Scores outside the model's guardrail bounds (model.json 'guardrails').",
+                ["model", "version"], registry=r),
+            loop_last_iteration=Gauge(
+                "streaminfer_loop_last_iteration_timestamp_seconds",
+                "Unix time the worker loop last went round (the /healthz watchdog).", registry=r),
+            kafka_reachable=Gauge("streaminfer_kafka_reachable",
+                                  "0 while librdkafka reports all brokers down.", registry=r),
+            kafka_errors=Counter("streaminfer_kafka_errors", "librdkafka error callbacks.",
+                                 ["client", "code"], registry=r),
+            producer_queue=Gauge("streaminfer_producer_queue_messages",
+                                 "Messages in the producer's local queue (librdkafka msg_cnt).",
+                                 registry=r),
+            broker_rtt=Gauge("streaminfer_kafka_broker_rtt_seconds",
+                             "Average request round-trip time per broker (librdkafka rtt).",
+                             ["client", "broker"], registry=r),
+            broker_int_latency=Gauge(
+                "streaminfer_kafka_broker_int_latency_seconds",
+                "Average producer-queue-to-send latency per broker (librdkafka int_latency).",
+                ["client", "broker"], registry=r),
+            breaker_state=Gauge(
+                "streaminfer_breaker_state",
+                "Circuit breaker state: 0 closed, 1 half-open, 2 open (series appear once "
+                "breakers guard a dependency).", ["breaker"], registry=r),
+        )
+
+    # --- hooks fed by librdkafka callbacks ----------------------------------------------
+    def on_consumer_stats(self, stats_json: str) -> None:
+        """librdkafka statistics of the consumer: lag per partition, broker latencies."""
+        stats: dict[str, Any] = json.loads(stats_json)
+        for topic, tdata in stats.get("topics", {}).items():
+            for pid, pdata in tdata.get("partitions", {}).items():
+                if pid == "-1" or pdata.get("fetch_state") in (None, "none", "stopped"):
+                    continue
+                lag = pdata.get("consumer_lag", -1)
+                if lag is not None and lag >= 0:
+                    self.consumer_lag.labels(topic, pid).set(lag)
+        self._brokers("consumer", stats)
+
+    def on_producer_stats(self, stats_json: str) -> None:
+        """librdkafka statistics of the producer: local queue depth, broker latencies."""
+        stats: dict[str, Any] = json.loads(stats_json)
+        self.producer_queue.set(stats.get("msg_cnt", 0))
+        self._brokers("producer", stats)
+
+    def _brokers(self, client: str, stats: dict[str, Any]) -> None:
+        for name, b in stats.get("brokers", {}).items():
+            if b.get("nodeid", -1) < 0:
+                continue  # bootstrap placeholders
+            rtt = b.get("rtt", {}).get("avg", 0)
+            self.broker_rtt.labels(client, name).set(rtt / 1e6)
+            if client == "producer":
+                self.broker_int_latency.labels(client, name).set(
+                    b.get("int_latency", {}).get("avg", 0) / 1e6)
+
+    def forget_partitions(self, parts: list[tuple[str, int]]) -> None:
+        """Drop the lag series of partitions this worker no longer holds."""
+        for topic, partition in parts:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(topic, str(partition))

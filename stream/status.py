@@ -1,0 +1,145 @@
+"""`streaminfer status`: one screen from Kafka (group, lag) and the workers' metrics."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Group
+from rich.table import Table
+
+from stream import kafka_config
+from stream.registry import announced
+from stream.settings import Settings
+
+
+@dataclass
+class WorkerSample:
+    """Counters read from one worker's /metrics."""
+
+    url: str
+    consumed: float = 0.0
+    outcomes: dict[str, float] = field(default_factory=dict)  # outcome -> total
+    models: list[str] = field(default_factory=list)
+    probe_ok: bool = True
+    error: str | None = None
+
+
+def scrape(url: str, timeout: float = 3.0) -> WorkerSample:
+    """Read the counters status needs from a worker's /metrics."""
+    sample = WorkerSample(url)
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=timeout) as resp:
+            text = resp.read().decode()
+    except OSError as exc:
+        sample.error = str(exc)
+        return sample
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "streaminfer_requests_consumed_total":
+                sample.consumed += s.value
+            elif s.name == "streaminfer_outcomes_total":
+                key = s.labels["outcome"]
+                sample.outcomes[key] = sample.outcomes.get(key, 0.0) + s.value
+            elif s.name == "streaminfer_model_info" and s.value == 1:
+                sample.models.append(f"{s.labels['model']} v{s.labels['version']}")
+            elif s.name == "streaminfer_model_probe_ok" and s.value == 0:
+                sample.probe_ok = False
+    return sample
+
+
+@dataclass
+class PartitionLag:
+    """Committed offset and end of one request partition."""
+
+    partition: int
+    committed: int | None
+    end: int
+
+    @property
+    def lag(self) -> int:
+        """Records not yet committed by the group."""
+        return self.end - (self.committed or 0)
+
+
+def partition_lags(settings: Settings) -> list[PartitionLag]:
+    """Lag of the worker group on every request partition (from committed offsets)."""
+    consumer = Consumer({**kafka_config.common(settings), "group.id": settings.group,
+                         "enable.auto.commit": False})
+    try:
+        meta = consumer.list_topics(settings.requests_topic, timeout=10)
+        topic = meta.topics[settings.requests_topic]
+        if topic.error is not None:
+            return []
+        parts = [TopicPartition(settings.requests_topic, p) for p in sorted(topic.partitions)]
+        committed = consumer.committed(parts, timeout=10)
+        out = []
+        for tp in committed:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            out.append(PartitionLag(tp.partition, tp.offset if tp.offset >= 0 else None, high))
+        return out
+    finally:
+        consumer.close()
+
+
+def members(settings: Settings) -> tuple[str, list[tuple[str, str, list[int]]]]:
+    """Group state and (client id, host, partitions) per member."""
+    admin = AdminClient({**kafka_config.admin(settings), "log_level": 2})
+    try:
+        desc = admin.describe_consumer_groups([settings.group])[settings.group].result(10)
+    except Exception as exc:  # no such group yet
+        return f"unknown ({exc})", []
+    rows = []
+    for m in desc.members:
+        parts = sorted(tp.partition for tp in (m.assignment.topic_partitions if m.assignment
+                                                else []))
+        rows.append((m.client_id, m.host, parts))
+    return str(desc.state).rsplit(".", 1)[-1], rows
+
+
+def render(settings: Settings, urls: list[str], interval_s: float) -> Group:
+    """Build the status screen (scrapes each worker twice, ``interval_s`` apart)."""
+    state, rows = members(settings)
+    group = Table(title=f"group {settings.group}: {state}, {len(rows)} member(s)")
+    for col in ("member", "host", "partitions"):
+        group.add_column(col)
+    for client, host, parts in rows:
+        group.add_row(client, host, ",".join(map(str, parts)) or "-")
+
+    lags = partition_lags(settings)
+    lag_table = Table(title=f"{settings.requests_topic}: lag {sum(p.lag for p in lags):,}")
+    for col in ("partition", "committed", "end", "lag"):
+        lag_table.add_column(col, justify="right")
+    for p in lags:
+        lag_table.add_row(str(p.partition), "-" if p.committed is None else f"{p.committed:,}",
+                          f"{p.end:,}", f"{p.lag:,}")
+
+    names = {r["metrics_url"]: r["worker_id"] for r in announced(settings.group)}
+    endpoints = sorted(set(urls) | set(names))
+    first = {u: scrape(u) for u in endpoints}
+    if endpoints:
+        time.sleep(interval_s)
+    second = {u: scrape(u) for u in endpoints}
+    workers = Table(title=f"workers ({len(endpoints)} metrics endpoint(s); rates over "
+                          f"{interval_s:g}s)")
+    for col in ("worker", "endpoint", "model", "probe", "consumed/s", "fallback %", "dead letter %",
+                "total answered"):
+        workers.add_column(col)
+    for url in endpoints:
+        a, b = first[url], second[url]
+        if b.error is not None:
+            workers.add_row(names.get(url, "?"), url, "-", "-", "unreachable", "-", "-",
+                            b.error[:40])
+            continue
+        rate = (b.consumed - a.consumed) / interval_s
+        total = sum(b.outcomes.values()) or 1.0
+        workers.add_row(
+            names.get(url, "?"), url, ", ".join(b.models) or "-", "ok" if b.probe_ok else "FAILING",
+            f"{rate:,.0f}", f"{100 * b.outcomes.get('fallback', 0) / total:.2f}",
+            f"{100 * b.outcomes.get('dead_letter', 0) / total:.2f}",
+            f"{sum(b.outcomes.values()):,.0f}")
+    return Group(group, lag_table, workers)

@@ -1,0 +1,98 @@
+"""Health state and the HTTP endpoints (a real server on 127.0.0.1, no Kafka)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from stream.health import HealthServer, HealthState
+from stream.metrics import WorkerMetrics
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[HealthState, str, WorkerMetrics]]:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics.create(registry)
+    state = HealthState(watchdog_s=0.5)
+    server = HealthServer(state, registry, port=0).start()
+    try:
+        yield state, server.url, metrics
+    finally:
+        server.stop()
+
+
+def ready_state(state: HealthState) -> None:
+    state.update(group_joined=True, assigned=2, model_loaded=True, model="fraud v1",
+                 probe_ok=True, probe_detail="ok")
+    state.beat()
+
+
+def test_ready_when_every_check_passes(served: tuple[HealthState, str, WorkerMetrics]) -> None:
+    state, url, _ = served
+    ready_state(state)
+    code, body = get(url + "/readyz")
+    assert code == 200
+    checks = json.loads(body)["checks"]
+    assert checks["group"]["detail"] == "2 partition(s) assigned"
+    assert all(c["ok"] for c in checks.values())
+
+
+@pytest.mark.parametrize(("change", "check"), [
+    ({"group_joined": False}, "group"),
+    ({"model_loaded": False}, "model"),
+    ({"probe_ok": False, "probe_detail": "outputs differ"}, "model_probe"),
+    ({"kafka_reachable": False, "kafka_detail": "all brokers down"}, "kafka"),
+])
+def test_each_failing_check_makes_it_unready_and_is_named(
+        served: tuple[HealthState, str, WorkerMetrics], change: dict[str, object],
+        check: str) -> None:
+    state, url, _ = served
+    ready_state(state)
+    state.update(**change)
+    code, body = get(url + "/readyz")
+    assert code == 503
+    checks = json.loads(body)["checks"]
+    assert [name for name, c in checks.items() if not c["ok"]] == [check]
+
+
+def test_healthz_fails_when_the_loop_is_stuck(
+        served: tuple[HealthState, str, WorkerMetrics]) -> None:
+    state, url, _ = served
+    state.beat()
+    assert get(url + "/healthz")[0] == 200
+    state.update(last_loop=time.monotonic() - 5)
+    code, body = get(url + "/healthz")
+    assert code == 503 and json.loads(body)["status"] == "stuck"
+    state.beat()
+    assert get(url + "/healthz")[0] == 200
+
+
+def test_metrics_endpoint_serves_the_registry(
+        served: tuple[HealthState, str, WorkerMetrics]) -> None:
+    _, url, metrics = served
+    metrics.outcomes.labels("fraud", "1", "model", "").inc(7)
+    code, body = get(url + "/metrics")
+    assert code == 200
+    assert b'streaminfer_outcomes_total{kind="",model="fraud",outcome="model",version="1"} 7.0' \
+        in body
+    assert b"process_resident_memory_bytes" in body
+
+
+def test_unknown_path_is_a_404_that_says_what_exists(
+        served: tuple[HealthState, str, WorkerMetrics]) -> None:
+    code, body = get(served[1] + "/nope")
+    assert code == 404 and b"/readyz" in body
