@@ -3,6 +3,16 @@
 # Kafka and Redis in containers). Extra arguments go to pytest.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
+  if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
+    log "installing Debian's prometheus package (promtool and prometheus for the alerting tests)"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null
+  else
+    log "promtool/prometheus are missing: install your distribution's prometheus package, then rerun"
+    exit 1
+  fi
+fi
 log "ruff"
 ruff check .
 log "mypy"

@@ -1,0 +1,207 @@
+"""Metrics, health and Prometheus against real Kafka and running workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from stream.clients import RequestProducer
+from stream.devcluster.cluster import free_port
+from stream.settings import Settings
+from stream.topics import ensure_topics
+from stream.worker import Worker
+from tests.integration.conftest import Endpoints, make_settings
+from tests.integration.helpers import (
+    WorkerPool,
+    produce_all,
+    settings_env,
+    start_collector,
+    wait_for_all,
+    wait_for_workers,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+PROM_DIR = Path(__file__).resolve().parents[2] / "compose" / "prometheus"
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except OSError:
+        return 0, b""
+
+
+def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    _code, body = get(url + "/metrics")
+    out = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def total(url: str, name: str, **labels: str) -> float:
+    return sum(v for (n, lab), v in samples(url).items()
+               if n == name and all(dict(lab).get(k) == want for k, want in labels.items()))
+
+
+def test_metrics_after_a_known_workload_and_status(settings: Settings,
+                                                   workers: WorkerPool) -> None:
+    port = free_port()
+    collector = start_collector(settings)
+    workers.start(settings, "obs0", health_port=port, stats_interval_ms=500)
+    url = f"http://127.0.0.1:{port}"
+    wait_for_workers(settings, workers, 1)
+    ids = produce_all(settings, 800, seed=71)
+    garbage = {f"junk-{i}".encode() for i in range(7)}
+    producer = RequestProducer(settings)
+    for blob in garbage:
+        producer.send_raw(b"k", blob)
+    producer.flush()
+    wait_for_all(collector, ids, deadline_s=60, garbage=garbage)
+    wait_until(lambda: total(url, "streaminfer_requests_consumed_total") == 807, 30,
+               "the consumed counter to reach 807")
+    assert total(url, "streaminfer_outcomes_total", outcome="model", model="fraud",
+                 version="1") == 800
+    assert total(url, "streaminfer_outcomes_total", outcome="dead_letter", kind="decode") == 7
+    assert total(url, "streaminfer_e2e_latency_seconds_count") == 800
+    assert total(url, "streaminfer_score_count") == 800
+    assert total(url, "streaminfer_assigned_partitions") == 4
+    assert total(url, "streaminfer_model_probe_ok", model="fraud", version="1") == 1
+    assert total(url, "streaminfer_stage_seconds_count", stage="infer") >= 1
+    wait_until(lambda: any(n == "streaminfer_consumer_lag" for n, _ in samples(url)), 20,
+               "consumer lag gauges from librdkafka statistics")
+    code, body = get(url + "/readyz")
+    assert code == 200, body
+    assert get(url + "/healthz")[0] == 200
+
+    env = settings_env(settings)
+    result = subprocess.run([sys.executable, "-m", "stream.cli", "status", "--interval", "0.5"],
+                            env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert "STABLE, 1 member(s)" in text and "streaminfer.obs0" in text, text
+    assert "requests: lag 0" in text
+    assert "fraud v1" in text and url in text
+
+
+def run_in_thread(worker: Worker) -> threading.Thread:
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_readyz_follows_the_model_probe(cluster: Endpoints) -> None:
+    settings = make_settings(cluster, health_port=0, probe_interval_s=0.3)
+    ensure_topics(settings)
+    worker = Worker(settings, worker_id="probe0")
+    worker.start_server()
+    assert worker.server is not None
+    url = worker.server.url
+    thread = run_in_thread(worker)
+    try:
+        wait_until(lambda: get(url + "/readyz")[0] == 200, 30, "/readyz 200")
+        real_predict = worker.model.predict
+
+        def drifted(batch: np.ndarray) -> np.ndarray:
+            return real_predict(batch) * 0.5  # a broken model: same shape, wrong values
+
+        worker.model.predict = drifted  # type: ignore[method-assign]
+        wait_until(lambda: get(url + "/readyz")[0] == 503, 10, "/readyz 503 on a bad probe")
+        body = json.loads(get(url + "/readyz")[1])
+        assert body["checks"]["model_probe"]["ok"] is False
+        assert "differ from golden" in body["checks"]["model_probe"]["detail"]
+        assert total(url, "streaminfer_model_probe_ok") == 0
+        assert total(url, "streaminfer_model_probe_failures_total", reason="output") >= 1
+        worker.model.predict = real_predict  # type: ignore[method-assign]
+        wait_until(lambda: get(url + "/readyz")[0] == 200, 10, "/readyz 200 after the fix")
+        assert total(url, "streaminfer_model_probe_ok") == 1
+    finally:
+        worker.stop_event.set()
+        thread.join(30)
+
+
+def test_healthz_fails_while_the_loop_is_stuck(cluster: Endpoints) -> None:
+    settings = make_settings(cluster, health_port=0, watchdog_s=1.0)
+    ensure_topics(settings)
+    worker = Worker(settings, worker_id="stuck0")
+    worker.start_server()
+    assert worker.server is not None
+    url = worker.server.url
+    release = threading.Event()
+    real_process = worker.pipeline.process
+
+    def blocking(batch: Any) -> Any:
+        release.wait(60)  # the test hook: a batch that hangs
+        return real_process(batch)
+
+    worker.pipeline.process = blocking  # type: ignore[method-assign]
+    thread = run_in_thread(worker)
+    try:
+        wait_until(lambda: get(url + "/healthz")[0] == 200, 30, "/healthz 200")
+        ids = produce_all(settings, 5, seed=81)
+        wait_until(lambda: get(url + "/healthz")[0] == 503, 30, "/healthz 503 while stuck")
+        assert json.loads(get(url + "/healthz")[1])["status"] == "stuck"
+        release.set()
+        wait_until(lambda: get(url + "/healthz")[0] == 200, 10, "/healthz 200 once unstuck")
+        wait_until(lambda: worker.stats.predictions == len(ids), 30, "the held batch answered")
+    finally:
+        release.set()
+        worker.stop_event.set()
+        thread.join(30)
+
+
+def test_prometheus_from_the_compose_config_scrapes_the_workers(
+        settings: Settings, workers: WorkerPool, tmp_path: Path) -> None:
+    prometheus = shutil.which("prometheus")
+    assert prometheus, "prometheus not found: install Debian's prometheus package"
+    port = free_port()
+    workers.start(settings, "prom0", health_port=port)
+    wait_for_workers(settings, workers, 1)
+    config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+    config["global"]["scrape_interval"] = "1s"
+    config["rule_files"] = [str(PROM_DIR / "alerts.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    web = free_port()
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+         f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{web}"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "prometheus.log").open("wb"),
+        env={**os.environ})
+    try:
+        query = (f"http://127.0.0.1:{web}/api/v1/query?query="
+                 "up%7Bjob%3D%22streaminfer-workers%22%7D")
+
+        def scraped_up() -> bool:
+            code, body = get(query)
+            if code != 200:
+                return False
+            result = json.loads(body)["data"]["result"]
+            return bool(result) and result[0]["value"][1] == "1"
+
+        wait_until(scraped_up, 60, "Prometheus to report up == 1 for the worker")
+        code, body = get(f"http://127.0.0.1:{web}/api/v1/rules")
+        assert code == 200, body
+        names = {r["name"] for g in json.loads(body)["data"]["groups"] for r in g["rules"]}
+        assert "StreaminferWorkerDown" in names and len(names) == 11
+    finally:
+        proc.terminate()
+        proc.wait(30)
