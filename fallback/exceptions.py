@@ -7,3 +7,7 @@ from stream.exceptions import StreaminferError
 
 class DeadLetterError(StreaminferError):
     """A dead letter could not be built or written."""
+
+
+class FallbackConfigError(StreaminferError):
+    """The model's fallback section is invalid (names the file and field)."""

@@ -9,14 +9,14 @@ so the rest of the batch is still answered.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
-from processors.exceptions import RequestValidationError
+from processors.exceptions import MissingFeaturesError, RequestValidationError
 from processors.model import OnnxModel
 
 
@@ -40,8 +40,10 @@ class BatchScores:
 class DataPlane:
     """Scores batches of requests with one model."""
 
-    def __init__(self, model: OnnxModel) -> None:
+    def __init__(self, model: OnnxModel,
+                 predict: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.model = model
+        self._predict = predict or model.predict
         self._features = model.meta.features
         self._getter = itemgetter(*self._features)
 
@@ -55,7 +57,7 @@ class DataPlane:
         feats = request["features"]
         missing = [f for f in self._features if f not in feats]
         if missing:
-            raise RequestValidationError(
+            raise MissingFeaturesError(
                 f"request {request['request_id']}: missing features {missing[:10]}"
                 + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
             )
@@ -91,8 +93,12 @@ class DataPlane:
         matrix = np.array(rows, dtype=np.float32).reshape(len(rows), len(self._features))
         return matrix, indices, rejections
 
+    def predict_matrix(self, matrix: np.ndarray) -> np.ndarray:
+        """Scores for a matrix built by :meth:`build` (through the configured runner)."""
+        return self._predict(matrix)
+
     def score(self, requests: Sequence[Mapping[str, Any]]) -> BatchScores:
         """Score a batch; raises InferenceError when the model itself fails."""
         matrix, indices, rejections = self.build(requests)
-        scores = self.model.predict(matrix) if indices else np.empty(0)
+        scores = self._predict(matrix) if indices else np.empty(0)
         return BatchScores(indices, scores, rejections)

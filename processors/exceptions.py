@@ -19,6 +19,10 @@ class RequestValidationError(StreaminferError):
     retriable = False
 
 
+class MissingFeaturesError(RequestValidationError):
+    """The request lacks features the model needs (a fallback may still answer it)."""
+
+
 class InferenceError(StreaminferError):
     """ONNX Runtime failed on a batch (may succeed again; the fallback issue decides)."""
 

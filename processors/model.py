@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ class ModelMetadata:
     sha256: str | None = None
     score_min: float | None = None  # guardrails: scores outside are counted and alarmed
     score_max: float | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the whole file (fallback etc.)
 
     @classmethod
     def from_file(cls, path: Path) -> ModelMetadata:
@@ -66,7 +68,7 @@ class ModelMetadata:
         return cls(
             name=str(raw["name"]), version=str(raw["version"]), input=str(raw["input"]),
             output=str(raw["output"]), features=tuple(features), sha256=raw.get("sha256"),
-            score_min=bounds[0], score_max=bounds[1],
+            score_min=bounds[0], score_max=bounds[1], raw=raw,
         )
 
 
@@ -168,10 +170,14 @@ class OnnxModel:
                 f"{self.source}: model needs features the requests do not provide: {missing}"
             )
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Scores for a [n, features] float32 batch, as a 1-D float64 array."""
+    def predict(self, batch: np.ndarray, run_options: ort.RunOptions | None = None) -> np.ndarray:
+        """Scores for a [n, features] float32 batch, as a 1-D float64 array.
+
+        ``run_options.terminate = True`` from another thread stops a running call at the
+        next operator boundary (it then raises InferenceError).
+        """
         try:
-            out = self.session.run([self.meta.output], {self.meta.input: batch})[0]
+            out = self.session.run([self.meta.output], {self.meta.input: batch}, run_options)[0]
         except Exception as exc:
             raise InferenceError(f"{self.meta.name} v{self.meta.version}: {exc}") from exc
         scores = np.asarray(out, dtype=np.float64).reshape(len(batch), -1)[:, 0]

@@ -1,7 +1,8 @@
 """One batch of consumed records -> one outbound record per input (never fewer).
 
-decode -> validate + infer (processors.DataPlane) -> encode. Each failure becomes a
-dead letter for that record alone; the rest of the batch is answered. This is the
+decode -> triage (deadline passed, shed) -> validate -> infer under a timeout and a
+circuit breaker -> fallbacks for what the model did not answer -> encode. Failures that
+no fallback can answer become dead letters for that record alone. This is the
 "nothing lost" invariant in code: ``len(result.outbound) == len(batch)``.
 """
 
@@ -10,17 +11,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from fallback.deadletter import DeadLetterWriter, SourceRecord, Stage
+from fallback.breaker import CircuitBreaker
+from fallback.deadletter import DeadLetterWriter, SourceRecord, Stage, header_list
+from fallback.predictors import FallbackAnswer, FallbackChain
+from fallback.shedding import LoadShedder
 from processors.dataplane import DataPlane
-from processors.exceptions import InferenceError
+from processors.exceptions import InferenceError, MissingFeaturesError
+from processors.runner import InferenceTimeout
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
 from stream.logsetup import RateLimitedLog
 from stream.records import BatchResult, Outbound
 
 log = logging.getLogger(__name__)
+Headers = list[tuple[str, str | bytes | None]]
 
 
 def now_ms() -> int:
@@ -28,15 +35,32 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+class NoFallbackError(InferenceError):
+    """The model could not answer and no configured fallback could either."""
+
+    retriable = False
+
+
+@dataclass
+class Degradation:
+    """How a pipeline degrades: fallbacks, the model breaker, deadlines, shedding."""
+
+    chain: FallbackChain = field(default_factory=lambda: FallbackChain([]))
+    breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("model"))
+    sla_ms: int | None = None
+    shedder: LoadShedder = field(default_factory=LoadShedder)
+
+
 class Pipeline:
     """Turns a batch of raw request records into predictions and dead letters."""
 
     def __init__(self, dataplane: DataPlane, predictions_topic: str, dlq_topic: str,
-                 worker_id: str) -> None:
+                 worker_id: str, degradation: Degradation | None = None) -> None:
         self.dataplane = dataplane
         self.predictions_topic = predictions_topic
         self.dlq_topic = dlq_topic
         self.worker_id = worker_id
+        self.degradation = degradation or Degradation()
         self._decode = Decoder("InferenceRequest")
         self._encode = Encoder("Prediction")
         self._dlq = DeadLetterWriter(worker_id)
@@ -49,80 +73,149 @@ class Pipeline:
                           record.offset(), error, stage=stage, topic=record.topic(),
                           partition=record.partition(), offset=record.offset(),
                           request_id=request_id, worker_id=self.worker_id)
-        dl = self._dlq.build(record, stage, error, now, request_id=request_id)
+        attempt = _attempt(record)
+        dl = self._dlq.build(record, stage, error, now, request_id=request_id, attempt=attempt)
         return Outbound(self.dlq_topic, dl.key, dl.value, dl.headers, "dead_letter", request_id,
                         kind=stage)
 
-    def process(self, batch: Sequence[SourceRecord]) -> BatchResult:
-        """Answer every record of the batch, in input order."""
+    def process(self, batch: Sequence[SourceRecord],
+                lags: Sequence[int] | None = None) -> BatchResult:
+        """Answer every record of the batch, in input order. ``lags[i]`` is how far
+        record i's partition is behind its end (for load shedding)."""
         received = now_ms()
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        deg = self.degradation
         out: list[Outbound | None] = [None] * len(batch)
-        requests: list[dict[str, Any]] = []
-        positions: list[int] = []
+        requests: dict[int, dict[str, Any]] = {}
+        candidates: list[int] = []
+        needs_fallback: dict[int, tuple[str, BaseException | None]] = {}
         for i, record in enumerate(batch):
             try:
-                requests.append(self._decode(record.value() or b""))
-                positions.append(i)
+                req = self._decode(record.value() or b"")
             except SerdeError as exc:
                 out[i] = self._dead(record, "decode", exc, received)
-        model = 0
-        score_list: list[float] = []
+                continue
+            requests[i] = req
+            deadline = req["deadline_ms"]
+            if deadline is None and deg.sla_ms is not None:
+                deadline = req["created_at"] + deg.sla_ms
+            if deadline is not None and received > deadline:
+                needs_fallback[i] = ("deadline", None)
+            elif lags is not None and deg.shedder.shed(lags[i], req.get("priority", 0)):
+                needs_fallback[i] = ("shed_load", None)
+            else:
+                candidates.append(i)
         t1 = time.perf_counter()
         timings["decode"] = t1 - t0
-        if requests:
-            try:
-                scored = self.dataplane.score(requests)
-            except InferenceError as exc:
-                for j, req in enumerate(requests):
-                    out[positions[j]] = self._dead(batch[positions[j]], "infer", exc, received,
-                                                   req["request_id"])
-            else:
-                for rej in scored.rejections:
-                    i = positions[rej.index]
+
+        scores: dict[int, float] = {}
+        if candidates:
+            matrix, accepted, rejections = self.dataplane.build([requests[i] for i in candidates])
+            for rej in rejections:
+                i = candidates[rej.index]
+                if isinstance(rej.error, MissingFeaturesError):
+                    needs_fallback[i] = ("features_missing", rej.error)
+                else:
                     out[i] = self._dead(batch[i], "validate", rej.error, received,
-                                        requests[rej.index]["request_id"])
-                predicted = now_ms()
-                t2 = time.perf_counter()
-                timings["infer"] = t2 - t1
-                t1 = t2
-                version = self.dataplane.model.version
-                vbytes = version.encode()
-                score_list = scored.scores.tolist()
-                for j, score in zip(scored.indices, score_list, strict=True):
-                    i = positions[j]
-                    req = requests[j]
-                    record = batch[i]
+                                        requests[i]["request_id"])
+            chosen = [candidates[j] for j in accepted]
+            if chosen:
+                if not deg.breaker.allow():
+                    for i in chosen:
+                        needs_fallback[i] = ("breaker_open", None)
+                else:
                     try:
-                        value = self._encode({
-                            "request_id": req["request_id"],
-                            "entity_id": req["entity_id"],
-                            "model": req["model"],
-                            "model_version": version,
-                            "score": score,
-                            "outputs": {"score": score},
-                            "fallback": False,
-                            "fallback_kind": None,
-                            "fallback_reason": None,
-                            "source": {"topic": record.topic() or "",
-                                       "partition": record.partition() or 0,
-                                       "offset": record.offset() or 0},
-                            "created_at": req["created_at"],
-                            "received_at": received,
-                            "predicted_at": predicted,
-                            "worker_id": self.worker_id,
-                        })
-                    except SerdeError as exc:
-                        out[i] = self._dead(record, "encode", exc, received, req["request_id"])
-                        continue
-                    headers: list[tuple[str, str | bytes | None]] = [
-                        ("request_id", req["request_id"].encode()), ("model_version", vbytes)]
-                    out[i] = Outbound(self.predictions_topic, record.key(), value, headers,
-                                      "model", req["request_id"], created_at=req["created_at"])
-                    model += 1
-        timings["encode"] = time.perf_counter() - t1
+                        result = self.dataplane.predict_matrix(matrix)
+                    except InferenceTimeout as exc:
+                        deg.breaker.record_failure()
+                        for i in chosen:
+                            needs_fallback[i] = ("timeout", exc)
+                    except InferenceError as exc:
+                        deg.breaker.record_failure()
+                        for i in chosen:
+                            needs_fallback[i] = ("model_error", exc)
+                    else:
+                        deg.breaker.record_success()
+                        scores = dict(zip(chosen, result.tolist(), strict=True))
+        t2 = time.perf_counter()
+        timings["infer"] = t2 - t1
+
+        answers: dict[int, FallbackAnswer | None] = {}
+        if needs_fallback:
+            order = sorted(needs_fallback)
+            got = deg.chain.answer([requests[i] for i in order])
+            answers = dict(zip(order, got, strict=True))
+            timings["fallback"] = time.perf_counter() - t2
+        t3 = time.perf_counter()
+
+        predicted = now_ms()
+        version = self.dataplane.model.version
+        reasons: dict[str, int] = {}
+        lkg: list[tuple[str, float]] = []
+        for i, req in requests.items():
+            if out[i] is not None:
+                continue
+            record = batch[i]
+            fb: FallbackAnswer | None = None
+            reason: str | None = None
+            if i in scores:
+                score, model_version = scores[i], version
+            else:
+                reason, cause = needs_fallback[i]
+                fb = answers.get(i)
+                if fb is None:
+                    stage: Stage = "features" if reason == "features_missing" else "infer"
+                    err = NoFallbackError(f"no fallback could answer ({reason}"
+                                          + (f": {cause}" if cause else "") + ")")
+                    out[i] = self._dead(record, stage, err, received, req["request_id"])
+                    continue
+                score, model_version = fb.score, fb.version
+                reasons[reason] = reasons.get(reason, 0) + 1
+            try:
+                value = self._encode({
+                    "request_id": req["request_id"], "entity_id": req["entity_id"],
+                    "model": req["model"], "model_version": model_version,
+                    "score": score, "outputs": {"score": score},
+                    "fallback": fb is not None,
+                    "fallback_kind": fb.kind if fb else None,
+                    "fallback_reason": reason,
+                    "source": {"topic": record.topic() or "", "partition": record.partition() or 0,
+                               "offset": record.offset() or 0},
+                    "created_at": req["created_at"], "received_at": received,
+                    "predicted_at": predicted, "worker_id": self.worker_id,
+                })
+            except SerdeError as exc:
+                out[i] = self._dead(record, "encode", exc, received, req["request_id"])
+                continue
+            headers: Headers = [("request_id", req["request_id"].encode()),
+                                ("model_version", model_version.encode())]
+            if fb is not None:
+                headers.append(("fallback_reason", (reason or "").encode()))
+                out[i] = Outbound(self.predictions_topic, record.key(), value, headers,
+                                  "fallback", req["request_id"], kind=fb.kind,
+                                  created_at=req["created_at"])
+            else:
+                out[i] = Outbound(self.predictions_topic, record.key(), value, headers,
+                                  "model", req["request_id"], created_at=req["created_at"])
+                lkg.append((req["entity_id"], score))
+        timings["encode"] = time.perf_counter() - t3
         outbound = [o for o in out if o is not None]
         assert len(outbound) == len(batch), "every consumed record must have an outcome"
-        return BatchResult(outbound, model=model, fallback=0,
-                           dead_letters=len(batch) - model, scores=score_list, timings=timings)
+        n_model = sum(1 for o in outbound if o.outcome == "model")
+        n_fallback = sum(1 for o in outbound if o.outcome == "fallback")
+        return BatchResult(outbound, model=n_model, fallback=n_fallback,
+                           dead_letters=len(batch) - n_model - n_fallback,
+                           scores=[scores[i] for i in sorted(scores)], timings=timings,
+                           fallback_reasons=reasons, model_scores=lkg)
+
+
+def _attempt(record: SourceRecord) -> int:
+    """The attempt number in the ``streaminfer.attempt`` header (set by replay), else 1."""
+    for key, value in header_list(record.headers()):
+        if key == "streaminfer.attempt" and value:
+            try:
+                return max(1, int(value))
+            except ValueError:
+                return 1
+    return 1

@@ -32,3 +32,5 @@ class BatchResult:
     dead_letters: int
     scores: list[float] = field(default_factory=list)  # the model's scores in this batch
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    fallback_reasons: dict[str, int] = field(default_factory=dict)  # reason -> count
+    model_scores: list[tuple[str, float]] = field(default_factory=list)  # (entity, score)

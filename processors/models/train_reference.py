@@ -109,13 +109,82 @@ def export(weights: dict[str, np.ndarray], path: Path) -> None:
     path.write_bytes(model.SerializeToString())
 
 
-def write_golden(model_dir: Path, rows: int = 8, seed: int = 1234) -> None:
+BACKUP_FEATURES = ("merchant_risk", "ip_risk", "amount_zscore", "foreign", "device_new",
+                   "tx_count_5m", "declines_24h", "is_night")
+
+FALLBACK = {
+    "order": ["backup_model", "last_known_good", "rules", "constant"],
+    "backup_model": "backup",
+    "constant": {"score": 0.05},
+    "rules": [
+        {"name": "risky-ip", "score": 0.85,
+         "when": [{"feature": "ip_risk", "op": ">=", "value": 0.4}]},
+        {"name": "risky-merchant-new-device", "score": 0.7,
+         "when": [{"feature": "merchant_risk", "op": ">=", "value": 0.4},
+                  {"feature": "device_new", "op": "==", "value": 1}]},
+        {"name": "very-unusual-amount", "score": 0.6,
+         "when": [{"feature": "amount_zscore", "op": ">=", "value": 4}]},
+    ],
+    "last_known_good_ttl_s": 86400,
+    "sla_ms": 5000,
+    "inference_timeout_ms": 1000,
+}
+
+
+def train_backup(seed: int, n: int, out: Path) -> float:
+    """Logistic regression over 8 features, exported to ``out``; returns its holdout AUC."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed + 1)
+    x_all, y = sample_labelled(rng, n)
+    cols = [FEATURE_NAMES.index(f) for f in BACKUP_FEATURES]
+    x = x_all[:, cols].astype(np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    xs = (x - mean) / std
+    split = int(n * 0.8)
+    w, b = np.zeros(len(cols)), 0.0
+    for _ in range(300):
+        p = 1 / (1 + np.exp(-(xs[:split] @ w + b)))
+        g = p - y[:split]
+        w -= 0.5 * xs[:split].T @ g / split
+        b -= 0.5 * g.mean()
+    auc = _auc(xs[split:] @ w + b, y[split:])
+    weight = (w / std)[:, None].astype(np.float32)
+    bias = np.array([b - float((w * mean / std).sum())], dtype=np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["features", "w", "b"], ["logit"]),
+         helper.make_node("Sigmoid", ["logit"], ["score"])],
+        "fraud_backup_lr",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", len(cols)])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1])],
+        initializer=[numpy_helper.from_array(weight, "w"), numpy_helper.from_array(bias, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="streaminfer")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.onnx").write_bytes(model.SerializeToString())
+    meta = {"name": "fraud", "version": "1-backup", "input": "features", "output": "score",
+            "features": list(BACKUP_FEATURES),
+            "sha256": hashlib.sha256((out / "model.onnx").read_bytes()).hexdigest(),
+            "metrics": {"holdout_auc": round(auc, 4)},
+            "guardrails": {"score_min": 0.0, "score_max": 1.0}}
+    (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_golden(out, columns=cols)
+    return auc
+
+
+def write_golden(model_dir: Path, rows: int = 8, seed: int = 1234,
+                 columns: list[int] | None = None) -> None:
     """Write golden.json: fixed inputs and the exported model's outputs for them."""
     from processors.model import OnnxModel
     from processors.synthetic import sample_features
 
     model = OnnxModel.load(model_dir)
     inputs = sample_features(np.random.default_rng(seed), rows)
+    if columns is not None:
+        inputs = inputs[:, columns]
     expected = model.predict(inputs)
     golden = {"inputs": inputs.tolist(), "expected": expected.tolist(), "tolerance": 1e-4,
               "latency_budget_ms": 50}
@@ -144,11 +213,14 @@ def main() -> None:
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "metrics": {"holdout_auc": round(auc, 4)},
         "guardrails": {"score_min": 0.0, "score_max": 1.0},
+        "fallback": FALLBACK,
         "training": {"seed": args.seed, "samples": args.samples, "epochs": args.epochs},
     }
     (args.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_golden(args.out)
-    print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes), holdout AUC {auc:.3f}")
+    backup_auc = train_backup(args.seed, args.samples, args.out / "backup")
+    print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes), holdout AUC {auc:.3f}; "
+          f"backup model AUC {backup_auc:.3f}")
 
 
 if __name__ == "__main__":

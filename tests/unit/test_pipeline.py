@@ -67,17 +67,16 @@ def test_garbage_in_the_middle_becomes_a_dead_letter_and_the_rest_is_answered(
     assert headers["h"] == b"v"
 
 
-def test_model_failure_dead_letters_the_batch_with_stage_infer(
-        model: OnnxModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    pipeline = make_pipeline(model)
-
+def test_model_failure_without_fallbacks_dead_letters_with_stage_infer(
+        model: OnnxModel) -> None:
     def boom(_batch: np.ndarray) -> np.ndarray:
         raise InferenceError("out of memory")
 
-    monkeypatch.setattr(pipeline.dataplane.model, "predict", boom)
+    pipeline = Pipeline(DataPlane(model, predict=boom), "ns.predictions", "ns.dlq", "w-1")
     msgs, reqs = request_messages(3)
     result = pipeline.process(msgs)
     assert result.dead_letters == 3
     letters = [Decoder("DeadLetter")(o.value) for o in result.outbound]
     assert {letter["stage"] for letter in letters} == {"infer"}
+    assert "no fallback could answer (model_error: out of memory)" in letters[0]["error_message"]
     assert [letter["request_id"] for letter in letters] == [r["request_id"] for r in reqs]
