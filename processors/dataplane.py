@@ -1,5 +1,9 @@
 """The inference core: decoded requests in, scores or per-request rejections out.
 
+Rejections: a wrong model name, non-finite values, or a wrong shape (more than half of
+the model's features absent) are poison; a few missing features raise
+MissingFeaturesError, which the pipeline answers with a fallback.
+
 Knows nothing of Kafka. The batch becomes one float32 matrix (feature columns in the
 model's order) and one ONNX Runtime call; requests that cannot be scored as they
 are (wrong model name, missing or non-finite features) are rejected individually
@@ -56,6 +60,12 @@ class DataPlane:
             )
         feats = request["features"]
         missing = [f for f in self._features if f not in feats]
+        if len(missing) * 2 > len(self._features):
+            # Most inputs absent: a payload of the wrong shape (another model's features,
+            # an empty map), not a partially missing vector. Poison, not a fallback case.
+            raise RequestValidationError(
+                f"request {request['request_id']}: wrong feature shape: {len(missing)} of the "
+                f"model's {len(self._features)} features missing (got {sorted(feats)[:5]}...)")
         if missing:
             raise MissingFeaturesError(
                 f"request {request['request_id']}: missing features {missing[:10]}"

@@ -227,6 +227,64 @@ def worker(**kwargs: Any) -> None:
     w.run()
 
 
+# --- dlq ------------------------------------------------------------------------------
+@cli.group()
+def dlq() -> None:
+    """Inspect and replay dead letters."""
+
+
+@dlq.command("inspect")
+@click.option("--timeout", type=float, default=5.0, show_default=True, show_envvar=True,
+              help="Stop reading after this many idle seconds.")
+@settings_options(*CONNECTION)
+def dlq_inspect(timeout: float, **kwargs: Any) -> None:
+    """Dead letters grouped by stage and error, with counts, times and a sample."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from stream.dlq import inspect
+
+    s = _settings(kwargs, CONNECTION)
+    groups = inspect(s, timeout)
+    table = Table(title=f"{s.dlq_topic}: {sum(g.count for g in groups):,} dead letters")
+    for col in ("stage", "error", "count", "first", "last", "sample", "request ids"):
+        table.add_column(col)
+    for g in groups:
+        table.add_row(g.stage, g.error_type, f"{g.count:,}",
+                      time.strftime("%H:%M:%S", time.localtime(g.first_ms / 1000)),
+                      time.strftime("%H:%M:%S", time.localtime(g.last_ms / 1000)),
+                      g.sample, ", ".join(g.request_ids))
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console.print(table)
+
+
+@dlq.command("replay")
+@click.option("--stage", "stages", multiple=True, show_envvar=True,
+              help="Replay dead letters of this stage (repeatable).")
+@click.option("--error-type", "error_types", multiple=True, show_envvar=True,
+              help="Replay dead letters with this exception type (repeatable).")
+@click.option("--request-id", "request_ids", multiple=True, show_envvar=True,
+              help="Replay this request (repeatable).")
+@click.option("--to", "target", default=None, show_envvar=True,
+              help="Topic to replay into (default: each dead letter's original topic).")
+@click.option("--dry-run", is_flag=True, show_envvar=True, help="Only count what would be replayed.")
+@click.option("--timeout", type=float, default=5.0, show_default=True, show_envvar=True,
+              help="Stop reading the DLQ after this many idle seconds.")
+@settings_options(*CONNECTION, "redis_url")
+def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
+               request_ids: tuple[str, ...], target: str | None, dry_run: bool, timeout: float,
+               **kwargs: Any) -> None:
+    """Re-inject selected dead letters after a fix (each one once; keeps request ids)."""
+    from stream.dlq import Selection, replay
+
+    s = _settings(kwargs, CONNECTION, ("redis_url",))
+    report = replay(s, Selection(stages, error_types, request_ids), dry_run, timeout, target)
+    verb = "would replay" if dry_run else "replayed"
+    click.echo(f"scanned {report.scanned} dead letters, {report.selected} selected, "
+               f"{report.already_replayed} already replayed before, {verb} "
+               f"{report.selected - report.already_replayed if dry_run else report.replayed}")
+
+
 # --- status ---------------------------------------------------------------------------
 @cli.command()
 @click.option("--metrics-url", "metrics_urls", multiple=True, show_envvar=True,

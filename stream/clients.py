@@ -110,11 +110,13 @@ class RequestProducer:
         """Queue one request (raises SerdeError if it does not fit the schema)."""
         self.send_raw(request["entity_id"].encode(), self._encode(dict(request)))
 
-    def send_raw(self, key: bytes | None, value: bytes) -> None:
-        """Queue already-encoded bytes (tests use it to inject garbage)."""
+    def send_raw(self, key: bytes | None, value: bytes,
+                 headers: list[tuple[str, bytes | None]] | None = None) -> None:
+        """Queue already-encoded bytes (replay uses it; tests inject garbage with it)."""
         while True:
             try:
-                self._producer.produce(self.topic, value, key, on_delivery=self._on_delivery)
+                self._producer.produce(self.topic, value, key, headers=headers,  # type: ignore[arg-type]  # list of (str, bytes|None) is accepted
+                                       on_delivery=self._on_delivery)
                 break
             except BufferError:
                 self._producer.poll(0.05)

@@ -37,6 +37,10 @@ class Tally:
     first_ms: int | None = None
     last_ms: int | None = None
 
+    def predicted(self) -> set[str]:
+        """Request ids answered by a prediction (model or fallback)."""
+        return self.model | self.fallback
+
     def answered(self) -> int:
         """Distinct request ids with an outcome."""
         return len(self.model | self.fallback | self.dead)

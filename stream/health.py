@@ -33,6 +33,7 @@ class HealthState:
     probe_detail: str = "not run yet"
     kafka_reachable: bool = True
     kafka_detail: str = "ok"
+    breakers: dict[str, str] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def beat(self) -> None:
@@ -45,6 +46,11 @@ class HealthState:
         with self.lock:
             for key, value in changes.items():
                 setattr(self, key, value)
+
+    def set_breaker(self, name: str, state: str) -> None:
+        """Record a breaker's state for /readyz."""
+        with self.lock:
+            self.breakers[name] = state
 
     def liveness(self) -> tuple[bool, dict[str, Any]]:
         """Alive when the loop went round within the watchdog period."""
@@ -65,6 +71,9 @@ class HealthState:
                           "detail": self.model if self.model_loaded else "not loaded"},
                 "model_probe": {"ok": self.probe_ok, "detail": self.probe_detail},
                 "kafka": {"ok": self.kafka_reachable, "detail": self.kafka_detail},
+                # An open breaker degrades but does not stop serving: fallbacks answer.
+                "breakers": {"ok": True, "detail": ", ".join(
+                    f"{k}: {v}" for k, v in sorted(self.breakers.items())) or "all closed"},
             }
         alive, live = self.liveness()
         checks["loop"] = {"ok": alive, "detail": f"last iteration {live['loop_age_s']}s ago"}

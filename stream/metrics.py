@@ -57,6 +57,7 @@ class WorkerMetrics:
     broker_rtt: Gauge
     broker_int_latency: Gauge
     breaker_state: Gauge
+    fallback_reasons: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, process_metrics: bool = True) -> WorkerMetrics:
@@ -132,8 +133,12 @@ class WorkerMetrics:
                 ["client", "broker"], registry=r),
             breaker_state=Gauge(
                 "streaminfer_breaker_state",
-                "Circuit breaker state: 0 closed, 1 half-open, 2 open (series appear once "
-                "breakers guard a dependency).", ["breaker"], registry=r),
+                "Circuit breaker state: 0 closed, 1 half-open, 2 open.", ["breaker"],
+                registry=r),
+            fallback_reasons=Counter(
+                "streaminfer_fallback_reasons",
+                "Why requests got fallbacks: model_error, timeout, breaker_open, deadline, "
+                "features_missing, shed_load.", ["model", "reason"], registry=r),
         )
 
     # --- hooks fed by librdkafka callbacks ----------------------------------------------

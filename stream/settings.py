@@ -98,6 +98,24 @@ class Settings(BaseSettings):
         120_000, ge=1000, description="How long the producer retries a prediction, milliseconds."
     )
 
+    # --- Degradation --------------------------------------------------------------
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures that open a circuit breaker (model, Redis)."
+    )
+    breaker_open_s: float = Field(
+        5.0, gt=0, description="Seconds a breaker stays open before a half-open trial."
+    )
+    shed_max_lag: int | None = Field(
+        None, ge=0, description="Shed load past this partition lag (unset: never shed)."
+    )
+    shed_min_priority: int = Field(
+        1, description="When shedding, requests with priority below this get fallbacks."
+    )
+    chaos_file: Path | None = Field(
+        None, description="Fault-injection drill: while this file exists and says 'fail' "
+                          "or 'slow <ms>', inference fails or slows.",
+    )
+
     # --- Observability ----------------------------------------------------------
     health_port: int | None = Field(
         None, ge=0, le=65535,

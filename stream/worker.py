@@ -16,6 +16,7 @@ commits, the consumer leaves the group, the process exits 0.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -29,20 +30,29 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from processors.dataplane import DataPlane
+from fallback.breaker import BreakerState
 from processors.model import OnnxModel, RuntimeOptions
 from processors.probe import Golden, run_probe
 from stream import kafka_config
+from stream.assembly import build_serving
 from stream.batching import next_batch
 from stream.exceptions import KafkaOperationError
 from stream.health import HealthServer, HealthState
 from stream.metrics import WorkerMetrics
-from stream.pipeline import Pipeline, now_ms
+from stream.pipeline import now_ms
 from stream.records import BatchResult
 from stream.registry import announce, withdraw
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
+
+# Delivery errors that mean "Kafka is unwell", not "this record is refused".
+TRANSIENT_PRODUCE_CODES = {
+    KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN, KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._FENCED,
+}
 
 
 def default_worker_id() -> str:
@@ -102,8 +112,13 @@ class Worker:
         self.metrics = WorkerMetrics.create(registry or CollectorRegistry())
         self.health = HealthState(watchdog_s=settings.watchdog_s)
         self.model = model or self._load_model()
-        self.pipeline = Pipeline(DataPlane(self.model), settings.predictions_topic,
-                                 settings.dlq_topic, self.worker_id)
+        self.serving = build_serving(settings, self.model, self.worker_id,
+                                     self._on_breaker_change)
+        self.pipeline = self.serving.pipeline
+        for breaker in ("model", "redis"):
+            self.metrics.breaker_state.labels(breaker).set(0)
+            self.health.set_breaker(breaker, "closed")
+        self._poison: dict[tuple[str, int, int], KafkaError] = {}
         self.golden = Golden.for_model(self.model)
         self._next_probe = 0.0
         self.stop_event = threading.Event()
@@ -154,6 +169,30 @@ class Worker:
         elif not self.health.probe_ok:
             log.info("model %s v%s passes its probe again", m.name, m.version)
         self.health.update(probe_ok=result.ok, probe_detail=result.detail)
+
+    def _on_breaker_change(self, name: str, old: BreakerState, new: BreakerState) -> None:
+        self.metrics.breaker_state.labels(name).set(int(new))
+        self.health.set_breaker(name, new.name.lower().replace("_", "-"))
+        level = logging.WARNING if new is BreakerState.OPEN else logging.INFO
+        log.log(level, "%s breaker %s -> %s", name, old.name, new.name)
+
+    def _lags(self, records: list[Message]) -> list[int] | None:
+        """Per record, how far its partition is behind the end (cached watermarks)."""
+        if self.settings.shed_max_lag is None or self.consumer is None:
+            return None
+        highs: dict[tuple[str, int], int] = {}
+        lags = []
+        for msg in records:
+            topic, partition, offset = _position(msg)
+            if (topic, partition) not in highs:
+                try:
+                    _low, high = self.consumer.get_watermark_offsets(
+                        TopicPartition(topic, partition), cached=True)
+                except KafkaException:
+                    high = offset + 1
+                highs[(topic, partition)] = high
+            lags.append(max(0, highs[(topic, partition)] - offset - 1))
+        return lags
 
     def _tick(self) -> None:
         """Once per loop iteration: watchdog beat and the periodic probe."""
@@ -281,6 +320,7 @@ class Worker:
         if self.server is not None:
             self.server.stop()
             withdraw(self.worker_id)
+        self.serving.runner.close()
         s = self.stats
         log.info("worker %s stopped: consumed=%d predictions=%d dead_letters=%d batches=%d "
                  "rewinds=%d", self.worker_id, s.consumed, s.predictions, s.dead_letters,
@@ -288,7 +328,7 @@ class Worker:
 
     # --- one batch ------------------------------------------------------------------
     def _handle(self, records: list[Message]) -> None:
-        result = self.pipeline.process(records)
+        result = self._apply_poison(records, self.pipeline.process(records, self._lags(records)))
         stage = self.metrics.stage_latency
         for name, seconds in result.timings.items():
             stage.labels(name).observe(seconds)
@@ -319,6 +359,11 @@ class Worker:
                 e2e.observe(max(0, durable - out.created_at) / 1000)
         for (outcome, kind), n in counts.items():
             m.outcomes.labels(name, version, outcome, kind).inc(n)
+        for reason, n in result.fallback_reasons.items():
+            m.fallback_reasons.labels(name, reason).inc(n)
+        store = self.serving.scores
+        if store is not None and result.model_scores:
+            store.set_many(name, result.model_scores, self.serving.config.last_known_good_ttl_s)
         hist = m.scores.labels(name, version)
         lo, hi = self.model.meta.score_min, self.model.meta.score_max
         out_of_bounds = 0
@@ -331,22 +376,64 @@ class Worker:
             log.warning("%d scores outside the guardrails [%s, %s] of %s v%s", out_of_bounds,
                         lo, hi, name, version)
 
-    def _produce_all(self, result: BatchResult, failures: list[KafkaError]) -> None:
+    def _produce_all(self, result: BatchResult, failures: list[tuple[int, KafkaError]]) -> None:
+        """Produce every outbound record; failures (index, error) arrive via callbacks."""
         assert self.producer is not None
 
-        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(err)
+        def on_delivery_for(index: int) -> Any:
+            def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+                if err is not None:
+                    failures.append((index, err))
+            return on_delivery
 
-        for out in result.outbound:
+        for index, out in enumerate(result.outbound):
             while True:
                 try:
                     self.producer.produce(out.topic, out.value, out.key, headers=out.headers,
-                                          on_delivery=on_delivery)
+                                          on_delivery=on_delivery_for(index))
                     break
                 except BufferError:
                     self.producer.poll(0.05)  # local queue full: let deliveries drain
+                except KafkaException as exc:  # refused locally (e.g. message too large)
+                    failures.append((index, exc.args[0]))
+                    break
             self.producer.poll(0)
+
+    def _note_poison(self, records: list[Message], result: BatchResult,
+                     failures: list[tuple[int, KafkaError]]) -> None:
+        """Remember records whose outcome Kafka refuses for good (not retriable): the
+        redo answers them with a dead letter (stage produce) instead."""
+        for index, err in failures:
+            if err.retriable() or err.code() in TRANSIENT_PRODUCE_CODES:
+                continue
+            out = result.outbound[index]
+            if out.outcome == "dead_letter" and out.kind == "produce":
+                continue  # even the dead letter is refused: keep retrying, say so loudly
+            msg = records[index]
+            self._poison[_position(msg)] = err
+            log.error("Kafka refuses the outcome of %s[%s]@%s for good (%s): it will be "
+                      "dead-lettered", msg.topic(), msg.partition(), msg.offset(), err)
+
+    def _apply_poison(self, records: list[Message], result: BatchResult) -> BatchResult:
+        """Swap refused outcomes for dead letters (see _note_poison)."""
+        if not self._poison:
+            return result
+        outbound = list(result.outbound)
+        swapped = 0
+        for index, msg in enumerate(records):
+            err = self._poison.pop(_position(msg), None)
+            if err is None:
+                continue
+            exc = KafkaOperationError(f"Kafka refused the outcome: {err}")
+            outbound[index] = self.pipeline._dead(msg, "produce", exc, now_ms(),
+                                                  outbound[index].request_id)
+            swapped += 1
+        if not swapped:
+            return result
+        model = sum(1 for o in outbound if o.outcome == "model")
+        fallback = sum(1 for o in outbound if o.outcome == "fallback")
+        return dataclasses.replace(result, outbound=outbound, model=model, fallback=fallback,
+                                   dead_letters=len(outbound) - model - fallback)
 
     def _rewind(self, records: list[Message], why: str) -> None:
         assert self.consumer is not None
@@ -361,7 +448,7 @@ class Worker:
 
     def _deliver_alo(self, records: list[Message], result: BatchResult) -> bool:
         assert self.producer is not None and self.consumer is not None
-        failures: list[KafkaError] = []
+        failures: list[tuple[int, KafkaError]] = []
         t0 = time.perf_counter()
         self._produce_all(result, failures)
         deadline = time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 5
@@ -371,8 +458,9 @@ class Worker:
         t1 = time.perf_counter()
         self.metrics.stage_latency.labels("produce").observe(t1 - t0)
         if failures or len(self.producer) > 0:
+            self._note_poison(records, result, failures)
             self._rewind(records, f"{len(failures)} deliveries failed, first: "
-                         f"{failures[0] if failures else 'timed out'}")
+                         f"{failures[0][1] if failures else 'timed out'}")
             return False
         try:
             self.consumer.commit(offsets=_offsets(records), asynchronous=False)
@@ -386,7 +474,7 @@ class Worker:
     def _deliver_eos(self, records: list[Message], result: BatchResult) -> bool:
         assert self.producer is not None and self.consumer is not None
         timeout = self.settings.transaction_timeout_ms / 1000
-        failures: list[KafkaError] = []
+        failures: list[tuple[int, KafkaError]] = []
         try:
             t0 = time.perf_counter()
             self.producer.begin_transaction()
@@ -402,6 +490,7 @@ class Worker:
             return True
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
+            self._note_poison(records, result, failures)
             if err.txn_requires_abort():
                 log.warning("transaction aborted (%s); redoing the batch", err)
                 try:

@@ -148,9 +148,9 @@ def test_healthz_fails_while_the_loop_is_stuck(cluster: Endpoints) -> None:
     release = threading.Event()
     real_process = worker.pipeline.process
 
-    def blocking(batch: Any) -> Any:
+    def blocking(batch: Any, lags: Any = None) -> Any:
         release.wait(60)  # the test hook: a batch that hangs
-        return real_process(batch)
+        return real_process(batch, lags)
 
     worker.pipeline.process = blocking  # type: ignore[method-assign]
     thread = run_in_thread(worker)

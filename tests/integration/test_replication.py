@@ -59,4 +59,4 @@ def test_three_broker_topics_are_rf3_min_isr2_and_survive_a_broker_kill(
     producer.join(120)
     assert producer.error is None, producer.error
     tally = wait_for_all(collector, producer.ids, deadline_s=120)
-    assert tally.model == set(producer.ids)
+    assert tally.predicted() == set(producer.ids)

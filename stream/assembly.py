@@ -1,0 +1,71 @@
+"""Assemble a worker's serving path from settings and the model's config:
+runner (timeout, chaos) -> data plane -> pipeline with fallbacks, breakers, deadlines."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import redis
+
+from fallback.breaker import BreakerConfig, BreakerState, CircuitBreaker
+from fallback.config import FallbackConfig
+from fallback.predictors import build_chain
+from fallback.scores import RedisScoreStore, ScoreStore
+from fallback.shedding import LoadShedder
+from processors.dataplane import DataPlane
+from processors.model import OnnxModel, RuntimeOptions
+from processors.runner import ChaosSwitch, TimedRunner
+from stream.pipeline import Degradation, Pipeline
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+OnChange = Callable[[str, BreakerState, BreakerState], None]
+
+
+@dataclass
+class Serving:
+    """The parts of the serving path the worker talks to after start-up."""
+
+    pipeline: Pipeline
+    runner: TimedRunner
+    config: FallbackConfig
+    model_breaker: CircuitBreaker
+    redis_breaker: CircuitBreaker
+    scores: ScoreStore | None
+
+
+def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
+                  on_breaker_change: OnChange) -> Serving:
+    """Everything between a decoded batch and its outcomes, for one model."""
+    where = str(model.source.parent / "model.json")
+    config = FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent, where)
+    breaker_cfg = BreakerConfig(failure_threshold=settings.breaker_failures,
+                                open_seconds=settings.breaker_open_s)
+    model_breaker = CircuitBreaker("model", breaker_cfg, on_breaker_change)
+    redis_breaker = CircuitBreaker("redis", breaker_cfg, on_breaker_change)
+    scores: ScoreStore | None = None
+    if "last_known_good" in config.order:
+        client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.25,
+                                      socket_connect_timeout=0.25)
+        scores = RedisScoreStore(client, settings.namespace, redis_breaker)
+    backup: OnnxModel | None = None
+    if config.backup_model is not None:
+        try:
+            backup = OnnxModel.load(config.backup_model, RuntimeOptions(1, 1, False))
+        except Exception as exc:  # a broken backup must not stop the primary
+            log.error("backup model %s not loaded (%s); that fallback is skipped",
+                      config.backup_model, exc)
+    chain = build_chain(config, model.name, scores, backup)
+    runner = TimedRunner(model, config.inference_timeout_ms / 1000,
+                         ChaosSwitch(settings.chaos_file))
+    degradation = Degradation(
+        chain=chain, breaker=model_breaker, sla_ms=config.sla_ms,
+        shedder=LoadShedder(settings.shed_max_lag, settings.shed_min_priority))
+    pipeline = Pipeline(DataPlane(model, predict=runner.predict), settings.predictions_topic,
+                        settings.dlq_topic, worker_id, degradation)
+    log.info("fallbacks for %s: %s; inference timeout %d ms; SLA %s", model.name,
+             chain.kinds or "none", config.inference_timeout_ms,
+             f"{config.sla_ms} ms" if config.sla_ms else "none")
+    return Serving(pipeline, runner, config, model_breaker, redis_breaker, scores)

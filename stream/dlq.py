@@ -1,0 +1,119 @@
+"""Dead-letter tools: inspect (grouped by stage and error) and replay after a fix.
+
+Replay re-injects a dead letter's original key, value bytes and headers into its
+original topic (the request keeps its request_id), adding ``streaminfer.replay_of``
+(``<dlq topic>:<partition>:<offset>``) and ``streaminfer.attempt`` (the attempt count
+plus one). Every replayed dead letter is recorded in Redis (``<ns>:dlq:replayed``), so
+replaying twice never sends the same dead letter twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from stream.clients import ReadRecord, RequestProducer, TopicReader
+from stream.exceptions import InfrastructureError
+from stream.settings import Settings
+
+
+@dataclass
+class Group:
+    """Dead letters sharing a stage and error type."""
+
+    stage: str
+    error_type: str
+    count: int = 0
+    first_ms: int = 0
+    last_ms: int = 0
+    sample: str = ""
+    request_ids: list[str] = field(default_factory=list)
+
+
+def read_dead_letters(settings: Settings, timeout: float) -> Iterator[ReadRecord]:
+    """Every decodable dead letter currently in the DLQ (stops after ``timeout`` idle)."""
+    for record in TopicReader(settings, settings.dlq_topic, timeout=timeout,
+                              from_beginning=True):
+        if record.value is not None:
+            yield record
+
+
+def inspect(settings: Settings, timeout: float = 5.0) -> list[Group]:
+    """Dead letters grouped by (stage, error type), biggest group first."""
+    groups: dict[tuple[str, str], Group] = {}
+    for record in read_dead_letters(settings, timeout):
+        v = record.value or {}
+        key = (v["stage"], v["error_type"])
+        g = groups.setdefault(key, Group(*key, first_ms=v["failed_at"],
+                                         sample=v["error_message"][:200]))
+        g.count += 1
+        g.first_ms = min(g.first_ms, v["failed_at"])
+        g.last_ms = max(g.last_ms, v["failed_at"])
+        if v.get("request_id") and len(g.request_ids) < 3:
+            g.request_ids.append(v["request_id"])
+    return sorted(groups.values(), key=lambda g: -g.count)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which dead letters to replay (all given criteria must hold)."""
+
+    stages: tuple[str, ...] = ()
+    error_types: tuple[str, ...] = ()
+    request_ids: tuple[str, ...] = ()
+
+    def matches(self, v: dict[str, Any]) -> bool:
+        """Does this dead letter fall in the selection?"""
+        return ((not self.stages or v["stage"] in self.stages)
+                and (not self.error_types or v["error_type"] in self.error_types)
+                and (not self.request_ids or v.get("request_id") in self.request_ids))
+
+
+@dataclass
+class ReplayReport:
+    """What a replay found and did."""
+
+    scanned: int = 0
+    selected: int = 0
+    already_replayed: int = 0
+    replayed: int = 0
+
+
+def replay(settings: Settings, selection: Selection, dry_run: bool, timeout: float = 5.0,
+           target: str | None = None) -> ReplayReport:
+    """Re-inject the selected dead letters (once each); with ``dry_run`` only count them."""
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    ledger = f"{settings.namespace}:dlq:replayed"
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise InfrastructureError(
+            f"replay needs Redis at {settings.redis_url} to remember what it replayed "
+            f"({exc}); start it or point --redis-url at it") from exc
+    report = ReplayReport()
+    producer = None if dry_run else RequestProducer(settings, topic=target)
+    for record in read_dead_letters(settings, timeout):
+        report.scanned += 1
+        v = record.value or {}
+        if not selection.matches(v):
+            continue
+        report.selected += 1
+        coordinate = f"{record.topic}:{record.partition}:{record.offset}"
+        if client.sismember(ledger, coordinate):
+            report.already_replayed += 1
+            continue
+        if producer is None:
+            continue
+        headers = [(h["key"], h["value"]) for h in v.get("headers", [])
+                   if not h["key"].startswith("streaminfer.")]
+        headers += [("streaminfer.replay_of", coordinate.encode()),
+                    ("streaminfer.attempt", str(int(v.get("attempt", 1)) + 1).encode())]
+        producer.topic = target or v["topic"]
+        producer.send_raw(v.get("key"), v.get("value") or b"", headers=headers)
+        producer.flush()  # durable before it is marked replayed
+        client.sadd(ledger, coordinate)
+        report.replayed += 1
+    return report
