@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from processors.synthetic import FEATURE_NAMES, sample_features
 from schemas.exceptions import SerdeError
@@ -195,19 +195,36 @@ class TopicReader:
 
     def __init__(self, settings: Settings, topic: str | list[str], count: int | None = None,
                  timeout: float | None = 30.0, from_beginning: bool = True,
-                 group: str | None = None) -> None:
+                 group: str | None = None, until_end: bool = False) -> None:
         self.topics = [topic] if isinstance(topic, str) else list(topic)
+        self.until_end = until_end
         self.count = count
         self.timeout = timeout
         self._consumer = Consumer(kafka_config.tail_consumer(settings, group, from_beginning))
         self._decode = AnyDecoder()
 
+    def _ends(self) -> dict[tuple[str, int], int]:
+        """High watermarks now (partitions with data only)."""
+        ends: dict[tuple[str, int], int] = {}
+        for topic in self.topics:
+            meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
+            for p in meta.partitions:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), 10)
+                if high > low:
+                    ends[(topic, p)] = high
+        return ends
+
     def __iter__(self) -> Iterator[ReadRecord]:
+        """Records until ``count``, ``timeout`` idle seconds, or (``until_end``) the end
+        offsets the topic had when reading started, so a reader never chases its own output."""
+        ends = self._ends() if self.until_end else {}
         self._consumer.subscribe(self.topics)
         seen = 0
         last = time.monotonic()
         try:
             while self.count is None or seen < self.count:
+                if self.until_end and not ends:
+                    return
                 if self.timeout is not None and time.monotonic() - last > self.timeout:
                     return
                 for msg in self._consumer.consume(500, 0.2):
@@ -217,6 +234,13 @@ class TopicReader:
                             raise KafkaOperationError(f"consumer error: {err}")
                         continue
                     last = time.monotonic()
+                    position = (msg.topic() or "", msg.partition() or 0)
+                    if self.until_end:
+                        end = ends.get(position)
+                        if end is None or (msg.offset() or 0) >= end:
+                            continue
+                        if (msg.offset() or 0) >= end - 1:
+                            del ends[position]
                     raw = msg.value()
                     try:
                         value, error = self._decode(raw or b""), None

@@ -1,10 +1,12 @@
 """Dead-letter tools: inspect (grouped by stage and error) and replay after a fix.
 
 Replay re-injects a dead letter's original key, value bytes and headers into its
-original topic (the request keeps its request_id), adding ``streaminfer.replay_of``
+original topic (the request keeps its request_id; workers answer a replayed request
+even when it is past its deadline), adding ``streaminfer.replay_of``
 (``<dlq topic>:<partition>:<offset>``) and ``streaminfer.attempt`` (the attempt count
 plus one). Every replayed dead letter is recorded in Redis (``<ns>:dlq:replayed``), so
-replaying twice never sends the same dead letter twice.
+replaying twice never sends the same dead letter twice, and reads stop at the DLQ's end
+as it was when the command started, so new dead letters cannot feed a replay loop.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class Group:
 def read_dead_letters(settings: Settings, timeout: float) -> Iterator[ReadRecord]:
     """Every decodable dead letter currently in the DLQ (stops after ``timeout`` idle)."""
     for record in TopicReader(settings, settings.dlq_topic, timeout=timeout,
-                              from_beginning=True):
+                              from_beginning=True, until_end=True):
         if record.value is not None:
             yield record
 

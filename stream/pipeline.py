@@ -97,6 +97,10 @@ class Pipeline:
                 out[i] = self._dead(record, "decode", exc, received)
                 continue
             requests[i] = req
+            if _is_replay(record):
+                # An operator replayed it after a fix: answer it, however late.
+                candidates.append(i)
+                continue
             deadline = req["deadline_ms"]
             if deadline is None and deg.sla_ms is not None:
                 deadline = req["created_at"] + deg.sla_ms
@@ -208,6 +212,11 @@ class Pipeline:
                            dead_letters=len(batch) - n_model - n_fallback,
                            scores=[scores[i] for i in sorted(scores)], timings=timings,
                            fallback_reasons=reasons, model_scores=lkg)
+
+
+def _is_replay(record: SourceRecord) -> bool:
+    """Was this record re-injected by ``streaminfer dlq replay``?"""
+    return any(key == "streaminfer.replay_of" for key, _ in header_list(record.headers()))
 
 
 def _attempt(record: SourceRecord) -> int:

@@ -322,9 +322,9 @@ class Worker:
             withdraw(self.worker_id)
         self.serving.runner.close()
         s = self.stats
-        log.info("worker %s stopped: consumed=%d predictions=%d dead_letters=%d batches=%d "
-                 "rewinds=%d", self.worker_id, s.consumed, s.predictions, s.dead_letters,
-                 s.batches, s.rewinds)
+        log.info("worker %s stopped: consumed=%d predictions=%d fallbacks=%d dead_letters=%d "
+                 "batches=%d rewinds=%d", self.worker_id, s.consumed, s.predictions, s.fallbacks,
+                 s.dead_letters, s.batches, s.rewinds)
 
     # --- one batch ------------------------------------------------------------------
     def _handle(self, records: list[Message]) -> None:
