@@ -20,6 +20,7 @@ from processors.model import DEFAULT_MODEL_DIR
 from stream.clients import RequestProducer, synthetic_requests
 from stream.demo import Collector, Tally
 from stream.devcluster.cluster import _publish, free_port, wait_for_redis
+from stream.invariant import check
 from stream.settings import Settings
 from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
@@ -107,6 +108,9 @@ def test_poison_mix_each_bad_record_gets_one_dead_letter_with_the_right_stage(
     assert {d["error_type"] for d in letters if d["stage"] == "decode"} == {
         "NotSingleObjectError", "UnknownSchemaError"}
     assert len(collector.seen) == total  # counts add up: one outcome per record produced
+    report = check(good + wrong_shape, predictions(collector, settings), letters,
+                   unparseable=garbage | unknown)
+    assert report.ok(), report.summary()
 
 
 def test_a_failing_model_gets_fallbacks_the_breaker_opens_then_recovers(
@@ -250,6 +254,9 @@ def test_redis_outage_degrades_last_known_good_and_loses_nothing(
     everything = phase1 + phase2 + phase3 + phase4
     tally = wait_for_all(collector, everything, deadline_s=30)
     assert tally.answered() == len(everything) and tally.duplicates == 0
+    report = check(everything, predictions(collector, settings),
+                   dead_letters(collector, settings))
+    assert report.ok(), report.summary()
     assert seen_entities  # entities were shared across phases (last-known-good lookups)
 
 
@@ -298,3 +305,24 @@ def test_replay_answers_fixed_dead_letters_once(
 def test_tally_counts_each_outcome_once() -> None:
     tally = Tally(model={"a"}, fallback={"b"}, dead={"c"})
     assert tally.answered() == 3 and tally.predicted() == {"a", "b"}
+
+
+def test_load_shedding_answers_low_priority_requests_with_fallbacks(
+        settings: Settings, workers: WorkerPool, tmp_path: Path) -> None:
+    model = model_copy(tmp_path, sla_ms=120_000)  # shedding, not deadlines, under test
+    collector = start_collector(settings)
+    producer = RequestProducer(settings)
+    low, high = [], []
+    for i, req in enumerate(synthetic_requests(2000, seed=97)):
+        req = dict(req, priority=5 if i % 4 == 0 else 0)
+        (high if req["priority"] else low).append(req["request_id"])
+        producer.send(req)
+    producer.flush()  # a backlog of 2000 before the worker starts
+    workers.start(settings, "shed0", shed_max_lag=200, shed_min_priority=1, model_path=model)
+    wait_for_all(collector, low + high, deadline_s=60)
+    by_id = {p["request_id"]: p for p in predictions(collector, settings)}
+    shed = [r for r in low if by_id[r]["fallback_reason"] == "shed_load"]
+    assert len(shed) > len(low) / 2  # most of the backlog's low-priority requests were shed
+    assert all(not by_id[r]["fallback"] for r in high)  # high priority always got the model
+    report = check(low + high, by_id.values(), dead_letters(collector, settings))
+    assert report.ok(), report.summary()

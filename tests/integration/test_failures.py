@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from stream.demo import Collector
+from stream.invariant import check
 from stream.settings import Settings
 from tests.integration.helpers import (
     PacedProducer,
@@ -53,6 +54,11 @@ def test_sigkill_one_of_three_workers_loses_nothing_at_least_once(
     tally = wait_for_all(collector, producer.ids, deadline_s=120)
     collector.stop.set()
     assert tally.predicted() == set(producer.ids)  # every request answered
+    with collector.lock:
+        preds = [v for t, v, _r in collector.seen if t == settings.predictions_topic]
+        letters = [v for t, v, _r in collector.seen if t == settings.dlq_topic]
+    report = check(producer.ids, preds, letters)
+    assert report.ok(allow_duplicates=True), report.summary()  # at-least-once
     assert tally.answered() == COUNT
     # Survivors took over the dead worker's partitions and kept answering after the kill.
     assert predictions_by(collector, "w1") + predictions_by(collector, "w2") > 0
@@ -73,8 +79,11 @@ def test_sigkill_exactly_once_gives_every_request_exactly_one_prediction(
     assert tally.predicted() == set(producer.ids)
     assert tally.duplicates == 0
     with collector.lock:
-        n_predictions = sum(1 for t, _v, _r in collector.seen if t == settings.predictions_topic)
-    assert n_predictions == COUNT
+        preds = [v for t, v, _r in collector.seen if t == settings.predictions_topic]
+        letters = [v for t, v, _r in collector.seen if t == settings.dlq_topic]
+    assert len(preds) == COUNT
+    report = check(producer.ids, preds, letters)
+    assert report.ok(), report.summary()
 
 
 def test_graceful_sigterm_and_restart_neither_loses_nor_duplicates(
