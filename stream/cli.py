@@ -313,15 +313,19 @@ def status(metrics_urls: tuple[str, ...], interval: float, **kwargs: Any) -> Non
 @click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.", show_envvar=True)
 @click.option("--garbage", type=int, default=3, show_default=True,
               help="Undecodable messages mixed in, to show the dead-letter path.", show_envvar=True)
+@click.option("--break-model/--no-break-model", default=True, show_default=True,
+              show_envvar=True,
+              help="Drill: make the model fail for 30% of the second half, to watch fallbacks "
+                   "answer and the model take over again.")
 @click.option("--down/--keep-up", default=False, show_default=True,
               help="Remove the dev cluster at the end.", show_envvar=True)
 @settings_options(*CONNECTION, *DEV)
-def demo(n_requests: int, rate: float, workers: int, garbage: int, down: bool,
-         **kwargs: Any) -> None:
+def demo(n_requests: int, rate: float, workers: int, garbage: int, break_model: bool,
+         down: bool, **kwargs: Any) -> None:
     """Cluster up, topics, workers, requests in, predictions out, a summary."""
     from stream.demo import run_demo
 
-    sys.exit(run_demo(n_requests, rate, workers, garbage, down, kwargs))
+    sys.exit(run_demo(n_requests, rate, workers, garbage, down, kwargs, break_model))
 
 
 def main() -> None:

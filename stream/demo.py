@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ class Tally:
     worker_latencies_ms: list[float] = field(default_factory=list)
     first_ms: int | None = None
     last_ms: int | None = None
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
 
     def predicted(self) -> set[str]:
         """Request ids answered by a prediction (model or fallback)."""
@@ -46,11 +48,37 @@ class Tally:
         return len(self.model | self.fallback | self.dead)
 
 
+def chaos_path() -> Path:
+    """The demo's fault-injection switch (see --chaos-file)."""
+    return state_dir() / "demo-chaos"
+
+
+class ModelOutage(threading.Thread):
+    """Breaks the workers' model for ``length_s`` after ``after_s`` (a drill)."""
+
+    def __init__(self, after_s: float, length_s: float) -> None:
+        super().__init__(daemon=True, name="model-outage")
+        self.after_s, self.length_s = after_s, length_s
+        self.cancel = threading.Event()
+
+    def run(self) -> None:
+        if self.cancel.wait(self.after_s):
+            return
+        chaos_path().write_text("fail")
+        say(f"drill: the model now fails on every call ({chaos_path()}); fallbacks answer")
+        self.cancel.wait(self.length_s)
+        chaos_path().unlink(missing_ok=True)
+        say("drill: the model is fixed; predictions come from it again")
+
+
 def start_workers(settings: Settings, processes: int) -> subprocess.Popen[bytes]:
     """`streaminfer worker --processes N` in the background, logging to a file."""
     log_path = state_dir() / "demo-workers.log"
+    chaos_path().unlink(missing_ok=True)
     env = {**os.environ, "STREAMINFER_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-           "STREAMINFER_NAMESPACE": settings.namespace}
+           "STREAMINFER_NAMESPACE": settings.namespace,
+           "STREAMINFER_CHAOS_FILE": str(chaos_path()),
+           "STREAMINFER_BREAKER_OPEN_S": "1"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "stream.cli", "worker", "--processes", str(processes)],
@@ -142,6 +170,9 @@ class Collector(threading.Thread):
             if rid in tally.model or rid in tally.fallback:
                 tally.duplicates += 1
             (tally.fallback if v["fallback"] else tally.model).add(rid)
+            if v["fallback"]:
+                key = f"{v['fallback_reason']} -> {v['fallback_kind']}"
+                tally.fallback_reasons[key] = tally.fallback_reasons.get(key, 0) + 1
             tally.latencies_ms.append(received - v["created_at"])
             tally.worker_latencies_ms.append(v["predicted_at"] - v["created_at"])
             tally.first_ms = min(tally.first_ms or received, received)
@@ -181,6 +212,7 @@ def summary(tally: Tally, sent: int, garbage: int, produce_s: float, rate: float
         ("garbage messages sent", f"{garbage:,}"),
         ("model predictions", f"{len(tally.model):,}"),
         ("fallback predictions", f"{len(tally.fallback):,}"),
+        *((f"  {reason}", f"{n:,}") for reason, n in sorted(tally.fallback_reasons.items())),
         ("dead letters (requests)", f"{len(tally.dead):,}"),
         ("dead letters (garbage)", f"{tally.garbage_dead:,}"),
         ("missing", f"{sent - tally.answered():,}"),
@@ -199,7 +231,7 @@ def summary(tally: Tally, sent: int, garbage: int, produce_s: float, rate: float
 
 
 def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: bool,
-             kwargs: dict[str, Any]) -> int:
+             kwargs: dict[str, Any], break_model: bool = True) -> int:
     """The whole demo; returns the exit code (0 when nothing was lost)."""
     from click.testing import CliRunner
 
@@ -245,8 +277,17 @@ def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: boo
                          rate, "producing (1/2)")
         for blob in sorted(junk):
             producer.send_raw(b"garbage", blob)
+        second_half_s = (n_requests - len(ids)) / rate if rate else 0.0
+        outage = ModelOutage(second_half_s * 0.3, second_half_s * 0.3) \
+            if break_model and rate else None
+        if outage is not None:
+            outage.start()
         ids += send_paced(producer, synthetic_requests(n_requests - len(ids), seed=2),
                           n_requests - len(ids), rate, "producing (2/2)")
+        if outage is not None:
+            outage.cancel.set()
+            outage.join(5)
+            chaos_path().unlink(missing_ok=True)
         produce_s = time.monotonic() - t0
         tally = wait_for_outcomes(collector, set(ids), junk, deadline_s=120 + n_requests / 500)
         collector.stop.set()
