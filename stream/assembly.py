@@ -15,6 +15,10 @@ from fallback.predictors import build_chain
 from fallback.scores import RedisScoreStore, ScoreStore
 from fallback.shedding import LoadShedder
 from processors.dataplane import DataPlane
+from processors.features.cache import FeatureCache
+from processors.features.enrich import FeatureEnricher
+from processors.features.store import RedisFeatureStore
+from processors.features.views import FeatureRepo
 from processors.model import OnnxModel, RuntimeOptions
 from processors.runner import ChaosSwitch, TimedRunner
 from stream.pipeline import Degradation, Pipeline
@@ -45,11 +49,19 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
                                 open_seconds=settings.breaker_open_s)
     model_breaker = CircuitBreaker("model", breaker_cfg, on_breaker_change)
     redis_breaker = CircuitBreaker("redis", breaker_cfg, on_breaker_change)
+    client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.25,
+                                  socket_connect_timeout=0.25)
     scores: ScoreStore | None = None
     if "last_known_good" in config.order:
-        client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.25,
-                                      socket_connect_timeout=0.25)
         scores = RedisScoreStore(client, settings.namespace, redis_breaker)
+    enricher: FeatureEnricher | None = None
+    repo = FeatureRepo.for_model(model.source.parent)
+    if repo is not None:
+        repo.check_covers(model.meta.features)
+        enricher = FeatureEnricher(
+            repo, RedisFeatureStore(client, settings.namespace),
+            FeatureCache(settings.feature_cache_size, settings.feature_cache_ttl_s),
+            redis_breaker, settings.feature_precedence)
     backup: OnnxModel | None = None
     if config.backup_model is not None:
         try:
@@ -62,10 +74,12 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
                          ChaosSwitch(settings.chaos_file))
     degradation = Degradation(
         chain=chain, breaker=model_breaker, sla_ms=config.sla_ms,
-        shedder=LoadShedder(settings.shed_max_lag, settings.shed_min_priority))
+        shedder=LoadShedder(settings.shed_max_lag, settings.shed_min_priority),
+        enricher=enricher)
     pipeline = Pipeline(DataPlane(model, predict=runner.predict), settings.predictions_topic,
                         settings.dlq_topic, worker_id, degradation)
-    log.info("fallbacks for %s: %s; inference timeout %d ms; SLA %s", model.name,
-             chain.kinds or "none", config.inference_timeout_ms,
-             f"{config.sla_ms} ms" if config.sla_ms else "none")
+    log.info("fallbacks for %s: %s; inference timeout %d ms; SLA %s; feature views %s",
+             model.name, chain.kinds or "none", config.inference_timeout_ms,
+             f"{config.sla_ms} ms" if config.sla_ms else "none",
+             [v.name for v in repo.views] if repo else "none")
     return Serving(pipeline, runner, config, model_breaker, redis_breaker, scores)

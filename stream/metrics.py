@@ -58,6 +58,10 @@ class WorkerMetrics:
     broker_int_latency: Gauge
     breaker_state: Gauge
     fallback_reasons: Counter
+    feature_cache: Counter
+    feature_age: Histogram
+    features_degraded: Counter
+    feature_unknown_entities: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, process_metrics: bool = True) -> WorkerMetrics:
@@ -139,6 +143,21 @@ class WorkerMetrics:
                 "streaminfer_fallback_reasons",
                 "Why requests got fallbacks: model_error, timeout, breaker_open, deadline, "
                 "features_missing, shed_load.", ["model", "reason"], registry=r),
+            feature_cache=Counter(
+                "streaminfer_feature_cache",
+                "Feature rows looked up: result=hit (fresh in the in-process cache) or miss "
+                "(read from Redis); hit ratio = hit / (hit + miss).", ["result"], registry=r),
+            feature_age=Histogram(
+                "streaminfer_feature_age_seconds",
+                "Age of the stored feature rows used (now - their _updated_at).",
+                buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400), registry=r),
+            features_degraded=Counter(
+                "streaminfer_features_degraded",
+                "Requests served stale or default features because Redis could not answer.",
+                ["view"], registry=r),
+            feature_unknown_entities=Counter(
+                "streaminfer_feature_unknown_entities",
+                "Lookups of entities with no stored features (defaults used).", registry=r),
         )
 
     # --- hooks fed by librdkafka callbacks ----------------------------------------------

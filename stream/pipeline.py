@@ -20,6 +20,7 @@ from fallback.predictors import FallbackAnswer, FallbackChain
 from fallback.shedding import LoadShedder
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError, MissingFeaturesError
+from processors.features.enrich import EnrichStats, FeatureEnricher
 from processors.runner import InferenceTimeout
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
@@ -49,6 +50,7 @@ class Degradation:
     breaker: CircuitBreaker = field(default_factory=lambda: CircuitBreaker("model"))
     sla_ms: int | None = None
     shedder: LoadShedder = field(default_factory=LoadShedder)
+    enricher: FeatureEnricher | None = None
 
 
 class Pipeline:
@@ -112,6 +114,15 @@ class Pipeline:
                 candidates.append(i)
         t1 = time.perf_counter()
         timings["decode"] = t1 - t0
+        degraded: dict[int, list[str]] = {}
+        enrich_stats: EnrichStats | None = None
+        if deg.enricher is not None and requests:
+            order = list(requests)
+            flags, enrich_stats = deg.enricher.enrich([requests[i] for i in order])
+            degraded = {i: f for i, f in zip(order, flags, strict=True) if f}
+            t2 = time.perf_counter()
+            timings["features"] = t2 - t1
+            t1 = t2
 
         scores: dict[int, float] = {}
         if candidates:
@@ -184,6 +195,7 @@ class Pipeline:
                     "fallback": fb is not None,
                     "fallback_kind": fb.kind if fb else None,
                     "fallback_reason": reason,
+                    "features_degraded": degraded.get(i, []),
                     "source": {"topic": record.topic() or "", "partition": record.partition() or 0,
                                "offset": record.offset() or 0},
                     "created_at": req["created_at"], "received_at": received,
@@ -211,7 +223,8 @@ class Pipeline:
         return BatchResult(outbound, model=n_model, fallback=n_fallback,
                            dead_letters=len(batch) - n_model - n_fallback,
                            scores=[scores[i] for i in sorted(scores)], timings=timings,
-                           fallback_reasons=reasons, model_scores=lkg)
+                           fallback_reasons=reasons, model_scores=lkg,
+                           enrich_stats=enrich_stats)
 
 
 def _is_replay(record: SourceRecord) -> bool:

@@ -116,6 +116,17 @@ class Settings(BaseSettings):
                           "or 'slow <ms>', inference fails or slows.",
     )
 
+    # --- Features -----------------------------------------------------------------
+    feature_cache_size: int = Field(
+        100_000, ge=0, description="Feature rows kept in the in-process cache (0: no cache)."
+    )
+    feature_cache_ttl_s: float = Field(
+        1.0, ge=0, description="Seconds a cached feature row is served without asking Redis."
+    )
+    feature_precedence: Literal["request", "store"] = Field(
+        "request", description="Which wins when a request and the store both have a feature."
+    )
+
     # --- Observability ----------------------------------------------------------
     health_port: int | None = Field(
         None, ge=0, le=65535,

@@ -359,6 +359,15 @@ class Worker:
                 e2e.observe(max(0, durable - out.created_at) / 1000)
         for (outcome, kind), n in counts.items():
             m.outcomes.labels(name, version, outcome, kind).inc(n)
+        es = result.enrich_stats
+        if es is not None:
+            m.feature_cache.labels("hit").inc(es.hits)
+            m.feature_cache.labels("miss").inc(es.misses)
+            m.feature_unknown_entities.inc(es.unknown_entities)
+            for view, n in es.degraded.items():
+                m.features_degraded.labels(view).inc(n)
+            for age in es.ages_s:
+                m.feature_age.observe(age)
         for reason, n in result.fallback_reasons.items():
             m.fallback_reasons.labels(name, reason).inc(n)
         store = self.serving.scores

@@ -49,6 +49,7 @@ def test_every_shipped_schema_round_trips(name: str) -> None:
             "request_id": "r", "entity_id": "e", "model": "fraud", "model_version": "1",
             "score": 0.75, "outputs": {"score": 0.75}, "fallback": True,
             "fallback_kind": "constant", "fallback_reason": "timeout",
+            "features_degraded": ["card_activity"],
             "source": {"topic": "t", "partition": 3, "offset": 99},
             "created_at": 1, "received_at": 2, "predicted_at": 3, "worker_id": "w",
         },
@@ -122,3 +123,12 @@ def test_registry_refuses_badly_named_schema_files(tmp_path: Path) -> None:
     (tmp_path / "Thing.avsc").write_text('{"type": "record", "name": "Thing", "fields": []}')
     with pytest.raises(Exception, match="must be named"):
         SchemaRegistry(tmp_path)
+
+
+def test_prediction_v2_reader_reads_v1_predictions() -> None:
+    v1 = {"request_id": "r", "entity_id": "e", "model": "fraud", "model_version": "1",
+          "score": 0.5, "outputs": {}, "fallback": False, "fallback_kind": None,
+          "fallback_reason": None, "source": {"topic": "t", "partition": 0, "offset": 1},
+          "created_at": 1, "received_at": 2, "predicted_at": 3, "worker_id": "w"}
+    decoded = Decoder("Prediction")(Encoder("Prediction", 1)(v1))
+    assert decoded == {**v1, "features_degraded": []}

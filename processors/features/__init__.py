@@ -1,0 +1,1 @@
+"""Online features: view definitions, the Redis store, an in-process cache, enrichment."""
