@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -283,6 +284,39 @@ def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
     click.echo(f"scanned {report.scanned} dead letters, {report.selected} selected, "
                f"{report.already_replayed} already replayed before, {verb} "
                f"{report.selected - report.already_replayed if dry_run else report.replayed}")
+
+
+# --- features -------------------------------------------------------------------------
+@cli.group()
+def features() -> None:
+    """The online feature store (Redis)."""
+
+
+@features.command("get")
+@click.argument("entity")
+@settings_options(*CONNECTION, "redis_url", "model_path")
+def features_get(entity: str, **kwargs: Any) -> None:
+    """Show what the model would see for ENTITY: values, sources and ages, as JSON."""
+    from stream.features_cli import get
+
+    s = _settings(kwargs, CONNECTION, ("redis_url", "model_path"))
+    click.echo(json.dumps(get(s, entity), indent=2))
+
+
+@features.command("backfill")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@settings_options(*CONNECTION, "redis_url", "model_path")
+def features_backfill(path: Path, **kwargs: Any) -> None:
+    """Load feature rows from a JSON-lines (or Parquet) file:
+    {"view": ..., "entity": ..., "features": {...}, "updated_at": epoch_ms?} per line."""
+    from stream.features_cli import backfill
+    from stream.producing import progress_bar
+
+    s = _settings(kwargs, CONNECTION, ("redis_url", "model_path"))
+    with progress_bar() as bar:
+        task = bar.add_task(f"backfilling {path.name}", total=None, rate="")
+        n = backfill(s, path, progress=lambda done: bar.update(task, completed=done))
+    click.echo(f"wrote {n} feature rows to {s.redis_url}", err=True)
 
 
 # --- status ---------------------------------------------------------------------------

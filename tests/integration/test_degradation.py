@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from testcontainers.core.container import DockerContainer
 
 from processors.model import DEFAULT_MODEL_DIR
 from stream.clients import RequestProducer, synthetic_requests
 from stream.demo import Collector, Tally
-from stream.devcluster.cluster import _publish, free_port, wait_for_redis
+from stream.devcluster.cluster import free_port
 from stream.invariant import check
 from stream.settings import Settings
 from stream.topics import ensure_topics
-from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
+from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
     PacedProducer,
     WorkerPool,
@@ -174,21 +173,6 @@ def test_a_slow_model_is_answered_by_fallbacks_within_the_timeout(
     assert worst <= 2 * 250 + 150, f"worst wait {worst} ms"
     print(f"slow model: fallback answers waited p50 {waits[len(waits) // 2]} ms, "
           f"max {worst} ms for a 250 ms timeout and a 3000 ms model")
-
-
-@pytest.fixture
-def own_redis() -> Any:
-    images = ensure_test_images()
-    port = free_port()
-    container = DockerContainer(images.redis).with_command(
-        "redis-server --protected-mode no --bind 0.0.0.0 --save '' --appendonly no")
-    _publish(container, 6379, port)
-    container.start()
-    wait_for_redis(f"redis://127.0.0.1:{port}/0", 30)
-    try:
-        yield container, port
-    finally:
-        container.stop()
 
 
 def test_redis_outage_degrades_last_known_good_and_loses_nothing(

@@ -1,0 +1,147 @@
+"""The Redis feature store on real Redis and Kafka: backfill, lookups that change
+predictions, and degraded-but-serving when Redis pauses or stops."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from processors.synthetic import FEATURE_NAMES
+from stream.clients import RequestProducer, synthetic_requests
+from stream.devcluster.cluster import free_port
+from stream.settings import Settings
+from stream.topics import ensure_topics
+from tests.integration.conftest import Endpoints, make_settings
+from tests.integration.helpers import (
+    WorkerPool,
+    settings_env,
+    start_collector,
+    wait_for_all,
+    wait_for_workers,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+VIEW_FEATURES = ["tx_count_5m", "tx_count_1h", "tx_count_24h", "tx_sum_5m", "tx_sum_1h",
+                 "tx_sum_24h", "avg_amount_30d", "std_amount_30d", "declines_24h",
+                 "chargebacks_90d", "account_age_days", "card_age_days", "velocity_ratio"]
+HOT = {"tx_count_5m": 9, "declines_24h": 6, "tx_count_1h": 12, "velocity_ratio": 8}
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "stream.cli", *args],
+                            env=settings_env(settings), capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def request_only(request: dict[str, Any], entity: str, rid: str) -> dict[str, Any]:
+    """A request carrying only its request-time features (the rest come from Redis)."""
+    feats = {k: v for k, v in request["features"].items() if k not in VIEW_FEATURES}
+    return dict(request, entity_id=entity, request_id=rid, features=feats)
+
+
+def send(settings: Settings, reqs: list[dict[str, Any]]) -> list[str]:
+    producer = RequestProducer(settings)
+    for r in reqs:
+        producer.send(r)
+    producer.flush()
+    return [r["request_id"] for r in reqs]
+
+
+def test_backfill_get_and_predictions_that_depend_on_stored_features(
+        settings: Settings, workers: WorkerPool, tmp_path: Path) -> None:
+    jsonl = tmp_path / "rows.jsonl"
+    jsonl.write_text(json.dumps({"view": "card_activity", "entity": "card-hot",
+                                 "features": HOT}) + "\n")
+    assert "wrote 1 feature rows" in cli(settings, "features", "backfill", str(jsonl)).stderr
+    parquet = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pylist([
+        {"view": "card_activity", "entity": f"card-p{i}", "features": {"tx_count_5m": float(i)},
+         "updated_at": 1_700_000_000_000} for i in range(3)]), parquet)
+    assert "wrote 3 feature rows" in cli(settings, "features", "backfill", str(parquet)).stderr
+    [view] = json.loads(cli(settings, "features", "get", "card-hot").stdout)
+    assert view["found"] and view["features"]["tx_count_5m"] == {"value": 9.0, "source": "store"}
+    assert view["features"]["avg_amount_30d"]["source"] == "default"
+    assert 0 <= view["age_s"] < 60 and view["ttl_s"] > 80_000
+    [cold] = json.loads(cli(settings, "features", "get", "card-nobody").stdout)
+    assert not cold["found"] and cold["age_s"] is None
+
+    collector = start_collector(settings)
+    workers.start(settings, "feat0")
+    wait_for_workers(settings, workers, 1)
+    base = list(synthetic_requests(40, seed=101))
+    hot = [request_only(r, "card-hot", f"hot-{i}") for i, r in enumerate(base[:20])]
+    cold = [request_only(r, "card-cold", f"cold-{i}") for i, r in enumerate(base[:20])]
+    ids = send(settings, hot + cold)
+    wait_for_all(collector, ids, deadline_s=60)
+    with collector.lock:
+        by_id = {v["request_id"]: v for t, v, _ in collector.seen
+                 if t == settings.predictions_topic}
+    diffs = [by_id[f"hot-{i}"]["score"] - by_id[f"cold-{i}"]["score"] for i in range(20)]
+    # Same request features; only the stored ones differ: every hot score is higher.
+    assert min(diffs) > 0 and sorted(diffs)[10] > 0.3, diffs
+    assert all(not by_id[i]["fallback"] and by_id[i]["features_degraded"] == [] for i in ids)
+
+
+def test_redis_paused_then_stopped_degrades_flagged_and_recovers(
+        cluster: Endpoints, workers: WorkerPool, own_redis: Any) -> None:
+    container, redis_port = own_redis
+    settings = make_settings(cluster, redis_url=f"redis://127.0.0.1:{redis_port}/0")
+    ensure_topics(settings)
+    import redis
+
+    from processors.features.store import RedisFeatureStore
+
+    RedisFeatureStore(redis.Redis(port=redis_port), settings.namespace).write(
+        [("card_activity", "card-hot", HOT, None)], {"card_activity": 86400})
+    port = free_port()
+    collector = start_collector(settings)
+    workers.start(settings, "feat1", health_port=port, feature_cache_ttl_s=0.2,
+                  breaker_open_s=1.0, breaker_failures=2, batch_max_records=10)
+    wait_for_workers(settings, workers, 1)
+    base = list(synthetic_requests(20, seed=102))
+
+    def burst(tag: str) -> list[dict[str, Any]]:
+        ids = send(settings, [request_only(r, "card-hot", f"{tag}-{i}")
+                              for i, r in enumerate(base)])
+        wait_for_all(collector, ids, deadline_s=60)
+        with collector.lock:
+            return [v for t, v, _ in collector.seen
+                    if t == settings.predictions_topic and v["request_id"] in set(ids)]
+
+    healthy = burst("healthy")
+    assert all(p["features_degraded"] == [] for p in healthy)
+    container.get_wrapped_container().pause()
+    paused = burst("paused")
+    assert all(p["features_degraded"] == ["card_activity"] for p in paused)
+    assert not any(p["fallback"] for p in paused)  # still model predictions, within deadline
+    # Stale rows from the in-process cache (within max staleness), not defaults:
+    assert min(p["score"] for p in paused) > 0.5 * min(p["score"] for p in healthy)
+    assert max(p["predicted_at"] - p["received_at"] for p in paused) < 2000
+    container.get_wrapped_container().unpause()
+    container.get_wrapped_container().stop(timeout=1)
+    stopped = burst("stopped")
+    assert all(p["features_degraded"] == ["card_activity"] for p in stopped)
+    container.get_wrapped_container().start()
+
+    def recovered() -> bool:
+        return all(p["features_degraded"] == [] for p in burst(f"rec-{len(collector.seen)}"))
+
+    # Redis restarted empty (no persistence): recovery means no flags; values are defaults.
+    wait_until(recovered, 60, "predictions without degraded flags after Redis returns",
+               interval=0.5)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert 'streaminfer_features_degraded_total{view="card_activity"}' in text
+    assert 'streaminfer_feature_cache_total{result="hit"}' in text
+    assert len(FEATURE_NAMES) == 30
