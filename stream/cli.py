@@ -292,6 +292,18 @@ def features() -> None:
     """The online feature store (Redis)."""
 
 
+@features.command("run")
+@settings_options(*CONNECTION, *TOPICS, "redis_url", "session_timeout_ms")
+def features_run(**kwargs: Any) -> None:
+    """Run the streaming feature pipeline (faust-streaming): <ns>.events -> Redis."""
+    from processors.features.streaming import build_app, run
+
+    s = _settings(kwargs, CONNECTION, TOPICS, ("redis_url", "session_timeout_ms"))
+    app = build_app(s.namespace, s.bootstrap_servers, s.redis_url, s.partitions,
+                    s.replication_factor, session_timeout_s=s.session_timeout_ms / 1000)
+    run(app, {"DEBUG": "debug", "INFO": "info"}.get(s.log_level, "warn"))
+
+
 @features.command("get")
 @click.argument("entity")
 @settings_options(*CONNECTION, "redis_url", "model_path")

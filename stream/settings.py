@@ -190,6 +190,11 @@ class Settings(BaseSettings):
         return f"{self.namespace}.predictions"
 
     @property
+    def events_topic(self) -> str:
+        """Raw domain events the feature pipeline aggregates."""
+        return f"{self.namespace}.events"
+
+    @property
     def dlq_topic(self) -> str:
         """Dead-letter topic."""
         return f"{self.namespace}.dlq"

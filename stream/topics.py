@@ -25,7 +25,8 @@ class TopicState:
 
 def topic_names(settings: Settings) -> list[str]:
     """The data topics a namespace uses."""
-    return [settings.requests_topic, settings.predictions_topic, settings.dlq_topic]
+    return [settings.requests_topic, settings.predictions_topic, settings.dlq_topic,
+            settings.events_topic]
 
 
 def broker_count(admin: AdminClient, timeout: float = 15.0) -> int:

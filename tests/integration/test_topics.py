@@ -15,11 +15,11 @@ pytestmark = pytest.mark.integration
 def test_ensure_creates_then_reports_existing(cluster: Endpoints) -> None:
     settings = make_settings(cluster, partitions=6)
     first = ensure_topics(settings)
-    assert [t.created for t in first] == [True, True, True]
+    assert [t.created for t in first] == [True] * 4
     assert {t.name for t in first} == {settings.requests_topic, settings.predictions_topic,
-                                       settings.dlq_topic}
+                                       settings.dlq_topic, settings.events_topic}
     second = ensure_topics(settings)
-    assert [t.created for t in second] == [False, False, False]
+    assert [t.created for t in second] == [False] * 4
     assert {t.partitions for t in second} == {6}
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
     res = ConfigResource(ConfigResource.Type.TOPIC, settings.requests_topic)
