@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis
 
@@ -55,7 +55,7 @@ def _redis_transient(exc: BaseException) -> bool:
 class RedisScoreStore:
     """One pipelined round trip per batch: MGET to read, SET EX to write."""
 
-    def __init__(self, client: redis.Redis, namespace: str, breaker: CircuitBreaker,
+    def __init__(self, client: Any, namespace: str, breaker: CircuitBreaker,
                  retry: RetryPolicy | None = None) -> None:
         self.client = client
         self.namespace = namespace
@@ -72,8 +72,17 @@ class RedisScoreStore:
         if not self.breaker.allow():
             return [None] * len(entities)
         keys = [self._key(model, e) for e in entities]
+
+        def read() -> list[Any]:
+            # GETs in one pipeline rather than MGET: keys of different entities live in
+            # different Cluster slots; a cluster pipeline groups them per node.
+            pipe = self.client.pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            return list(pipe.execute())
+
         try:
-            values = self.retry.call(lambda: self.client.mget(keys), _redis_transient)
+            values = self.retry.call(read, _redis_transient)
         except redis.RedisError as exc:
             self.breaker.record_failure()
             log.warning("redis read of last-known-good scores failed: %s", exc)

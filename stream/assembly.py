@@ -7,8 +7,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-
 from fallback.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from fallback.config import FallbackConfig
 from fallback.predictors import build_chain
@@ -22,6 +20,7 @@ from processors.features.views import FeatureRepo
 from processors.model import OnnxModel, RuntimeOptions
 from processors.runner import ChaosSwitch, TimedRunner
 from stream.pipeline import Degradation, Pipeline
+from stream.redisconn import make_redis
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,8 +48,7 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
                                 open_seconds=settings.breaker_open_s)
     model_breaker = CircuitBreaker("model", breaker_cfg, on_breaker_change)
     redis_breaker = CircuitBreaker("redis", breaker_cfg, on_breaker_change)
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=0.25,
-                                  socket_connect_timeout=0.25)
+    client = make_redis(settings)
     scores: ScoreStore | None = None
     if "last_known_good" in config.order:
         scores = RedisScoreStore(client, settings.namespace, redis_breaker)

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from stream.cli_options import CONNECTION, DEV, TOPICS, WORKER, pick, settings_options
+from stream.cli_options import CONNECTION, DEV, REDIS, TOPICS, WORKER, pick, settings_options
 from stream.exceptions import StreaminferError
 from stream.logsetup import configure
 from stream.settings import Settings, dev_env_file, load_settings, state_dir
@@ -57,8 +57,11 @@ def dev_images(**kwargs: Any) -> None:
 @dev.command("up")
 @click.option("--brokers", type=click.Choice(["1", "3"]), default="1", show_default=True,
               help="Kafka nodes (3 gives RF 3 / min ISR 2 topics).", show_envvar=True)
+@click.option("--redis", "redis_topology", type=click.Choice(["standalone", "sentinel", "cluster"]),
+              default="standalone", show_default=True, show_envvar=True,
+              help="Redis: one node, master+replica+3 sentinels, or a 3-master cluster.")
 @settings_options(*DEV)
-def dev_up(brokers: str, **kwargs: Any) -> None:
+def dev_up(brokers: str, redis_topology: str, **kwargs: Any) -> None:
     """Start Kafka (KRaft) and Redis; print and record the connection settings."""
     from stream.devcluster import state
     from stream.devcluster.cluster import start_cluster
@@ -70,7 +73,9 @@ def dev_up(brokers: str, **kwargs: Any) -> None:
     current = state.load()
     if current is not None:
         statuses = state.container_status(current)
-        if all(v == "running" for v in statuses.values()) and current.brokers == int(brokers):
+        mode = (current.redis_env or {}).get("STREAMINFER_REDIS_MODE", "standalone")
+        if (all(v == "running" for v in statuses.values()) and current.brokers == int(brokers)
+                and mode == redis_topology):
             say("the dev cluster is already running")
             _print_env(current.env())
             return
@@ -81,12 +86,29 @@ def dev_up(brokers: str, **kwargs: Any) -> None:
     # One dev cluster per STREAMINFER_HOME: the name carries a hash of that folder.
     home_tag = hashlib.sha1(str(state_dir().resolve()).encode()).hexdigest()[:6]
     cluster = start_cluster(int(brokers), images.kafka, images.redis,
-                            name_prefix=f"streaminfer-dev-{home_tag}", preferred_ports=True)
+                            name_prefix=f"streaminfer-dev-{home_tag}", preferred_ports=True,
+                            with_redis=redis_topology == "standalone")
     names = {f"kafka-{i}": c.get_wrapped_container().id for i, c in cluster.kafka.items()}
     if cluster.redis is not None:
         names["redis"] = cluster.redis.get_wrapped_container().id
-    record = state.DevState(cluster.bootstrap_servers, cluster.redis_url, cluster.brokers, names,
-                            cluster.network.name, images.kafka, images.redis, time.time())
+    redis_env = None
+    redis_url = cluster.redis_url
+    if redis_topology != "standalone":
+        from stream.devcluster.redis_topologies import start_cluster as start_redis_cluster
+        from stream.devcluster.redis_topologies import start_sentinel
+
+        try:
+            topo = (start_sentinel(images.redis, label=cluster.network.name)
+                    if redis_topology == "sentinel"
+                    else start_redis_cluster(images.redis, label=cluster.network.name))
+        except BaseException:
+            cluster.stop()
+            raise
+        names.update({n: c.get_wrapped_container().id for n, c in topo.containers.items()})
+        redis_env, redis_url = topo.env(), topo.url
+    record = state.DevState(cluster.bootstrap_servers, redis_url, cluster.brokers, names,
+                            cluster.network.name, images.kafka, images.redis, time.time(),
+                            redis_env)
     state.save(record)
     if cluster.brokers == 1:
         say("ONE broker: topics will have replication factor 1 (no fault tolerance); "
@@ -271,14 +293,14 @@ def dlq_inspect(timeout: float, **kwargs: Any) -> None:
 @click.option("--dry-run", is_flag=True, show_envvar=True, help="Only count what would be replayed.")
 @click.option("--timeout", type=float, default=5.0, show_default=True, show_envvar=True,
               help="Stop reading the DLQ after this many idle seconds.")
-@settings_options(*CONNECTION, "redis_url")
+@settings_options(*CONNECTION, *REDIS)
 def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
                request_ids: tuple[str, ...], target: str | None, dry_run: bool, timeout: float,
                **kwargs: Any) -> None:
     """Re-inject selected dead letters after a fix (each one once; keeps request ids)."""
     from stream.dlq import Selection, replay
 
-    s = _settings(kwargs, CONNECTION, ("redis_url",))
+    s = _settings(kwargs, CONNECTION, REDIS)
     report = replay(s, Selection(stages, error_types, request_ids), dry_run, timeout, target)
     verb = "would replay" if dry_run else "replayed"
     click.echo(f"scanned {report.scanned} dead letters, {report.selected} selected, "
@@ -293,38 +315,40 @@ def features() -> None:
 
 
 @features.command("run")
-@settings_options(*CONNECTION, *TOPICS, "redis_url", "session_timeout_ms")
+@settings_options(*CONNECTION, *TOPICS, *REDIS, "session_timeout_ms")
 def features_run(**kwargs: Any) -> None:
     """Run the streaming feature pipeline (faust-streaming): <ns>.events -> Redis."""
     from processors.features.streaming import build_app, run
 
-    s = _settings(kwargs, CONNECTION, TOPICS, ("redis_url", "session_timeout_ms"))
-    app = build_app(s.namespace, s.bootstrap_servers, s.redis_url, s.partitions,
+    s = _settings(kwargs, CONNECTION, TOPICS, REDIS, ("session_timeout_ms",))
+    from stream.redisconn import make_async_redis
+
+    app = build_app(s.namespace, s.bootstrap_servers, make_async_redis(s), s.partitions,
                     s.replication_factor, session_timeout_s=s.session_timeout_ms / 1000)
     run(app, {"DEBUG": "debug", "INFO": "info"}.get(s.log_level, "warn"))
 
 
 @features.command("get")
 @click.argument("entity")
-@settings_options(*CONNECTION, "redis_url", "model_path")
+@settings_options(*CONNECTION, *REDIS, "model_path")
 def features_get(entity: str, **kwargs: Any) -> None:
     """Show what the model would see for ENTITY: values, sources and ages, as JSON."""
     from stream.features_cli import get
 
-    s = _settings(kwargs, CONNECTION, ("redis_url", "model_path"))
+    s = _settings(kwargs, CONNECTION, REDIS, ("model_path",))
     click.echo(json.dumps(get(s, entity), indent=2))
 
 
 @features.command("backfill")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@settings_options(*CONNECTION, "redis_url", "model_path")
+@settings_options(*CONNECTION, *REDIS, "model_path")
 def features_backfill(path: Path, **kwargs: Any) -> None:
     """Load feature rows from a JSON-lines (or Parquet) file:
     {"view": ..., "entity": ..., "features": {...}, "updated_at": epoch_ms?} per line."""
     from stream.features_cli import backfill
     from stream.producing import progress_bar
 
-    s = _settings(kwargs, CONNECTION, ("redis_url", "model_path"))
+    s = _settings(kwargs, CONNECTION, REDIS, ("model_path",))
     with progress_bar() as bar:
         task = bar.add_task(f"backfilling {path.name}", total=None, rate="")
         n = backfill(s, path, progress=lambda done: bar.update(task, completed=done))

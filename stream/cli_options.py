@@ -67,9 +67,11 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "worker_id", "transaction_timeout_ms", "session_timeout_ms", "delivery_timeout_ms",
           "health_port", "health_host", "watchdog_s", "probe_interval_s", "stats_interval_ms",
           "breaker_failures", "breaker_open_s", "shed_max_lag", "shed_min_priority",
-          "chaos_file", "redis_url", "feature_cache_size", "feature_cache_ttl_s",
+          "chaos_file", "redis_url", "redis_mode", "redis_sentinels", "redis_master_name",
+          "feature_cache_size", "feature_cache_ttl_s",
           "feature_precedence")
 DEV = ("kafka_image", "redis_image")
+REDIS = ("redis_url", "redis_mode", "redis_sentinels", "redis_master_name")
 
 
 def pick(kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import redis
 
 from stream.clients import ReadRecord, RequestProducer, TopicReader
 from stream.exceptions import InfrastructureError
+from stream.redisconn import make_redis
 from stream.settings import Settings
 
 
@@ -87,7 +88,7 @@ class ReplayReport:
 def replay(settings: Settings, selection: Selection, dry_run: bool, timeout: float = 5.0,
            target: str | None = None) -> ReplayReport:
     """Re-inject the selected dead letters (once each); with ``dry_run`` only count them."""
-    client = redis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    client = make_redis(settings, timeout_s=2.0)
     ledger = f"{settings.namespace}:dlq:replayed"
     try:
         client.ping()

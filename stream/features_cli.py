@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import redis
-
 from processors.features.store import UPDATED_AT, RedisFeatureStore
 from processors.features.views import FeatureRepo
 from stream.exceptions import ConfigurationError
+from stream.redisconn import make_redis
 from stream.settings import Settings
 
 
@@ -28,8 +27,7 @@ def repo_for(settings: Settings) -> FeatureRepo:
 
 def store_for(settings: Settings) -> RedisFeatureStore:
     """A store on the configured Redis."""
-    return RedisFeatureStore(redis.Redis.from_url(settings.redis_url, socket_timeout=5),
-                             settings.namespace)
+    return RedisFeatureStore(make_redis(settings, timeout_s=5.0), settings.namespace)
 
 
 def get(settings: Settings, entity: str) -> list[dict[str, Any]]:

@@ -153,6 +153,16 @@ class Settings(BaseSettings):
         description="Redis URL of the feature store (dev up starts one; workers do not read it yet).",
     )
 
+    redis_mode: Literal["standalone", "sentinel", "cluster"] = Field(
+        "standalone", description="Redis deployment: standalone, sentinel or cluster."
+    )
+    redis_sentinels: str | None = Field(
+        None, description="Sentinel mode: sentinel addresses, host:port[,host:port]."
+    )
+    redis_master_name: str = Field(
+        "streaminfer", description="Sentinel mode: the monitored master's name."
+    )
+
     # --- Dev cluster ------------------------------------------------------------
     kafka_image: str = Field(
         "streaminfer/kafka:4.4.0",

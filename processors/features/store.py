@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-
-import redis
+from typing import Any
 
 UPDATED_AT = "_updated_at"
 
@@ -18,7 +17,8 @@ UPDATED_AT = "_updated_at"
 class RedisFeatureStore:
     """Reads and writes feature hashes."""
 
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
+    def __init__(self, client: Any, namespace: str) -> None:
+        """``client``: redis.Redis (standalone or Sentinel master) or RedisCluster."""
         self.client = client
         self.namespace = namespace
 
@@ -52,6 +52,6 @@ class RedisFeatureStore:
             key = self.key(view, entity)
             mapping: dict[str, str] = {k: repr(float(v)) for k, v in values.items()}
             mapping[UPDATED_AT] = str(updated if updated is not None else now)
-            pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py stub is narrower
+            pipe.hset(key, mapping=mapping)
             pipe.expire(key, ttl_s[view])
         pipe.execute()

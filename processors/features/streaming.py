@@ -28,7 +28,6 @@ import time
 from typing import Any
 
 import faust
-import redis.asyncio as aioredis
 
 from fallback.deadletter import DeadLetterWriter
 from schemas.exceptions import SerdeError
@@ -88,7 +87,7 @@ def expected_features(events: list[dict[str, Any]]) -> dict[str, dict[str, float
     return out
 
 
-def build_app(namespace: str, bootstrap_servers: str, redis_url: str, partitions: int,
+def build_app(namespace: str, bootstrap_servers: str, redis_client: Any, partitions: int,
               replication_factor: int, guarantee: str = "exactly_once",
               session_timeout_s: float = 10.0) -> faust.App:
     """The feature app for one namespace."""
@@ -114,7 +113,7 @@ def build_app(namespace: str, bootstrap_servers: str, redis_url: str, partitions
     last_event = app.Table("last_event_at", default=int)
     decode = Decoder("DomainEvent")
     dead = DeadLetterWriter("features-app")
-    client = aioredis.from_url(redis_url)
+    client = redis_client  # an asyncio client: standalone, Sentinel master or Cluster
 
     @app.agent(events)
     async def aggregate(stream: Any) -> None:
@@ -146,7 +145,7 @@ def build_app(namespace: str, bootstrap_servers: str, redis_url: str, partitions
             mapping: dict[str | bytes, str | bytes | float | int] = {
                 k: repr(float(v)) for k, v in values.items()}
             mapping["_updated_at"] = str(time.time_ns() // 10**6)
-            await client.hset(key, mapping=mapping)  # type: ignore[arg-type]  # stub wants a wider key type
+            await client.hset(key, mapping=mapping)
             await client.expire(key, 86_400)
 
     return app

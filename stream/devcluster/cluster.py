@@ -202,7 +202,7 @@ def wait_for_redis(url: str, deadline_s: float) -> None:
 
 def start_cluster(brokers: int, kafka_image: str, redis_image: str,
                   name_prefix: str | None = None, deadline_s: float = 180.0,
-                  preferred_ports: bool = False) -> RunningCluster:
+                  preferred_ports: bool = False, with_redis: bool = True) -> RunningCluster:
     """Start ``brokers`` Kafka nodes and one Redis; return once all answer.
 
     With ``preferred_ports`` the host ports are 9092.. and 6379 where free (dev use).
@@ -221,17 +221,19 @@ def start_cluster(brokers: int, kafka_image: str, redis_image: str,
         with step(f"starting {brokers} Kafka node(s) ({kafka_image}) and Redis ({redis_image})"):
             for node_id in ports:
                 start_kafka_node(cluster, node_id, kafka_image, cluster_id, name_prefix)
-            red = DockerContainer(redis_image).with_command(
-                "redis-server --protected-mode no --bind 0.0.0.0 --save '' --appendonly no")
-            _publish(red, 6379, redis_port)
-            red.with_network(network).with_network_aliases("redis")
-            red.with_kwargs(labels={LABEL: network.name})
-            if name_prefix:
-                red.with_name(f"{name_prefix}-redis")
-            red.start()
-            cluster.redis = red
+            if with_redis:
+                red = DockerContainer(redis_image).with_command(
+                    "redis-server --protected-mode no --bind 0.0.0.0 --save '' --appendonly no")
+                _publish(red, 6379, redis_port)
+                red.with_network(network).with_network_aliases("redis")
+                red.with_kwargs(labels={LABEL: network.name})
+                if name_prefix:
+                    red.with_name(f"{name_prefix}-redis")
+                red.start()
+                cluster.redis = red
             wait_for_kafka(bootstrap, brokers, deadline_s, list(cluster.kafka.values()))
-            wait_for_redis(cluster.redis_url, 30)
+            if with_redis:
+                wait_for_redis(cluster.redis_url, 30)
     except BaseException:
         cluster.stop()
         raise

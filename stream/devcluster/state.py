@@ -36,16 +36,19 @@ class DevState:
     kafka_image: str
     redis_image: str
     started_at: float
+    redis_env: dict[str, str] | None = None  # Sentinel / Cluster settings when not standalone
 
     def env(self) -> dict[str, str]:
         """Settings every command should use against this cluster."""
         rf = min(3, self.brokers)
-        return {
+        env = {
             "STREAMINFER_BOOTSTRAP_SERVERS": self.bootstrap_servers,
             "STREAMINFER_REDIS_URL": self.redis_url,
             "STREAMINFER_REPLICATION_FACTOR": str(rf),
             "STREAMINFER_MIN_INSYNC_REPLICAS": str(min(2, rf)),
         }
+        env.update(self.redis_env or {})
+        return env
 
 
 def save(state: DevState) -> None:

@@ -1,0 +1,149 @@
+"""Redis Sentinel and Redis Cluster for dev and tests.
+
+These containers use the host's network stack and bind 127.0.0.1 only: Sentinel and
+Cluster hand out node addresses to clients, and on the host those must be addresses
+the host can reach, which a port-published bridge network cannot give consistently
+(the nodes would announce their container addresses). Traffic stays on loopback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+from dataclasses import dataclass, field
+
+import redis
+from testcontainers.core.container import DockerContainer
+
+from stream.devcluster.cluster import LABEL, free_port, wait_for_redis
+from stream.devcluster.progress import step
+from stream.exceptions import InfrastructureError
+
+MASTER_NAME = "streaminfer"
+
+
+def _host_container(image: str, command: str, label: str) -> DockerContainer:
+    container = DockerContainer(image).with_command(command)
+    container.with_kwargs(network_mode="host", labels={LABEL: label})
+    return container
+
+
+def _port_pair_free(port: int) -> bool:
+    for p in (port, port + 10_000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", p))
+            except OSError:
+                return False
+    return True
+
+
+def _cluster_port() -> int:
+    """A port P with P and P+10000 (the cluster bus) both free."""
+    for _ in range(200):
+        port = free_port()
+        if port < 55_000 and _port_pair_free(port):
+            return port
+    raise InfrastructureError("no free port pair for a Redis Cluster node")
+
+
+@dataclass
+class RedisTopology:
+    """Running Redis nodes and how clients reach them."""
+
+    mode: str
+    url: str  # standalone/cluster: a node URL; sentinel: the master's initial URL
+    sentinels: str | None = None
+    master_name: str = MASTER_NAME
+    containers: dict[str, DockerContainer] = field(default_factory=dict)
+
+    def env(self) -> dict[str, str]:
+        """Settings for clients of this topology."""
+        env = {"STREAMINFER_REDIS_URL": self.url, "STREAMINFER_REDIS_MODE": self.mode}
+        if self.sentinels:
+            env["STREAMINFER_REDIS_SENTINELS"] = self.sentinels
+            env["STREAMINFER_REDIS_MASTER_NAME"] = self.master_name
+        return env
+
+    def stop(self) -> None:
+        """Remove every node."""
+        for container in self.containers.values():
+            with contextlib.suppress(Exception):
+                container.stop()
+
+
+def start_sentinel(image: str, label: str = "sentinel") -> RedisTopology:
+    """A master, a replica and three sentinels (quorum 2, down after 2 s)."""
+    master, replica = free_port(), free_port()
+    sentinel_ports = [free_port() for _ in range(3)]
+    topo = RedisTopology("sentinel", f"redis://127.0.0.1:{master}/0",
+                         ",".join(f"127.0.0.1:{p}" for p in sentinel_ports))
+    base = "redis-server --bind 127.0.0.1 --protected-mode no --save '' --appendonly no"
+    try:
+        with step("starting Redis Sentinel (master, replica, 3 sentinels)"):
+            topo.containers["redis-master"] = _host_container(
+                image, f"{base} --port {master}", label).start()
+            topo.containers["redis-replica"] = _host_container(
+                image, f"{base} --port {replica} --replicaof 127.0.0.1 {master}", label).start()
+            wait_for_redis(f"redis://127.0.0.1:{master}/0", 30)
+            for i, port in enumerate(sentinel_ports):
+                conf = (f"port {port}\\nbind 127.0.0.1\\nprotected-mode no\\n"
+                        f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\\n"
+                        f"sentinel down-after-milliseconds {MASTER_NAME} 2000\\n"
+                        f"sentinel failover-timeout {MASTER_NAME} 10000\\n")
+                cmd = f"sh -c 'printf \"{conf}\" > /tmp/s.conf && redis-server /tmp/s.conf --sentinel'"
+                topo.containers[f"sentinel-{i + 1}"] = _host_container(image, cmd, label).start()
+            _wait_replication(master, replica, sentinel_ports)
+    except BaseException:
+        topo.stop()
+        raise
+    return topo
+
+
+def _wait_replication(master: int, replica: int, sentinels: list[int]) -> None:
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        try:
+            info = redis.Redis(port=replica, socket_timeout=1).info("replication")
+            s = redis.Redis(port=sentinels[0], socket_timeout=1)
+            known = s.execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
+            if info.get("master_link_status") == "up" and known:
+                return
+        except redis.RedisError:
+            pass
+        time.sleep(0.3)
+    raise InfrastructureError("Redis Sentinel did not come up within 60 s")
+
+
+def start_cluster(image: str, nodes: int = 3, label: str = "cluster") -> RedisTopology:
+    """A Redis Cluster of ``nodes`` masters (no replicas), slots spread evenly."""
+    ports = [_cluster_port() for _ in range(nodes)]
+    topo = RedisTopology("cluster", f"redis://127.0.0.1:{ports[0]}/0")
+    try:
+        with step(f"starting a {nodes}-node Redis Cluster"):
+            for i, port in enumerate(ports):
+                cmd = (f"redis-server --bind 127.0.0.1 --protected-mode no --port {port} "
+                       f"--cluster-enabled yes --cluster-config-file /tmp/nodes-{port}.conf "
+                       "--save '' --appendonly no")
+                topo.containers[f"redis-node-{i + 1}"] = _host_container(image, cmd, label).start()
+            for port in ports:
+                wait_for_redis(f"redis://127.0.0.1:{port}/0", 30)
+            create = topo.containers["redis-node-1"].exec(
+                ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                 "--cluster-replicas", "0", "--cluster-yes"])
+            if create.exit_code != 0:
+                raise InfrastructureError(f"redis-cli --cluster create failed: "
+                                          f"{create.output.decode(errors='replace')[-500:]}")
+            end = time.monotonic() + 30
+            while time.monotonic() < end:
+                info = redis.Redis(port=ports[0]).cluster("info")
+                if info.get("cluster_state") == "ok":
+                    break
+                time.sleep(0.2)
+            else:
+                raise InfrastructureError("Redis Cluster did not reach state ok in 30 s")
+    except BaseException:
+        topo.stop()
+        raise
+    return topo

@@ -1,0 +1,149 @@
+"""Redis Sentinel failover and Redis Cluster, with the worker reading features through them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
+
+from processors.features.store import RedisFeatureStore
+from stream.clients import RequestProducer, synthetic_requests
+from stream.devcluster.redis_topologies import RedisTopology, start_cluster, start_sentinel
+from stream.invariant import check
+from stream.topics import ensure_topics
+from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
+from tests.integration.helpers import (
+    PacedProducer,
+    WorkerPool,
+    start_collector,
+    wait_for_all,
+    wait_for_workers,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+VIEW_FEATURES = {"tx_count_5m", "tx_count_1h", "tx_count_24h", "tx_sum_5m", "tx_sum_1h",
+                 "tx_sum_24h", "avg_amount_30d", "std_amount_30d", "declines_24h",
+                 "chargebacks_90d", "account_age_days", "card_age_days", "velocity_ratio"}
+HOT = {"tx_count_5m": 9, "declines_24h": 6, "tx_count_1h": 12, "velocity_ratio": 8}
+TTL = {"card_activity": 86400}
+
+
+@pytest.fixture
+def sentinel() -> Iterator[RedisTopology]:
+    topo = start_sentinel(ensure_test_images().redis, label="test-sentinel")
+    try:
+        yield topo
+    finally:
+        topo.stop()
+
+
+@pytest.fixture
+def redis_cluster() -> Iterator[RedisTopology]:
+    topo = start_cluster(ensure_test_images().redis, label="test-cluster")
+    try:
+        yield topo
+    finally:
+        topo.stop()
+
+
+def request_only(request: dict[str, Any], entity: str, rid: str) -> dict[str, Any]:
+    feats = {k: v for k, v in request["features"].items() if k not in VIEW_FEATURES}
+    return dict(request, entity_id=entity, request_id=rid, features=feats)
+
+
+def test_sentinel_failover_the_worker_follows_the_new_master(
+        cluster: Endpoints, workers: WorkerPool, sentinel: RedisTopology) -> None:
+    settings = make_settings(cluster, redis_mode="sentinel", redis_sentinels=sentinel.sentinels,
+                             redis_master_name=sentinel.master_name)
+    ensure_topics(settings)
+    hosts = [(h.split(":")[0], int(h.split(":")[1])) for h in (sentinel.sentinels or "").split(",")]
+    sentinels = Sentinel(hosts, socket_timeout=1)
+    old_master = sentinels.discover_master(sentinel.master_name)
+    collector = start_collector(settings)
+    workers.start(settings, "sent0", breaker_open_s=1.0)
+    wait_for_workers(settings, workers, 1)
+    producer = PacedProducer(settings, 1500, 100.0, seed=111)  # 15 s of traffic
+    producer.start()
+    time.sleep(2)
+    started = time.monotonic()
+    sentinel.containers["redis-master"].get_wrapped_container().kill()
+
+    def failed_over() -> bool:
+        try:
+            return sentinels.discover_master(sentinel.master_name) != old_master
+        except Exception:
+            return False
+
+    wait_until(failed_over, 30, "the sentinels to promote the replica", interval=0.5)
+    failover_s = time.monotonic() - started
+    master = sentinels.master_for(sentinel.master_name, socket_timeout=1)
+    RedisFeatureStore(master, settings.namespace).write(
+        [("card_activity", "card-after", HOT, None)], TTL)
+    base = list(synthetic_requests(10, seed=112))
+    after: list[str] = []
+
+    def served_by_new_master() -> bool:
+        reqs = [request_only(r, "card-after", f"after-{len(after)}-{i}")
+                for i, r in enumerate(base)]
+        p = RequestProducer(settings)
+        for r in reqs:
+            p.send(r)
+        p.flush()
+        ids = [r["request_id"] for r in reqs]
+        after.extend(ids)
+        wait_for_all(collector, ids, deadline_s=30)
+        with collector.lock:
+            preds = [v for t, v, _ in collector.seen
+                     if t == settings.predictions_topic and v["request_id"] in set(ids)]
+        return all(p["features_degraded"] == [] for p in preds)
+
+    wait_until(served_by_new_master, 30, "the worker to read through the new master",
+               interval=0.5)
+    producer.join(60)
+    assert producer.error is None
+    ids = producer.ids + after
+    wait_for_all(collector, ids, deadline_s=60)
+    with collector.lock:
+        preds = [v for t, v, _ in collector.seen if t == settings.predictions_topic]
+        letters = [v for t, v, _ in collector.seen if t == settings.dlq_topic]
+    report = check(ids, preds, letters)
+    assert report.ok(), report.summary()  # no request lost across the failover
+    print(f"sentinel failover took {failover_s:.1f}s")
+
+
+def test_cluster_mode_reads_a_batch_spread_over_three_nodes(
+        cluster: Endpoints, workers: WorkerPool, redis_cluster: RedisTopology) -> None:
+    settings = make_settings(cluster, redis_mode="cluster", redis_url=redis_cluster.url)
+    ensure_topics(settings)
+    client = RedisCluster.from_url(redis_cluster.url)
+    store = RedisFeatureStore(client, settings.namespace)
+    entities = [f"card-{i}" for i in range(60)]
+    hot = set(entities[::2])
+    store.write([("card_activity", e, HOT, None) for e in sorted(hot)], TTL)
+    nodes = {client.get_node_from_key(store.key("card_activity", e)).name for e in entities}
+    assert len(nodes) == 3  # the entities really are spread over the three masters
+    rows = store.read([("card_activity", e, ["tx_count_5m"]) for e in entities])
+    assert [r is not None for r in rows] == [e in hot for e in entities]
+
+    collector = start_collector(settings)
+    workers.start(settings, "clu0")
+    wait_for_workers(settings, workers, 1)
+    base = next(synthetic_requests(1, seed=113))
+    reqs = [request_only(base, e, f"{e}-r") for e in entities]
+    producer = RequestProducer(settings)
+    for r in reqs:
+        producer.send(r)
+    producer.flush()
+    wait_for_all(collector, [r["request_id"] for r in reqs], deadline_s=60)
+    with collector.lock:
+        preds = {v["entity_id"]: v for t, v, _ in collector.seen
+                 if t == settings.predictions_topic}
+    assert all(p["features_degraded"] == [] for p in preds.values())
+    hot_scores = [preds[e]["score"] for e in entities if e in hot]
+    cold_scores = [preds[e]["score"] for e in entities if e not in hot]
+    assert min(hot_scores) > max(cold_scores)  # same request; only stored features differ
