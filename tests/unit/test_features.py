@@ -1,0 +1,161 @@
+"""Feature views, the in-process cache and enrichment (with an in-memory store fake)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from fallback.breaker import BreakerConfig, CircuitBreaker
+from processors.features.cache import FeatureCache
+from processors.features.enrich import FeatureEnricher
+from processors.features.streaming import expected_features, window_key
+from processors.features.views import FeatureConfigError, FeatureRepo
+from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+
+REPO = {"entity": "card", "request_features": ["amount"],
+        "views": [{"name": "act", "ttl_s": 60, "max_staleness_s": 30,
+                   "features": {"cnt": {"type": "int", "default": 0},
+                                "avg": {"type": "double", "default": 5.0}}}]}
+
+
+def write_repo(tmp_path: Path, raw: dict[str, Any]) -> Path:
+    path = tmp_path / "features.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+class FakeStore:
+    """Our RedisFeatureStore interface over a dict; can be made to fail like Redis."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], tuple[dict[str, float], int | None]] = {}
+        self.fail = False
+        self.reads = 0
+
+    def read(self, wanted: Sequence[tuple[str, str, Sequence[str]]]
+             ) -> list[tuple[dict[str, float], int | None] | None]:
+        self.reads += 1
+        if self.fail:
+            raise redis.TimeoutError("Timeout reading from socket")
+        return [self.rows.get((v, e)) for v, e, _n in wanted]
+
+    def write(self, rows: Sequence[tuple[str, str, Mapping[str, float], int | None]],
+              ttl_s: Mapping[str, int]) -> None:
+        for v, e, values, updated in rows:
+            self.rows[(v, e)] = (dict(values), updated)
+
+
+def enricher(tmp_path: Path, clock: list[float], precedence: str = "request"
+             ) -> tuple[FeatureEnricher, FakeStore]:
+    repo = FeatureRepo.load(write_repo(tmp_path, REPO))
+    store = FakeStore()
+    cache = FeatureCache(100, ttl_s=1.0, clock=lambda: clock[0])
+    breaker = CircuitBreaker("redis", BreakerConfig(failure_threshold=2, open_seconds=5))
+    return FeatureEnricher(repo, store, cache, breaker, precedence), store  # type: ignore[arg-type]
+
+
+def now_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000
+
+
+def test_reference_model_inputs_are_covered_by_its_views() -> None:
+    repo = FeatureRepo.for_model(DEFAULT_MODEL_DIR)
+    assert repo is not None
+    repo.check_covers(OnnxModel.load(DEFAULT_MODEL_DIR).meta.features)
+    with pytest.raises(FeatureConfigError, match=r"needs features no view .* \['brand_new'\]"):
+        repo.check_covers(("amount", "brand_new"))
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"entity": "not a name"}, "'entity' must be a name"),
+    ({"views": [{"name": "v", "features": {}}]}, r"views\[0\].features must be a non-empty"),
+    ({"views": [{"name": "v", "features": {"a": {"type": "text"}}}]}, "type must be double"),
+    ({"views": [{"name": "v", "features": {"a": {}}}, {"name": "w", "features": {"a": {}}}]},
+     "feature 'a' is also in view 'v'"),
+    ({"views": [{"name": "v", "ttl_s": 0, "features": {"a": {}}}]}, "ttl_s must be > 0"),
+])
+def test_bad_view_definitions_name_the_file_and_field(
+        tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    with pytest.raises(FeatureConfigError, match=message) as info:
+        FeatureRepo.load(write_repo(tmp_path, {**REPO, **change}))
+    assert str(tmp_path) in str(info.value)
+
+
+def test_cache_is_lru_with_a_freshness_ttl() -> None:
+    clock = [0.0]
+    cache = FeatureCache(2, ttl_s=1.0, clock=lambda: clock[0])
+    cache.put("v", "a", {"x": 1.0}, 1)
+    cache.put("v", "b", {"x": 2.0}, 1)
+    assert cache.fresh("v", "a") is not None  # a is now most recently used
+    cache.put("v", "c", {"x": 3.0}, 1)  # evicts b
+    assert cache.any("v", "b") is None and cache.any("v", "a") is not None
+    clock[0] = 2.0
+    assert cache.fresh("v", "a") is None and cache.any("v", "a") is not None
+
+
+def test_store_values_fill_requests_and_request_values_win(tmp_path: Path) -> None:
+    clock = [0.0]
+    enr, store = enricher(tmp_path, clock)
+    store.rows[("act", "e1")] = ({"cnt": 7.0, "avg": 9.0}, now_ms())
+    reqs = [{"entity_id": "e1", "features": {"amount": 1.0, "avg": 100.0}},
+            {"entity_id": "e2", "features": {"amount": 2.0}}]
+    flags, stats = enr.enrich(reqs)
+    assert reqs[0]["features"] == {"cnt": 7.0, "avg": 100.0, "amount": 1.0}
+    assert reqs[1]["features"] == {"cnt": 0.0, "avg": 5.0, "amount": 2.0}  # defaults
+    assert flags == [[], []] and stats.misses == 2 and stats.unknown_entities == 1
+    assert store.reads == 1  # one round trip for the whole batch
+    enr_store, store2 = enricher(tmp_path, clock, precedence="store")
+    store2.rows[("act", "e1")] = ({"cnt": 7.0, "avg": 9.0}, now_ms())
+    req = {"entity_id": "e1", "features": {"amount": 1.0, "avg": 100.0}}
+    enr_store.enrich([req])
+    assert req["features"]["avg"] == 9.0
+
+
+def test_cache_hits_skip_redis_and_failures_degrade_to_stale_then_defaults(
+        tmp_path: Path) -> None:
+    clock = [0.0]
+    enr, store = enricher(tmp_path, clock)
+    store.rows[("act", "e1")] = ({"cnt": 7.0, "avg": 9.0}, now_ms())
+    enr.enrich([{"entity_id": "e1", "features": {}}])
+    reads = store.reads
+    _flags, stats = enr.enrich([{"entity_id": "e1", "features": {}}])
+    assert stats.hits == 1 and store.reads == reads  # fresh in the cache
+    clock[0] = 2.0  # cache row stale for serving, still within max staleness (30 s)
+    store.fail = True
+    req = {"entity_id": "e1", "features": {}}
+    flags, stats = enr.enrich([req])
+    assert flags == [["act"]] and req["features"]["cnt"] == 7.0  # stale cache row used
+    req2 = {"entity_id": "e9", "features": {}}
+    flags, stats = enr.enrich([req2])
+    assert flags == [["act"]] and req2["features"] == {"cnt": 0.0, "avg": 5.0}  # defaults
+    assert stats.degraded == {"act": 1}
+
+
+def test_rows_older_than_max_staleness_are_not_used(tmp_path: Path) -> None:
+    clock = [0.0]
+    enr, store = enricher(tmp_path, clock)
+    store.rows[("act", "e1")] = ({"cnt": 7.0}, now_ms() - 60_000)  # updated a minute ago
+    enr.enrich([{"entity_id": "e1", "features": {}}])
+    clock[0] = 2.0
+    store.fail = True
+    req = {"entity_id": "e1", "features": {}}
+    enr.enrich([req])
+    assert req["features"]["cnt"] == 0.0  # 60 s old > 30 s max staleness: defaults
+
+
+def test_window_semantics_of_the_streaming_app() -> None:
+    events = [{"entity_id": "a", "amount": 1.0, "timestamp": 300_000 * 10 + 5},
+              {"entity_id": "a", "amount": 2.0, "timestamp": 300_000 * 10 + 299_000},
+              {"entity_id": "a", "amount": 4.0, "timestamp": 300_000 * 9 + 1}]  # earlier window
+    got = expected_features(events)["a"]
+    assert got["tx_count_5m"] == 2.0 and got["tx_sum_5m"] == 3.0
+    assert got["last_event_at"] == 300_000 * 10 + 299_000
+    assert window_key("a", 300_000 * 10 + 5, 300) == window_key("a", 300_000 * 10 + 299_000, 300)
+    assert window_key("a", 300_000 * 9 + 1, 300) != window_key("a", 300_000 * 10, 300)
