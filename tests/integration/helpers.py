@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -203,3 +204,17 @@ def wait_for_all(collector: Collector, ids: list[str], deadline_s: float,
         raise AssertionError(f"{exc}: answered {tally.answered()}, "
                              f"garbage dead-lettered {tally.garbage_dead}") from None
     return last[0]
+
+
+# Features of the reference model's card_activity view, and a risky stored row.
+VIEW_FEATURES = frozenset({
+    "tx_count_5m", "tx_count_1h", "tx_count_24h", "tx_sum_5m", "tx_sum_1h", "tx_sum_24h",
+    "avg_amount_30d", "std_amount_30d", "declines_24h", "chargebacks_90d", "account_age_days",
+    "card_age_days", "velocity_ratio"})
+HOT = {"tx_count_5m": 9, "declines_24h": 6, "tx_count_1h": 12, "velocity_ratio": 8}
+
+
+def request_only(request: dict[str, Any], entity: str, rid: str) -> dict[str, Any]:
+    """A request carrying only its request-time features (the rest come from Redis)."""
+    feats = {k: v for k, v in request["features"].items() if k not in VIEW_FEATURES}
+    return dict(request, entity_id=entity, request_id=rid, features=feats)

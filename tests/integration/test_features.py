@@ -21,7 +21,9 @@ from stream.settings import Settings
 from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
+    HOT,
     WorkerPool,
+    request_only,
     settings_env,
     start_collector,
     wait_for_all,
@@ -30,10 +32,6 @@ from tests.integration.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-VIEW_FEATURES = ["tx_count_5m", "tx_count_1h", "tx_count_24h", "tx_sum_5m", "tx_sum_1h",
-                 "tx_sum_24h", "avg_amount_30d", "std_amount_30d", "declines_24h",
-                 "chargebacks_90d", "account_age_days", "card_age_days", "velocity_ratio"]
-HOT = {"tx_count_5m": 9, "declines_24h": 6, "tx_count_1h": 12, "velocity_ratio": 8}
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -42,12 +40,6 @@ def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     return result
-
-
-def request_only(request: dict[str, Any], entity: str, rid: str) -> dict[str, Any]:
-    """A request carrying only its request-time features (the rest come from Redis)."""
-    feats = {k: v for k, v in request["features"].items() if k not in VIEW_FEATURES}
-    return dict(request, entity_id=entity, request_id=rid, features=feats)
 
 
 def send(settings: Settings, reqs: list[dict[str, Any]]) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
@@ -17,8 +16,10 @@ from stream.invariant import check
 from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.helpers import (
+    HOT,
     PacedProducer,
     WorkerPool,
+    request_only,
     start_collector,
     wait_for_all,
     wait_for_workers,
@@ -26,10 +27,6 @@ from tests.integration.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-VIEW_FEATURES = {"tx_count_5m", "tx_count_1h", "tx_count_24h", "tx_sum_5m", "tx_sum_1h",
-                 "tx_sum_24h", "avg_amount_30d", "std_amount_30d", "declines_24h",
-                 "chargebacks_90d", "account_age_days", "card_age_days", "velocity_ratio"}
-HOT = {"tx_count_5m": 9, "declines_24h": 6, "tx_count_1h": 12, "velocity_ratio": 8}
 TTL = {"card_activity": 86400}
 
 
@@ -49,11 +46,6 @@ def redis_cluster() -> Iterator[RedisTopology]:
         yield topo
     finally:
         topo.stop()
-
-
-def request_only(request: dict[str, Any], entity: str, rid: str) -> dict[str, Any]:
-    feats = {k: v for k, v in request["features"].items() if k not in VIEW_FEATURES}
-    return dict(request, entity_id=entity, request_id=rid, features=feats)
 
 
 def test_sentinel_failover_the_worker_follows_the_new_master(
