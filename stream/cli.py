@@ -355,6 +355,51 @@ def features_backfill(path: Path, **kwargs: Any) -> None:
     click.echo(f"wrote {n} feature rows to {s.redis_url}", err=True)
 
 
+# --- models ---------------------------------------------------------------------------
+@cli.group()
+def models() -> None:
+    """The model registry: immutable, hash-verified model versions."""
+
+
+@models.command("publish")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@click.option("--name", required=True, show_envvar=True, help="Model name requests ask for.")
+@click.option("--version", "version", required=True, show_envvar=True, help="New version label.")
+@click.option("--tag", "tags", multiple=True, show_envvar=True, help="key=value (repeatable).")
+@settings_options("registry_dir", "log_level")
+def models_publish(path: Path, name: str, version: str, tags: tuple[str, ...],
+                   **kwargs: Any) -> None:
+    """Publish the model directory PATH as NAME/VERSION (checked, hashed, read-only)."""
+    from processors.registry.directory import DirectoryRegistry
+
+    s = _settings(kwargs, ("registry_dir", "log_level"))
+    parsed = {}
+    for tag in tags:
+        key, sep, value = tag.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{tag!r} is not key=value", param_hint="--tag")
+        parsed[key] = value
+    info = DirectoryRegistry(s.registry_path).publish(path, name, version, parsed)
+    click.echo(f"published {info.name} v{info.version} ({len(info.files)} files, model sha256 "
+               f"{info.content_hash[:12]}) in {s.registry_path}")
+
+
+@models.command("list")
+@click.option("--name", default=None, show_envvar=True, help="Only this model.")
+@settings_options("registry_dir", "log_level")
+def models_list(name: str | None, **kwargs: Any) -> None:
+    """Published versions with their hash, signature, views and tags."""
+    from processors.registry.directory import DirectoryRegistry
+
+    s = _settings(kwargs, ("registry_dir", "log_level"))
+    for info in DirectoryRegistry(s.registry_path).list(name):
+        click.echo(json.dumps({
+            "name": info.name, "version": info.version,
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.created_at)),
+            "sha256": info.content_hash, "features": len(info.signature["features"]),
+            "feature_views": info.feature_views, "tags": info.tags, "metrics": info.metrics}))
+
+
 # --- status ---------------------------------------------------------------------------
 @cli.command()
 @click.option("--metrics-url", "metrics_urls", multiple=True, show_envvar=True,

@@ -163,6 +163,10 @@ class Settings(BaseSettings):
         "streaminfer", description="Sentinel mode: the monitored master's name."
     )
 
+    registry_dir: Path | None = Field(
+        None, description="Model registry directory (default $STREAMINFER_HOME/registry)."
+    )
+
     # --- Dev cluster ------------------------------------------------------------
     kafka_image: str = Field(
         "streaminfer/kafka:4.4.0",
@@ -213,6 +217,11 @@ class Settings(BaseSettings):
     def group(self) -> str:
         """The consumer group the workers share."""
         return self.group_id or f"{self.namespace}.inference"
+
+    @property
+    def registry_path(self) -> Path:
+        """Where published model versions live."""
+        return self.registry_dir or state_dir() / "registry"
 
     @property
     def batch_max_linger_s(self) -> float:

@@ -1,0 +1,126 @@
+"""A registry in a directory: ``<root>/<name>/<version>/`` with a MANIFEST.json.
+
+Publishing copies the model directory (model.onnx, model.json and whatever sits beside
+them: features.json, golden.json, a backup model), records every file's sha256 in the
+manifest, makes the files read-only and renames the version into place atomically.
+A version, once published, never changes: publishing it again is refused. Fetching
+re-hashes every file and refuses a version whose files do not match its manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from processors.model import OnnxModel
+from processors.registry.base import ArtifactInfo, RegistryError
+
+MANIFEST = "MANIFEST.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+class DirectoryRegistry:
+    """Immutable model versions under one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, name: str, version: str) -> Path:
+        for label, value in (("name", name), ("version", version)):
+            if not _NAME.match(value):
+                raise RegistryError(f"model {label} {value!r} must be 1-100 characters of "
+                                    "letters, digits, '.', '_' or '-'")
+        return self.root / name / version
+
+    def publish(self, source: Path, name: str, version: str,
+                tags: dict[str, str] | None = None) -> ArtifactInfo:
+        """Copy, verify by loading, hash and freeze a model directory as name/version."""
+        target = self._dir(name, version)
+        if target.exists():
+            raise RegistryError(f"{name} v{version} is already published in {self.root}; "
+                                "versions are immutable: publish a new version instead")
+        source = Path(source)
+        src_dir = source if source.is_dir() else source.parent
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / name).mkdir(exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.root / name))
+        try:
+            shutil.copytree(src_dir, staging, dirs_exist_ok=True)
+            meta_path = staging / "model.json"
+            if meta_path.exists():
+                meta = json.loads(meta_path.read_text())
+                meta.update({"name": name, "version": version})
+                meta["sha256"] = _sha256(staging / "model.onnx") \
+                    if (staging / "model.onnx").exists() else meta.get("sha256")
+                meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+            model = OnnxModel.load(staging)  # refuses what would not serve
+            views: list[str] = []
+            features_json = staging / "features.json"
+            if features_json.exists():
+                views = [v["name"] for v in json.loads(features_json.read_text()).get("views", [])]
+            info = ArtifactInfo(
+                name=name, version=version, created_at=time.time(), files=_files(staging),
+                signature={"input": model.meta.input, "output": model.meta.output,
+                           "features": list(model.meta.features)},
+                feature_views=views, tags=dict(tags or {}),
+                metrics=dict(model.meta.raw.get("metrics", {})))
+            (staging / MANIFEST).write_text(json.dumps(asdict(info), indent=2) + "\n")
+            for path in staging.rglob("*"):
+                if path.is_file():
+                    path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            os.rename(staging, target)  # atomic: a version appears whole or not at all
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return info
+
+    def info(self, name: str, version: str) -> ArtifactInfo:
+        """A version's manifest."""
+        path = self._dir(name, version) / MANIFEST
+        if not path.exists():
+            raise RegistryError(f"{name} v{version} is not in the registry at {self.root}")
+        return ArtifactInfo(**json.loads(path.read_text()))
+
+    def list(self, name: str | None = None) -> list[ArtifactInfo]:
+        """Published versions, oldest first."""
+        if not self.root.exists():
+            return []
+        names = [name] if name else sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        out = []
+        for n in names:
+            for vdir in sorted((self.root / n).glob("*/" + MANIFEST)):
+                out.append(ArtifactInfo(**json.loads(vdir.read_text())))
+        return sorted(out, key=lambda a: (a.name, a.created_at))
+
+    def fetch(self, name: str, version: str) -> Path:
+        """The version's directory, after checking every file against the manifest."""
+        info = self.info(name, version)
+        folder = self._dir(name, version)
+        actual = _files(folder)
+        if actual != info.files:
+            changed = sorted(k for k in set(actual) | set(info.files)
+                             if actual.get(k) != info.files.get(k))
+            raise RegistryError(f"{name} v{version} in {folder} is corrupt: {changed} differ "
+                                "from its manifest; it will not be loaded")
+        return folder
