@@ -384,6 +384,46 @@ def models_publish(path: Path, name: str, version: str, tags: tuple[str, ...],
                f"{info.content_hash[:12]}) in {s.registry_path}")
 
 
+@models.command("promote")
+@click.argument("name")
+@click.argument("version")
+@click.option("--reason", default="", show_envvar=True, help="Why (kept on the control topic).")
+@settings_options(*CONNECTION, "registry_dir")
+def models_promote(name: str, version: str, reason: str, **kwargs: Any) -> None:
+    """Make VERSION the active version of NAME: workers swap at their next batch."""
+    from processors.registry.directory import DirectoryRegistry
+    from stream.control import ControlFollower, publish_control
+
+    s = _settings(kwargs, CONNECTION, ("registry_dir",))
+    DirectoryRegistry(s.registry_path).fetch(name, version)  # refuse unknown/corrupt versions
+    follower = ControlFollower(s)
+    current = follower.catch_up().get(name)
+    follower.close()
+    previous = current["active_version"] if current else None
+    publish_control(s, name, version, "promote", previous=previous, reason=reason)
+    click.echo(f"{name}: active v{version} (was {previous or 'unset'})")
+
+
+@models.command("rollback")
+@click.argument("name")
+@click.option("--reason", default="", show_envvar=True, help="Why (kept on the control topic).")
+@settings_options(*CONNECTION, "registry_dir")
+def models_rollback(name: str, reason: str, **kwargs: Any) -> None:
+    """Return NAME to the version active before the last promotion."""
+    from stream.control import ControlFollower, publish_control
+
+    s = _settings(kwargs, CONNECTION, ("registry_dir",))
+    follower = ControlFollower(s)
+    current = follower.catch_up().get(name)
+    follower.close()
+    if not current or not current["previous_version"]:
+        raise click.ClickException(f"{name} has no previous version to roll back to")
+    publish_control(s, name, current["previous_version"], "rollback",
+                    previous=current["active_version"], reason=reason)
+    click.echo(f"{name}: rolled back to v{current['previous_version']} "
+               f"(from v{current['active_version']})")
+
+
 @models.command("list")
 @click.option("--name", default=None, show_envvar=True, help="Only this model.")
 @settings_options("registry_dir", "log_level")

@@ -69,7 +69,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "breaker_failures", "breaker_open_s", "shed_max_lag", "shed_min_priority",
           "chaos_file", "redis_url", "redis_mode", "redis_sentinels", "redis_master_name",
           "feature_cache_size", "feature_cache_ttl_s",
-          "feature_precedence")
+          "feature_precedence", "registry_model", "registry_dir")
 DEV = ("kafka_image", "redis_image")
 REDIS = ("redis_url", "redis_mode", "redis_sentinels", "redis_master_name")
 

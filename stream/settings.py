@@ -163,6 +163,10 @@ class Settings(BaseSettings):
         "streaminfer", description="Sentinel mode: the monitored master's name."
     )
 
+    registry_model: str | None = Field(
+        None, description="Serve this model from the registry and follow <ns>.models for "
+                          "version changes (unset: serve --model-path as it is).",
+    )
     registry_dir: Path | None = Field(
         None, description="Model registry directory (default $STREAMINFER_HOME/registry)."
     )

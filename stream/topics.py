@@ -66,6 +66,15 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicState]
             config["retention.ms"] = str(30 * 24 * 3600 * 1000)
         to_create.append(NewTopic(name, num_partitions=settings.partitions,
                                   replication_factor=rf, config=config))
+    control = f"{settings.namespace}.models"
+    if control not in metadata:
+        to_create.append(NewTopic(control, num_partitions=1, replication_factor=rf,
+                                  config={"cleanup.policy": "compact",
+                                          "min.insync.replicas": str(isr)}))
+    else:
+        states.append(TopicState(control, len(metadata[control].partitions),
+                                 len(next(iter(metadata[control].partitions.values())).replicas),
+                                 created=False))
     if to_create:
         futures = admin.create_topics(to_create, operation_timeout=timeout)
         for name, fut in futures.items():
@@ -75,7 +84,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicState]
                 err = exc.args[0]
                 if err.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise KafkaOperationError(f"creating topic {name} failed: {err}") from exc
-            states.append(TopicState(name, settings.partitions, rf, created=True))
+            count = 1 if name == control else settings.partitions
+            states.append(TopicState(name, count, rf, created=True))
         wait_for_leaders(admin, [t.topic for t in to_create], timeout)
     return sorted(states, key=lambda s: s.name)
 

@@ -33,9 +33,11 @@ from prometheus_client import CollectorRegistry
 from fallback.breaker import BreakerState
 from processors.model import OnnxModel, RuntimeOptions
 from processors.probe import Golden, run_probe
+from processors.registry.directory import DirectoryRegistry
 from stream import kafka_config
-from stream.assembly import build_serving
+from stream.assembly import Serving, build_serving
 from stream.batching import next_batch
+from stream.control import ControlFollower
 from stream.exceptions import KafkaOperationError
 from stream.health import HealthServer, HealthState
 from stream.metrics import WorkerMetrics
@@ -111,6 +113,19 @@ class Worker:
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self.metrics = WorkerMetrics.create(registry or CollectorRegistry())
         self.health = HealthState(watchdog_s=settings.watchdog_s)
+        self.control: ControlFollower | None = None
+        self._pending: tuple[OnnxModel, Serving] | None = None
+        self._loading: threading.Thread | None = None
+        self._next_control = 0.0
+        self._failed_version: str | None = None
+        if model is None and settings.registry_model:
+            self.control = ControlFollower(settings)
+            state = self.control.catch_up().get(settings.registry_model)
+            if state is not None:
+                model = self._load_version(state["active_version"])
+            else:
+                log.warning("no control record for %s yet: serving %s until one arrives",
+                            settings.registry_model, settings.model_path)
         self.model = model or self._load_model()
         self.serving = build_serving(settings, self.model, self.worker_id,
                                      self._on_breaker_change)
@@ -130,6 +145,70 @@ class Worker:
         self.metrics.model_info.labels(self.model.name, self.model.version).set(1)
         self.health.update(model_loaded=True,
                            model=f"{self.model.name} v{self.model.version}")
+
+    def _load_version(self, version: str) -> OnnxModel:
+        """A registry version, hash-verified and loaded (raises on any problem)."""
+        name = self.settings.registry_model or ""
+        s = self.settings
+        try:
+            folder = DirectoryRegistry(s.registry_path).fetch(name, version)
+            model = OnnxModel.load(folder, RuntimeOptions(
+                s.onnx_intra_op_threads, s.onnx_inter_op_threads, s.onnx_allow_spinning))
+        except Exception:
+            self.metrics.model_loads.labels(name, "error").inc()
+            raise
+        self.metrics.model_loads.labels(name, "ok").inc()
+        return model
+
+    def _prepare(self, version: str) -> None:
+        """Background: load, verify and warm up a version; leave it for the loop to swap in."""
+        try:
+            model = self._load_version(version)
+            golden = Golden.for_model(model)
+            if golden is not None:
+                result = run_probe(model, golden)  # also warms the session up
+                if not result.ok:
+                    raise RuntimeError(f"golden probe failed: {result.detail}")
+            serving = build_serving(self.settings, model, self.worker_id,
+                                    self._on_breaker_change)
+        except Exception as exc:
+            log.error("cannot switch to %s v%s (%s); still serving v%s",
+                      self.settings.registry_model, version, exc, self.model.version)
+            self._failed_version = version
+            return
+        self._pending = (model, serving)
+
+    def _follow_control(self) -> None:
+        """Between batches: notice control changes and swap in a prepared version."""
+        if self._pending is not None:
+            model, serving = self._pending
+            self._pending = None
+            old = self.model
+            self.serving.runner.close()
+            self.model, self.serving, self.pipeline = model, serving, serving.pipeline
+            self.golden = Golden.for_model(model)
+            self.metrics.model_info.labels(old.name, old.version).set(0)
+            self.metrics.model_info.labels(model.name, model.version).set(1)
+            self.health.update(model=f"{model.name} v{model.version}")
+            log.info("swapped %s v%s -> v%s at a batch boundary", model.name, old.version,
+                     model.version)
+        if self.control is None or time.monotonic() < self._next_control:
+            return
+        self._next_control = time.monotonic() + 0.2
+        self.control.poll(0)
+        changed = self.control.state.get(self.settings.registry_model or "")
+        if changed is None or changed["active_version"] == self.model.version:
+            return
+        if self._pending is not None or (self._loading is not None
+                                         and self._loading.is_alive()):
+            return  # one switch at a time; the newest state is re-checked after it
+        if changed["active_version"] == getattr(self, "_failed_version", None):
+            return  # already failed to load; wait for a newer control record
+        log.info("control: %s -> v%s (%s by %s)", changed["model"], changed["active_version"],
+                 changed["action"], changed["actor"])
+        self._loading = threading.Thread(target=self._prepare, args=(changed["active_version"],),
+                                         daemon=True, name="model-loader")
+        self._loading.start()
 
     def _load_model(self) -> OnnxModel:
         s = self.settings
@@ -198,6 +277,7 @@ class Worker:
         """Once per loop iteration: watchdog beat and the periodic probe."""
         self.health.beat()
         self.metrics.loop_last_iteration.set(time.time())
+        self._follow_control()
         now = time.monotonic()
         if now >= self._next_probe:
             self._next_probe = now + self.settings.probe_interval_s

@@ -15,12 +15,17 @@ pytestmark = pytest.mark.integration
 def test_ensure_creates_then_reports_existing(cluster: Endpoints) -> None:
     settings = make_settings(cluster, partitions=6)
     first = ensure_topics(settings)
-    assert [t.created for t in first] == [True] * 4
+    assert [t.created for t in first] == [True] * 5
     assert {t.name for t in first} == {settings.requests_topic, settings.predictions_topic,
-                                       settings.dlq_topic, settings.events_topic}
+                                       settings.dlq_topic, settings.events_topic,
+                                       f"{settings.namespace}.models"}
     second = ensure_topics(settings)
-    assert [t.created for t in second] == [False] * 4
-    assert {t.partitions for t in second} == {6}
+    assert [t.created for t in second] == [False] * 5
+    assert {t.partitions for t in second if not t.name.endswith(".models")} == {6}
+    admin_meta = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
+    control = ConfigResource(ConfigResource.Type.TOPIC, f"{settings.namespace}.models")
+    conf = admin_meta.describe_configs([control])[control].result(10)
+    assert conf["cleanup.policy"].value == "compact"
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
     res = ConfigResource(ConfigResource.Type.TOPIC, settings.requests_topic)
     config = admin.describe_configs([res])[res].result(10)
