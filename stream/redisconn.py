@@ -39,8 +39,11 @@ def make_redis(settings: Settings, timeout_s: float = 0.25) -> RedisClient:
         sentinel = Sentinel(hosts, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         return sentinel.master_for(settings.redis_master_name, socket_timeout=timeout_s,
                                    socket_connect_timeout=timeout_s)
+    # One attempt per call: our circuit breaker, not the client, decides when to try again,
+    # so a dead cluster costs one timeout per batch until the breaker opens.
     return RedisCluster.from_url(settings.redis_url, socket_timeout=timeout_s,
-                                 socket_connect_timeout=timeout_s)
+                                 socket_connect_timeout=timeout_s,
+                                 cluster_error_retry_attempts=1)
 
 
 def make_async_redis(settings: Settings, timeout_s: float = 2.0) -> RedisClient:

@@ -135,14 +135,19 @@ def start_cluster(image: str, nodes: int = 3, label: str = "cluster") -> RedisTo
             if create.exit_code != 0:
                 raise InfrastructureError(f"redis-cli --cluster create failed: "
                                           f"{create.output.decode(errors='replace')[-500:]}")
+            # Every node must see the whole cluster as ok (all 16384 slots covered, gossip
+            # converged); checking one node let a client meet a node still saying "down".
             end = time.monotonic() + 30
             while time.monotonic() < end:
-                info = redis.Redis(port=ports[0]).cluster("info")
-                if info.get("cluster_state") == "ok":
+                infos = [redis.Redis(port=p).cluster("info") for p in ports]
+                if all(i.get("cluster_state") == "ok"
+                       and int(i.get("cluster_slots_ok", 0)) == 16384
+                       and int(i.get("cluster_known_nodes", 0)) == len(ports) for i in infos):
                     break
                 time.sleep(0.2)
             else:
-                raise InfrastructureError("Redis Cluster did not reach state ok in 30 s")
+                raise InfrastructureError("Redis Cluster did not reach state ok on every node "
+                                          "in 30 s")
     except BaseException:
         topo.stop()
         raise

@@ -176,7 +176,7 @@ def test_a_slow_model_is_answered_by_fallbacks_within_the_timeout(
 
 
 def test_redis_outage_degrades_last_known_good_and_loses_nothing(
-        cluster: Endpoints, workers: WorkerPool, tmp_path: Path, own_redis: Any) -> None:
+        cluster: Endpoints, own_redis: Any, workers: WorkerPool, tmp_path: Path) -> None:
     container, redis_port = own_redis
     settings = make_settings(cluster, redis_url=f"redis://127.0.0.1:{redis_port}/0")
     ensure_topics(settings)

@@ -86,7 +86,7 @@ def test_backfill_get_and_predictions_that_depend_on_stored_features(
 
 
 def test_redis_paused_then_stopped_degrades_flagged_and_recovers(
-        cluster: Endpoints, workers: WorkerPool, own_redis: Any) -> None:
+        cluster: Endpoints, own_redis: Any, workers: WorkerPool) -> None:
     container, redis_port = own_redis
     settings = make_settings(cluster, redis_url=f"redis://127.0.0.1:{redis_port}/0")
     ensure_topics(settings)

@@ -49,7 +49,8 @@ def redis_cluster() -> Iterator[RedisTopology]:
 
 
 def test_sentinel_failover_the_worker_follows_the_new_master(
-        cluster: Endpoints, workers: WorkerPool, sentinel: RedisTopology) -> None:
+        cluster: Endpoints, sentinel: RedisTopology, workers: WorkerPool) -> None:
+    # (fixture order: workers stop before the Redis nodes they use are removed)
     settings = make_settings(cluster, redis_mode="sentinel", redis_sentinels=sentinel.sentinels,
                              redis_master_name=sentinel.master_name)
     ensure_topics(settings)
@@ -109,7 +110,7 @@ def test_sentinel_failover_the_worker_follows_the_new_master(
 
 
 def test_cluster_mode_reads_a_batch_spread_over_three_nodes(
-        cluster: Endpoints, workers: WorkerPool, redis_cluster: RedisTopology) -> None:
+        cluster: Endpoints, redis_cluster: RedisTopology, workers: WorkerPool) -> None:
     settings = make_settings(cluster, redis_mode="cluster", redis_url=redis_cluster.url)
     ensure_topics(settings)
     client = RedisCluster.from_url(redis_cluster.url)
