@@ -33,22 +33,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    from testcontainers.core.container import DockerContainer
-
-    from stream.devcluster.cluster import _publish, free_port, wait_for_redis
+    from stream.devcluster.cluster import start_redis
     from stream.devcluster.engine import ensure_engine
     from stream.devcluster.images import ensure_images
 
     ensure_engine()
-    image = ensure_images().redis
-    port = free_port()
-    container = DockerContainer(image).with_command(
-        "redis-server --protected-mode no --bind 0.0.0.0 --save '' --appendonly no")
-    _publish(container, 6379, port)
-    container.start()
+    container, url = start_redis(ensure_images().redis, label="bench")
     try:
-        wait_for_redis(f"redis://127.0.0.1:{port}/0", 30)
-        results = run(redis.Redis(port=port), args.rounds)
+        results = run(redis.Redis.from_url(url), args.rounds)
     finally:
         container.stop()
     print_table(results)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,7 +182,3 @@ class OnnxModel:
         scores = np.asarray(out, dtype=np.float64).reshape(len(batch), -1)[:, 0]
         return scores
 
-
-def is_finite(value: float) -> bool:
-    """True for a real number that is neither NaN nor infinite."""
-    return isinstance(value, (int, float)) and math.isfinite(value)

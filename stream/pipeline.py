@@ -68,7 +68,7 @@ class Pipeline:
         self._dlq = DeadLetterWriter(worker_id)
         self._log = RateLimitedLog(log)
 
-    def _dead(self, record: SourceRecord, stage: Stage, error: BaseException, now: int,
+    def dead_letter(self, record: SourceRecord, stage: Stage, error: BaseException, now: int,
               request_id: str | None = None) -> Outbound:
         self._log.warning(f"dead letter {stage}", "dead letter: stage=%s topic=%s partition=%s "
                           "offset=%s: %s", stage, record.topic(), record.partition(),
@@ -96,7 +96,7 @@ class Pipeline:
             try:
                 req = self._decode(record.value() or b"")
             except SerdeError as exc:
-                out[i] = self._dead(record, "decode", exc, received)
+                out[i] = self.dead_letter(record, "decode", exc, received)
                 continue
             requests[i] = req
             if _is_replay(record):
@@ -132,7 +132,7 @@ class Pipeline:
                 if isinstance(rej.error, MissingFeaturesError):
                     needs_fallback[i] = ("features_missing", rej.error)
                 else:
-                    out[i] = self._dead(batch[i], "validate", rej.error, received,
+                    out[i] = self.dead_letter(batch[i], "validate", rej.error, received,
                                         requests[i]["request_id"])
             chosen = [candidates[j] for j in accepted]
             if chosen:
@@ -183,7 +183,7 @@ class Pipeline:
                     stage: Stage = "features" if reason == "features_missing" else "infer"
                     err = NoFallbackError(f"no fallback could answer ({reason}"
                                           + (f": {cause}" if cause else "") + ")")
-                    out[i] = self._dead(record, stage, err, received, req["request_id"])
+                    out[i] = self.dead_letter(record, stage, err, received, req["request_id"])
                     continue
                 score, model_version = fb.score, fb.version
                 reasons[reason] = reasons.get(reason, 0) + 1
@@ -202,7 +202,7 @@ class Pipeline:
                     "predicted_at": predicted, "worker_id": self.worker_id,
                 })
             except SerdeError as exc:
-                out[i] = self._dead(record, "encode", exc, received, req["request_id"])
+                out[i] = self.dead_letter(record, "encode", exc, received, req["request_id"])
                 continue
             headers: Headers = [("request_id", req["request_id"].encode()),
                                 ("model_version", model_version.encode())]

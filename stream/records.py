@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from processors.features.enrich import EnrichStats
 
 Outcome = Literal["model", "fallback", "dead_letter"]
 
@@ -34,4 +37,4 @@ class BatchResult:
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     fallback_reasons: dict[str, int] = field(default_factory=dict)  # reason -> count
     model_scores: list[tuple[str, float]] = field(default_factory=list)  # (entity, score)
-    enrich_stats: Any = None  # processors.features.enrich.EnrichStats when features are on
+    enrich_stats: EnrichStats | None = None  # when the model reads stored features

@@ -21,22 +21,28 @@ from stream.settings import Settings
 RedisClient = Any  # redis.Redis or redis.cluster.RedisCluster: same commands and pipelines
 
 
+def sentinel_hosts(settings: Settings) -> list[tuple[str, int]]:
+    """The parsed --redis-sentinels list (errors name the bad entry)."""
+    if not settings.redis_sentinels:
+        raise ConfigurationError("redis_mode sentinel needs --redis-sentinels "
+                                 "(STREAMINFER_REDIS_SENTINELS) host:port,...")
+    hosts = []
+    for item in settings.redis_sentinels.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ConfigurationError(f"--redis-sentinels: {item!r} is not host:port")
+        hosts.append((host, int(port)))
+    return hosts
+
+
 def make_redis(settings: Settings, timeout_s: float = 0.25) -> RedisClient:
     """A client for the configured Redis deployment."""
     if settings.redis_mode == "standalone":
         return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
                                     socket_connect_timeout=timeout_s)
     if settings.redis_mode == "sentinel":
-        if not settings.redis_sentinels:
-            raise ConfigurationError("redis_mode sentinel needs --redis-sentinels "
-                                     "(STREAMINFER_REDIS_SENTINELS) host:port,...")
-        hosts = []
-        for item in settings.redis_sentinels.split(","):
-            host, _, port = item.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ConfigurationError(f"--redis-sentinels: {item!r} is not host:port")
-            hosts.append((host, int(port)))
-        sentinel = Sentinel(hosts, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+        sentinel = Sentinel(sentinel_hosts(settings), socket_timeout=timeout_s,
+                            socket_connect_timeout=timeout_s)
         return sentinel.master_for(settings.redis_master_name, socket_timeout=timeout_s,
                                    socket_connect_timeout=timeout_s)
     # One attempt per call: our circuit breaker, not the client, decides when to try again,
@@ -55,9 +61,6 @@ def make_async_redis(settings: Settings, timeout_s: float = 2.0) -> RedisClient:
     if settings.redis_mode == "standalone":
         return aioredis.from_url(settings.redis_url, socket_timeout=timeout_s)
     if settings.redis_mode == "sentinel":
-        make_redis(settings, timeout_s)  # validates the sentinel list, same errors
-        hosts = [(h.rpartition(":")[0], int(h.rpartition(":")[2]))
-                 for h in (settings.redis_sentinels or "").split(",")]
-        return AsyncSentinel(hosts, socket_timeout=timeout_s).master_for(
+        return AsyncSentinel(sentinel_hosts(settings), socket_timeout=timeout_s).master_for(
             settings.redis_master_name, socket_timeout=timeout_s)
     return AsyncCluster.from_url(settings.redis_url, socket_timeout=timeout_s)

@@ -202,7 +202,7 @@ class Worker:
         if self._pending is not None or (self._loading is not None
                                          and self._loading.is_alive()):
             return  # one switch at a time; the newest state is re-checked after it
-        if changed["active_version"] == getattr(self, "_failed_version", None):
+        if changed["active_version"] == self._failed_version:
             return  # already failed to load; wait for a newer control record
         log.info("control: %s -> v%s (%s by %s)", changed["model"], changed["active_version"],
                  changed["action"], changed["actor"])
@@ -514,8 +514,8 @@ class Worker:
             if err is None:
                 continue
             exc = KafkaOperationError(f"Kafka refused the outcome: {err}")
-            outbound[index] = self.pipeline._dead(msg, "produce", exc, now_ms(),
-                                                  outbound[index].request_id)
+            outbound[index] = self.pipeline.dead_letter(msg, "produce", exc, now_ms(),
+                                                        outbound[index].request_id)
             swapped += 1
         if not swapped:
             return result

@@ -58,6 +58,3 @@ class FeatureCache:
             self._rows.move_to_end((view, entity))
             while len(self._rows) > self.size:
                 self._rows.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._rows)

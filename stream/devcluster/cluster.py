@@ -200,6 +200,32 @@ def wait_for_redis(url: str, deadline_s: float) -> None:
     raise InfrastructureError(f"Redis at {url} did not answer PING within {deadline_s:.0f}s")
 
 
+REDIS_COMMAND = "redis-server --protected-mode no --bind 0.0.0.0 --save '' --appendonly no"
+
+
+def start_redis(image: str, host_port: int | None = None, network: Network | None = None,
+                name: str | None = None, label: str = "standalone",
+                wait: bool = True) -> tuple[DockerContainer, str]:
+    """One standalone Redis published on 127.0.0.1; returns the container and its URL."""
+    port = host_port or free_port()
+    container = DockerContainer(image).with_command(REDIS_COMMAND)
+    _publish(container, 6379, port)
+    if network is not None:
+        container.with_network(network).with_network_aliases("redis")
+    container.with_kwargs(labels={LABEL: label})
+    if name:
+        container.with_name(name)
+    container.start()
+    url = f"redis://127.0.0.1:{port}/0"
+    if wait:
+        try:
+            wait_for_redis(url, 30)
+        except BaseException:
+            container.stop()
+            raise
+    return container, url
+
+
 def start_cluster(brokers: int, kafka_image: str, redis_image: str,
                   name_prefix: str | None = None, deadline_s: float = 180.0,
                   preferred_ports: bool = False, with_redis: bool = True) -> RunningCluster:
@@ -222,15 +248,9 @@ def start_cluster(brokers: int, kafka_image: str, redis_image: str,
             for node_id in ports:
                 start_kafka_node(cluster, node_id, kafka_image, cluster_id, name_prefix)
             if with_redis:
-                red = DockerContainer(redis_image).with_command(
-                    "redis-server --protected-mode no --bind 0.0.0.0 --save '' --appendonly no")
-                _publish(red, 6379, redis_port)
-                red.with_network(network).with_network_aliases("redis")
-                red.with_kwargs(labels={LABEL: network.name})
-                if name_prefix:
-                    red.with_name(f"{name_prefix}-redis")
-                red.start()
-                cluster.redis = red
+                cluster.redis, _url = start_redis(
+                    redis_image, redis_port, network,
+                    f"{name_prefix}-redis" if name_prefix else None, network.name, wait=False)
             wait_for_kafka(bootstrap, brokers, deadline_s, list(cluster.kafka.values()))
             if with_redis:
                 wait_for_redis(cluster.redis_url, 30)

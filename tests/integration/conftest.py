@@ -118,17 +118,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture
 def own_redis() -> Iterator[tuple[Any, int]]:
     """A Redis of the test's own (to pause or stop) and its host port."""
-    from testcontainers.core.container import DockerContainer
+    from stream.devcluster.cluster import free_port, start_redis
 
-    from stream.devcluster.cluster import _publish, free_port, wait_for_redis
-
-    images = ensure_test_images()
     port = free_port()
-    container = DockerContainer(images.redis).with_command(
-        "redis-server --protected-mode no --bind 0.0.0.0 --save '' --appendonly no")
-    _publish(container, 6379, port)
-    container.start()
-    wait_for_redis(f"redis://127.0.0.1:{port}/0", 30)
+    container, _url = start_redis(ensure_test_images().redis, port, label="test-redis")
     try:
         yield container, port
     finally:

@@ -22,6 +22,7 @@ from stream.devcluster.cluster import free_port
 from stream.invariant import check
 from stream.settings import Settings
 from stream.topics import ensure_topics
+from tests.http import metric_total
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
     PacedProducer,
@@ -45,15 +46,6 @@ def model_copy(tmp_path: Path, **fallback: Any) -> Path:
     meta["fallback"].update(fallback)
     (target / "model.json").write_text(json.dumps(meta))
     return target
-
-
-def metric(port: int, name: str, **labels: str) -> float:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
 
 
 def predictions(collector: Collector, settings: Settings) -> list[dict[str, Any]]:
@@ -128,7 +120,7 @@ def test_a_failing_model_gets_fallbacks_the_breaker_opens_then_recovers(
     assert {p["fallback_reason"] for p in preds} <= {"model_error", "breaker_open"}
     assert "breaker_open" in {p["fallback_reason"] for p in preds}
     assert {p["fallback_kind"] for p in preds} == {"backup_model"}  # first in the order
-    assert metric(port, "streaminfer_breaker_state", breaker="model") == 2
+    assert metric_total(f"http://127.0.0.1:{port}", "streaminfer_breaker_state", breaker="model") == 2
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
         ready = json.loads(resp.read())
     assert resp.status == 200 and "model: open" in ready["checks"]["breakers"]["detail"]
@@ -144,11 +136,12 @@ def test_a_failing_model_gets_fallbacks_the_breaker_opens_then_recovers(
 
     wait_until(recovered, 30, "model predictions after the fix")
     wait_for_all(collector, fixed_ids, deadline_s=30)
-    assert metric(port, "streaminfer_breaker_state", breaker="model") == 0
+    assert metric_total(f"http://127.0.0.1:{port}", "streaminfer_breaker_state", breaker="model") == 0
     after = produce_all(settings, 100, seed=93)
     tally = wait_for_all(collector, after, deadline_s=30)
     assert tally.model >= set(after)  # all model predictions again
-    assert metric(port, "streaminfer_fallback_reasons_total", reason="model_error") >= 3
+    assert metric_total(f"http://127.0.0.1:{port}", "streaminfer_fallback_reasons_total",
+                        reason="model_error") >= 3
 
 
 def test_a_slow_model_is_answered_by_fallbacks_within_the_timeout(
@@ -220,7 +213,7 @@ def test_redis_outage_degrades_last_known_good_and_loses_nothing(
 
     def redis_breaker_tripped() -> bool:
         more.extend(send(requests[:5], f"p3b-{len(more)}"))  # keep traffic flowing
-        return metric(port, "streaminfer_breaker_state", breaker="redis") >= 1
+        return metric_total(f"http://127.0.0.1:{port}", "streaminfer_breaker_state", breaker="redis") >= 1
 
     wait_until(redis_breaker_tripped, 30, "the Redis breaker to open", interval=0.5)
     phase3 += more

@@ -8,8 +8,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ from stream.devcluster.cluster import free_port
 from stream.settings import Settings
 from stream.topics import ensure_topics
 from stream.worker import Worker
+from tests.http import get, metric_total
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
     WorkerPool,
@@ -38,14 +37,6 @@ pytestmark = pytest.mark.integration
 PROM_DIR = Path(__file__).resolve().parents[2] / "compose" / "prometheus"
 
 
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except OSError:
-        return 0, b""
 
 
 def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -57,9 +48,6 @@ def samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def total(url: str, name: str, **labels: str) -> float:
-    return sum(v for (n, lab), v in samples(url).items()
-               if n == name and all(dict(lab).get(k) == want for k, want in labels.items()))
 
 
 def test_metrics_after_a_known_workload_and_status(settings: Settings,
@@ -76,16 +64,16 @@ def test_metrics_after_a_known_workload_and_status(settings: Settings,
         producer.send_raw(b"k", blob)
     producer.flush()
     wait_for_all(collector, ids, deadline_s=60, garbage=garbage)
-    wait_until(lambda: total(url, "streaminfer_requests_consumed_total") == 807, 30,
+    wait_until(lambda: metric_total(url, "streaminfer_requests_consumed_total") == 807, 30,
                "the consumed counter to reach 807")
-    assert total(url, "streaminfer_outcomes_total", outcome="model", model="fraud",
+    assert metric_total(url, "streaminfer_outcomes_total", outcome="model", model="fraud",
                  version="1") == 800
-    assert total(url, "streaminfer_outcomes_total", outcome="dead_letter", kind="decode") == 7
-    assert total(url, "streaminfer_e2e_latency_seconds_count") == 800
-    assert total(url, "streaminfer_score_count") == 800
-    assert total(url, "streaminfer_assigned_partitions") == 4
-    assert total(url, "streaminfer_model_probe_ok", model="fraud", version="1") == 1
-    assert total(url, "streaminfer_stage_seconds_count", stage="infer") >= 1
+    assert metric_total(url, "streaminfer_outcomes_total", outcome="dead_letter", kind="decode") == 7
+    assert metric_total(url, "streaminfer_e2e_latency_seconds_count") == 800
+    assert metric_total(url, "streaminfer_score_count") == 800
+    assert metric_total(url, "streaminfer_assigned_partitions") == 4
+    assert metric_total(url, "streaminfer_model_probe_ok", model="fraud", version="1") == 1
+    assert metric_total(url, "streaminfer_stage_seconds_count", stage="infer") >= 1
     wait_until(lambda: any(n == "streaminfer_consumer_lag" for n, _ in samples(url)), 20,
                "consumer lag gauges from librdkafka statistics")
     code, body = get(url + "/readyz")
@@ -128,11 +116,11 @@ def test_readyz_follows_the_model_probe(cluster: Endpoints) -> None:
         body = json.loads(get(url + "/readyz")[1])
         assert body["checks"]["model_probe"]["ok"] is False
         assert "differ from golden" in body["checks"]["model_probe"]["detail"]
-        assert total(url, "streaminfer_model_probe_ok") == 0
-        assert total(url, "streaminfer_model_probe_failures_total", reason="output") >= 1
+        assert metric_total(url, "streaminfer_model_probe_ok") == 0
+        assert metric_total(url, "streaminfer_model_probe_failures_total", reason="output") >= 1
         worker.model.predict = real_predict  # type: ignore[method-assign]
         wait_until(lambda: get(url + "/readyz")[0] == 200, 10, "/readyz 200 after the fix")
-        assert total(url, "streaminfer_model_probe_ok") == 1
+        assert metric_total(url, "streaminfer_model_probe_ok") == 1
     finally:
         worker.stop_event.set()
         thread.join(30)

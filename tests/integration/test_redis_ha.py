@@ -62,7 +62,7 @@ def test_sentinel_failover_the_worker_follows_the_new_master(
     wait_for_workers(settings, workers, 1)
     producer = PacedProducer(settings, 1500, 100.0, seed=111)  # 15 s of traffic
     producer.start()
-    time.sleep(2)
+    wait_until(lambda: len(collector.seen) > 100, 30, "traffic flowing before the kill")
     started = time.monotonic()
     sentinel.containers["redis-master"].get_wrapped_container().kill()
 

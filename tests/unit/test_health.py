@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -13,14 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from stream.health import HealthServer, HealthState
 from stream.metrics import WorkerMetrics
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+from tests.http import get
 
 
 @pytest.fixture
