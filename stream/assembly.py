@@ -19,6 +19,7 @@ from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
 from processors.model import OnnxModel, RuntimeOptions
 from processors.runner import ChaosSwitch, TimedRunner
+from stream.arms import Arm
 from stream.pipeline import Degradation, Pipeline
 from stream.redisconn import make_redis
 from stream.settings import Settings
@@ -81,3 +82,14 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
              f"{config.sla_ms} ms" if config.sla_ms else "none",
              [v.name for v in repo.views] if repo else "none")
     return Serving(pipeline, runner, config, model_breaker, redis_breaker, scores)
+
+
+def build_arm(settings: Settings, model: OnnxModel, on_breaker_change: OnChange) -> Arm:
+    """A canary arm: the version's own runner (its inference timeout) and its own breaker."""
+    where = str(model.source.parent / "model.json")
+    config = FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent, where)
+    breaker = CircuitBreaker("canary", BreakerConfig(failure_threshold=settings.breaker_failures,
+                                                     open_seconds=settings.breaker_open_s),
+                             on_breaker_change)
+    runner = TimedRunner(model, config.inference_timeout_ms / 1000, ChaosSwitch(None))
+    return Arm(DataPlane(model, predict=runner.predict), breaker, runner)

@@ -324,7 +324,8 @@ def features_run(**kwargs: Any) -> None:
     from stream.redisconn import make_async_redis
 
     app = build_app(s.namespace, s.bootstrap_servers, make_async_redis(s), s.partitions,
-                    s.replication_factor, session_timeout_s=s.session_timeout_ms / 1000)
+                    s.replication_factor, session_timeout_s=s.session_timeout_ms / 1000,
+                    datadir=str(state_dir() / "faust" / s.namespace))
     run(app, {"DEBUG": "debug", "INFO": "info"}.get(s.log_level, "warn"))
 
 

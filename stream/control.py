@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
 from stream import kafka_config
-from stream.exceptions import KafkaOperationError
+from stream.exceptions import KafkaOperationError, StreaminferError
 from stream.settings import Settings
 
 
@@ -26,18 +26,127 @@ def control_topic(settings: Settings) -> str:
     return f"{settings.namespace}.models"
 
 
-def publish_control(settings: Settings, model: str, active: str, action: str,
-                    previous: str | None = None, reason: str = "", actor: str = "cli") -> None:
-    """Write the desired state of ``model`` (durably: acks=all, flushed)."""
+ACTIONS = ("promote", "rollback", "canary", "canary_stop", "shadow", "shadow_stop",
+           "auto_rollback", "auto_promote")
+
+
+class TransitionError(StreaminferError):
+    """The requested change does not apply to the model's current state."""
+
+
+def transition(current: dict[str, Any] | None, model: str, action: str, *,
+               version: str | None = None, share: float | None = None, reason: str = "",
+               actor: str = "cli", at_ms: int | None = None) -> dict[str, Any]:
+    """The next ModelControl record of ``model`` after ``action`` (pure; validates).
+
+    promote V       V becomes active; the old active is kept as previous; a canary of V ends
+    rollback        a running canary ends; without one, previous becomes active again
+    canary V share  V takes ``share`` (0 < share <= 1) of the entities; judged from now
+    canary_stop     the canary ends
+    shadow V        V scores the active version's requests off the critical path
+    shadow_stop     the shadow ends
+    auto_rollback   (a worker's canary judge) the canary ends, with the reason
+    auto_promote    (a worker's canary judge) the canary becomes active
+    """
+    now = at_ms if at_ms is not None else time.time_ns() // 10**6
+    cur = dict(current or {})
+    active = cur.get("active_version")
+    canary = cur.get("canary_version")
+    state: dict[str, Any] = {
+        "model": model, "active_version": active, "previous_version": cur.get("previous_version"),
+        "action": action, "reason": reason, "actor": actor, "at": now,
+        "canary_version": canary, "canary_share": float(cur.get("canary_share") or 0.0),
+        "canary_since": cur.get("canary_since"), "shadow_version": cur.get("shadow_version")}
+
+    def end_canary() -> None:
+        state.update(canary_version=None, canary_share=0.0, canary_since=None)
+
+    if action not in ACTIONS:
+        raise TransitionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
+    if action != "promote" and active is None:
+        raise TransitionError(f"{model} has no active version yet: promote one first "
+                              f"(`streaminfer models promote {model} VERSION`)")
+    if action == "promote":
+        if not version:
+            raise TransitionError("promote needs a version")
+        if version != active:
+            state.update(active_version=version, previous_version=active)
+        if canary == version:
+            end_canary()
+        if state["shadow_version"] == version:
+            state["shadow_version"] = None
+    elif action == "rollback":
+        if canary is not None:
+            end_canary()
+        elif not cur.get("previous_version"):
+            raise TransitionError(f"{model} has no previous version to roll back to")
+        else:
+            state.update(active_version=cur["previous_version"], previous_version=active)
+    elif action == "canary":
+        if not version or share is None or not 0 < share <= 1:
+            raise TransitionError(f"canary needs a version and a share in (0, 1], got "
+                                  f"{version!r} and {share!r}")
+        if version == active:
+            raise TransitionError(f"v{version} is already the active version of {model}")
+        state.update(canary_version=version, canary_share=float(share), canary_since=now)
+    elif action in ("canary_stop", "auto_rollback"):
+        if canary is None:
+            raise TransitionError(f"{model} has no canary running")
+        end_canary()
+    elif action == "auto_promote":
+        if canary is None:
+            raise TransitionError(f"{model} has no canary running")
+        state.update(active_version=canary, previous_version=active)
+        end_canary()
+    elif action == "shadow":
+        if not version:
+            raise TransitionError("shadow needs a version")
+        if version == active:
+            raise TransitionError(f"v{version} is already the active version of {model}")
+        state["shadow_version"] = version
+    else:  # shadow_stop
+        if state["shadow_version"] is None:
+            raise TransitionError(f"{model} has no shadow version")
+        state["shadow_version"] = None
+    return state
+
+
+def publish_state(settings: Settings, state: dict[str, Any]) -> None:
+    """Write a ModelControl record (durably: acks=all, flushed)."""
     producer = Producer(kafka_config.client_producer(settings))
-    value = Encoder("ModelControl")({
-        "model": model, "active_version": active, "previous_version": previous,
-        "action": action, "reason": reason, "actor": actor, "at": time.time_ns() // 10**6})
+    value = Encoder("ModelControl")(state)
     errors: list[str] = []
-    producer.produce(control_topic(settings), value, model.encode(),
+    producer.produce(control_topic(settings), value, state["model"].encode(),
                      on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
     if producer.flush(30) or errors:
-        raise KafkaOperationError(f"could not publish the control record: {errors or 'timeout'}")
+        raise KafkaOperationError(f"could not publish the control record to "
+                                  f"{control_topic(settings)}: {errors or 'timeout'}; is Kafka "
+                                  "reachable? Nothing changed: run the command again",
+                                  retriable=True)
+
+
+def current_state(settings: Settings, model: str) -> dict[str, Any] | None:
+    """The latest control record of ``model`` (None when there is none)."""
+    follower = ControlFollower(settings)
+    try:
+        return follower.catch_up().get(model)
+    finally:
+        follower.close()
+
+
+def change(settings: Settings, model: str, action: str, **kwargs: Any) -> dict[str, Any]:
+    """Read the current state, apply ``action`` and publish the result."""
+    state = transition(current_state(settings, model), model, action, **kwargs)
+    publish_state(settings, state)
+    return state
+
+
+def publish_control(settings: Settings, model: str, active: str, action: str,
+                    previous: str | None = None, reason: str = "", actor: str = "cli") -> None:
+    """Write a state with only an active version (no canary, no shadow)."""
+    publish_state(settings, {
+        "model": model, "active_version": active, "previous_version": previous,
+        "action": action, "reason": reason, "actor": actor, "at": time.time_ns() // 10**6})
 
 
 class ControlFollower:

@@ -62,6 +62,15 @@ class WorkerMetrics:
     feature_age: Histogram
     features_degraded: Counter
     feature_unknown_entities: Counter
+    version_requests: Counter
+    version_errors: Counter
+    version_fallbacks: Counter
+    version_inference: Histogram
+    canary_share: Gauge
+    canary_decisions: Counter
+    shadow_scored: Counter
+    shadow_disagreements: Counter
+    shadow_delta: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry, process_metrics: bool = True) -> WorkerMetrics:
@@ -158,6 +167,43 @@ class WorkerMetrics:
             feature_unknown_entities=Counter(
                 "streaminfer_feature_unknown_entities",
                 "Lookups of entities with no stored features (defaults used).", registry=r),
+            version_requests=Counter(
+                "streaminfer_version_requests",
+                "Requests routed to each version: role=active|canary.",
+                ["model", "version", "role"], registry=r),
+            version_errors=Counter(
+                "streaminfer_version_errors",
+                "Requests a version failed: model errors, timeouts, and (canary) scores "
+                "outside the guardrails.", ["model", "version", "role"], registry=r),
+            version_fallbacks=Counter(
+                "streaminfer_version_fallbacks",
+                "Requests routed to a version that something else answered (its error, "
+                "timeout, open breaker or guardrail).", ["model", "version", "role"], registry=r),
+            version_inference=Histogram(
+                "streaminfer_version_inference_seconds",
+                "Inference call time per version (one observation per batch and version).",
+                ["model", "version", "role"], buckets=STAGE_BUCKETS, registry=r),
+            canary_share=Gauge(
+                "streaminfer_canary_share",
+                "Share of entities routed to the canary version (0 when none).",
+                ["model", "version"], registry=r),
+            canary_decisions=Counter(
+                "streaminfer_canary_decisions",
+                "Automatic canary decisions by this worker: decision=rollback|promote; "
+                "reason=error_rate|fallback_rate|p99|psi|healthy.",
+                ["model", "version", "decision", "reason"], registry=r),
+            shadow_scored=Counter(
+                "streaminfer_shadow_scored",
+                "Requests a shadow version scored: result=ok|error|dropped (queue full).",
+                ["model", "version", "result"], registry=r),
+            shadow_disagreements=Counter(
+                "streaminfer_shadow_disagreements",
+                "Shadow and active scores on different sides of the decision threshold.",
+                ["model", "version"], registry=r),
+            shadow_delta=Histogram(
+                "streaminfer_shadow_score_delta",
+                "|shadow score - active score| per request.", ["model", "version"],
+                buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), registry=r),
         )
 
     # --- hooks fed by librdkafka callbacks ----------------------------------------------

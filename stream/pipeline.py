@@ -9,10 +9,11 @@ no fallback can answer become dead letters for that record alone. This is the
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fallback.breaker import CircuitBreaker
 from fallback.deadletter import DeadLetterWriter, SourceRecord, Stage, header_list
@@ -21,9 +22,11 @@ from fallback.shedding import LoadShedder
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError, MissingFeaturesError
 from processors.features.enrich import EnrichStats, FeatureEnricher
+from processors.routing import to_canary
 from processors.runner import InferenceTimeout
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
+from stream.arms import ACTIVE, CANARY, Arm, ArmFigures
 from stream.logsetup import RateLimitedLog
 from stream.records import BatchResult, Outbound
 
@@ -31,9 +34,20 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]
 
 
+# Fallback reasons that count against the version that should have answered.
+_ARM_REASONS = frozenset({"model_error", "timeout", "breaker_open", "guardrail"})
+
+
 def now_ms() -> int:
     """Wall-clock epoch milliseconds."""
     return time.time_ns() // 1_000_000
+
+
+class ShadowSink(Protocol):
+    """Takes the active version's answers to score them again off the critical path."""
+
+    def offer(self, active_version: str,
+              rows: list[tuple[dict[str, Any], float, bytes | None]]) -> None: ...
 
 
 class NoFallbackError(InferenceError):
@@ -67,6 +81,14 @@ class Pipeline:
         self._encode = Encoder("Prediction")
         self._dlq = DeadLetterWriter(worker_id)
         self._log = RateLimitedLog(log)
+        self.active = Arm(dataplane, self.degradation.breaker)
+        self.canary: Arm | None = None
+        self.canary_share = 0.0
+        self.shadow: ShadowSink | None = None
+
+    def set_canary(self, arm: Arm | None, share: float) -> None:
+        """Route ``share`` of the entities to ``arm`` from the next batch on (None: stop)."""
+        self.canary, self.canary_share = arm, (share if arm is not None else 0.0)
 
     def dead_letter(self, record: SourceRecord, stage: Stage, error: BaseException, now: int,
               request_id: str | None = None) -> Outbound:
@@ -125,49 +147,51 @@ class Pipeline:
             t1 = t2
 
         scores: dict[int, float] = {}
+        versions: dict[int, str] = {}
+        via_active: dict[int, str] = {}  # canary could not answer; the active version did
+        arms: dict[str, ArmFigures] = {}
+        active = self.active
         if candidates:
-            matrix, accepted, rejections = self.dataplane.build([requests[i] for i in candidates])
-            for rej in rejections:
-                i = candidates[rej.index]
-                if isinstance(rej.error, MissingFeaturesError):
-                    needs_fallback[i] = ("features_missing", rej.error)
-                else:
-                    out[i] = self.dead_letter(batch[i], "validate", rej.error, received,
-                                        requests[i]["request_id"])
-            chosen = [candidates[j] for j in accepted]
-            if chosen:
-                if not deg.breaker.allow():
-                    for i in chosen:
-                        needs_fallback[i] = ("breaker_open", None)
-                else:
-                    try:
-                        result = self.dataplane.predict_matrix(matrix)
-                    except InferenceTimeout as exc:
-                        deg.breaker.record_failure()
-                        for i in chosen:
-                            needs_fallback[i] = ("timeout", exc)
-                    except InferenceError as exc:
-                        deg.breaker.record_failure()
-                        for i in chosen:
-                            needs_fallback[i] = ("model_error", exc)
-                    else:
-                        deg.breaker.record_success()
-                        scores = dict(zip(chosen, result.tolist(), strict=True))
+            canary, share = self.canary, self.canary_share
+            routed = [i for i in candidates if canary is not None
+                      and to_canary(requests[i]["entity_id"], share)]
+            routed_set = set(routed)
+            mine = [i for i in candidates if i not in routed_set]
+            if canary is not None and routed:
+                figs = arms[CANARY] = ArmFigures(canary.version, CANARY, requests=len(routed))
+                got, failed = self._score(canary, routed, requests, batch, out, needs_fallback,
+                                          received, figs, guard=True)
+                scores.update(got)
+                versions.update(dict.fromkeys(got, canary.version))
+                via_active = {i: why for i, (why, _) in failed.items()}
+            figs = arms[ACTIVE] = ArmFigures(active.version, ACTIVE, requests=len(mine))
+            got, failed = self._score(active, mine + list(via_active), requests, batch, out,
+                                      needs_fallback, received, figs, guard=False,
+                                      borrowed=set(via_active))
+            scores.update(got)
+            versions.update(dict.fromkeys(got, active.version))
+            for i, (why, cause) in failed.items():
+                needs_fallback[i] = (via_active.get(i, why), cause)
+            for i in routed:
+                if i not in scores or i in via_active:
+                    arms[CANARY].fallbacks += 1
+            arms[ACTIVE].fallbacks += sum(1 for i in mine if i in needs_fallback
+                                         and needs_fallback[i][0] in _ARM_REASONS)
         t2 = time.perf_counter()
         timings["infer"] = t2 - t1
 
         answers: dict[int, FallbackAnswer | None] = {}
         if needs_fallback:
             order = sorted(needs_fallback)
-            got = deg.chain.answer([requests[i] for i in order])
-            answers = dict(zip(order, got, strict=True))
+            chain_answers = deg.chain.answer([requests[i] for i in order])
+            answers = dict(zip(order, chain_answers, strict=True))
             timings["fallback"] = time.perf_counter() - t2
         t3 = time.perf_counter()
 
         predicted = now_ms()
-        version = self.dataplane.model.version
         reasons: dict[str, int] = {}
         lkg: list[tuple[str, float]] = []
+        shadow_rows: list[tuple[dict[str, Any], float, bytes | None]] = []
         for i, req in requests.items():
             if out[i] is not None:
                 continue
@@ -175,7 +199,11 @@ class Pipeline:
             fb: FallbackAnswer | None = None
             reason: str | None = None
             if i in scores:
-                score, model_version = scores[i], version
+                score, model_version = scores[i], versions[i]
+                if i in via_active:
+                    reason = via_active[i]
+                    fb = FallbackAnswer(score, "active_version", model_version)
+                    reasons[reason] = reasons.get(reason, 0) + 1
             else:
                 reason, cause = needs_fallback[i]
                 fb = answers.get(i)
@@ -215,16 +243,76 @@ class Pipeline:
                 out[i] = Outbound(self.predictions_topic, record.key(), value, headers,
                                   "model", req["request_id"], created_at=req["created_at"])
                 lkg.append((req["entity_id"], score))
+            if self.shadow is not None and i in scores and versions[i] == active.version \
+                    and i not in via_active:
+                shadow_rows.append((req, score, record.key()))
         timings["encode"] = time.perf_counter() - t3
+        if self.shadow is not None and shadow_rows:
+            self.shadow.offer(active.version, shadow_rows)
         outbound = [o for o in out if o is not None]
         assert len(outbound) == len(batch), "every consumed record must have an outcome"
         n_model = sum(1 for o in outbound if o.outcome == "model")
         n_fallback = sum(1 for o in outbound if o.outcome == "fallback")
         return BatchResult(outbound, model=n_model, fallback=n_fallback,
                            dead_letters=len(batch) - n_model - n_fallback,
-                           scores=[scores[i] for i in sorted(scores)], timings=timings,
-                           fallback_reasons=reasons, model_scores=lkg,
-                           enrich_stats=enrich_stats)
+                           scores=arms[ACTIVE].scores if ACTIVE in arms else [],
+                           timings=timings, fallback_reasons=reasons, model_scores=lkg,
+                           enrich_stats=enrich_stats, arms=arms)
+
+    def _score(self, arm: Arm, idxs: list[int], requests: dict[int, dict[str, Any]],
+               batch: Sequence[SourceRecord], out: list[Outbound | None],
+               needs_fallback: dict[int, tuple[str, BaseException | None]], received: int,
+               figs: ArmFigures, guard: bool, borrowed: set[int] | None = None,
+               ) -> tuple[dict[int, float], dict[int, tuple[str, BaseException | None]]]:
+        """One arm scores its requests: (scores by index, failures by index with reason).
+
+        Rows that cannot be scored as they are become dead letters or ``features_missing``
+        fallbacks right here. With ``guard``, scores outside the model's guardrails (or not
+        finite) count as failures, so a canary's garbage never reaches a client.
+        ``borrowed`` rows belong to another arm's figures (a canary's rows answered here).
+        """
+        if not idxs:
+            return {}, {}
+        matrix, accepted, rejections = arm.dataplane.build([requests[i] for i in idxs])
+        for rej in rejections:
+            i = idxs[rej.index]
+            if isinstance(rej.error, MissingFeaturesError):
+                needs_fallback[i] = ("features_missing", rej.error)
+            else:
+                out[i] = self.dead_letter(batch[i], "validate", rej.error, received,
+                                          requests[i]["request_id"])
+        chosen = [idxs[j] for j in accepted]
+        if not chosen:
+            return {}, {}
+        own = len(chosen) - len(borrowed.intersection(chosen)) if borrowed else len(chosen)
+        if not arm.breaker.allow():
+            return {}, dict.fromkeys(chosen, ("breaker_open", None))
+        started = time.perf_counter()
+        try:
+            result = arm.dataplane.predict_matrix(matrix)
+        except InferenceTimeout as exc:
+            arm.breaker.record_failure()
+            figs.errors += own
+            return {}, dict.fromkeys(chosen, ("timeout", exc))
+        except InferenceError as exc:
+            arm.breaker.record_failure()
+            figs.errors += own
+            return {}, dict.fromkeys(chosen, ("model_error", exc))
+        figs.infer_s.append(time.perf_counter() - started)
+        arm.breaker.record_success()
+        got = dict(zip(chosen, result.tolist(), strict=True))
+        failed: dict[int, tuple[str, BaseException | None]] = {}
+        if guard:
+            meta = arm.dataplane.model.meta
+            lo = -math.inf if meta.score_min is None else meta.score_min
+            hi = math.inf if meta.score_max is None else meta.score_max
+            for i, score in list(got.items()):
+                if not (math.isfinite(score) and lo <= score <= hi):
+                    failed[i] = ("guardrail", None)
+                    del got[i]
+            figs.errors += len(failed)
+        figs.scores.extend(got[i] for i in got if not borrowed or i not in borrowed)
+        return got, failed
 
 
 def _is_replay(record: SourceRecord) -> bool:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from processors.features.enrich import EnrichStats
+    from stream.arms import ArmFigures
 
 Outcome = Literal["model", "fallback", "dead_letter"]
 
@@ -38,3 +39,4 @@ class BatchResult:
     fallback_reasons: dict[str, int] = field(default_factory=dict)  # reason -> count
     model_scores: list[tuple[str, float]] = field(default_factory=list)  # (entity, score)
     enrich_stats: EnrichStats | None = None  # when the model reads stored features
+    arms: dict[str, ArmFigures] = field(default_factory=dict)  # role -> figures

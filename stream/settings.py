@@ -171,6 +171,30 @@ class Settings(BaseSettings):
         None, description="Model registry directory (default $STREAMINFER_HOME/registry)."
     )
 
+    # --- Canary judge -----------------------------------------------------------
+    canary_window_s: float = Field(
+        60.0, gt=0, description="Canary judging window: figures of the last this many seconds.")
+    canary_min_samples: int = Field(
+        300, ge=1, description="Requests each of canary and active needs in the window before "
+                               "the canary is judged.")
+    canary_max_error_rate: float = Field(
+        0.02, ge=0, le=1, description="Roll back when the canary's error rate (model errors, "
+                                      "timeouts, guardrail violations) exceeds the active's by this.")
+    canary_max_fallback_rate: float = Field(
+        0.05, ge=0, le=1, description="Roll back when the canary's fallback rate exceeds the "
+                                      "active's by this.")
+    canary_max_p99_ratio: float = Field(
+        2.0, gt=0, description="Roll back when the canary's p99 inference latency exceeds the "
+                               "active's times this (and by at least 5 ms).")
+    canary_max_psi: float = Field(
+        0.25, gt=0, description="Roll back when the population stability index of canary vs "
+                                "active scores exceeds this (0.25 = a major shift).")
+    canary_promote_after_s: float | None = Field(
+        None, gt=0, description="Promote a canary that stayed healthy (and judged) this long "
+                                "(unset: promotion stays manual).")
+    canary_judge: bool = Field(
+        True, description="Let this worker roll back (and promote) canaries on its figures.")
+
     # --- Dev cluster ------------------------------------------------------------
     kafka_image: str = Field(
         "streaminfer/kafka:4.4.0",
@@ -216,6 +240,11 @@ class Settings(BaseSettings):
     def dlq_topic(self) -> str:
         """Dead-letter topic."""
         return f"{self.namespace}.dlq"
+
+    @property
+    def shadow_topic(self) -> str:
+        """Where shadow versions' scores go."""
+        return f"{self.namespace}.shadow"
 
     @property
     def group(self) -> str:

@@ -26,7 +26,7 @@ class TopicState:
 def topic_names(settings: Settings) -> list[str]:
     """The data topics a namespace uses."""
     return [settings.requests_topic, settings.predictions_topic, settings.dlq_topic,
-            settings.events_topic]
+            settings.events_topic, settings.shadow_topic]
 
 
 def broker_count(admin: AdminClient, timeout: float = 15.0) -> int:
@@ -64,6 +64,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicState]
         config = {"min.insync.replicas": str(isr)}
         if name == settings.dlq_topic:
             config["retention.ms"] = str(30 * 24 * 3600 * 1000)
+        elif name == settings.shadow_topic:
+            config["retention.ms"] = str(7 * 24 * 3600 * 1000)  # for comparing, not serving
         to_create.append(NewTopic(name, num_partitions=settings.partitions,
                                   replication_factor=rf, config=config))
     control = f"{settings.namespace}.models"

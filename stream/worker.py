@@ -33,13 +33,12 @@ from prometheus_client import CollectorRegistry
 from fallback.breaker import BreakerState
 from processors.model import OnnxModel, RuntimeOptions
 from processors.probe import Golden, run_probe
-from processors.registry.directory import DirectoryRegistry
 from stream import kafka_config
 from stream.assembly import Serving, build_serving
 from stream.batching import next_batch
-from stream.control import ControlFollower
 from stream.exceptions import KafkaOperationError
 from stream.health import HealthServer, HealthState
+from stream.lifecycle import Lifecycle
 from stream.metrics import WorkerMetrics
 from stream.pipeline import now_ms
 from stream.records import BatchResult
@@ -113,16 +112,15 @@ class Worker:
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
         self.metrics = WorkerMetrics.create(registry or CollectorRegistry())
         self.health = HealthState(watchdog_s=settings.watchdog_s)
-        self.control: ControlFollower | None = None
-        self._pending: tuple[OnnxModel, Serving] | None = None
-        self._loading: threading.Thread | None = None
-        self._next_control = 0.0
-        self._failed_version: str | None = None
+        self.lifecycle: Lifecycle | None = None
         if model is None and settings.registry_model:
-            self.control = ControlFollower(settings)
-            state = self.control.catch_up().get(settings.registry_model)
-            if state is not None:
-                model = self._load_version(state["active_version"])
+            self.lifecycle = Lifecycle(
+                settings, self.worker_id, self.metrics,
+                lambda m: build_serving(settings, m, self.worker_id, self._on_breaker_change),
+                self._on_breaker_change)
+            initial = self.lifecycle.initial()
+            if initial is not None:
+                model = self.lifecycle.load_version(initial.active)
             else:
                 log.warning("no control record for %s yet: serving %s until one arrives",
                             settings.registry_model, settings.model_path)
@@ -146,69 +144,27 @@ class Worker:
         self.health.update(model_loaded=True,
                            model=f"{self.model.name} v{self.model.version}")
 
-    def _load_version(self, version: str) -> OnnxModel:
-        """A registry version, hash-verified and loaded (raises on any problem)."""
-        name = self.settings.registry_model or ""
-        s = self.settings
-        try:
-            folder = DirectoryRegistry(s.registry_path).fetch(name, version)
-            model = OnnxModel.load(folder, RuntimeOptions(
-                s.onnx_intra_op_threads, s.onnx_inter_op_threads, s.onnx_allow_spinning))
-        except Exception:
-            self.metrics.model_loads.labels(name, "error").inc()
-            raise
-        self.metrics.model_loads.labels(name, "ok").inc()
-        return model
-
-    def _prepare(self, version: str) -> None:
-        """Background: load, verify and warm up a version; leave it for the loop to swap in."""
-        try:
-            model = self._load_version(version)
-            golden = Golden.for_model(model)
-            if golden is not None:
-                result = run_probe(model, golden)  # also warms the session up
-                if not result.ok:
-                    raise RuntimeError(f"golden probe failed: {result.detail}")
-            serving = build_serving(self.settings, model, self.worker_id,
-                                    self._on_breaker_change)
-        except Exception as exc:
-            log.error("cannot switch to %s v%s (%s); still serving v%s",
-                      self.settings.registry_model, version, exc, self.model.version)
-            self._failed_version = version
-            return
-        self._pending = (model, serving)
-
     def _follow_control(self) -> None:
-        """Between batches: notice control changes and swap in a prepared version."""
-        if self._pending is not None:
-            model, serving = self._pending
-            self._pending = None
-            old = self.model
-            self.serving.runner.close()
-            self.model, self.serving, self.pipeline = model, serving, serving.pipeline
-            self.golden = Golden.for_model(model)
-            self.metrics.model_info.labels(old.name, old.version).set(0)
-            self.metrics.model_info.labels(model.name, model.version).set(1)
-            self.health.update(model=f"{model.name} v{model.version}")
-            log.info("swapped %s v%s -> v%s at a batch boundary", model.name, old.version,
-                     model.version)
-        if self.control is None or time.monotonic() < self._next_control:
+        """Between batches: apply a prepared version change; let the canary judge act."""
+        if self.lifecycle is None:
             return
-        self._next_control = time.monotonic() + 0.2
-        self.control.poll(0)
-        changed = self.control.state.get(self.settings.registry_model or "")
-        if changed is None or changed["active_version"] == self.model.version:
-            return
-        if self._pending is not None or (self._loading is not None
-                                         and self._loading.is_alive()):
-            return  # one switch at a time; the newest state is re-checked after it
-        if changed["active_version"] == self._failed_version:
-            return  # already failed to load; wait for a newer control record
-        log.info("control: %s -> v%s (%s by %s)", changed["model"], changed["active_version"],
-                 changed["action"], changed["actor"])
-        self._loading = threading.Thread(target=self._prepare, args=(changed["active_version"],),
-                                         daemon=True, name="model-loader")
-        self._loading.start()
+        prepared = self.lifecycle.poll(self.model.version)
+        if prepared is not None:
+            if prepared.active is not None:
+                self._swap_active(*prepared.active)
+            self.lifecycle.apply(self.pipeline, prepared)
+        self.lifecycle.judge_tick(self.pipeline)
+
+    def _swap_active(self, model: OnnxModel, serving: Serving) -> None:
+        old = self.model
+        self.serving.runner.close()
+        self.model, self.serving, self.pipeline = model, serving, serving.pipeline
+        self.golden = Golden.for_model(model)
+        self.metrics.model_info.labels(old.name, old.version).set(0)
+        self.metrics.model_info.labels(model.name, model.version).set(1)
+        self.health.update(model=f"{model.name} v{model.version}")
+        log.info("swapped %s v%s -> v%s at a batch boundary", model.name, old.version,
+                 model.version)
 
     def _load_model(self) -> OnnxModel:
         s = self.settings
@@ -401,6 +357,8 @@ class Worker:
             self.server.stop()
             withdraw(self.worker_id)
         self.serving.runner.close()
+        if self.lifecycle is not None:
+            self.lifecycle.close()
         s = self.stats
         log.info("worker %s stopped: consumed=%d predictions=%d fallbacks=%d dead_letters=%d "
                  "batches=%d rewinds=%d", self.worker_id, s.consumed, s.predictions, s.fallbacks,
@@ -423,6 +381,8 @@ class Worker:
             st.dead_letters += result.dead_letters
             st.batches += 1
             self._record(records, result)
+            if self.lifecycle is not None and result.arms:
+                self.lifecycle.observe(result.arms)
 
     def _record(self, records: list[Message], result: BatchResult) -> None:
         """Metrics of a batch whose outcomes are durable."""

@@ -89,12 +89,17 @@ def expected_features(events: list[dict[str, Any]]) -> dict[str, dict[str, float
 
 def build_app(namespace: str, bootstrap_servers: str, redis_client: Any, partitions: int,
               replication_factor: int, guarantee: str = "exactly_once",
-              session_timeout_s: float = 10.0) -> faust.App:
-    """The feature app for one namespace."""
+              session_timeout_s: float = 10.0, datadir: str | None = None) -> faust.App:
+    """The feature app for one namespace.
+
+    ``datadir`` is faust's working directory; by default faust would create
+    ``<app id>-data`` in the current directory, so callers pass one under STREAMINFER_HOME.
+    """
     app = faust.App(
         f"{namespace}-features",
         broker=[f"kafka://{hp}" for hp in bootstrap_servers.split(",")],
         store="memory://",
+        datadir=datadir or f"{namespace}-features-data",
         processing_guarantee=guarantee,
         topic_partitions=partitions,
         topic_replication_factor=replication_factor,
