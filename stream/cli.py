@@ -11,19 +11,14 @@ from typing import Any
 
 import click
 
-from stream.cli_options import CONNECTION, DEV, REDIS, TOPICS, WORKER, pick, settings_options
+from stream.cli_options import CONNECTION, DEV, REDIS, TOPICS, WORKER, resolve, settings_options
 from stream.exceptions import StreaminferError
-from stream.logsetup import configure
-from stream.settings import Settings, dev_env_file, load_settings, state_dir
+from stream.models_cli import backup, models, restore
+from stream.settings import Settings, dev_env_file, state_dir
 
 
 def _settings(kwargs: dict[str, Any], *groups: tuple[str, ...]) -> Settings:
-    given: dict[str, Any] = {}
-    for group in groups:
-        given.update(pick(kwargs, group))
-    settings = load_settings(**given)
-    configure(settings.log_level, settings.log_format)
-    return settings
+    return resolve(kwargs, *groups)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100,
@@ -356,91 +351,6 @@ def features_backfill(path: Path, **kwargs: Any) -> None:
     click.echo(f"wrote {n} feature rows to {s.redis_url}", err=True)
 
 
-# --- models ---------------------------------------------------------------------------
-@cli.group()
-def models() -> None:
-    """The model registry: immutable, hash-verified model versions."""
-
-
-@models.command("publish")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@click.option("--name", required=True, show_envvar=True, help="Model name requests ask for.")
-@click.option("--version", "version", required=True, show_envvar=True, help="New version label.")
-@click.option("--tag", "tags", multiple=True, show_envvar=True, help="key=value (repeatable).")
-@settings_options("registry_dir", "log_level")
-def models_publish(path: Path, name: str, version: str, tags: tuple[str, ...],
-                   **kwargs: Any) -> None:
-    """Publish the model directory PATH as NAME/VERSION (checked, hashed, read-only)."""
-    from processors.registry.directory import DirectoryRegistry
-
-    s = _settings(kwargs, ("registry_dir", "log_level"))
-    parsed = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{tag!r} is not key=value", param_hint="--tag")
-        parsed[key] = value
-    info = DirectoryRegistry(s.registry_path).publish(path, name, version, parsed)
-    click.echo(f"published {info.name} v{info.version} ({len(info.files)} files, model sha256 "
-               f"{info.content_hash[:12]}) in {s.registry_path}")
-
-
-@models.command("promote")
-@click.argument("name")
-@click.argument("version")
-@click.option("--reason", default="", show_envvar=True, help="Why (kept on the control topic).")
-@settings_options(*CONNECTION, "registry_dir")
-def models_promote(name: str, version: str, reason: str, **kwargs: Any) -> None:
-    """Make VERSION the active version of NAME: workers swap at their next batch."""
-    from processors.registry.directory import DirectoryRegistry
-    from stream.control import ControlFollower, publish_control
-
-    s = _settings(kwargs, CONNECTION, ("registry_dir",))
-    DirectoryRegistry(s.registry_path).fetch(name, version)  # refuse unknown/corrupt versions
-    follower = ControlFollower(s)
-    current = follower.catch_up().get(name)
-    follower.close()
-    previous = current["active_version"] if current else None
-    publish_control(s, name, version, "promote", previous=previous, reason=reason)
-    click.echo(f"{name}: active v{version} (was {previous or 'unset'})")
-
-
-@models.command("rollback")
-@click.argument("name")
-@click.option("--reason", default="", show_envvar=True, help="Why (kept on the control topic).")
-@settings_options(*CONNECTION, "registry_dir")
-def models_rollback(name: str, reason: str, **kwargs: Any) -> None:
-    """Return NAME to the version active before the last promotion."""
-    from stream.control import ControlFollower, publish_control
-
-    s = _settings(kwargs, CONNECTION, ("registry_dir",))
-    follower = ControlFollower(s)
-    current = follower.catch_up().get(name)
-    follower.close()
-    if not current or not current["previous_version"]:
-        raise click.ClickException(f"{name} has no previous version to roll back to")
-    publish_control(s, name, current["previous_version"], "rollback",
-                    previous=current["active_version"], reason=reason)
-    click.echo(f"{name}: rolled back to v{current['previous_version']} "
-               f"(from v{current['active_version']})")
-
-
-@models.command("list")
-@click.option("--name", default=None, show_envvar=True, help="Only this model.")
-@settings_options("registry_dir", "log_level")
-def models_list(name: str | None, **kwargs: Any) -> None:
-    """Published versions with their hash, signature, views and tags."""
-    from processors.registry.directory import DirectoryRegistry
-
-    s = _settings(kwargs, ("registry_dir", "log_level"))
-    for info in DirectoryRegistry(s.registry_path).list(name):
-        click.echo(json.dumps({
-            "name": info.name, "version": info.version,
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.created_at)),
-            "sha256": info.content_hash, "features": len(info.signature["features"]),
-            "feature_views": info.feature_views, "tags": info.tags, "metrics": info.metrics}))
-
-
 # --- status ---------------------------------------------------------------------------
 @cli.command()
 @click.option("--metrics-url", "metrics_urls", multiple=True, show_envvar=True,
@@ -482,6 +392,11 @@ def demo(n_requests: int, rate: float, workers: int, garbage: int, break_model: 
     from stream.demo import run_demo
 
     sys.exit(run_demo(n_requests, rate, workers, garbage, down, kwargs, break_model))
+
+
+cli.add_command(models)
+cli.add_command(backup)
+cli.add_command(restore)
 
 
 def main() -> None:

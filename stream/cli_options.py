@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import click
 from pydantic import SecretStr
 
-from stream.settings import Settings, env_of, flag_of
+from stream.logsetup import configure
+from stream.settings import Settings, env_of, flag_of, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -69,7 +70,9 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "breaker_failures", "breaker_open_s", "shed_max_lag", "shed_min_priority",
           "chaos_file", "redis_url", "redis_mode", "redis_sentinels", "redis_master_name",
           "feature_cache_size", "feature_cache_ttl_s",
-          "feature_precedence", "registry_model", "registry_dir")
+          "feature_precedence", "registry_model", "registry_dir", "canary_window_s",
+          "canary_min_samples", "canary_max_error_rate", "canary_max_fallback_rate",
+          "canary_max_p99_ratio", "canary_max_psi", "canary_promote_after_s", "canary_judge")
 DEV = ("kafka_image", "redis_image")
 REDIS = ("redis_url", "redis_mode", "redis_sentinels", "redis_master_name")
 
@@ -77,3 +80,14 @@ REDIS = ("redis_url", "redis_mode", "redis_sentinels", "redis_master_name")
 def pick(kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
     """The settings among a command's keyword arguments."""
     return {k: kwargs.pop(k) for k in names if k in kwargs}
+
+
+def resolve(kwargs: dict[str, Any], *groups: tuple[str, ...]) -> Settings:
+    """Settings from a command's flags (the named groups), env and the dev env file;
+    configures logging as they say."""
+    given: dict[str, Any] = {}
+    for group in groups:
+        given.update(pick(kwargs, group))
+    settings = load_settings(**given)
+    configure(settings.log_level, settings.log_format)
+    return settings

@@ -1,0 +1,140 @@
+"""``streaminfer models status``: the control state plus each version's live figures,
+summed over the workers' /metrics (this host's announced workers and given URLs)."""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+from collections import defaultdict
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Group
+from rich.table import Table
+
+from processors.registry.directory import DirectoryRegistry
+from stream.control import current_state
+from stream.registry import announced
+from stream.settings import Settings
+
+_COUNTERS = {"streaminfer_version_requests_total": "requests",
+             "streaminfer_version_errors_total": "errors",
+             "streaminfer_version_fallbacks_total": "fallbacks"}
+
+
+def _quantile(buckets: dict[float, float], q: float) -> float | None:
+    """Upper bound of the bucket holding quantile ``q`` of cumulative ``buckets``."""
+    if not buckets:
+        return None
+    total = buckets.get(math.inf, max(buckets.values()))
+    if total <= 0:
+        return None
+    for le in sorted(buckets):
+        if buckets[le] >= q * total:
+            return le
+    return None
+
+
+def collect(settings: Settings, name: str, urls: list[str]) -> dict[str, Any]:
+    """Everything ``models status`` shows, as plain data."""
+    targets = list(urls) + [w["metrics_url"] for w in announced(settings.group)
+                            if w["metrics_url"] not in urls]
+    figures: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    buckets: dict[tuple[str, str], dict[float, float]] = defaultdict(lambda: defaultdict(float))
+    shadow: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    decisions: list[dict[str, Any]] = []
+    unreachable: list[str] = []
+    for url in targets:
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=3) as resp:
+                text = resp.read().decode()
+        except OSError as exc:
+            unreachable.append(f"{url} ({exc})")
+            continue
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = s.labels
+                if labels.get("model") != name:
+                    continue
+                key = (labels.get("version", ""), labels.get("role", ""))
+                if s.name in _COUNTERS:
+                    figures[key][_COUNTERS[s.name]] += s.value
+                elif s.name == "streaminfer_version_inference_seconds_bucket":
+                    buckets[key][float(labels["le"])] += s.value
+                elif s.name == "streaminfer_shadow_scored_total":
+                    shadow[labels["version"]][labels["result"]] += s.value
+                elif s.name == "streaminfer_shadow_disagreements_total":
+                    shadow[labels["version"]]["disagreements"] += s.value
+                elif s.name == "streaminfer_canary_decisions_total" and s.value > 0:
+                    decisions.append({"version": labels["version"], "decision":
+                                      labels["decision"], "reason": labels["reason"],
+                                      "count": s.value, "worker": url})
+    state = current_state(settings, name)
+    versions = []
+    for (version, role), f in sorted(figures.items()):
+        n = f["requests"]
+        p99 = _quantile(buckets.get((version, role), {}), 0.99)
+        share = None
+        if state:
+            if role == "canary" and state.get("canary_version") == version:
+                share = state["canary_share"]
+            elif role == "active" and state.get("active_version") == version:
+                share = 1.0 - (state.get("canary_share") or 0.0)
+        versions.append({"version": version, "role": role, "share": share, "requests": int(n),
+                         "errors": int(f["errors"]), "fallbacks": int(f["fallbacks"]),
+                         "error_rate": f["errors"] / n if n else 0.0,
+                         "fallback_rate": f["fallbacks"] / n if n else 0.0,
+                         "p99_inference_ms_le": None if p99 is None else p99 * 1000})
+    shadows = []
+    for version, f in sorted(shadow.items()):
+        ok = f.get("ok", 0.0)
+        shadows.append({"version": version, "scored": int(ok), "errors": int(f.get("error", 0)),
+                        "dropped": int(f.get("dropped", 0)),
+                        "disagreement_rate": f.get("disagreements", 0.0) / ok if ok else 0.0})
+    published = [i.version for i in DirectoryRegistry(settings.registry_path).list(name)]
+    return {"model": name, "control": state, "published": published, "versions": versions,
+            "shadow": shadows, "decisions": decisions, "workers": len(targets),
+            "unreachable": unreachable}
+
+
+def render(report: dict[str, Any]) -> Group:
+    """Tables for a terminal."""
+    state = report["control"]
+    head = Table(title=f"{report['model']}: control state", show_header=False)
+    if state is None:
+        head.add_row("state", "no control record yet: `streaminfer models promote NAME VERSION`")
+    else:
+        head.add_row("active", f"v{state['active_version']}")
+        head.add_row("canary", f"v{state['canary_version']} at {state['canary_share']:.1%}"
+                     if state.get("canary_version") else "none")
+        head.add_row("shadow", f"v{state['shadow_version']}" if state.get("shadow_version")
+                     else "none")
+        head.add_row("previous", f"v{state['previous_version']}"
+                     if state.get("previous_version") else "none")
+        head.add_row("last change", f"{state['action']} by {state['actor'] or '?'}"
+                     + (f": {state['reason']}" if state.get("reason") else ""))
+    head.add_row("published", ", ".join(f"v{v}" for v in report["published"]) or "none")
+    head.add_row("workers read", f"{report['workers']} ({len(report['unreachable'])} unreachable)")
+    table = Table(title="live figures (since each worker started)")
+    for col in ("version", "role", "share", "requests", "errors", "fallbacks", "error rate",
+                "fallback rate", "p99 inference"):
+        table.add_column(col, justify="right")
+    for v in report["versions"]:
+        p99 = v["p99_inference_ms_le"]
+        table.add_row(f"v{v['version']}", v["role"],
+                      "-" if v["share"] is None else f"{v['share']:.1%}", str(v["requests"]),
+                      str(v["errors"]), str(v["fallbacks"]), f"{v['error_rate']:.2%}",
+                      f"{v['fallback_rate']:.2%}", "-" if p99 is None else f"<= {p99:g} ms")
+    parts: list[Any] = [head, table]
+    if report["shadow"]:
+        sh = Table(title="shadow")
+        for col in ("version", "scored", "errors", "dropped", "disagreement rate"):
+            sh.add_column(col, justify="right")
+        for v in report["shadow"]:
+            sh.add_row(f"v{v['version']}", str(v["scored"]), str(v["errors"]), str(v["dropped"]),
+                       f"{v['disagreement_rate']:.2%}")
+        parts.append(sh)
+    for d in report["decisions"]:
+        parts.append(f"automatic {d['decision']} of v{d['version']} ({d['reason']}) by "
+                     f"{d['worker']}")
+    return Group(*parts)
