@@ -1,0 +1,187 @@
+"""Canaries judged on live figures and rolled back on their own; shadow scoring to <ns>.shadow."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import onnx
+import pytest
+from confluent_kafka import Consumer
+from onnx import TensorProto, helper
+
+from processors.model import DEFAULT_MODEL_DIR
+from processors.registry.directory import DirectoryRegistry
+from processors.routing import to_canary
+from schemas.serde import Decoder
+from stream import kafka_config
+from stream.control import change, current_state, publish_control
+from stream.invariant import check
+from stream.registry import announced
+from stream.settings import Settings
+from stream.topics import ensure_topics
+from tests.http import metric_total
+from tests.integration.conftest import Endpoints, make_settings
+from tests.integration.helpers import (
+    PacedProducer,
+    WorkerPool,
+    settings_env,
+    start_collector,
+    wait_for_all,
+    wait_for_workers,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def garbage_model(tmp_path: Path) -> Path:
+    """The reference model's folder with a graph that sums the raw features: scores far
+    outside [0, 1]. Published without golden inputs, as a careless release would be."""
+    folder = tmp_path / "bad-model"
+    shutil.copytree(DEFAULT_MODEL_DIR, folder)
+    (folder / "golden.json").unlink()
+    n = len(json.loads((folder / "model.json").read_text())["features"])
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["features", "axes"], ["score"], keepdims=1)], "garbage",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [None, n])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor("axes", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, folder / "model.onnx")
+    return folder
+
+
+def registry_with(tmp_path: Path, extra: dict[str, Path]) -> Path:
+    root = tmp_path / "registry"
+    registry = DirectoryRegistry(root)
+    registry.publish(DEFAULT_MODEL_DIR, "fraud", "1")
+    for version, folder in extra.items():
+        registry.publish(folder, "fraud", version)
+    return root
+
+
+def predictions(collector: object, settings: Settings) -> list[dict[str, object]]:
+    with collector.lock:  # type: ignore[attr-defined]
+        return [v for t, v, _ in collector.seen  # type: ignore[attr-defined]
+                if t == settings.predictions_topic]
+
+
+def test_a_bad_canary_is_rolled_back_automatically_and_every_request_is_answered(
+        cluster: Endpoints, workers: WorkerPool, tmp_path: Path) -> None:
+    root = registry_with(tmp_path, {"3": garbage_model(tmp_path)})
+    settings = make_settings(cluster, registry_model="fraud", registry_dir=root,
+                             canary_min_samples=200, canary_window_s=30)
+    ensure_topics(settings)
+    publish_control(settings, "fraud", "1", "promote", actor="test")
+    collector = start_collector(settings)
+    for i in range(2):
+        workers.start(settings, f"canary{i}", health_port=0)
+    wait_for_workers(settings, workers, 2)
+    producer = PacedProducer(settings, 24_000, 2000.0, seed=331)
+    producer.start()
+    wait_until(lambda: len(collector.seen) > 2000, 60, "v1 predictions flowing")
+    change(settings, "fraud", "canary", version="3", share=0.1, reason="test", actor="test")
+    started = time.time()
+    wait_until(lambda: (current_state(settings, "fraud") or {}).get("action") == "auto_rollback",
+               60, "the automatic rollback on the control topic")
+    rolled_back_after = time.time() - started
+    state = current_state(settings, "fraud")
+    assert state is not None
+    assert state["active_version"] == "1" and state["canary_version"] is None
+    assert state["reason"].startswith("error_rate:") and "canary-judge@" in state["actor"]
+    rolled_at = state["at"]
+    print(f"\ncanary v3 rolled back {rolled_back_after:.1f}s after it started: {state['reason']}")
+
+    producer.join(60)
+    assert producer.error is None
+    wait_for_all(collector, producer.ids, deadline_s=120)
+    preds = predictions(collector, settings)
+    with collector.lock:
+        letters = [v for t, v, _ in collector.seen if t == settings.dlq_topic]
+    report = check(producer.ids, preds, letters)
+    assert report.ok(allow_duplicates=True), report.summary()
+    # v3's garbage never reached a client: its entities were answered by v1 instead.
+    assert all(0.0 <= float(p["score"]) <= 1.0 for p in preds)  # type: ignore[arg-type]
+    guarded = [p for p in preds if p["fallback_reason"] == "guardrail"]
+    assert guarded and {p["model_version"] for p in guarded} == {"1"}
+    assert {p["fallback_kind"] for p in guarded} == {"active_version"}
+    # Only entities of the canary's 10% were ever routed to it.
+    assert all(to_canary(str(p["entity_id"]), 0.1) for p in guarded)
+    # After the rollback (and a margin for in-flight batches) nothing goes to v3 any more.
+    late = [p for p in preds if int(p["received_at"]) > rolled_at + 3000]  # type: ignore[call-overload]
+    assert late and not [p for p in late if p["fallback_reason"] == "guardrail"]
+    logs = "".join(w.log() for w in workers.started)
+    assert "rolled back automatically: error rate" in logs
+
+    # models status reads the live figures from the workers' metrics.
+    out = subprocess.run([sys.executable, "-m", "stream.cli", "models", "status", "fraud",
+                          "--json"], env=settings_env(settings), capture_output=True,
+                         text=True, timeout=60, check=True)
+    report_json = json.loads(out.stdout)
+    by_role = {(v["version"], v["role"]): v for v in report_json["versions"]}
+    assert by_role[("3", "canary")]["errors"] > 0
+    assert by_role[("3", "canary")]["error_rate"] > 0.9
+    assert by_role[("1", "active")]["requests"] > 10_000
+    assert by_role[("1", "active")]["error_rate"] == 0.0
+    assert any(d["decision"] == "rollback" and d["version"] == "3"
+               for d in report_json["decisions"])
+
+
+def test_shadow_version_scores_off_the_critical_path_with_diffs(
+        cluster: Endpoints, workers: WorkerPool, tmp_path: Path) -> None:
+    root = registry_with(tmp_path, {"2": DEFAULT_MODEL_DIR / "backup"})
+    settings = make_settings(cluster, registry_model="fraud", registry_dir=root)
+    ensure_topics(settings)
+    publish_control(settings, "fraud", "1", "promote", actor="test")
+    change(settings, "fraud", "shadow", version="2", actor="test")
+    worker = workers.start(settings, "shadow0", health_port=0)
+    wait_for_workers(settings, workers, 1)
+    wait_until(lambda: "shadow v2" in worker.log(), 30, "the worker to pick up the shadow")
+    collector = start_collector(settings)
+    producer = PacedProducer(settings, 3000, 3000.0, seed=77)
+    producer.start()
+    producer.join(60)
+    wait_for_all(collector, producer.ids, deadline_s=60)
+    preds = predictions(collector, settings)
+    assert {p["model_version"] for p in preds if not p["fallback"]} == {"1"}  # never the shadow
+
+    consumer = Consumer({**kafka_config.common(settings), "group.id": "shadow-reader",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([settings.shadow_topic])
+    decode = Decoder("ShadowPrediction")
+    shadow: dict[str, dict[str, object]] = {}
+    end = time.monotonic() + 60
+    wanted = {str(p["request_id"]) for p in preds if not p["fallback"]}
+    while time.monotonic() < end and not wanted <= set(shadow):
+        for msg in consumer.consume(500, 0.5):
+            if msg.error() is None:
+                rec = decode(msg.value() or b"")
+                shadow[rec["request_id"]] = rec
+    consumer.close()
+    assert wanted <= set(shadow), f"{len(wanted - set(shadow))} answers without a shadow score"
+    by_id = {str(p["request_id"]): p for p in preds}
+    for rid in wanted:
+        rec = shadow[rid]
+        assert rec["active_version"] == "1" and rec["shadow_version"] == "2"
+        assert rec["active_score"] == pytest.approx(by_id[rid]["score"])
+        assert rec["delta"] == pytest.approx(rec["shadow_score"] - rec["active_score"])
+    deltas = [abs(float(r["delta"])) for r in shadow.values()]  # type: ignore[arg-type]
+    assert max(deltas) > 0.001  # a different model: the diffs are real
+    disagree = sum(1 for r in shadow.values() if r["disagree"])
+    urls = [w["metrics_url"] for w in announced(settings.group)]
+    assert len(urls) == 1
+
+    def scored() -> float:
+        return metric_total(urls[0], "streaminfer_shadow_scored_total", version="2", result="ok")
+
+    wait_until(lambda: scored() >= len(shadow), 10, "the shadow counters")
+    assert scored() == len(shadow)
+    assert metric_total(urls[0], "streaminfer_shadow_disagreements_total",
+                        version="2") == disagree
+    assert metric_total(urls[0], "streaminfer_shadow_score_delta_count", version="2") == len(shadow)
