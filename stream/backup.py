@@ -52,6 +52,19 @@ def _ours(settings: Settings, topic: str) -> bool:
     return topic.startswith(f"{settings.namespace}.")
 
 
+def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
+    """(low, high) of a partition; retried while a new topic's leadership settles."""
+    end = time.monotonic() + TIMEOUT
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+            return int(low), int(high)
+        except KafkaException:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
 # --- reading the cluster ---------------------------------------------------------------------
 def group_offsets(settings: Settings, admin: AdminClient) -> dict[str, dict[str, dict[str, int]]]:
     """group -> topic -> partition -> committed offset, for the namespace's topics."""
@@ -102,7 +115,7 @@ def control_records(settings: Settings) -> list[dict[str, str]]:
             return []
         latest: dict[bytes, bytes | None] = {}
         for p in meta.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=TIMEOUT)
+            low, high = _watermarks(consumer, topic, p)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, p, low)])
@@ -271,8 +284,7 @@ def _restore_groups(settings: Settings, admin: AdminClient,
                     "first (offsets of a group with members cannot be changed)") from exc
             ahead = []
             for tp in tps:
-                _low, high = probe.get_watermark_offsets(TopicPartition(tp.topic, tp.partition),
-                                                         timeout=TIMEOUT)
+                high = _watermarks(probe, tp.topic, tp.partition)[1]
                 if tp.offset > high:
                     ahead.append(f"{tp.topic}[{tp.partition}] {tp.offset} > end {high}")
             yield f"group {group}: offsets of {len(tps)} partitions restored"

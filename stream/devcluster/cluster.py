@@ -244,7 +244,8 @@ def start_cluster(brokers: int, kafka_image: str, redis_image: str,
                              kafka_ports=ports)
     cluster_id = new_cluster_id()
     try:
-        with step(f"starting {brokers} Kafka node(s) ({kafka_image}) and Redis ({redis_image})"):
+        with step(f"starting {brokers} Kafka node(s) ({kafka_image})"
+                  + (f" and Redis ({redis_image})" if with_redis else "")):
             for node_id in ports:
                 start_kafka_node(cluster, node_id, kafka_image, cluster_id, name_prefix)
             if with_redis:

@@ -86,7 +86,10 @@ def test_a_bad_canary_is_rolled_back_automatically_and_every_request_is_answered
     producer = PacedProducer(settings, 24_000, 2000.0, seed=331)
     producer.start()
     wait_until(lambda: len(collector.seen) > 2000, 60, "v1 predictions flowing")
-    change(settings, "fraud", "canary", version="3", share=0.1, reason="test", actor="test")
+    out = subprocess.run([sys.executable, "-m", "stream.cli", "models", "canary", "fraud", "3",
+                          "--share", "0.1", "--reason", "try v3"], env=settings_env(settings),
+                         capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "fraud: active v1, canary v3 at 10.0%"
     started = time.time()
     wait_until(lambda: (current_state(settings, "fraud") or {}).get("action") == "auto_rollback",
                60, "the automatic rollback on the control topic")
