@@ -213,3 +213,30 @@ def test_psi_is_zero_for_equal_histograms_and_large_for_disjoint_ones() -> None:
     same = np.array([10, 20, 30, 40])
     assert psi(same, same) == pytest.approx(0.0)
     assert psi(np.array([100, 0, 0, 0]), np.array([0, 0, 0, 100])) > 5
+
+
+def test_models_status_renders_state_figures_shadow_and_decisions() -> None:
+    from rich.console import Console
+
+    from stream.version_status import _quantile, render
+
+    assert _quantile({0.001: 5.0, 0.01: 99.0, 0.1: 100.0, float("inf"): 100.0}, 0.99) == 0.01
+    assert _quantile({}, 0.99) is None
+    report = {
+        "model": "fraud", "published": ["1", "2", "3"], "workers": 2, "unreachable": [],
+        "control": {"active_version": "1", "canary_version": "3", "canary_share": 0.1,
+                    "shadow_version": "2", "previous_version": None, "action": "canary",
+                    "actor": "cli", "reason": "try v3"},
+        "versions": [{"version": "3", "role": "canary", "share": 0.1, "requests": 226,
+                      "errors": 226, "fallbacks": 226, "error_rate": 1.0, "fallback_rate": 1.0,
+                      "p99_inference_ms_le": 1.0}],
+        "shadow": [{"version": "2", "scored": 10, "errors": 0, "dropped": 0,
+                    "disagreement_rate": 0.1}],
+        "decisions": [{"version": "3", "decision": "rollback", "reason": "error_rate",
+                       "count": 1, "worker": "http://127.0.0.1:9400"}]}
+    console = Console(width=160, record=True)
+    console.print(render(report))
+    text = console.export_text()
+    assert "v3 at 10.0%" in text and "try v3" in text and "100.00%" in text
+    assert "<= 1 ms" in text and "10.00%" in text
+    assert "automatic rollback of v3 (error_rate)" in text
