@@ -318,9 +318,11 @@ def features_run(**kwargs: Any) -> None:
     s = _settings(kwargs, CONNECTION, TOPICS, REDIS, ("session_timeout_ms",))
     from stream.redisconn import make_async_redis
 
+    datadir = state_dir() / "faust" / s.namespace
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = build_app(s.namespace, s.bootstrap_servers, make_async_redis(s), s.partitions,
                     s.replication_factor, session_timeout_s=s.session_timeout_ms / 1000,
-                    datadir=str(state_dir() / "faust" / s.namespace))
+                    datadir=str(datadir))
     run(app, {"DEBUG": "debug", "INFO": "info"}.get(s.log_level, "warn"))
 
 

@@ -272,6 +272,22 @@ def env_of(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
+def to_env(settings: Settings, **overrides: Any) -> dict[str, str]:
+    """The environment that makes a ``streaminfer`` subprocess use these settings (the
+    current environment without its STREAMINFER_* variables, except STREAMINFER_HOME)."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(ENV_PREFIX) or k == "STREAMINFER_HOME"}
+    values = settings.model_dump()
+    values.update(overrides)
+    for name, value in values.items():
+        if value is None or isinstance(value, SecretStr):
+            continue
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        env[env_of(name)] = str(value)
+    return env
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build settings from flags (``overrides``; None means unset), env and the dev env file.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,26 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
 from stream.clients import RequestProducer, synthetic_requests
 from stream.demo import Collector, Tally
-from stream.settings import Settings, env_of
+from stream.settings import Settings, to_env
 
 
 def settings_env(settings: Settings, **overrides: object) -> dict[str, str]:
     """The environment that makes a `streaminfer` subprocess use these settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMINFER_")}
-    env["STREAMINFER_HOME"] = os.environ["STREAMINFER_HOME"]
-    values = settings.model_dump()
-    values.update(overrides)
-    for name, value in values.items():
-        if value is None or isinstance(value, SecretStr):
-            continue
-        if isinstance(value, bool):
-            value = "true" if value else "false"
-        env[env_of(name)] = str(value)
-    return env
+    return to_env(settings, **overrides)
 
 
 def wait_until(condition: Callable[[], bool], deadline_s: float, what: str,

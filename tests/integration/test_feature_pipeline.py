@@ -51,6 +51,13 @@ def stored(settings: Settings, entities: set[str]) -> dict[str, dict[str, float]
     return out
 
 
+def alive(app: subprocess.Popen[bytes]) -> bool:
+    """True while the app runs; fails the wait at once if it exited."""
+    if app.poll() is not None:
+        raise AssertionError(f"the feature app exited with {app.returncode}")
+    return True
+
+
 def start_app(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as fh:
         return subprocess.Popen([sys.executable, "-m", "stream.cli", "features", "run"],
@@ -64,8 +71,12 @@ def test_aggregates_match_and_a_killed_app_counts_nothing_twice(
     app = start_app(settings, log)
     try:
         expected = expected_features(first)
-        wait_until(lambda: stored(settings, set(expected)) == expected, 90,
-                   "Redis to hold the aggregates of the first 300 events", interval=0.5)
+        try:
+            wait_until(lambda: alive(app) and stored(settings, set(expected)) == expected, 90,
+                       "Redis to hold the aggregates of the first 300 events", interval=0.5)
+        except AssertionError:
+            print(log.read_text(errors="replace")[-5000:])  # the app's own account
+            raise
         second = produce_events(settings, 200, seed=2)
         time.sleep(0.5)  # let it get part of the way through the second batch
         app.send_signal(signal.SIGKILL)

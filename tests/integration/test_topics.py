@@ -15,12 +15,12 @@ pytestmark = pytest.mark.integration
 def test_ensure_creates_then_reports_existing(cluster: Endpoints) -> None:
     settings = make_settings(cluster, partitions=6)
     first = ensure_topics(settings)
-    assert [t.created for t in first] == [True] * 5
+    assert [t.created for t in first] == [True] * 6
     assert {t.name for t in first} == {settings.requests_topic, settings.predictions_topic,
                                        settings.dlq_topic, settings.events_topic,
-                                       f"{settings.namespace}.models"}
+                                       settings.shadow_topic, f"{settings.namespace}.models"}
     second = ensure_topics(settings)
-    assert [t.created for t in second] == [False] * 5
+    assert [t.created for t in second] == [False] * 6
     assert {t.partitions for t in second if not t.name.endswith(".models")} == {6}
     admin_meta = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
     control = ConfigResource(ConfigResource.Type.TOPIC, f"{settings.namespace}.models")

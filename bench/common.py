@@ -1,0 +1,177 @@
+"""What every benchmarked system shares: the corpus, the serving code, and the plumbing
+helpers of the harness (process stats, topic end offsets).
+
+Every system answers requests with the same :class:`stream.pipeline.Pipeline` (decode,
+features from Redis through the same enricher and cache, ONNX Runtime, encode), built
+by the same :func:`stream.assembly.build_serving`; only the Kafka plumbing around it
+differs. That is the point of the comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+
+from processors.features.store import RedisFeatureStore
+from processors.features.views import FeatureRepo
+from processors.model import DEFAULT_MODEL_DIR, OnnxModel, RuntimeOptions
+from schemas.serde import Encoder
+from stream import kafka_config
+from stream.clients import synthetic_requests
+from stream.pipeline import Pipeline
+from stream.redisconn import make_redis
+from stream.settings import Settings
+
+ENTITIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Rec:
+    """A record handed to the pipeline by plumbing that is not confluent-kafka's consumer."""
+
+    _value: bytes | None
+    _key: bytes | None
+    _topic: str
+    _partition: int
+    _offset: int
+    _headers: Any = None
+    _timestamp: int = 0
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def topic(self) -> str | None:
+        return self._topic
+
+    def partition(self) -> int | None:
+        return self._partition
+
+    def offset(self) -> int | None:
+        return self._offset
+
+    def headers(self) -> Any:
+        return self._headers
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp)
+
+
+def serving_pipeline(settings: Settings, worker_id: str) -> Pipeline:
+    """The worker's pipeline, for plumbing other than the worker's."""
+    from stream.assembly import build_serving
+
+    model = OnnxModel.load(settings.model_path, RuntimeOptions(
+        settings.onnx_intra_op_threads, settings.onnx_inter_op_threads,
+        settings.onnx_allow_spinning))
+    return build_serving(settings, model, worker_id, lambda *_a: None).pipeline
+
+
+def request_dicts(count: int, seed: int = 7) -> list[dict[str, Any]]:
+    """Requests carrying only their request-time features: the rest come from Redis."""
+    repo = FeatureRepo.for_model(DEFAULT_MODEL_DIR)
+    stored = {n for v in repo.views for n in v.names} if repo else set()
+    out = []
+    for req in synthetic_requests(count, entities=ENTITIES, seed=seed):
+        req["features"] = {k: v for k, v in req["features"].items() if k not in stored}
+        out.append(req)
+    return out
+
+
+def encode_corpus(requests: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs, Avro single-object encoded."""
+    enc = Encoder("InferenceRequest")
+    return [(str(r["entity_id"]).encode(), enc(r)) for r in requests]
+
+
+def load_features(settings: Settings, seed: int = 3) -> int:
+    """Write every entity's stored view rows to Redis (the feature pipeline's output)."""
+    repo = FeatureRepo.for_model(DEFAULT_MODEL_DIR)
+    assert repo is not None
+    store = RedisFeatureStore(make_redis(settings), settings.namespace)
+    rng = np.random.default_rng(seed)
+    now = time.time_ns() // 10**6
+    written = 0
+    for view in repo.views:
+        rows = [(view.name, f"card-{i}", {n: float(rng.random()) for n in view.names}, now)
+                for i in range(ENTITIES)]
+        for start in range(0, len(rows), 1000):
+            store.write(rows[start:start + 1000], {view.name: 24 * 3600})
+        written += len(rows)
+    return written
+
+
+def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
+    """High watermark of each partition of ``topic``."""
+    consumer = Consumer({**kafka_config.common(settings), "group.id": "bench-probe"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in meta.partitions}
+    finally:
+        consumer.close()
+
+
+@dataclass
+class ProcSample:
+    """CPU seconds (user + system) and peak RSS of a process, read from /proc."""
+
+    cpu_s: float
+    peak_rss_mb: float
+
+
+def proc_sample(pid: int) -> ProcSample | None:
+    """The process's CPU time and peak RSS now (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as fh:
+            hwm = next((line.split()[1] for line in fh if line.startswith("VmHWM:")), "0")
+    except (OSError, StopIteration):
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return ProcSample((int(fields[11]) + int(fields[12])) / ticks, int(hwm) / 1024)
+
+
+def process_tree_sample(pid: int) -> ProcSample | None:
+    """:func:`proc_sample` summed over ``pid`` and its children (a supervisor's workers)."""
+    root = proc_sample(pid)
+    if root is None:
+        return None
+    total = ProcSample(root.cpu_s, root.peak_rss_mb)
+    for child in _children(pid):
+        s = proc_sample(child)
+        if s is not None:
+            total.cpu_s += s.cpu_s
+            total.peak_rss_mb += s.peak_rss_mb
+    return total
+
+
+def _children(pid: int) -> Iterator[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            kids = [int(x) for x in fh.read().split()]
+    except OSError:
+        return
+    for kid in kids:
+        yield kid
+        yield from _children(kid)
+
+
+@dataclass
+class Latencies:
+    """Milliseconds from intended send time to the prediction being read."""
+
+    values: list[float] = field(default_factory=list)
+
+    def pct(self, q: float) -> float:
+        """The q-th percentile (NaN when empty)."""
+        return float(np.percentile(self.values, q)) if self.values else float("nan")

@@ -1,0 +1,501 @@
+"""Streaming inference side by side: streaminfer vs a naive loop vs faust vs Quix Streams,
+against the machine's ceilings, on the same broker, Redis, model and cores, in one run.
+
+    bash bench/run.sh [--requests 20000] [--seconds 8] [--systems a,b] [--quick]
+
+For each system, on a fresh namespace (4 partitions, features of 10,000 entities in Redis):
+
+1. drain: N requests preloaded, the system started; throughput from the first to the last
+   prediction's timestamp; CPU seconds per 1,000 requests over the same span (process and
+   its children, from /proc) and peak RSS;
+2. open-loop latency at 25/50/75/90% of the system's own drain throughput and at one
+   common rate: requests carry their *intended* send time (``created_at``), so latency =
+   time the prediction is read - intended time, and queueing is never hidden
+   (coordinated omission); p50/p99/p99.9.
+
+Ceilings, measured in the same run: ONNX Runtime alone over in-memory batches, Avro
+decode+encode alone, a consume-only loop that decodes, and produce-only.
+Prints the tables and writes ``bench/results/streaming.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from bench.common import (
+    Latencies,
+    ProcSample,
+    encode_corpus,
+    load_features,
+    process_tree_sample,
+    request_dicts,
+)
+from schemas.serde import Decoder, Encoder
+from stream import kafka_config
+from stream.settings import Settings, to_env
+from stream.topics import ensure_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
+ALL_SYSTEMS = ("streaminfer-alo", "streaminfer-eos", "naive", "faust-event", "faust-take", "quix")
+LOADS = (0.25, 0.5, 0.75, 0.9)
+
+
+def say(msg: str) -> None:
+    """Progress on stderr."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def command(system: str) -> list[str] | None:
+    """How to start a system (None when it is not available here)."""
+    py = sys.executable
+    return {
+        "streaminfer-alo": [py, "-m", "stream.cli", "worker"],
+        "streaminfer-eos": [py, "-m", "stream.cli", "worker"],
+        "naive": [py, "-m", "bench.systems.naive"],
+        "faust-event": [py, "-m", "bench.systems.faust_agent", "event"],
+        "faust-take": [py, "-m", "bench.systems.faust_agent", "take"],
+        "quix": [str(QUIX_PYTHON), "-m", "bench.systems.quix_app"]
+        if QUIX_PYTHON.exists() else None,
+    }[system]
+
+
+@dataclass
+class Phase:
+    """One open-loop run at a fixed rate."""
+
+    label: str
+    rate: float
+    sent: int = 0
+    answered: int = 0
+    send_rate: float = 0.0
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    p999_ms: float = float("nan")
+
+
+@dataclass
+class SystemResult:
+    """Everything measured for one system."""
+
+    system: str
+    available: bool = True
+    note: str = ""
+    drain_per_s: float = 0.0
+    cpu_s_per_1000: float = float("nan")
+    peak_rss_mb: float = float("nan")
+    phases: list[Phase] = field(default_factory=list)
+
+    def max_rate_p99_under(self, ms: float) -> float:
+        """The highest tested rate whose p99 stayed under ``ms`` with everything answered."""
+        ok = [p.rate for p in self.phases if p.p99_ms < ms and p.answered >= p.sent > 0]
+        return max(ok, default=0.0)
+
+
+class PredictionReader(threading.Thread):
+    """Reads a predictions topic (read_committed) from given offsets: counts, Kafka
+    timestamps, and latency from each prediction's ``created_at``."""
+
+    def __init__(self, settings: Settings, start: dict[int, int] | None = None,
+                 latencies: bool = False) -> None:
+        super().__init__(daemon=True, name="prediction-reader")
+        self.settings = settings
+        self.consumer = Consumer({**kafka_config.common(settings),
+                                  "group.id": f"bench-reader-{uuid.uuid4().hex[:6]}",
+                                  "enable.auto.commit": False, "fetch.wait.max.ms": 5,
+                                  "isolation.level": "read_committed"})
+        topic = settings.predictions_topic
+        meta = self.consumer.list_topics(topic, timeout=10).topics[topic]
+        self.consumer.assign([TopicPartition(topic, p, (start or {}).get(p, 0))
+                              for p in meta.partitions])
+        self.want_latency = latencies
+        self.count = 0
+        self.first_ts = 0
+        self.last_ts = 0
+        self.latency = Latencies()
+        self.stop = threading.Event()
+        self._decode = Decoder("Prediction")
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            msgs = self.consumer.consume(2000, 0.1)
+            now = time.time() * 1000
+            for msg in msgs:
+                if msg.error() is not None:
+                    continue
+                ts = msg.timestamp()[1]
+                self.first_ts = ts if not self.first_ts else min(self.first_ts, ts)
+                self.last_ts = max(self.last_ts, ts)
+                if self.want_latency:
+                    created = self._decode(msg.value() or b"")["created_at"]
+                    self.latency.values.append(now - created)
+                self.count += 1
+        self.consumer.close()
+
+
+def ends(settings: Settings, topic: str) -> dict[int, int]:
+    """High watermarks."""
+    c = Consumer({**kafka_config.common(settings), "group.id": "bench-ends"})
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in meta.partitions}
+    finally:
+        c.close()
+
+
+def produce_corpus(settings: Settings, corpus: list[tuple[bytes, bytes]]) -> float:
+    """Preload the requests topic; returns messages per second (the produce-only ceiling)."""
+    producer = Producer({**kafka_config.common(settings), "acks": "all", "linger.ms": 5,
+                         "enable.idempotence": True})
+    start = time.perf_counter()
+    for key, value in corpus:
+        while True:
+            try:
+                producer.produce(settings.requests_topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    left = producer.flush(60)
+    assert left == 0, f"{left} requests not delivered while preloading"
+    return len(corpus) / (time.perf_counter() - start)
+
+
+class Sampler(threading.Thread):
+    """Samples a process tree's CPU time and RSS every 50 ms."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True, name="sampler")
+        self.pid = pid
+        self.last: ProcSample | None = None
+        self.peak_rss_mb = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.05):
+            s = process_tree_sample(self.pid)
+            if s is not None:
+                self.last = s
+                self.peak_rss_mb = max(self.peak_rss_mb, s.peak_rss_mb)
+
+
+def open_loop(settings: Settings, requests: list[dict[str, Any]], rate: float,
+              seconds: float, label: str) -> Phase:
+    """Send at ``rate`` for ``seconds`` with intended times; read the predictions."""
+    phase = Phase(label, rate)
+    reader = PredictionReader(settings, ends(settings, settings.predictions_topic),
+                              latencies=True)
+    reader.start()
+    producer = Producer({**kafka_config.common(settings), "acks": "all", "linger.ms": 1,
+                         "enable.idempotence": True})
+    encode = Encoder("InferenceRequest")
+    n = max(1, int(rate * seconds))
+    start = time.time()
+    for i in range(n):
+        intended = start + i / rate
+        delay = intended - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        req = requests[i % len(requests)]
+        req["created_at"] = int(intended * 1000)
+        req["request_id"] = f"{label}-{i}"
+        try:
+            producer.produce(settings.requests_topic, encode(req), str(req["entity_id"]).encode())
+        except BufferError:
+            producer.poll(0.05)
+            producer.produce(settings.requests_topic, encode(req), str(req["entity_id"]).encode())
+        producer.poll(0)
+    phase.send_rate = n / max(1e-9, time.time() - start)
+    producer.flush(30)
+    phase.sent = n
+    deadline = time.monotonic() + max(15.0, seconds)
+    while reader.count < n and time.monotonic() < deadline:
+        time.sleep(0.05)
+    reader.stop.set()
+    reader.join(10)
+    phase.answered = reader.count
+    phase.p50_ms, phase.p99_ms, phase.p999_ms = (reader.latency.pct(50), reader.latency.pct(99),
+                                                 reader.latency.pct(99.9))
+    return phase
+
+
+def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
+            requests: list[dict[str, Any]], seconds: float, common_rate: float,
+            loads: tuple[float, ...], log_dir: Path) -> SystemResult:
+    """Drain and open-loop phases of one system on its own namespace."""
+    result = SystemResult(system)
+    cmd = command(system)
+    if cmd is None:
+        result.available = False
+        result.note = "not installed (bench/run.sh installs Quix Streams into .venv-quix)"
+        return result
+    ns = f"bench-{system}-{uuid.uuid4().hex[:6]}"
+    settings = base.model_copy(update={"namespace": ns})
+    ensure_topics(settings)
+    load_features(settings)
+    produce_corpus(settings, corpus)
+    extra: dict[str, Any] = {"guarantee": "exactly-once" if system.endswith("eos")
+                             else "at-least-once"}
+    env = to_env(settings, **extra)
+    if system == "quix":
+        env["PYTHONPATH"] = str(ROOT)
+    log = (log_dir / f"{system}.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                            start_new_session=True)
+    sampler = Sampler(proc.pid)
+    sampler.start()
+    reader = PredictionReader(settings)
+    reader.start()
+    n = len(corpus)
+    try:
+        deadline = time.monotonic() + 60 + n / 100
+        cpu_first: ProcSample | None = None
+        count_first = 0
+        last_report = time.monotonic()
+        while reader.count < n:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{system} exited with {proc.returncode}; see "
+                                   f"{log_dir / (system + '.log')}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{system} answered {reader.count} of {n} in time; see "
+                                   f"{log_dir / (system + '.log')}")
+            if cpu_first is None and reader.count > 0:
+                cpu_first, count_first = sampler.last, reader.count
+            if time.monotonic() - last_report > 5:
+                say(f"  {system}: {reader.count}/{n} answered")
+                last_report = time.monotonic()
+            time.sleep(0.02)
+        cpu_end = process_tree_sample(proc.pid) or sampler.last
+        span_s = max(1e-3, (reader.last_ts - reader.first_ts) / 1000)
+        result.drain_per_s = n / span_s
+        if cpu_first is not None and cpu_end is not None and n > count_first:
+            result.cpu_s_per_1000 = (cpu_end.cpu_s - cpu_first.cpu_s) / ((n - count_first) / 1000)
+        reader.stop.set()
+        say(f"  {system}: drained {n} at {result.drain_per_s:,.0f}/s")
+        rates = [(f"{int(f * 100)}%", f * result.drain_per_s) for f in loads]
+        rates.append(("common", common_rate))
+        for label, rate in rates:
+            say(f"  {system}: open loop at {rate:,.0f}/s ({label}) for {seconds:g}s")
+            result.phases.append(open_loop(settings, requests, rate, seconds,
+                                           f"{system}-{label}"))
+        result.peak_rss_mb = sampler.peak_rss_mb
+    finally:
+        sampler.stop.set()
+        reader.stop.set()
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        log.close()
+    return result
+
+
+# --- ceilings -----------------------------------------------------------------------------
+def ceiling_onnx(rows: int = 500, rounds: int = 40) -> float:
+    """Rows per second through ONNX Runtime alone (in-memory batches, one thread)."""
+    from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+    from processors.synthetic import sample_features
+
+    model = OnnxModel.load(DEFAULT_MODEL_DIR)
+    batch = sample_features(np.random.default_rng(0), rows)
+    model.predict(batch)
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        model.predict(batch)
+        times.append(time.perf_counter() - t)
+    return rows / float(np.median(times))
+
+
+def ceiling_codec(corpus: list[tuple[bytes, bytes]]) -> float:
+    """Messages per second through Avro decode + prediction encode alone."""
+    decode, encode = Decoder("InferenceRequest"), Encoder("Prediction")
+    start = time.perf_counter()
+    for _key, value in corpus:
+        req = decode(value)
+        encode({"request_id": req["request_id"], "entity_id": req["entity_id"],
+                "model": req["model"], "model_version": "1", "score": 0.5,
+                "outputs": {"score": 0.5}, "fallback": False, "fallback_kind": None,
+                "fallback_reason": None, "features_degraded": [],
+                "source": {"topic": "t", "partition": 0, "offset": 0},
+                "created_at": req["created_at"], "received_at": 0, "predicted_at": 0,
+                "worker_id": "w"})
+    return len(corpus) / (time.perf_counter() - start)
+
+
+def ceiling_consume(settings: Settings, n: int) -> float:
+    """Messages per second of a loop that only consumes and decodes the requests topic."""
+    decode = Decoder("InferenceRequest")
+    consumer = Consumer({**kafka_config.common(settings), "group.id": f"ceil-{uuid.uuid4().hex}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer.subscribe([settings.requests_topic])
+    got = 0
+    start = 0.0
+    deadline = time.monotonic() + 120
+    while got < n and time.monotonic() < deadline:
+        for msg in consumer.consume(1000, 0.5):
+            if msg.error() is None:
+                if not got:
+                    start = time.perf_counter()
+                decode(msg.value() or b"")
+                got += 1
+    elapsed = time.perf_counter() - start
+    consumer.close()
+    return (got - 1) / elapsed if got > 1 else 0.0
+
+
+# --- the run ---------------------------------------------------------------------------------
+def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common_rate: float,
+              loads: tuple[float, ...] = LOADS, log_dir: Path | None = None) -> dict[str, Any]:
+    """Every measurement against the cluster ``base`` points at; returns the report."""
+    log_dir = log_dir or ROOT / "bench" / "results" / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    say(f"corpus: {n} requests, Zipf over 10,000 entities")
+    requests = request_dicts(n)
+    deadline = int(time.time() * 1000) + 24 * 3600 * 1000  # drained late, never past the SLA
+    for r in requests:
+        r["deadline_ms"] = deadline
+    corpus = encode_corpus(requests)
+    say("ceilings: ONNX alone, decode+encode alone, produce-only, consume+decode-only")
+    ceilings: dict[str, float] = {"onnx_rows_per_s": ceiling_onnx(),
+                                  "decode_encode_per_s": ceiling_codec(corpus)}
+    probe = base.model_copy(update={"namespace": f"bench-ceiling-{uuid.uuid4().hex[:6]}"})
+    ensure_topics(probe)
+    ceilings["produce_per_s"] = produce_corpus(probe, corpus)
+    ceilings["consume_decode_per_s"] = ceiling_consume(probe, n)
+    results = []
+    for system in systems:
+        say(f"{system}: drain {n}, then open loop at {', '.join(f'{x:.0%}' for x in loads)} "
+            f"of its capacity and {common_rate:g}/s")
+        results.append(measure(system, base, corpus, [dict(r) for r in requests], seconds,
+                               common_rate, loads, log_dir))
+    return {"requests": n, "seconds_per_rate": seconds, "common_rate": common_rate,
+            "cores": os.cpu_count(), "ceilings": ceilings,
+            "systems": [asdict(r) | {"max_rate_p99_under_100ms": r.max_rate_p99_under(100)}
+                        for r in results],
+            "ratios": ratios(results, ceilings)}
+
+
+def ratios(results: list[SystemResult], ceilings: dict[str, float]) -> dict[str, float | None]:
+    """The comparisons the README reports."""
+    by = {r.system: r for r in results if r.available and r.drain_per_s > 0}
+    ours = by.get("streaminfer-alo")
+
+    def over(name: str) -> float | None:
+        other = by.get(name)
+        return ours.drain_per_s / other.drain_per_s if ours and other else None
+
+    lowest = min(ceilings.values()) if ceilings else None
+    eos = by.get("streaminfer-eos")
+    return {
+        "ours_over_naive": over("naive"),
+        "ours_over_faust_event": over("faust-event"),
+        "ours_over_faust_take": over("faust-take"),
+        "ours_over_quix": over("quix"),
+        "ours_over_lowest_ceiling": ours.drain_per_s / lowest if ours and lowest else None,
+        "ours_over_decode_encode_ceiling": ours.drain_per_s / ceilings["decode_encode_per_s"]
+        if ours and "decode_encode_per_s" in ceilings else None,
+        "eos_over_alo": eos.drain_per_s / ours.drain_per_s if ours and eos else None,
+    }
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    """The tables the README shows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(140, shutil.get_terminal_size().columns))
+    c = report["ceilings"]
+    t = Table(title=f"drain: {report['requests']:,} preloaded requests, one process each, "
+                    f"{report['cores']} cores shared with Kafka and Redis")
+    for col in ("system", "drain req/s", "CPU s / 1k req", "peak RSS MB",
+                "max rate with p99 < 100 ms"):
+        t.add_column(col, justify="right")
+    for s in report["systems"]:
+        if not s["available"]:
+            t.add_row(s["system"], s["note"], "", "", "")
+            continue
+        t.add_row(s["system"], f"{s['drain_per_s']:,.0f}", f"{s['cpu_s_per_1000']:.3f}",
+                  f"{s['peak_rss_mb']:.0f}", f"{s['max_rate_p99_under_100ms']:,.0f}/s")
+    for name, label in (("onnx_rows_per_s", "ceiling: ONNX alone (batch 500)"),
+                        ("decode_encode_per_s", "ceiling: decode+encode alone"),
+                        ("consume_decode_per_s", "ceiling: consume+decode only"),
+                        ("produce_per_s", "ceiling: produce only")):
+        t.add_row(label, f"{c[name]:,.0f}", "", "", "")
+    console.print(t)
+    lat = Table(title=f"open-loop latency (intended send time -> prediction read), "
+                      f"{report['seconds_per_rate']:g} s per rate")
+    for col in ("system", "load", "rate req/s", "sent rate", "answered", "p50 ms", "p99 ms",
+                "p99.9 ms"):
+        lat.add_column(col, justify="right")
+    for s in report["systems"]:
+        for p in s["phases"]:
+            lat.add_row(s["system"], p["label"].rsplit("-", 1)[-1], f"{p['rate']:,.0f}",
+                        f"{p['send_rate']:,.0f}", f"{p['answered']}/{p['sent']}",
+                        f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['p999_ms']:.1f}")
+    console.print(lat)
+    r = Table(title="ratios (same run)")
+    r.add_column("ratio")
+    r.add_column("value", justify="right")
+    for k, v in report["ratios"].items():
+        r.add_row(k.replace("_", " "), "n/a" if v is None else f"{v:.2f}")
+    console.print(r)
+
+
+def main() -> None:
+    """Start a cluster, run everything, print, write JSON, stop the cluster."""
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=8.0, help="per open-loop rate")
+    parser.add_argument("--common-rate", type=float, default=500.0)
+    parser.add_argument("--systems", default=",".join(ALL_SYSTEMS))
+    parser.add_argument("--quick", action="store_true", help="5,000 requests, 4 s per rate")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streaming.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests, args.seconds = 5000, 4.0
+    systems = [s for s in args.systems.split(",") if s]
+    unknown = set(systems) - set(ALL_SYSTEMS)
+    if unknown:
+        parser.error(f"unknown systems {sorted(unknown)}; known: {', '.join(ALL_SYSTEMS)}")
+    from stream.devcluster.cluster import start_cluster
+    from stream.devcluster.engine import ensure_engine
+    from stream.devcluster.images import ensure_images
+
+    ensure_engine()
+    images = ensure_images()
+    running = start_cluster(1, images.kafka, images.redis)
+    try:
+        base = Settings(bootstrap_servers=running.bootstrap_servers,  # type: ignore[call-arg]
+                        redis_url=running.redis_url, partitions=4, replication_factor=1,
+                        min_insync_replicas=1, namespace="bench")
+        report = run_bench(base, args.requests, args.seconds, systems, args.common_rate)
+    finally:
+        running.stop()
+    print_tables(report)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, default=float))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

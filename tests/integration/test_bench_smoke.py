@@ -1,0 +1,36 @@
+"""The benchmark harness works end to end (a few seconds; no timing assertions here:
+performance is measured by `bash bench/run.sh`, not by tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.streaming import print_tables, run_bench
+from tests.integration.conftest import Endpoints, make_settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_harness_measures_every_system_and_ceiling(cluster: Endpoints,
+                                                         tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_bench(make_settings(cluster), n=300, seconds=1.0,
+                       systems=["streaminfer-alo", "naive"], common_rate=100.0, loads=(0.5,),
+                       log_dir=tmp_path)
+    assert set(report["ceilings"]) == {"onnx_rows_per_s", "decode_encode_per_s",
+                                       "produce_per_s", "consume_decode_per_s"}
+    assert all(v > 0 for v in report["ceilings"].values())
+    systems = {s["system"]: s for s in report["systems"]}
+    assert set(systems) == {"streaminfer-alo", "naive"}
+    for s in systems.values():
+        assert s["available"] and s["drain_per_s"] > 0 and s["peak_rss_mb"] > 0
+        assert [p["label"].rsplit("-", 1)[-1] for p in s["phases"]] == ["50%", "common"]
+        for p in s["phases"]:
+            assert p["answered"] == p["sent"] > 0  # every request of every phase answered
+            assert p["p50_ms"] <= p["p99_ms"] <= p["p999_ms"]
+    assert report["ratios"]["ours_over_naive"] is not None
+    print_tables(report)
+    out = capsys.readouterr().out
+    assert "ceiling: decode+encode alone" in out and "ours over naive" in out
