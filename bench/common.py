@@ -147,7 +147,7 @@ def process_tree_sample(pid: int) -> ProcSample | None:
     if root is None:
         return None
     total = ProcSample(root.cpu_s, root.peak_rss_mb)
-    for child in _children(pid):
+    for child in children(pid):
         s = proc_sample(child)
         if s is not None:
             total.cpu_s += s.cpu_s
@@ -155,7 +155,8 @@ def process_tree_sample(pid: int) -> ProcSample | None:
     return total
 
 
-def _children(pid: int) -> Iterator[int]:
+def children(pid: int) -> Iterator[int]:
+    """Every descendant of ``pid``."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as fh:
             kids = [int(x) for x in fh.read().split()]
@@ -163,7 +164,7 @@ def _children(pid: int) -> Iterator[int]:
         return
     for kid in kids:
         yield kid
-        yield from _children(kid)
+        yield from children(kid)
 
 
 @dataclass

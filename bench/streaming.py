@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from bench.common import (
     Latencies,
     ProcSample,
+    children,
     encode_corpus,
     load_features,
     process_tree_sample,
@@ -54,6 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
 ALL_SYSTEMS = ("streaminfer-alo", "streaminfer-eos", "naive", "faust-event", "faust-take", "quix")
 LOADS = (0.25, 0.5, 0.75, 0.9)
+MAX_RATE = 40_000.0  # what one Python generator thread can schedule here
 
 
 def say(msg: str) -> None:
@@ -125,27 +127,24 @@ class PredictionReader(threading.Thread):
                               for p in meta.partitions])
         self.want_latency = latencies
         self.count = 0
-        self.first_ts = 0
-        self.last_ts = 0
         self.latency = Latencies()
         self.stop = threading.Event()
         self._decode = Decoder("Prediction")
 
     def run(self) -> None:
+        raw: list[tuple[float, bytes]] = []
         while not self.stop.is_set():
-            msgs = self.consumer.consume(2000, 0.1)
+            msgs = self.consumer.consume(1000, 0.005)  # returns early only when full
             now = time.time() * 1000
             for msg in msgs:
                 if msg.error() is not None:
                     continue
-                ts = msg.timestamp()[1]
-                self.first_ts = ts if not self.first_ts else min(self.first_ts, ts)
-                self.last_ts = max(self.last_ts, ts)
                 if self.want_latency:
-                    created = self._decode(msg.value() or b"")["created_at"]
-                    self.latency.values.append(now - created)
+                    raw.append((now, msg.value() or b""))  # decoded later: no CPU taken now
                 self.count += 1
         self.consumer.close()
+        for now, value in raw:
+            self.latency.values.append(now - self._decode(value)["created_at"])
 
 
 def ends(settings: Settings, topic: str) -> dict[int, int]:
@@ -159,10 +158,33 @@ def ends(settings: Settings, topic: str) -> dict[int, int]:
         c.close()
 
 
+def predicted_span(settings: Settings, n: int) -> tuple[int, int]:
+    """Earliest and latest ``predicted_at`` on the predictions topic (read after the drain,
+    so decoding does not compete with the system; Kafka timestamps will not do: Quix
+    Streams gives outputs their input's timestamp)."""
+    decode = Decoder("Prediction")
+    topic = settings.predictions_topic
+    target = ends(settings, topic)
+    c = Consumer({**kafka_config.common(settings), "group.id": f"span-{uuid.uuid4().hex[:6]}",
+                  "enable.auto.commit": False, "isolation.level": "read_committed"})
+    c.assign([TopicPartition(topic, p, 0) for p in target])
+    first, last, got = 2**63, 0, 0
+    deadline = time.monotonic() + 60
+    while got < n and time.monotonic() < deadline:
+        for msg in c.consume(2000, 0.2):
+            if msg.error() is None:
+                at = decode(msg.value() or b"")["predicted_at"]
+                first, last, got = min(first, at), max(last, at), got + 1
+    c.close()
+    return first, last
+
+
 def produce_corpus(settings: Settings, corpus: list[tuple[bytes, bytes]]) -> float:
     """Preload the requests topic; returns messages per second (the produce-only ceiling)."""
     producer = Producer({**kafka_config.common(settings), "acks": "all", "linger.ms": 5,
                          "enable.idempotence": True})
+    producer.list_topics(settings.requests_topic, timeout=10)  # connected before timing
+    producer.flush(10)
     start = time.perf_counter()
     for key, value in corpus:
         while True:
@@ -195,15 +217,23 @@ class Sampler(threading.Thread):
                 self.peak_rss_mb = max(self.peak_rss_mb, s.peak_rss_mb)
 
 
-def open_loop(settings: Settings, requests: list[dict[str, Any]], rate: float,
-              seconds: float, label: str) -> Phase:
+def load_producer(settings: Settings) -> Producer:
+    """The open-loop generator's producer, connected (and its producer id acquired) before
+    any intended send time starts, so set-up never counts as latency."""
+    producer = Producer({**kafka_config.common(settings), "acks": "all", "linger.ms": 1,
+                         "enable.idempotence": True})
+    producer.list_topics(settings.requests_topic, timeout=10)
+    producer.flush(10)
+    return producer
+
+
+def open_loop(settings: Settings, producer: Producer, requests: list[dict[str, Any]],
+              rate: float, seconds: float, label: str) -> Phase:
     """Send at ``rate`` for ``seconds`` with intended times; read the predictions."""
     phase = Phase(label, rate)
     reader = PredictionReader(settings, ends(settings, settings.predictions_topic),
                               latencies=True)
     reader.start()
-    producer = Producer({**kafka_config.common(settings), "acks": "all", "linger.ms": 1,
-                         "enable.idempotence": True})
     encode = Encoder("InferenceRequest")
     n = max(1, int(rate * seconds))
     start = time.time()
@@ -228,7 +258,7 @@ def open_loop(settings: Settings, requests: list[dict[str, Any]], rate: float,
     while reader.count < n and time.monotonic() < deadline:
         time.sleep(0.05)
     reader.stop.set()
-    reader.join(10)
+    reader.join(60)
     phase.answered = reader.count
     phase.p50_ms, phase.p99_ms, phase.p999_ms = (reader.latency.pct(50), reader.latency.pct(99),
                                                  reader.latency.pct(99.9))
@@ -237,10 +267,14 @@ def open_loop(settings: Settings, requests: list[dict[str, Any]], rate: float,
 
 def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
             requests: list[dict[str, Any]], seconds: float, common_rate: float,
-            loads: tuple[float, ...], log_dir: Path) -> SystemResult:
+            loads: tuple[float, ...], log_dir: Path, profile: bool = False) -> SystemResult:
     """Drain and open-loop phases of one system on its own namespace."""
     result = SystemResult(system)
     cmd = command(system)
+    if cmd is not None and profile:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        cmd = [spy, "record", "--format", "raw", "--rate", "200", "--subprocesses",
+               "-o", str(log_dir / f"{system}.profile.txt"), "--", *cmd]
     if cmd is None:
         result.available = False
         result.note = "not installed (bench/run.sh installs Quix Streams into .venv-quix)"
@@ -250,6 +284,7 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
     ensure_topics(settings)
     load_features(settings)
     produce_corpus(settings, corpus)
+    load = load_producer(settings)
     extra: dict[str, Any] = {"guarantee": "exactly-once" if system.endswith("eos")
                              else "at-least-once"}
     env = to_env(settings, **extra)
@@ -282,23 +317,27 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
                 last_report = time.monotonic()
             time.sleep(0.02)
         cpu_end = process_tree_sample(proc.pid) or sampler.last
-        span_s = max(1e-3, (reader.last_ts - reader.first_ts) / 1000)
-        result.drain_per_s = n / span_s
+        reader.stop.set()
+        first_ms, last_ms = predicted_span(settings, n)
+        result.drain_per_s = n / max(1e-3, (last_ms - first_ms) / 1000)
         if cpu_first is not None and cpu_end is not None and n > count_first:
             result.cpu_s_per_1000 = (cpu_end.cpu_s - cpu_first.cpu_s) / ((n - count_first) / 1000)
-        reader.stop.set()
         say(f"  {system}: drained {n} at {result.drain_per_s:,.0f}/s")
-        rates = [(f"{int(f * 100)}%", f * result.drain_per_s) for f in loads]
+        rates = [(f"{int(f * 100)}%", min(MAX_RATE, f * result.drain_per_s)) for f in loads]
         rates.append(("common", common_rate))
         for label, rate in rates:
             say(f"  {system}: open loop at {rate:,.0f}/s ({label}) for {seconds:g}s")
-            result.phases.append(open_loop(settings, requests, rate, seconds,
+            result.phases.append(open_loop(settings, load, requests, rate, seconds,
                                            f"{system}-{label}"))
         result.peak_rss_mb = sampler.peak_rss_mb
     finally:
         sampler.stop.set()
         reader.stop.set()
-        os.killpg(proc.pid, signal.SIGTERM)
+        if profile:  # py-spy writes its profile when the profiled processes end
+            for child in children(proc.pid):
+                os.kill(child, signal.SIGTERM)
+        else:
+            os.killpg(proc.pid, signal.SIGTERM)
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -364,7 +403,8 @@ def ceiling_consume(settings: Settings, n: int) -> float:
 
 # --- the run ---------------------------------------------------------------------------------
 def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common_rate: float,
-              loads: tuple[float, ...] = LOADS, log_dir: Path | None = None) -> dict[str, Any]:
+              loads: tuple[float, ...] = LOADS, log_dir: Path | None = None,
+              profile: bool = False) -> dict[str, Any]:
     """Every measurement against the cluster ``base`` points at; returns the report."""
     log_dir = log_dir or ROOT / "bench" / "results" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -386,7 +426,7 @@ def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common
         say(f"{system}: drain {n}, then open loop at {', '.join(f'{x:.0%}' for x in loads)} "
             f"of its capacity and {common_rate:g}/s")
         results.append(measure(system, base, corpus, [dict(r) for r in requests], seconds,
-                               common_rate, loads, log_dir))
+                               common_rate, loads, log_dir, profile))
     return {"requests": n, "seconds_per_rate": seconds, "common_rate": common_rate,
             "cores": os.cpu_count(), "ceilings": ceilings,
             "systems": [asdict(r) | {"max_rate_p99_under_100ms": r.max_rate_p99_under(100)}
@@ -469,6 +509,11 @@ def main() -> None:
     parser.add_argument("--common-rate", type=float, default=500.0)
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS))
     parser.add_argument("--quick", action="store_true", help="5,000 requests, 4 s per rate")
+    parser.add_argument("--profile", action="store_true",
+                        help="run each system under py-spy; collapsed stacks go to "
+                             "bench/results/logs/<system>.profile.txt")
+    parser.add_argument("--loads", default=",".join(str(x) for x in LOADS),
+                        help="open-loop rates as fractions of each system's drain rate")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streaming.json")
     args = parser.parse_args()
     if args.quick:
@@ -481,6 +526,7 @@ def main() -> None:
     from stream.devcluster.engine import ensure_engine
     from stream.devcluster.images import ensure_images
 
+    signal.signal(signal.SIGTERM, lambda *_a: sys.exit(143))  # run the finally blocks
     ensure_engine()
     images = ensure_images()
     running = start_cluster(1, images.kafka, images.redis)
@@ -488,7 +534,9 @@ def main() -> None:
         base = Settings(bootstrap_servers=running.bootstrap_servers,  # type: ignore[call-arg]
                         redis_url=running.redis_url, partitions=4, replication_factor=1,
                         min_insync_replicas=1, namespace="bench")
-        report = run_bench(base, args.requests, args.seconds, systems, args.common_rate)
+        loads = tuple(float(x) for x in args.loads.split(",") if x)
+        report = run_bench(base, args.requests, args.seconds, systems, args.common_rate,
+                           loads, profile=args.profile)
     finally:
         running.stop()
     print_tables(report)
