@@ -52,7 +52,8 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
     client = make_redis(settings)
     scores: ScoreStore | None = None
     if "last_known_good" in config.order:
-        scores = RedisScoreStore(client, settings.namespace, redis_breaker)
+        scores = RedisScoreStore(client, settings.namespace, redis_breaker,
+                                 refresh_s=settings.lkg_refresh_s)
     enricher: FeatureEnricher | None = None
     repo = FeatureRepo.for_model(model.source.parent)
     if repo is not None:

@@ -78,7 +78,9 @@ class Settings(BaseSettings):
     )
     batch_max_records: int = Field(500, ge=1, le=100_000, description="Max requests per batch.")
     batch_max_linger_ms: int = Field(
-        20, ge=0, le=60_000, description="Max wait to fill a batch, milliseconds."
+        20, ge=0, le=60_000, description="Max wait for a batch's first request, milliseconds; "
+                                         "the batch then takes what is already fetched, so "
+                                         "its size follows the backlog.",
     )
     model_path: Path = Field(
         default_factory=_default_model_path, description="Model directory (model.onnx + model.json)."
@@ -111,6 +113,9 @@ class Settings(BaseSettings):
     shed_min_priority: int = Field(
         1, description="When shedding, requests with priority below this get fallbacks."
     )
+    lkg_refresh_s: float = Field(
+        10.0, ge=0, description="Write an entity's last-known-good score at most this often, "
+                                "seconds (0: on every prediction).")
     chaos_file: Path | None = Field(
         None, description="Fault-injection drill: while this file exists and says 'fail' "
                           "or 'slow <ms>', inference fails or slows.",

@@ -91,17 +91,21 @@ class FeatureEnricher:
                     else:
                         self.cache.put(view_name, entity, got[0], got[1])
         flags: list[list[str]] = []
+        full: dict[tuple[str, str], dict[str, float]] = {}  # defaults + row, once per key
         for req in requests:
             entity = str(req["entity_id"])
             merged: dict[str, float] = {}
             degraded: list[str] = []
             for view in self.repo.views:
                 row = rows.get((view.name, entity))
-                values = view.defaults()
-                if row is not None:
-                    values.update(row[0])
-                    if row[1] is not None:
-                        stats.ages_s.append(max(0.0, (now_ms - row[1]) / 1000))
+                values = full.get((view.name, entity))
+                if values is None:
+                    values = view.defaults()
+                    if row is not None:
+                        values.update(row[0])
+                    full[(view.name, entity)] = values
+                if row is not None and row[1] is not None:
+                    stats.ages_s.append(max(0.0, (now_ms - row[1]) / 1000))
                 if (view.name, entity) in degraded_keys:
                     degraded.append(view.name)
                     stats.degraded[view.name] = stats.degraded.get(view.name, 0) + 1

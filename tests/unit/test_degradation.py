@@ -179,3 +179,19 @@ def test_outcomes_always_add_up(model: OnnxModel) -> None:
     assert len(result.outbound) == len(msgs) == 7
     assert result.model + result.fallback + result.dead_letters == 7
     assert (result.model, result.fallback, result.dead_letters) == (4, 1, 2)
+
+
+def test_last_known_good_writes_are_thinned_per_entity() -> None:
+    from fallback.breaker import CircuitBreaker
+    from fallback.scores import RedisScoreStore
+
+    now = [100.0]
+    store = RedisScoreStore(None, "ns", CircuitBreaker("redis"), refresh_s=10.0,
+                            clock=lambda: now[0])
+    batch = [("a", 0.1), ("b", 0.2), ("a", 0.3)]
+    assert sorted(store.due("m", batch)) == [("a", 0.3), ("b", 0.2)]  # the last score wins
+    now[0] += 5
+    assert store.due("m", [("a", 0.4), ("c", 0.5)]) == [("c", 0.5)]  # a: written 5 s ago
+    now[0] += 6
+    assert sorted(store.due("m", batch)) == [("a", 0.3), ("b", 0.2)]  # 11 s: due again
+    assert store.due("other-model", [("a", 0.9)]) == [("a", 0.9)]
