@@ -56,8 +56,8 @@ def worker_producer(settings: Settings, worker_id: str) -> dict[str, Any]:
         **common(settings),
         "acks": "all",
         "enable.idempotence": True,
-        "linger.ms": 5,
-        "compression.type": "lz4",
+        "linger.ms": settings.producer_linger_ms,
+        "compression.type": settings.producer_compression,
         "delivery.timeout.ms": settings.delivery_timeout_ms,
     }
     if settings.guarantee == "exactly-once":

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(
         10_000, ge=1000, description="Consumer group session timeout, milliseconds."
     )
+    producer_linger_ms: int = Field(
+        5, ge=0, le=1000, description="Producer linger for predictions, milliseconds.")
+    producer_compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
+        "lz4", description="Compression of predictions and dead letters.")
     delivery_timeout_ms: int = Field(
         120_000, ge=1000, description="How long the producer retries a prediction, milliseconds."
     )

@@ -1,9 +1,13 @@
 """The inference worker: consume a batch, answer every record, make it durable, commit.
 
 at-least-once (default)
-    produce every outcome of the batch, wait for all delivery reports, then commit
-    the batch's offsets synchronously. A failed delivery rewinds the batch's
-    partitions to their first offsets so the batch is redone (never skipped).
+    produce every outcome of the batch and, without waiting, compute the next batch;
+    then wait for the first batch's delivery reports and commit its offsets
+    (asynchronously; synchronously on revoke and shutdown) before the next batch's
+    outcomes go out. One batch is in flight at most, so Kafka's round trips overlap
+    the computation instead of adding to it. A failed delivery rewinds the batch's
+    partitions (and those of the batch computed meanwhile) to their first offsets so
+    they are redone (never skipped).
 exactly-once
     one producer transaction per batch holding the outcomes and the consumer offsets
     (``send_offsets_to_transaction``); abortable errors abort and rewind; fatal errors
@@ -75,6 +79,17 @@ class WorkerStats:
     assigned: set[tuple[str, int]] = field(default_factory=set)
 
 
+@dataclass
+class InFlight:
+    """A batch whose outcomes were sent and whose delivery reports are awaited."""
+
+    records: list[Message]
+    result: BatchResult
+    failures: list[tuple[int, KafkaError]]
+    remaining: list[int]  # deliveries not reported yet (decremented by callbacks)
+    started: float
+
+
 def _position(msg: Message) -> tuple[str, int, int]:
     """(topic, partition, offset) of a consumed record (always set on records)."""
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
@@ -135,6 +150,7 @@ class Worker:
         self.golden = Golden.for_model(self.model)
         self._next_probe = 0.0
         self.stop_event = threading.Event()
+        self._inflight: InFlight | None = None
         self.stats = WorkerStats()
         self.eos = settings.guarantee == "exactly-once"
         self.consumer: Consumer | None = None
@@ -260,6 +276,8 @@ class Worker:
 
     def _client_extras(self, client: str) -> dict[str, Any]:
         extras: dict[str, Any] = {"error_cb": self._on_error(client)}
+        if client == "consumer":
+            extras["on_commit"] = self._on_commit
         if self.settings.stats_interval_ms > 0:
             extras["statistics.interval.ms"] = self.settings.stats_interval_ms
             extras["stats_cb"] = (self.metrics.on_consumer_stats if client == "consumer"
@@ -296,8 +314,10 @@ class Worker:
             log.info("assigned %s", sorted(p.partition for p in parts))
 
     def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
-        # Batches are processed and committed synchronously between consume() calls,
-        # so nothing is in flight when the group takes partitions away.
+        # The batch in flight (at-least-once) is settled with a synchronous commit before
+        # the group takes partitions away; nothing else is in flight inside consume().
+        if self._inflight is not None:
+            self._settle(sync_commit=True)
         gone = {(p.topic, p.partition) for p in parts}
         self.stats.assigned -= gone
         self.metrics.rebalances.labels("revoke").inc()
@@ -337,6 +357,7 @@ class Worker:
                 for err_msg in errors:
                     self._consumer_error(err_msg.error())
                 if not records:
+                    self._settle()  # idle: confirm and commit what is in flight now
                     continue
                 self._handle(records)
         finally:
@@ -349,6 +370,11 @@ class Worker:
         log.warning("consumer error (librdkafka retries it): %s", err)
 
     def _shutdown(self) -> None:
+        if self._inflight is not None:
+            try:
+                self._settle(sync_commit=True)
+            except Exception as exc:  # the group's next owner redoes it
+                log.warning("could not settle the last batch (%s)", exc)
         if self.producer is not None:
             self.producer.flush(10)
         if self.consumer is not None:
@@ -370,19 +396,28 @@ class Worker:
         stage = self.metrics.stage_latency
         for name, seconds in result.timings.items():
             stage.labels(name).observe(seconds)
-        done = self._deliver_eos(records, result) if self.eos else \
-            self._deliver_alo(records, result)
-        if done:
-            self._kafka_ok()
-            st = self.stats
-            st.consumed += len(records)
-            st.predictions += result.model
-            st.fallbacks += result.fallback
-            st.dead_letters += result.dead_letters
-            st.batches += 1
-            self._record(records, result)
-            if self.lifecycle is not None and result.arms:
-                self.lifecycle.observe(result.arms)
+        if self.eos:
+            if self._deliver_eos(records, result):
+                self._account(records, result)
+            return
+        # at-least-once: the previous batch's deliveries completed while this one was
+        # computed; settle it (commit) before this batch's outcomes go out.
+        if not self._settle(redo_also=records):
+            return
+        self._start_alo(records, result)
+
+    def _account(self, records: list[Message], result: BatchResult) -> None:
+        """Stats and metrics of a batch whose outcomes are durable."""
+        self._kafka_ok()
+        st = self.stats
+        st.consumed += len(records)
+        st.predictions += result.model
+        st.fallbacks += result.fallback
+        st.dead_letters += result.dead_letters
+        st.batches += 1
+        self._record(records, result)
+        if self.lifecycle is not None and result.arms:
+            self.lifecycle.observe(result.arms)
 
     def _record(self, records: list[Message], result: BatchResult) -> None:
         """Metrics of a batch whose outcomes are durable."""
@@ -425,14 +460,20 @@ class Worker:
             log.warning("%d scores outside the guardrails [%s, %s] of %s v%s", out_of_bounds,
                         lo, hi, name, version)
 
-    def _produce_all(self, result: BatchResult, failures: list[tuple[int, KafkaError]]) -> None:
-        """Produce every outbound record; failures (index, error) arrive via callbacks."""
+    def _produce_all(self, result: BatchResult, failures: list[tuple[int, KafkaError]],
+                     remaining: list[int] | None = None) -> None:
+        """Produce every outbound record; failures (index, error) arrive via callbacks, and
+        ``remaining[0]`` counts the deliveries not reported yet."""
         assert self.producer is not None
+        if remaining is not None:
+            remaining[0] = len(result.outbound)
 
         def on_delivery_for(index: int) -> Any:
             def on_delivery(err: KafkaError | None, _msg: Message) -> None:
                 if err is not None:
                     failures.append((index, err))
+                if remaining is not None:
+                    remaining[0] -= 1
             return on_delivery
 
         for index, out in enumerate(result.outbound):
@@ -445,6 +486,8 @@ class Worker:
                     self.producer.poll(0.05)  # local queue full: let deliveries drain
                 except KafkaException as exc:  # refused locally (e.g. message too large)
                     failures.append((index, exc.args[0]))
+                    if remaining is not None:
+                        remaining[0] -= 1
                     break
             self.producer.poll(0)
 
@@ -495,30 +538,57 @@ class Worker:
                 log.info("cannot rewind %s[%d] (%s); the new owner resumes from the last "
                          "commit", tp.topic, tp.partition, exc)
 
-    def _deliver_alo(self, records: list[Message], result: BatchResult) -> bool:
-        assert self.producer is not None and self.consumer is not None
+    def _start_alo(self, records: list[Message], result: BatchResult) -> None:
+        """Send a batch's outcomes without waiting: they are settled (delivery confirmed,
+        offsets committed) while the next batch is computed, or when the loop idles."""
         failures: list[tuple[int, KafkaError]] = []
-        t0 = time.perf_counter()
-        self._produce_all(result, failures)
+        remaining = [0]
+        self._produce_all(result, failures, remaining)
+        self._inflight = InFlight(records, result, failures, remaining, time.perf_counter())
+
+    def _settle(self, redo_also: list[Message] | None = None, sync_commit: bool = False) -> bool:
+        """Finish the batch in flight: wait for its delivery reports, then commit its
+        offsets (at-least-once: never before every outcome is acknowledged).
+
+        On a failed delivery the batch is redone (its partitions rewound) together with
+        ``redo_also`` (a batch computed meanwhile, not sent) and False is returned.
+        """
+        fl = self._inflight
+        if fl is None:
+            return True
+        assert self.producer is not None and self.consumer is not None
+        self._inflight = None
         deadline = time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 5
-        while len(self.producer) > 0 and time.monotonic() < deadline:
+        while fl.remaining[0] > 0 and time.monotonic() < deadline:
             self.producer.flush(1.0)
             self.health.beat()  # waiting on Kafka is not a stuck loop; readiness says why
         t1 = time.perf_counter()
-        self.metrics.stage_latency.labels("produce").observe(t1 - t0)
-        if failures or len(self.producer) > 0:
-            self._note_poison(records, result, failures)
-            self._rewind(records, f"{len(failures)} deliveries failed, first: "
-                         f"{failures[0][1] if failures else 'timed out'}")
+        self.metrics.stage_latency.labels("produce").observe(t1 - fl.started)
+        if fl.failures or fl.remaining[0] > 0:
+            self._note_poison(fl.records, fl.result, fl.failures)
+            self._rewind(fl.records + (redo_also or []),
+                         f"{len(fl.failures)} deliveries failed, first: "
+                         f"{fl.failures[0][1] if fl.failures else 'timed out'}")
             return False
         try:
-            self.consumer.commit(offsets=_offsets(records), asynchronous=False)
+            if sync_commit:
+                self.consumer.commit(offsets=_offsets(fl.records), asynchronous=False)
+            else:
+                self.consumer.commit(offsets=_offsets(fl.records), asynchronous=True)
             self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t1)
         except KafkaException as exc:
             # Outcomes are durable; a lost commit means the next owner answers these
             # records again (at-least-once allows the duplicate, never the loss).
             log.warning("commit failed after delivery (records may be answered twice): %s", exc)
+        self._account(fl.records, fl.result)
         return True
+
+    def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
+        """Result of an asynchronous commit (librdkafka callback)."""
+        failed = [p for p in parts if p.error is not None]
+        if err is not None or failed:
+            log.warning("commit failed (records may be answered twice; a later commit "
+                        "covers them): %s", err or failed[0].error)
 
     def _deliver_eos(self, records: list[Message], result: BatchResult) -> bool:
         assert self.producer is not None and self.consumer is not None
