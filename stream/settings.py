@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(
         10_000, ge=1000, description="Consumer group session timeout, milliseconds."
     )
+    commit_interval_ms: int = Field(
+        100, ge=0, le=60_000,
+        description="At-least-once: commit delivered offsets at most this often; exactly-once: "
+                    "a transaction spans the batches of this interval (results become "
+                    "visible to read_committed readers when it commits), milliseconds.")
     producer_linger_ms: int = Field(
         5, ge=0, le=1000, description="Producer linger for predictions, milliseconds.")
     producer_compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(

@@ -2,16 +2,18 @@
 
 at-least-once (default)
     produce every outcome of the batch and, without waiting, compute the next batch;
-    then wait for the first batch's delivery reports and commit its offsets
-    (asynchronously; synchronously on revoke and shutdown) before the next batch's
-    outcomes go out. One batch is in flight at most, so Kafka's round trips overlap
+    then wait for the first batch's delivery reports and record its offsets as
+    committable before the next batch's outcomes go out. Offsets are committed at most
+    every ``commit_interval_ms`` (asynchronously; synchronously on revoke and shutdown). One batch is in flight at most, so Kafka's round trips overlap
     the computation instead of adding to it. A failed delivery rewinds the batch's
     partitions (and those of the batch computed meanwhile) to their first offsets so
     they are redone (never skipped).
 exactly-once
-    one producer transaction per batch holding the outcomes and the consumer offsets
-    (``send_offsets_to_transaction``); abortable errors abort and rewind; fatal errors
-    and timed-out commits recreate the producer (fencing the old one) and rewind.
+    one producer transaction per ``commit_interval_ms`` holding the outcomes and the
+    consumer offsets of its batches (``send_offsets_to_transaction``), committed when
+    the interval is over, when the loop idles, on revoke and on shutdown; abortable
+    errors abort and rewind every batch of the transaction; fatal errors and timed-out
+    commits recreate the producer (fencing the old one) and rewind.
 
 SIGTERM/SIGINT set a flag checked between batches: the batch in flight finishes and
 commits, the consumer leaves the group, the process exits 0.
@@ -90,6 +92,16 @@ class InFlight:
     started: float
 
 
+@dataclass
+class Transaction:
+    """An open exactly-once transaction and the batches it holds."""
+
+    opened: float  # monotonic
+    started: float  # perf_counter
+    batches: list[tuple[list[Message], BatchResult, list[tuple[int, KafkaError]]]] = field(
+        default_factory=list)
+
+
 def _position(msg: Message) -> tuple[str, int, int]:
     """(topic, partition, offset) of a consumed record (always set on records)."""
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
@@ -150,7 +162,10 @@ class Worker:
         self.golden = Golden.for_model(self.model)
         self._next_probe = 0.0
         self.stop_event = threading.Event()
-        self._inflight: InFlight | None = None
+        self._inflight: InFlight | None = None  # at-least-once: the batch being delivered
+        self._to_commit: dict[tuple[str, int], int] = {}  # delivered, not yet committed
+        self._last_commit = 0.0
+        self._txn: Transaction | None = None  # exactly-once: the open transaction
         self.stats = WorkerStats()
         self.eos = settings.guarantee == "exactly-once"
         self.consumer: Consumer | None = None
@@ -316,7 +331,9 @@ class Worker:
     def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
         # The batch in flight (at-least-once) is settled with a synchronous commit before
         # the group takes partitions away; nothing else is in flight inside consume().
-        if self._inflight is not None:
+        if self.eos:
+            self._end_transaction()
+        else:
             self._settle(sync_commit=True)
         gone = {(p.topic, p.partition) for p in parts}
         self.stats.assigned -= gone
@@ -356,8 +373,12 @@ class Worker:
                     self.metrics.stage_latency.labels("consume").observe(time.perf_counter() - t0)
                 for err_msg in errors:
                     self._consumer_error(err_msg.error())
-                if not records:
-                    self._settle()  # idle: confirm and commit what is in flight now
+                if not records:  # idle: confirm and commit what is in flight now
+                    if self.eos:
+                        self._end_transaction()
+                    else:
+                        self._settle()
+                        self._commit_offsets(now=True)
                     continue
                 self._handle(records)
         finally:
@@ -370,11 +391,13 @@ class Worker:
         log.warning("consumer error (librdkafka retries it): %s", err)
 
     def _shutdown(self) -> None:
-        if self._inflight is not None:
-            try:
+        try:
+            if self.eos:
+                self._end_transaction()
+            elif self.consumer is not None:
                 self._settle(sync_commit=True)
-            except Exception as exc:  # the group's next owner redoes it
-                log.warning("could not settle the last batch (%s)", exc)
+        except Exception as exc:  # the group's next owner redoes it
+            log.warning("could not settle the last batch (%s)", exc)
         if self.producer is not None:
             self.producer.flush(10)
         if self.consumer is not None:
@@ -397,8 +420,7 @@ class Worker:
         for name, seconds in result.timings.items():
             stage.labels(name).observe(seconds)
         if self.eos:
-            if self._deliver_eos(records, result):
-                self._account(records, result)
+            self._deliver_eos(records, result)
             return
         # at-least-once: the previous batch's deliveries completed while this one was
         # computed; settle it (commit) before this batch's outcomes go out.
@@ -555,6 +577,8 @@ class Worker:
         """
         fl = self._inflight
         if fl is None:
+            if sync_commit:
+                self._commit_offsets(sync=True)
             return True
         assert self.producer is not None and self.consumer is not None
         self._inflight = None
@@ -570,18 +594,32 @@ class Worker:
                          f"{len(fl.failures)} deliveries failed, first: "
                          f"{fl.failures[0][1] if fl.failures else 'timed out'}")
             return False
+        for tp in _offsets(fl.records):
+            self._to_commit[(tp.topic, tp.partition)] = tp.offset
+        self._commit_offsets(sync_commit)
+        self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t1)
+        self._account(fl.records, fl.result)
+        return True
+
+    def _commit_offsets(self, now: bool = False, sync: bool = False) -> None:
+        """Commit the offsets of delivered batches: at most every ``commit_interval_ms``
+        (each commit is a write on the broker), at once when ``now``."""
+        assert self.consumer is not None
+        due = time.monotonic() - self._last_commit >= self.settings.commit_interval_ms / 1000
+        if not self._to_commit or not (now or sync or due):
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in self._to_commit.items()]
+        self._to_commit = {}
+        self._last_commit = time.monotonic()
         try:
-            if sync_commit:
-                self.consumer.commit(offsets=_offsets(fl.records), asynchronous=False)
+            if sync:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
             else:
-                self.consumer.commit(offsets=_offsets(fl.records), asynchronous=True)
-            self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t1)
+                self.consumer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as exc:
             # Outcomes are durable; a lost commit means the next owner answers these
             # records again (at-least-once allows the duplicate, never the loss).
             log.warning("commit failed after delivery (records may be answered twice): %s", exc)
-        self._account(fl.records, fl.result)
-        return True
 
     def _on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
         """Result of an asynchronous commit (librdkafka callback)."""
@@ -590,38 +628,71 @@ class Worker:
             log.warning("commit failed (records may be answered twice; a later commit "
                         "covers them): %s", err or failed[0].error)
 
-    def _deliver_eos(self, records: list[Message], result: BatchResult) -> bool:
+    def _deliver_eos(self, records: list[Message], result: BatchResult) -> None:
+        """Add a batch to the open transaction (its outcomes and its offsets); commit the
+        transaction once it is ``commit_interval_ms`` old. Batches are accounted for
+        when their transaction commits."""
         assert self.producer is not None and self.consumer is not None
         timeout = self.settings.transaction_timeout_ms / 1000
         failures: list[tuple[int, KafkaError]] = []
         try:
-            t0 = time.perf_counter()
-            self.producer.begin_transaction()
+            if self._txn is None:
+                self.producer.begin_transaction()
+                self._txn = Transaction(time.monotonic(), time.perf_counter())
+            self._txn.batches.append((records, result, failures))
             self._produce_all(result, failures)
-            t1 = time.perf_counter()
-            self.metrics.stage_latency.labels("produce").observe(t1 - t0)
             self.producer.send_offsets_to_transaction(
                 _offsets(records), self.consumer.consumer_group_metadata(), timeout)
-            self._commit_transaction(timeout)
-            self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t1)
-            if failures:  # cannot happen after a successful commit, but never hide it
-                raise KafkaOperationError(f"transaction committed with failures: {failures}")
-            return True
         except KafkaException as exc:
-            err: KafkaError = exc.args[0]
-            self._note_poison(records, result, failures)
-            if err.txn_requires_abort():
-                log.warning("transaction aborted (%s); redoing the batch", err)
-                try:
-                    self.producer.abort_transaction(timeout)
-                except KafkaException as abort_exc:
-                    log.warning("abort failed (%s); recreating the producer", abort_exc)
-                    self._recreate_producer()
-            else:
-                log.error("fatal transactional error (%s); recreating the producer", err)
-                self._recreate_producer()
-            self._rewind(records, str(err))
+            self._abort_transaction(exc.args[0])
+            return
+        if time.monotonic() - self._txn.opened >= self.settings.commit_interval_ms / 1000:
+            self._end_transaction()
+
+    def _end_transaction(self) -> bool:
+        """Commit the open transaction (if any) and account for its batches; on failure
+        abort or fence, and redo every batch it held. True when nothing is left open."""
+        txn = self._txn
+        if txn is None:
+            return True
+        assert self.producer is not None
+        timeout = self.settings.transaction_timeout_ms / 1000
+        t1 = time.perf_counter()
+        self.metrics.stage_latency.labels("produce").observe(t1 - txn.started)
+        try:
+            self._commit_transaction(timeout)
+        except KafkaException as exc:
+            self._abort_transaction(exc.args[0])
             return False
+        self._txn = None
+        self.metrics.stage_latency.labels("commit").observe(time.perf_counter() - t1)
+        for records, result, failures in txn.batches:
+            if failures:  # cannot happen after a successful commit, but never hide it
+                log.error("transaction committed with failed deliveries: %s", failures[:3])
+            self._account(records, result)
+        return True
+
+    def _abort_transaction(self, err: KafkaError) -> None:
+        """Abort (or, when that is impossible, fence by recreating the producer) and redo
+        every batch of the transaction."""
+        assert self.producer is not None
+        txn, self._txn = self._txn, None
+        batches = txn.batches if txn is not None else []
+        for records, result, failures in batches:
+            self._note_poison(records, result, failures)
+        if err.txn_requires_abort():
+            log.warning("transaction aborted (%s); redoing its %d batch(es)", err, len(batches))
+            try:
+                self.producer.abort_transaction(self.settings.transaction_timeout_ms / 1000)
+            except KafkaException as abort_exc:
+                log.warning("abort failed (%s); recreating the producer", abort_exc)
+                self._recreate_producer()
+        else:
+            log.error("fatal transactional error (%s); recreating the producer", err)
+            self._recreate_producer()
+        redo = [m for records, _r, _f in batches for m in records]
+        if redo:
+            self._rewind(redo, str(err))
 
     def _commit_transaction(self, timeout: float) -> None:
         assert self.producer is not None
