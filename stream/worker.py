@@ -4,8 +4,9 @@ at-least-once (default)
     produce every outcome of the batch and, without waiting, compute the next batch;
     then wait for the first batch's delivery reports and record its offsets as
     committable before the next batch's outcomes go out. Offsets are committed at most
-    every ``commit_interval_ms`` (asynchronously; synchronously on revoke and shutdown). One batch is in flight at most, so Kafka's round trips overlap
-    the computation instead of adding to it. A failed delivery rewinds the batch's
+    every ``commit_interval_ms`` (asynchronously; synchronously on revoke and shutdown).
+    One batch is in flight at most, so Kafka's round trips overlap the computation
+    instead of adding to it. A failed delivery rewinds the batch's
     partitions (and those of the batch computed meanwhile) to their first offsets so
     they are redone (never skipped).
 exactly-once
