@@ -44,7 +44,9 @@ def worker_consumer(settings: Settings, worker_id: str = "") -> dict[str, Any]:
         "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 5),
         "max.poll.interval.ms": max(60_000, settings.session_timeout_ms * 3),
         "isolation.level": "read_committed",
-        "fetch.wait.max.ms": min(100, max(1, settings.batch_max_linger_ms)),
+        # The broker answers a fetch once fetch.min.bytes are ready or this wait passes.
+        "fetch.wait.max.ms": max(1, min(100, settings.batch_max_linger_ms)),
+        "fetch.min.bytes": settings.fetch_min_bytes,
         "queued.max.messages.kbytes": 65536,
     }
 

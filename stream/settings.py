@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(
         10_000, ge=1000, description="Consumer group session timeout, milliseconds."
     )
+    fetch_min_bytes: int = Field(
+        1, ge=1, le=1_048_576,
+        description="Consumer fetch.min.bytes: the broker holds a fetch until this much is "
+                    "ready or --batch-max-linger-ms passes (fewer, larger fetches under load).")
     commit_interval_ms: int = Field(
         100, ge=0, le=60_000,
         description="At-least-once: commit delivered offsets at most this often; exactly-once: "

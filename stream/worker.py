@@ -585,7 +585,9 @@ class Worker:
         self._inflight = None
         deadline = time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 5
         while fl.remaining[0] > 0 and time.monotonic() < deadline:
-            self.producer.flush(1.0)
+            # poll, not flush: flush would send at once and defeat producer linger, and
+            # every produce request costs the broker far more than its bytes.
+            self.producer.poll(0.05)
             self.health.beat()  # waiting on Kafka is not a stuck loop; readiness says why
         t1 = time.perf_counter()
         self.metrics.stage_latency.labels("produce").observe(t1 - fl.started)
