@@ -117,10 +117,10 @@ class RedisScoreStore:
         return [None if v is None else float(v) for v in values]
 
     def set_many(self, model: str, scores: Sequence[tuple[str, float]], ttl_s: int) -> None:
+        # Thin first: asking the breaker takes a half-open trial slot, which only a call
+        # that is really made may use (else the breaker would wait forever on it).
+        scores = self.due(model, scores) if scores else []
         if not scores or not self.breaker.allow():
-            return
-        scores = self.due(model, scores)
-        if not scores:
             return
 
         def write() -> None:

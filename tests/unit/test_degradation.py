@@ -195,3 +195,19 @@ def test_last_known_good_writes_are_thinned_per_entity() -> None:
     now[0] += 6
     assert sorted(store.due("m", batch)) == [("a", 0.3), ("b", 0.2)]  # 11 s: due again
     assert store.due("other-model", [("a", 0.9)]) == [("a", 0.9)]
+
+
+def test_thinned_lkg_writes_never_take_the_breakers_half_open_trial() -> None:
+    from fallback.breaker import BreakerConfig, BreakerState, CircuitBreaker
+    from fallback.scores import RedisScoreStore
+
+    now = [0.0]
+    breaker = CircuitBreaker("redis", BreakerConfig(failure_threshold=1, open_seconds=1.0),
+                             clock=lambda: now[0])
+    store = RedisScoreStore(None, "ns", breaker, refresh_s=10.0, clock=lambda: now[0])
+    assert store.due("m", [("a", 0.1)]) == [("a", 0.1)]  # a was just written
+    breaker.record_failure()
+    assert breaker.state is BreakerState.OPEN
+    now[0] += 2  # half-open: one trial allowed
+    store.set_many("m", [("a", 0.2)], ttl_s=60)  # nothing due: must not ask the breaker
+    assert breaker.allow()  # the trial is still there for a real call
