@@ -65,9 +65,11 @@ def new_cluster_id() -> str:
             return cid
 
 
-def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str) -> dict[str, str]:
-    """The environment of one combined broker+controller node."""
-    alias = f"kafka-{node_id}"
+def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str,
+              alias_prefix: str = "") -> dict[str, str]:
+    """The environment of one combined broker+controller node. ``alias_prefix`` tells
+    clusters apart on a shared network (``east-kafka-1``, ``west-kafka-1``)."""
+    alias = f"{alias_prefix}kafka-{node_id}"
     rf = str(min(3, nodes))
     isr = str(min(2, nodes))
     env = {
@@ -99,7 +101,7 @@ def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str) -> dict
         env["KAFKA_CONTROLLER_QUORUM_BOOTSTRAP_SERVERS"] = f"{alias}:{CONTROLLER_PORT}"
     else:
         env["KAFKA_CONTROLLER_QUORUM_VOTERS"] = ",".join(
-            f"{i}@kafka-{i}:{CONTROLLER_PORT}" for i in range(1, nodes + 1))
+            f"{i}@{alias_prefix}kafka-{i}:{CONTROLLER_PORT}" for i in range(1, nodes + 1))
     return env
 
 
@@ -114,6 +116,12 @@ class RunningCluster:
     kafka: dict[int, DockerContainer] = field(default_factory=dict)
     redis: DockerContainer | None = None
     kafka_ports: dict[int, int] = field(default_factory=dict)
+    alias_prefix: str = ""
+
+    @property
+    def internal_bootstrap(self) -> str:
+        """How containers on the cluster's network reach the brokers."""
+        return ",".join(f"{self.alias_prefix}kafka-{i}:{INTERNAL_PORT}" for i in self.kafka_ports)
 
     def container_ids(self) -> list[str]:
         """Ids of every container of the cluster."""
@@ -147,10 +155,12 @@ def start_kafka_node(cluster: RunningCluster, node_id: int, image: str, cluster_
     """Create and start one Kafka node (also used to restart a stopped node in tests)."""
     host_port = cluster.kafka_ports[node_id]
     container = DockerContainer(image)
-    for key, value in kafka_env(node_id, cluster.brokers, host_port, cluster_id).items():
+    for key, value in kafka_env(node_id, cluster.brokers, host_port, cluster_id,
+                                cluster.alias_prefix).items():
         container.with_env(key, value)
     _publish(container, EXTERNAL_PORT, host_port)
-    container.with_network(cluster.network).with_network_aliases(f"kafka-{node_id}")
+    container.with_network(cluster.network).with_network_aliases(
+        f"{cluster.alias_prefix}kafka-{node_id}")
     container.with_kwargs(labels={LABEL: cluster.network.name})
     if name_prefix:
         container.with_name(f"{name_prefix}-kafka-{node_id}")
@@ -228,7 +238,8 @@ def start_redis(image: str, host_port: int | None = None, network: Network | Non
 
 def start_cluster(brokers: int, kafka_image: str, redis_image: str,
                   name_prefix: str | None = None, deadline_s: float = 180.0,
-                  preferred_ports: bool = False, with_redis: bool = True) -> RunningCluster:
+                  preferred_ports: bool = False, with_redis: bool = True,
+                  alias_prefix: str = "") -> RunningCluster:
     """Start ``brokers`` Kafka nodes and one Redis; return once all answer.
 
     With ``preferred_ports`` the host ports are 9092.. and 6379 where free (dev use).
@@ -241,7 +252,7 @@ def start_cluster(brokers: int, kafka_image: str, redis_image: str,
     bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports.values())
     redis_port = pick(6379)
     cluster = RunningCluster(bootstrap, f"redis://127.0.0.1:{redis_port}/0", brokers, network,
-                             kafka_ports=ports)
+                             kafka_ports=ports, alias_prefix=alias_prefix)
     cluster_id = new_cluster_id()
     try:
         with step(f"starting {brokers} Kafka node(s) ({kafka_image})"

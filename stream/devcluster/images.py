@@ -6,7 +6,9 @@ from what the package registries serve:
 * a Debian bookworm base made with ``debootstrap --variant=minbase`` (JRE, redis-server)
   and ``docker import``;
 * ``streaminfer/kafka``: the base plus Apache Kafka jars resolved from Maven Central;
-* ``streaminfer/redis``: the base running Debian's redis-server.
+* ``streaminfer/redis``: the base running Debian's redis-server;
+* ``streaminfer/mirrormaker``: the base plus MirrorMaker 2 (connect-mirror) jars, built
+  only when two regions are asked for.
 
 Every image carries a label with the hash of its recipe; a build whose recipe is
 unchanged is skipped, so a cached rebuild takes about a second. Image names are
@@ -30,6 +32,8 @@ from stream.exceptions import InfrastructureError
 KAFKA_VERSION = "4.4.0"
 DEFAULT_KAFKA_IMAGE = f"streaminfer/kafka:{KAFKA_VERSION}"
 DEFAULT_REDIS_IMAGE = "streaminfer/redis:7"
+MIRRORMAKER_VERSION = "4.3.1"  # connect-mirror 4.4.0 is not on Maven Central (yet)
+DEFAULT_MIRRORMAKER_IMAGE = f"streaminfer/mirrormaker:{MIRRORMAKER_VERSION}"
 RECIPE_LABEL = "io.streaminfer.recipe"
 DEBIAN_MIRROR = os.environ.get("STREAMINFER_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 
@@ -141,18 +145,23 @@ def ensure_base_image() -> str:
 
 def _kafka_jars() -> Path:
     """Resolve the Kafka runtime jars from Maven Central into the cache (once per pom)."""
-    pom = compose_dir() / "kafka" / "pom.xml"
-    lib = cache_dir() / f"kafka-lib-{_hash_files(pom)}"
+    return _jars("kafka", f"Apache Kafka {KAFKA_VERSION}")
+
+
+def _jars(kind: str, what: str) -> Path:
+    """Resolve ``compose/<kind>/pom.xml``'s runtime jars into the cache (once per pom)."""
+    pom = compose_dir() / kind / "pom.xml"
+    lib = cache_dir() / f"{kind}-lib-{_hash_files(pom)}"
     stamp = lib / ".complete"
     if stamp.exists():
         return lib
     if shutil.which("mvn") is None:
         raise InfrastructureError(
-            "Maven (mvn) is needed to fetch the Kafka jars from Maven Central; install it "
-            "(apt-get install maven) or set STREAMINFER_KAFKA_IMAGE to a Kafka image you can pull"
+            f"Maven (mvn) is needed to fetch the {what} jars from Maven Central; install it "
+            "(apt-get install maven) or set the image setting to an image you can pull"
         )
     shutil.rmtree(lib, ignore_errors=True)
-    with step(f"resolving Apache Kafka {KAFKA_VERSION} jars from Maven Central"):
+    with step(f"resolving {what} jars from Maven Central"):
         result = subprocess.run(
             ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
              "-DincludeScope=runtime", f"-DoutputDirectory={lib}"],
@@ -161,10 +170,10 @@ def _kafka_jars() -> Path:
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).splitlines()[-15:])
             raise InfrastructureError(
-                f"mvn could not resolve the Kafka jars (exit {result.returncode}); check "
+                f"mvn could not resolve the {what} jars (exit {result.returncode}); check "
                 f"Maven Central access and {pom}:\n{tail}"
             )
-    stamp.write_text(KAFKA_VERSION)
+    stamp.write_text(what)
     return lib
 
 
@@ -216,3 +225,18 @@ def ensure_images(kafka_image: str = DEFAULT_KAFKA_IMAGE,
         _build(name, recipe_dir, base, recipe, lib)
     say(f"images ready: {kafka_image}, {redis_image}")
     return Images(kafka=kafka_image, redis=redis_image)
+
+
+def ensure_mirrormaker_image(image: str = DEFAULT_MIRRORMAKER_IMAGE) -> str:
+    """Build the MirrorMaker 2 image when it is ours and missing or stale."""
+    if image != DEFAULT_MIRRORMAKER_IMAGE:
+        return image
+    base = ensure_base_image()
+    recipe_dir = compose_dir() / "mirrormaker"
+    files = sorted(p for p in recipe_dir.iterdir() if p.is_file())
+    recipe = _hash_files(*files, extra=base)
+    if _image_label(image) != recipe:
+        _build(image, recipe_dir, base, recipe,
+               _jars("mirrormaker", f"MirrorMaker 2 {MIRRORMAKER_VERSION}"))
+    say(f"image ready: {image}")
+    return image

@@ -1,0 +1,121 @@
+"""Two regions on one machine: clusters ``east`` and ``west`` (each with its Redis) and
+MirrorMaker 2 in dedicated mode replicating the namespace's topics both ways.
+
+Each region's brokers carry the region in their network alias (``east-kafka-1``), and
+MirrorMaker's container is attached to both regions' networks, so it reaches both the
+way it would across data centres: by name, on the internal listener. Clients on the
+host reach each region on its own published 127.0.0.1 ports.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import docker
+
+from stream.devcluster.cluster import LABEL, RunningCluster, start_cluster
+from stream.devcluster.progress import say, step
+from stream.exceptions import InfrastructureError
+
+REGIONS = ("east", "west")
+MIRRORED = ("requests", "predictions", "dlq", "models")
+
+
+def mm2_properties(namespace: str, bootstrap: dict[str, str], replication_factor: int = 1,
+                   interval_s: int = 5) -> str:
+    """MirrorMaker 2 configuration: every region replicates the namespace's requests,
+    predictions, dead letters and model control topic to every other region, with
+    checkpoints and group offset sync; intervals short enough for tests."""
+    topics = re.escape(namespace) + r"\.(" + "|".join(MIRRORED) + ")"
+    groups = re.escape(namespace) + r"\..*"
+    rf = replication_factor
+    lines = [f"clusters = {', '.join(bootstrap)}"]
+    lines += [f"{name}.bootstrap.servers = {servers}" for name, servers in bootstrap.items()]
+    for src in bootstrap:
+        for dst in bootstrap:
+            if src != dst:
+                lines += [f"{src}->{dst}.enabled = true", f"{src}->{dst}.topics = {topics}",
+                          f"{src}->{dst}.groups = {groups}"]
+    lines += [
+        "replication.policy.class = org.apache.kafka.connect.mirror.DefaultReplicationPolicy",
+        "emit.checkpoints.enabled = true",
+        f"emit.checkpoints.interval.seconds = {interval_s}",
+        "sync.group.offsets.enabled = true",
+        f"sync.group.offsets.interval.seconds = {interval_s}",
+        "emit.heartbeats.enabled = true",
+        "emit.heartbeats.interval.seconds = 1",
+        f"refresh.topics.interval.seconds = {interval_s}",
+        f"refresh.groups.interval.seconds = {interval_s}",
+        "sync.topic.configs.enabled = true",
+        f"replication.factor = {rf}",
+        f"checkpoints.topic.replication.factor = {rf}",
+        f"heartbeats.topic.replication.factor = {rf}",
+        f"offset-syncs.topic.replication.factor = {rf}",
+        f"offset.storage.replication.factor = {rf}",
+        f"status.storage.replication.factor = {rf}",
+        f"config.storage.replication.factor = {rf}",
+        "producer.override.acks = all",
+        "tasks.max = 2",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class RunningRegions:
+    """Both regions and the MirrorMaker between them."""
+
+    clusters: dict[str, RunningCluster]
+    mirrormaker: Any = None  # docker SDK container
+    properties: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def logs(self, tail: int = 50) -> str:
+        """The last lines MirrorMaker printed."""
+        if self.mirrormaker is None:
+            return ""
+        out: bytes = self.mirrormaker.logs(tail=tail)
+        return out.decode(errors="replace")
+
+    def stop(self) -> None:
+        """Remove MirrorMaker, then both regions."""
+        if self.mirrormaker is not None:
+            try:
+                self.mirrormaker.remove(force=True)
+            except Exception as exc:
+                say(f"could not remove the MirrorMaker container: {exc}")
+        for cluster in self.clusters.values():
+            cluster.stop()
+
+
+def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_image: str,
+                  namespace: str, deadline_s: float = 180.0) -> RunningRegions:
+    """Start east and west (``brokers`` nodes each, one Redis each) and MirrorMaker 2."""
+    regions = RunningRegions({})
+    try:
+        for name in REGIONS:
+            say(f"region {name}:")
+            regions.clusters[name] = start_cluster(brokers, kafka_image, redis_image,
+                                                   deadline_s=deadline_s,
+                                                   alias_prefix=f"{name}-")
+        bootstrap = {n: c.internal_bootstrap for n, c in regions.clusters.items()}
+        regions.properties = mm2_properties(namespace, bootstrap, min(3, brokers))
+        client = docker.from_env()
+        first, *others = regions.clusters.values()
+        with step(f"starting MirrorMaker 2 ({mirrormaker_image}) between "
+                  f"{' and '.join(REGIONS)}"):
+            container = client.containers.create(
+                mirrormaker_image, environment={"MM2_PROPERTIES": regions.properties},
+                network=first.network.name, labels={LABEL: first.network.name}, detach=True)
+            regions.mirrormaker = container
+            for cluster in others:
+                client.networks.get(cluster.network.name).connect(container)
+            container.start()
+            container.reload()
+            if container.status == "exited":
+                raise InfrastructureError("MirrorMaker exited at start:\n" + regions.logs())
+    except BaseException:
+        regions.stop()
+        raise
+    return regions

@@ -1,0 +1,104 @@
+"""Two regions with a real MirrorMaker 2 between them: the namespace's topics replicate."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from schemas.serde import Decoder
+from stream import kafka_config
+from stream.control import current_state, publish_control
+from stream.devcluster.regions import RunningRegions, start_regions
+from stream.settings import Settings
+from stream.topics import ensure_topics
+from tests.integration.conftest import ensure_test_images
+from tests.integration.helpers import produce_all, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def regions() -> Iterator[tuple[RunningRegions, str]]:
+    from stream.devcluster.images import ensure_mirrormaker_image
+
+    images = ensure_test_images()
+    mm2 = ensure_mirrormaker_image()
+    namespace = f"rg-{uuid.uuid4().hex[:8]}"
+    running = start_regions(1, images.kafka, images.redis, mm2, namespace)
+    try:
+        yield running, namespace
+    finally:
+        running.stop()
+
+
+def region_settings(running: RunningRegions, region: str, namespace: str) -> Settings:
+    cluster = running.clusters[region]
+    return Settings(bootstrap_servers=cluster.bootstrap_servers,  # type: ignore[call-arg]
+                    redis_url=cluster.redis_url, namespace=namespace, partitions=4,
+                    replication_factor=1, min_insync_replicas=1)
+
+
+def count(settings: Settings, topic: str) -> int:
+    consumer = Consumer({**kafka_config.common(settings), "group.id": "rg-count"})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0
+        total = 0
+        for p in meta.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def request_ids(settings: Settings, topic: str, n: int) -> set[str]:
+    decode = Decoder("InferenceRequest")
+    consumer = Consumer({**kafka_config.common(settings), "group.id": f"rg-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    ids: set[str] = set()
+    end = time.monotonic() + 30
+    while len(ids) < n and time.monotonic() < end:
+        for msg in consumer.consume(500, 0.5):
+            if msg.error() is None:
+                ids.add(decode(msg.value() or b"")["request_id"])
+    consumer.close()
+    return ids
+
+
+def test_mirrormaker_replicates_requests_and_model_control_both_ways(
+        regions: tuple[RunningRegions, str]) -> None:
+    running, ns = regions
+    east = region_settings(running, "east", ns)
+    west = region_settings(running, "west", ns)
+    ensure_topics(east)
+    ensure_topics(west)
+    sent = produce_all(east, 500, seed=61)
+    publish_control(east, "fraud", "2", "promote", actor="test")
+    back = produce_all(west, 100, seed=62)
+
+    mirrored = f"east.{ns}.requests"
+    try:
+        wait_until(lambda: count(west, mirrored) >= 500, 120,
+                   f"{mirrored} on west to hold the 500 requests", interval=1.0)
+        wait_until(lambda: count(east, f"west.{ns}.requests") >= 100, 60,
+                   f"west.{ns}.requests on east", interval=1.0)
+    except AssertionError:
+        print(running.logs(80))
+        raise
+    assert request_ids(west, mirrored, 500) == set(sent)  # the same records, in the other region
+    assert request_ids(east, f"west.{ns}.requests", 100) == set(back)
+    # The model control topic replicates too: west can see east's desired state.
+    mirrored_control = west.model_copy(update={"namespace": f"east.{ns}"})
+    wait_until(lambda: count(west, f"east.{ns}.models") >= 1, 60, "the mirrored control topic",
+               interval=1.0)
+    state = current_state(mirrored_control, "fraud")
+    assert state is not None and state["active_version"] == "2"
+    # Replication never loops: west does not mirror east's copies back to east.
+    assert count(east, f"west.east.{ns}.requests") == 0
