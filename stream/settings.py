@@ -213,6 +213,17 @@ class Settings(BaseSettings):
     canary_judge: bool = Field(
         True, description="Let this worker roll back (and promote) canaries on its figures.")
 
+    # --- Regions ----------------------------------------------------------------
+    regions: str | None = Field(
+        None, description="Regions in preference order, name=bootstrap[;name=bootstrap]: "
+                          "clients use the first reachable one (unset: --bootstrap-servers).")
+    region_down_after_s: float = Field(
+        10.0, gt=0, description="A region is declared down after this long without a "
+                                "successful delivery or metadata answer, seconds.")
+    region_failback_after_s: float = Field(
+        30.0, gt=0, description="Return to the preferred region after it answered for this "
+                                "long, seconds.")
+
     # --- Dev cluster ------------------------------------------------------------
     kafka_image: str = Field(
         "streaminfer/kafka:4.4.0",

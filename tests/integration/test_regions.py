@@ -102,3 +102,43 @@ def test_mirrormaker_replicates_requests_and_model_control_both_ways(
     assert state is not None and state["active_version"] == "2"
     # Replication never loops: west does not mirror east's copies back to east.
     assert count(east, f"west.east.{ns}.requests") == 0
+
+
+def all_ids(settings: Settings, topic: str) -> set[str]:
+    return request_ids(settings, topic, count(settings, topic))
+
+
+def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_request(
+        regions: tuple[RunningRegions, str]) -> None:
+    from stream.clients import synthetic_requests
+    from stream.failover import FailoverProducer
+
+    running, ns = regions
+    east, west = region_settings(running, "east", ns), region_settings(running, "west", ns)
+    ensure_topics(east)
+    ensure_topics(west)
+    spec = f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
+    producer = FailoverProducer(east.model_copy(update={
+        "regions": spec, "region_down_after_s": 3.0, "region_failback_after_s": 2.0}))
+    broker = running.clusters["east"].kafka[1].get_wrapped_container()
+    requests = list(synthetic_requests(3000, seed=63))
+    for i, request in enumerate(requests):
+        if i == 1000:
+            broker.stop(timeout=1)  # east goes down mid-stream (container kept)
+        if i == 2000:
+            broker.start()  # and comes back
+        producer.send(request)
+        time.sleep(0.002)
+        if i >= 2000 and producer.active == "west":
+            producer.poll(0)
+    producer.flush(60)
+    kinds = [(e.kind, e.source, e.target) for e in producer.events]
+    print(f"\nacknowledged per region: {dict(producer.acked)}; re-sent: {producer.resent}; "
+          f"events: {kinds}")
+    assert ("failover", "east", "west") in kinds
+    assert producer.acked["east"] > 0 and producer.acked["west"] > 0
+    assert len(producer.acked_ids) == 3000  # every request acknowledged by some region
+    wait_until(lambda: count(east, east.requests_topic) >= producer.acked["east"], 60,
+               "east to answer metadata again", interval=1.0)
+    stored = all_ids(east, east.requests_topic) | all_ids(west, west.requests_topic)
+    assert {r["request_id"] for r in requests} <= stored  # nothing acknowledged was lost

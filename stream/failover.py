@@ -1,0 +1,200 @@
+"""Region-aware producing: send to the preferred region, move to the next when it is down,
+come back when it has been healthy for a while; nothing acknowledged is lost.
+
+Every request is kept until its delivery is acknowledged. A region's producer gives up on
+a message after ``region_down_after_s`` (its delivery timeout); such a failure declares
+the region down and the message is sent again to the next region, so a request is
+buffered at most about that long before it moves. The preferred region is probed in the
+background while another serves; after ``region_failback_after_s`` of answers the
+producer returns to it. Re-sending can duplicate a request whose acknowledgement was lost
+with the region: downstream de-duplication by request_id absorbs that.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import AdminClient
+
+from schemas.serde import Encoder
+from stream import kafka_config
+from stream.exceptions import ConfigurationError, KafkaOperationError
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Delivery errors that say "this region does not answer", not "this record is refused".
+REGION_DOWN_CODES = {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
+                     KafkaError._ALL_BROKERS_DOWN, KafkaError.NOT_ENOUGH_REPLICAS,
+                     KafkaError.REQUEST_TIMED_OUT}
+
+
+def parse_regions(spec: str) -> dict[str, str]:
+    """``east=h1:9092,h2:9092;west=h3:9092`` -> {name: bootstrap}, in preference order."""
+    out: dict[str, str] = {}
+    for part in (p.strip() for p in spec.split(";") if p.strip()):
+        name, sep, bootstrap = part.partition("=")
+        if not sep or not name.strip() or not bootstrap.strip():
+            raise ConfigurationError(
+                f"--regions / STREAMINFER_REGIONS: {part!r} is not name=host:port[,host:port]; "
+                "example: east=127.0.0.1:9092;west=127.0.0.1:9192")
+        if name.strip() in out:
+            raise ConfigurationError(f"--regions: region {name.strip()!r} is listed twice")
+        out[name.strip()] = bootstrap.strip()
+    if not out:
+        raise ConfigurationError("--regions is empty; list at least one name=bootstrap")
+    return out
+
+
+def region_settings(settings: Settings, bootstrap: str) -> Settings:
+    """The same settings pointed at one region."""
+    return settings.model_copy(update={"bootstrap_servers": bootstrap})
+
+
+@dataclass
+class RegionEvent:
+    """A failover or failback, for logs and tests."""
+
+    at: float
+    kind: str  # failover | failback
+    source: str
+    target: str
+    reason: str
+
+
+class FailoverProducer:
+    """Produces InferenceRequests to the first healthy region of ``settings.regions``."""
+
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+        if not settings.regions:
+            raise ConfigurationError("FailoverProducer needs --regions / STREAMINFER_REGIONS")
+        self.settings = settings
+        self.regions = parse_regions(settings.regions)
+        self.order = list(self.regions)
+        self.topic = topic or settings.requests_topic
+        self.active = self.order[0]
+        self.acked: Counter[str] = Counter()  # region -> acknowledged requests
+        self.acked_ids: dict[str, str] = {}  # request_id -> region that acknowledged it
+        self.resent = 0
+        self.refused: dict[str, str] = {}  # request_id -> error, refused for good
+        self.events: list[RegionEvent] = []
+        self._encode = Encoder("InferenceRequest")
+        self._pending: dict[str, tuple[bytes, bytes]] = {}  # request_id -> (key, value)
+        self._retry: list[str] = []
+        self._producers: dict[str, Producer] = {}
+        self._lock = threading.Lock()
+        self._healthy_since: float | None = None
+        self._next_probe = 0.0
+
+    def _producer(self, region: str) -> Producer:
+        if region not in self._producers:
+            conf = kafka_config.client_producer(region_settings(self.settings,
+                                                                self.regions[region]))
+            timeout_ms = int(self.settings.region_down_after_s * 1000)
+            conf.update({"delivery.timeout.ms": timeout_ms, "log_level": 2,
+                         "request.timeout.ms": min(timeout_ms, 30_000)})
+            self._producers[region] = Producer(conf)
+        return self._producers[region]
+
+    def _on_delivery(self, region: str, request_id: str) -> Any:
+        def callback(err: KafkaError | None, _msg: Any) -> None:
+            with self._lock:
+                if err is None:
+                    if self._pending.pop(request_id, None) is not None:
+                        self.acked[region] += 1
+                        self.acked_ids[request_id] = region
+                    return
+                if err.code() not in REGION_DOWN_CODES and not err.retriable():
+                    self.refused[request_id] = str(err)  # this record, not the region
+                    self._pending.pop(request_id, None)
+                    return
+                self._retry.append(request_id)
+                if region == self.active:
+                    self._fail_over(region, str(err))
+        return callback
+
+    def _fail_over(self, region: str, reason: str) -> None:
+        following = self.order[(self.order.index(region) + 1) % len(self.order)]
+        if following == region:
+            return
+        self.active = following
+        self._healthy_since = None
+        self.events.append(RegionEvent(time.time(), "failover", region, following, reason))
+        log.warning("region %s declared down (%s); producing to %s", region, reason, following)
+
+    def send(self, request: Mapping[str, Any]) -> None:
+        """Queue one request for the active region."""
+        rid = str(request["request_id"])
+        key, value = str(request["entity_id"]).encode(), self._encode(dict(request))
+        with self._lock:
+            self._pending[rid] = (key, value)
+        self._produce(rid, key, value)
+        self.poll(0)
+
+    def _produce(self, rid: str, key: bytes, value: bytes) -> None:
+        while True:
+            region = self.active
+            try:
+                self._producer(region).produce(self.topic, value, key,
+                                               on_delivery=self._on_delivery(region, rid))
+                return
+            except BufferError:
+                self._producer(region).poll(0.05)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Serve callbacks, re-send what a failed region gave back, probe for failback."""
+        for producer in list(self._producers.values()):
+            producer.poll(timeout if producer is self._producers.get(self.active) else 0)
+        with self._lock:
+            retry, self._retry = self._retry, []
+            items = [(rid, self._pending[rid]) for rid in retry if rid in self._pending]
+        for rid, (key, value) in items:
+            self.resent += 1
+            self._produce(rid, key, value)
+        self._maybe_fail_back()
+
+    def _maybe_fail_back(self) -> None:
+        home = self.order[0]
+        now = time.monotonic()
+        if self.active == home or now < self._next_probe:
+            return
+        self._next_probe = now + 1.0
+        try:
+            admin = AdminClient({**kafka_config.admin(region_settings(self.settings,
+                                                                      self.regions[home])),
+                                 "log_level": 2})
+            admin.list_topics(self.topic, timeout=1.0)
+        except Exception:
+            self._healthy_since = None
+            return
+        if self._healthy_since is None:
+            self._healthy_since = now
+        elif now - self._healthy_since >= self.settings.region_failback_after_s:
+            with self._lock:
+                source, self.active = self.active, home
+            self.events.append(RegionEvent(time.time(), "failback", source, home,
+                                           f"answered for {now - self._healthy_since:.0f}s"))
+            log.info("region %s healthy again; producing to it", home)
+
+    def flush(self, timeout: float = 60.0) -> None:
+        """Wait until every request is acknowledged somewhere; raise if some are not."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            self.poll(0.1)
+            with self._lock:
+                if not self._pending and not self._retry:
+                    if self.refused:
+                        rid, err = next(iter(self.refused.items()))
+                        raise KafkaOperationError(f"{len(self.refused)} requests refused for "
+                                                  f"good, first {rid}: {err}")
+                    return
+        raise KafkaOperationError(f"{len(self._pending)} requests unacknowledged after "
+                                  f"{timeout:.0f}s in every region; are the regions up?",
+                                  retriable=True)
