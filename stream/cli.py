@@ -11,7 +11,16 @@ from typing import Any
 
 import click
 
-from stream.cli_options import CONNECTION, DEV, REDIS, TOPICS, WORKER, resolve, settings_options
+from stream.cli_options import (
+    CONNECTION,
+    DEV,
+    REDIS,
+    REGIONS,
+    TOPICS,
+    WORKER,
+    resolve,
+    settings_options,
+)
 from stream.exceptions import StreaminferError
 from stream.models_cli import backup, models, restore
 from stream.settings import Settings, dev_env_file, state_dir
@@ -183,14 +192,16 @@ def topics_ensure(**kwargs: Any) -> None:
 @click.option("--entities", type=int, default=10_000, show_default=True,
               help="Distinct entity ids (Zipf-distributed) for synthetic requests.", show_envvar=True)
 @click.option("--seed", type=int, default=None, help="Random seed for synthetic requests.", show_envvar=True)
-@settings_options(*CONNECTION)
+@settings_options(*CONNECTION, *REGIONS)
 def produce(count: int, rate: float, file_: Path | None, model: str, entities: int,
             seed: int | None, **kwargs: Any) -> None:
-    """Send inference requests to <namespace>.requests."""
+    """Send inference requests to <namespace>.requests (of the first healthy region when
+    --regions is set)."""
     from stream.clients import RequestProducer, requests_from_json_lines, synthetic_requests
+    from stream.failover import FailoverProducer
     from stream.producing import send_paced
 
-    s = _settings(kwargs, CONNECTION)
+    s = _settings(kwargs, CONNECTION, REGIONS)
     total: int | None
     if file_ is None:
         source = synthetic_requests(count, model=model, entities=entities, seed=seed)
@@ -199,6 +210,15 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
         source, total = requests_from_json_lines(sys.stdin, "<stdin>"), None
     else:
         source, total = requests_from_json_lines(file_.open(), str(file_)), None
+    if s.regions:
+        regional = FailoverProducer(s)
+        ids = send_paced(regional, source, total, rate)
+        where = ", ".join(f"{n} {c}" for n, c in regional.acked.items())
+        moves = "; ".join(f"{e.kind} {e.source}->{e.target} ({e.reason})"
+                          for e in regional.events)
+        click.echo(f"sent {len(ids)} requests to {regional.topic}: acknowledged by {where}; "
+                   f"re-sent {regional.resent}" + (f"; {moves}" if moves else ""), err=True)
+        return
     producer = RequestProducer(s)
     ids = send_paced(producer, source, total, rate)
     click.echo(f"sent {len(ids)} requests to {producer.topic} ({producer.delivered} delivered)",

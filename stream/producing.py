@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from stream.clients import RequestProducer
+
+class Sender(Protocol):
+    """RequestProducer or FailoverProducer."""
+
+    def send(self, request: Mapping[str, Any]) -> None: ...
+
+    def flush(self, timeout: float = 60.0) -> None: ...
 
 
 def progress_bar(transient: bool = False) -> Progress:
@@ -17,7 +23,7 @@ def progress_bar(transient: bool = False) -> Progress:
                     TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), transient=transient)
 
 
-def send_paced(producer: RequestProducer, requests: Iterable[Mapping[str, Any]], total: int | None,
+def send_paced(producer: Sender, requests: Iterable[Mapping[str, Any]], total: int | None,
                rate: float, label: str = "producing") -> list[str]:
     """Send requests at ``rate``/s (0 = as fast as possible); return their request ids.
 

@@ -142,3 +142,25 @@ def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_req
                "east to answer metadata again", interval=1.0)
     stored = all_ids(east, east.requests_topic) | all_ids(west, west.requests_topic)
     assert {r["request_id"] for r in requests} <= stored  # nothing acknowledged was lost
+
+
+def test_produce_command_with_regions_reports_where_requests_went(
+        regions: tuple[RunningRegions, str]) -> None:
+    import subprocess
+    import sys
+
+    from stream.settings import to_env
+
+    running, ns = regions
+    east, west = region_settings(running, "east", ns), region_settings(running, "west", ns)
+    ensure_topics(east)
+    ensure_topics(west)
+    running.clusters["east"].kafka[1].get_wrapped_container().stop(timeout=1)  # east is down
+    spec = f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
+    env = to_env(east, regions=spec, region_down_after_s=2.0, region_failback_after_s=600.0)
+    done = subprocess.run([sys.executable, "-m", "stream.cli", "produce", "--count", "200",
+                           "--seed", "5"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "acknowledged by west 200" in done.stderr
+    assert "failover east->west" in done.stderr
+    assert count(west, west.requests_topic) == 200

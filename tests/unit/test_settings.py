@@ -103,3 +103,28 @@ def test_cluster_ids_never_start_with_a_dash() -> None:
 
     ids = [new_cluster_id() for _ in range(3000)]  # ~1 in 64 would, unchecked
     assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
+def test_regions_parse_in_preference_order_and_refuse_bad_specs() -> None:
+    import pytest
+
+    from stream.exceptions import ConfigurationError
+    from stream.failover import parse_regions
+
+    assert list(parse_regions("east=a:1,b:2; west=c:3").items()) == [("east", "a:1,b:2"),
+                                                                      ("west", "c:3")]
+    for bad, why in (("east", "not name=host:port"), ("east=a:1;east=b:2", "listed twice"),
+                     ("", "is empty")):
+        with pytest.raises(ConfigurationError, match=why):
+            parse_regions(bad)
+
+
+def test_mm2_properties_replicate_the_namespace_both_ways_with_offset_sync() -> None:
+    from stream.devcluster.regions import mm2_properties
+
+    text = mm2_properties("ns.x", {"east": "east-kafka-1:19092", "west": "west-kafka-1:19092"})
+    lines = set(text.splitlines())
+    assert {"clusters = east, west", "east->west.enabled = true", "west->east.enabled = true",
+            r"east->west.topics = ns\.x\.(requests|predictions|dlq|models)",
+            "sync.group.offsets.enabled = true", "emit.checkpoints.enabled = true",
+            "east.bootstrap.servers = east-kafka-1:19092"} <= lines
