@@ -20,6 +20,7 @@ from processors.features.views import FeatureRepo
 from processors.model import OnnxModel, RuntimeOptions
 from processors.runner import ChaosSwitch, TimedRunner
 from stream.arms import Arm
+from stream.dedupe import AnsweredStore
 from stream.pipeline import Degradation, Pipeline
 from stream.redisconn import make_redis
 from stream.settings import Settings
@@ -38,6 +39,7 @@ class Serving:
     model_breaker: CircuitBreaker
     redis_breaker: CircuitBreaker
     scores: ScoreStore | None
+    answered: AnsweredStore | None = None
 
 
 def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
@@ -82,7 +84,9 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
              model.name, chain.kinds or "none", config.inference_timeout_ms,
              f"{config.sla_ms} ms" if config.sla_ms else "none",
              [v.name for v in repo.views] if repo else "none")
-    return Serving(pipeline, runner, config, model_breaker, redis_breaker, scores)
+    answered = (AnsweredStore(client, settings.namespace, settings.dedupe_ttl_s, redis_breaker)
+                if settings.dedupe_ttl_s else None)
+    return Serving(pipeline, runner, config, model_breaker, redis_breaker, scores, answered)
 
 
 def build_arm(settings: Settings, model: OnnxModel, on_breaker_change: OnChange) -> Arm:

@@ -71,7 +71,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "breaker_failures", "breaker_open_s", "lkg_refresh_s", "shed_max_lag", "shed_min_priority",
           "chaos_file", "redis_url", "redis_mode", "redis_sentinels", "redis_master_name",
           "feature_cache_size", "feature_cache_ttl_s",
-          "feature_precedence", "registry_model", "registry_dir", "canary_window_s",
+          "feature_precedence", "registry_model", "registry_dir", "dedupe_ttl_s", "canary_window_s",
           "canary_min_samples", "canary_max_error_rate", "canary_max_fallback_rate",
           "canary_max_p99_ratio", "canary_max_psi", "canary_promote_after_s", "canary_judge")
 DEV = ("kafka_image", "redis_image")

@@ -71,6 +71,7 @@ class WorkerMetrics:
     shadow_scored: Counter
     shadow_disagreements: Counter
     shadow_delta: Histogram
+    duplicates_suppressed: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, process_metrics: bool = True) -> WorkerMetrics:
@@ -204,6 +205,10 @@ class WorkerMetrics:
                 "streaminfer_shadow_score_delta",
                 "|shadow score - active score| per request.", ["model", "version"],
                 buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0), registry=r),
+            duplicates_suppressed=Counter(
+                "streaminfer_duplicates_suppressed",
+                "Predictions not sent because their request_id was answered already "
+                "(--dedupe-ttl-s).", registry=r),
         )
 
     # --- hooks fed by librdkafka callbacks ----------------------------------------------

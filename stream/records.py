@@ -40,3 +40,12 @@ class BatchResult:
     model_scores: list[tuple[str, float]] = field(default_factory=list)  # (entity, score)
     enrich_stats: EnrichStats | None = None  # when the model reads stored features
     arms: dict[str, ArmFigures] = field(default_factory=dict)  # role -> figures
+    # Indices of outbound records not to send: predictions of requests answered already
+    # (stream.dedupe). Kept in place so outbound[i] still belongs to the batch's record i.
+    skipped: frozenset[int] = frozenset()
+
+    def sent(self) -> list[Outbound]:
+        """The outbound records that are produced."""
+        if not self.skipped:
+            return self.outbound
+        return [o for i, o in enumerate(self.outbound) if i not in self.skipped]

@@ -224,6 +224,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Return to the preferred region after it answered for this "
                                 "long, seconds.")
 
+    dedupe_ttl_s: float | None = Field(
+        None, gt=0, description="Suppress predictions for request ids answered within this "
+                                "many seconds (recorded in Redis; unset: off).")
+
     # --- Dev cluster ------------------------------------------------------------
     kafka_image: str = Field(
         "streaminfer/kafka:4.4.0",

@@ -417,6 +417,7 @@ class Worker:
     # --- one batch ------------------------------------------------------------------
     def _handle(self, records: list[Message]) -> None:
         result = self._apply_poison(records, self.pipeline.process(records, self._lags(records)))
+        result = self._suppress_answered(result)
         stage = self.metrics.stage_latency
         for name, seconds in result.timings.items():
             stage.labels(name).observe(seconds)
@@ -429,8 +430,32 @@ class Worker:
             return
         self._start_alo(records, result)
 
+    def _suppress_answered(self, result: BatchResult) -> BatchResult:
+        """Mark predictions whose request was answered already (see stream.dedupe)."""
+        store = self.serving.answered
+        if store is None:
+            return result
+        ids = [o.request_id for o in result.outbound
+               if o.outcome != "dead_letter" and o.request_id is not None]
+        seen = store.answered(ids)
+        if not seen:
+            return result
+        skipped = frozenset(i for i, o in enumerate(result.outbound)
+                            if o.outcome != "dead_letter" and o.request_id in seen)
+        self.metrics.duplicates_suppressed.inc(len(skipped))
+        log.info("%d predictions suppressed: their requests were answered already",
+                 len(skipped))
+        kept = [o for i, o in enumerate(result.outbound) if i not in skipped]
+        return dataclasses.replace(
+            result, skipped=skipped, model=sum(1 for o in kept if o.outcome == "model"),
+            fallback=sum(1 for o in kept if o.outcome == "fallback"))
+
     def _account(self, records: list[Message], result: BatchResult) -> None:
         """Stats and metrics of a batch whose outcomes are durable."""
+        store = self.serving.answered
+        if store is not None:
+            store.record([o.request_id for o in result.sent()
+                          if o.outcome != "dead_letter" and o.request_id is not None])
         self._kafka_ok()
         st = self.stats
         st.consumed += len(records)
@@ -450,7 +475,7 @@ class Worker:
         counts: dict[tuple[str, str], int] = {}
         durable = now_ms()
         e2e = m.e2e_latency.labels(name)
-        for out in result.outbound:
+        for out in result.sent():
             key = (out.outcome, out.kind)
             counts[key] = counts.get(key, 0) + 1
             if out.created_at is not None:
@@ -489,7 +514,7 @@ class Worker:
         ``remaining[0]`` counts the deliveries not reported yet."""
         assert self.producer is not None
         if remaining is not None:
-            remaining[0] = len(result.outbound)
+            remaining[0] = len(result.outbound) - len(result.skipped)
 
         def on_delivery_for(index: int) -> Any:
             def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -500,6 +525,8 @@ class Worker:
             return on_delivery
 
         for index, out in enumerate(result.outbound):
+            if index in result.skipped:
+                continue
             while True:
                 try:
                     self.producer.produce(out.topic, out.value, out.key, headers=out.headers,

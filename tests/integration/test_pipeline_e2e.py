@@ -13,6 +13,7 @@ from tests.integration.helpers import (
     start_collector,
     wait_for_all,
     wait_for_workers,
+    wait_until,
 )
 
 pytestmark = pytest.mark.integration
@@ -69,13 +70,20 @@ def test_a_garbage_message_does_not_stop_its_partition(settings: Settings,
     assert letter["value"] == garbage and letter["key"] == b"same-entity"
     assert letter["stage"] == "decode" and letter["error_type"] == "NotSingleObjectError"
     assert letter["topic"] == settings.requests_topic
-    # The partition moved past the garbage: the group committed its end offset.
+    # The partition moved past the garbage: the group commits its end offset (commits
+    # follow the outcomes by up to the commit interval, so wait for it).
     consumer = Consumer({**tail_consumer(settings, settings.group, True)})
-    part = letter["partition"]
-    committed = consumer.committed([TopicPartition(settings.requests_topic, part)], timeout=10)
-    _low, high = consumer.get_watermark_offsets(TopicPartition(settings.requests_topic, part))
-    consumer.close()
-    assert committed[0].offset == high == 201
+    part = TopicPartition(settings.requests_topic, letter["partition"])
+    _low, high = consumer.get_watermark_offsets(part)
+    assert high == 201
+
+    def committed() -> int:
+        return int(consumer.committed([part], timeout=10)[0].offset)
+
+    try:
+        wait_until(lambda: committed() == high, 10, "the group to commit the partition's end")
+    finally:
+        consumer.close()
 
 
 def test_worker_processes_flag_runs_n_consumers_and_stops_cleanly(settings: Settings,

@@ -1,0 +1,71 @@
+"""Suppress predictions for requests already answered (by request_id, in Redis).
+
+Failover re-reads a little, MirrorMaker 2 is at-least-once, and an at-least-once worker
+redoes a batch after a crash: the same request can arrive twice. Before a batch's
+predictions go out, the worker asks Redis which of its request ids were answered already
+(one pipelined round trip) and drops those predictions (the record still counts as
+handled: its offset is committed). After the predictions are acknowledged (at-least-once)
+or their transaction commits (exactly-once), their ids are recorded with a TTL.
+
+Recording after the acknowledgement never loses a prediction; the price is that a worker
+dying between the acknowledgement and the record can let one duplicate through. Redis
+trouble fails open (nothing is suppressed, serving goes on) through the Redis breaker.
+Keys live in the region that answers: ``<ns>:answered:{<request_id>}``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from fallback.breaker import CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+
+class AnsweredStore:
+    """Which request ids have a prediction already."""
+
+    def __init__(self, client: Any, namespace: str, ttl_s: float,
+                 breaker: CircuitBreaker) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.ttl_s = max(1, int(ttl_s))
+        self.breaker = breaker
+
+    def _key(self, request_id: str) -> str:
+        return f"{self.namespace}:answered:{{{request_id}}}"
+
+    def answered(self, request_ids: Sequence[str]) -> set[str]:
+        """The ids among ``request_ids`` answered before (empty when Redis cannot say)."""
+        if not request_ids or not self.breaker.allow():
+            return set()
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for rid in request_ids:
+                pipe.exists(self._key(rid))
+            found = pipe.execute()
+        except redis.RedisError as exc:
+            self.breaker.record_failure()
+            log.warning("duplicate check in Redis failed (%s); nothing suppressed", exc)
+            return set()
+        self.breaker.record_success()
+        return {rid for rid, hit in zip(request_ids, found, strict=True) if hit}
+
+    def record(self, request_ids: Sequence[str]) -> None:
+        """Remember these ids as answered (after their predictions are durable)."""
+        if not request_ids or not self.breaker.allow():
+            return
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for rid in request_ids:
+                pipe.set(self._key(rid), b"1", ex=self.ttl_s)
+            pipe.execute()
+        except redis.RedisError as exc:
+            self.breaker.record_failure()
+            log.warning("recording answered requests in Redis failed (%s)", exc)
+            return
+        self.breaker.record_success()

@@ -1,0 +1,54 @@
+"""Requests arriving twice (failover re-reads, MirrorMaker re-delivery, a redone batch)
+get one prediction: the second is suppressed and counted."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.serde import Encoder
+from stream.clients import RequestProducer, synthetic_requests
+from stream.registry import announced
+from stream.topics import ensure_topics
+from tests.http import metric_total
+from tests.integration.conftest import Endpoints, make_settings
+from tests.integration.helpers import (
+    WorkerPool,
+    start_collector,
+    wait_for_all,
+    wait_for_workers,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_request_seen_twice_is_answered_once_and_the_duplicate_counted(
+        cluster: Endpoints, workers: WorkerPool) -> None:
+    settings = make_settings(cluster, dedupe_ttl_s=600)
+    ensure_topics(settings)
+    collector = start_collector(settings)
+    workers.start(settings, "dd0", health_port=0)
+    wait_for_workers(settings, workers, 1)
+    encode = Encoder("InferenceRequest")
+    requests = list(synthetic_requests(500, seed=71))
+    records = [(str(r["entity_id"]).encode(), encode(r)) for r in requests]
+    producer = RequestProducer(settings)
+    for key, value in records:
+        producer.send_raw(key, value)
+    producer.flush()
+    ids = [r["request_id"] for r in requests]
+    wait_for_all(collector, ids, deadline_s=60)
+    url = announced(settings.group)[0]["metrics_url"]
+    for key, value in records:  # the very same records once more
+        producer.send_raw(key, value)
+    producer.flush()
+
+    def consumed() -> float:
+        return metric_total(url, "streaminfer_requests_consumed_total")
+
+    wait_until(lambda: consumed() >= 1000, 60, "the worker to consume the repeated requests")
+    assert metric_total(url, "streaminfer_duplicates_suppressed_total") == 500
+    with collector.lock:
+        answered = [v["request_id"] for t, v, _ in collector.seen
+                    if t == settings.predictions_topic]
+    assert sorted(answered) == sorted(ids)  # each request once, none missing
