@@ -392,6 +392,33 @@ def status(metrics_urls: tuple[str, ...], interval: float, **kwargs: Any) -> Non
     console.print(render(s, list(metrics_urls), interval))
 
 
+# --- regions --------------------------------------------------------------------------
+@cli.group()
+def regions() -> None:
+    """Several regions joined by MirrorMaker 2 (see README: Two regions)."""
+
+
+@regions.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@settings_options(*CONNECTION, *REGIONS)
+def regions_status(as_json: bool, **kwargs: Any) -> None:
+    """Each region's reachability and the replication lag into it (from MM2 heartbeats)."""
+    from rich.console import Console
+
+    from stream.regions_status import collect, render
+
+    s = _settings(kwargs, CONNECTION, REGIONS)
+    if not s.regions:
+        raise click.UsageError("set --regions / STREAMINFER_REGIONS (name=bootstrap;...)")
+    report = collect(s)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        Console().print(render(report))
+    if not all(r["reachable"] for r in report["regions"]):
+        sys.exit(1)
+
+
 # --- demo -----------------------------------------------------------------------------
 @cli.command()
 @click.option("--requests", "n_requests", type=int, default=10_000, show_default=True,

@@ -128,3 +128,15 @@ def test_mm2_properties_replicate_the_namespace_both_ways_with_offset_sync() -> 
             r"east->west.topics = ns\.x\.(requests|predictions|dlq|models)",
             "sync.group.offsets.enabled = true", "emit.checkpoints.enabled = true",
             "east.bootstrap.servers = east-kafka-1:19092"} <= lines
+
+
+def test_mirrormaker_heartbeat_values_decode() -> None:
+    import struct
+
+    import pytest
+
+    from stream.regions_status import heartbeat_timestamp
+
+    assert heartbeat_timestamp(struct.pack(">hq", 0, 1_795_000_000_123)) == 1_795_000_000_123
+    with pytest.raises(ValueError, match="version 3"):
+        heartbeat_timestamp(struct.pack(">hq", 3, 1))
