@@ -64,8 +64,12 @@ def dev_images(**kwargs: Any) -> None:
 @click.option("--redis", "redis_topology", type=click.Choice(["standalone", "sentinel", "cluster"]),
               default="standalone", show_default=True, show_envvar=True,
               help="Redis: one node, master+replica+3 sentinels, or a 3-master cluster.")
-@settings_options(*DEV)
-def dev_up(brokers: str, redis_topology: str, **kwargs: Any) -> None:
+@click.option("--regions", "n_regions", type=click.Choice(["1", "2"]), default="1",
+              show_default=True, show_envvar=True,
+              help="2: regions east and west (each with its Kafka and Redis) and MirrorMaker 2 "
+                   "replicating the namespace's topics both ways; clients get --regions.")
+@settings_options(*DEV, "namespace")
+def dev_up(brokers: str, redis_topology: str, n_regions: str, **kwargs: Any) -> None:
     """Start Kafka (KRaft) and Redis; print and record the connection settings."""
     from stream.devcluster import state
     from stream.devcluster.cluster import start_cluster
@@ -73,13 +77,14 @@ def dev_up(brokers: str, redis_topology: str, **kwargs: Any) -> None:
     from stream.devcluster.images import ensure_images
     from stream.devcluster.progress import say
 
-    s = _settings(kwargs, DEV)
+    s = _settings(kwargs, DEV, ("namespace",))
     current = state.load()
     if current is not None:
         statuses = state.container_status(current)
         mode = (current.redis_env or {}).get("STREAMINFER_REDIS_MODE", "standalone")
         if (all(v == "running" for v in statuses.values()) and current.brokers == int(brokers)
-                and mode == redis_topology):
+                and mode == redis_topology
+                and len(current.regions or {"": ""}) == int(n_regions)):
             say("the dev cluster is already running")
             _print_env(current.env())
             return
@@ -87,6 +92,11 @@ def dev_up(brokers: str, redis_topology: str, **kwargs: Any) -> None:
         state.remove(current)
     ensure_engine()
     images = ensure_images(s.kafka_image, s.redis_image)
+    if n_regions == "2":
+        if redis_topology != "standalone":
+            raise click.UsageError("--regions 2 runs one standalone Redis per region")
+        _dev_up_regions(int(brokers), images.kafka, images.redis, s.namespace)
+        return
     # One dev cluster per STREAMINFER_HOME: the name carries a hash of that folder.
     home_tag = hashlib.sha1(str(state_dir().resolve()).encode()).hexdigest()[:6]
     cluster = start_cluster(int(brokers), images.kafka, images.redis,
@@ -121,6 +131,36 @@ def dev_up(brokers: str, redis_topology: str, **kwargs: Any) -> None:
     _print_env(record.env())
 
 
+def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace: str) -> None:
+    """Regions east and west plus MirrorMaker 2, recorded like a single cluster."""
+    from stream.devcluster import state
+    from stream.devcluster.images import ensure_mirrormaker_image
+    from stream.devcluster.progress import say
+    from stream.devcluster.regions import start_regions
+
+    running = start_regions(brokers, kafka_image, redis_image, ensure_mirrormaker_image(),
+                            namespace)
+    names: dict[str, str] = {}
+    for region, cluster in running.clusters.items():
+        names.update({f"{region}-kafka-{i}": c.get_wrapped_container().id
+                      for i, c in cluster.kafka.items()})
+        if cluster.redis is not None:
+            names[f"{region}-redis"] = cluster.redis.get_wrapped_container().id
+    names["mirrormaker"] = running.mirrormaker.id
+    east, west = running.clusters["east"], running.clusters["west"]
+    record = state.DevState(east.bootstrap_servers, east.redis_url, brokers, names,
+                            east.network.name, kafka_image, redis_image, time.time(),
+                            regions={n: c.bootstrap_servers for n, c in running.clusters.items()},
+                            extra_networks=[west.network.name])
+    state.save(record)
+    say(f"regions east ({east.bootstrap_servers}, Redis {east.redis_url}) and west "
+        f"({west.bootstrap_servers}, Redis {west.redis_url}); MirrorMaker 2 replicates "
+        f"{namespace}.requests/.predictions/.dlq/.models both ways")
+    say(f"settings written to {dev_env_file()} (clients prefer east; "
+        "`streaminfer regions status` shows replication lag)")
+    _print_env(record.env())
+
+
 def _print_env(env: dict[str, str]) -> None:
     for key, value in env.items():
         click.echo(f"export {key}={value}")
@@ -138,6 +178,8 @@ def dev_status() -> None:
     statuses = state.container_status(current)
     click.echo(f"bootstrap servers: {current.bootstrap_servers}")
     click.echo(f"redis:             {current.redis_url}")
+    for region, bootstrap in (current.regions or {}).items():
+        click.echo(f"region {region:<10} {bootstrap}")
     click.echo(f"brokers:           {current.brokers}  (images {current.kafka_image}, "
                f"{current.redis_image})")
     for name, status in statuses.items():

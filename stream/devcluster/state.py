@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import docker
@@ -37,6 +37,8 @@ class DevState:
     redis_image: str
     started_at: float
     redis_env: dict[str, str] | None = None  # Sentinel / Cluster settings when not standalone
+    regions: dict[str, str] | None = None  # name -> bootstrap servers (dev up --regions 2)
+    extra_networks: list[str] = field(default_factory=list)  # the other regions' networks
 
     def env(self) -> dict[str, str]:
         """Settings every command should use against this cluster."""
@@ -48,6 +50,8 @@ class DevState:
             "STREAMINFER_MIN_INSYNC_REPLICAS": str(min(2, rf)),
         }
         env.update(self.redis_env or {})
+        if self.regions:
+            env["STREAMINFER_REGIONS"] = ";".join(f"{n}={b}" for n, b in self.regions.items())
         return env
 
 
@@ -91,7 +95,8 @@ def remove(state: DevState) -> None:
             say(f"removed {name} ({cid[:12]})")
         except NotFound:
             say(f"{name} ({cid[:12]}) was already gone")
-    with contextlib.suppress(NotFound):
-        client.networks.get(state.network).remove()
+    for network in [state.network, *state.extra_networks]:
+        with contextlib.suppress(NotFound):
+            client.networks.get(network).remove()
     state_file().unlink(missing_ok=True)
     dev_env_file().unlink(missing_ok=True)

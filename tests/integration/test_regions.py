@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -188,3 +189,44 @@ def test_produce_command_with_regions_reports_where_requests_went(
     assert "acknowledged by west 200" in done.stderr
     assert "failover east->west" in done.stderr
     assert count(west, west.requests_topic) == 200
+
+
+def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    ensure_test_images()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMINFER_")}
+    env["STREAMINFER_HOME"] = str(tmp_path)
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=300)
+        if check:
+            assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    try:
+        up = run("dev", "up", "--regions", "2")
+        assert "MirrorMaker 2 replicates" in up.stderr
+        dev_env = (tmp_path / "dev.env").read_text()
+        assert "STREAMINFER_REGIONS=east=127.0.0.1:" in dev_env and ";west=127.0.0.1:" in dev_env
+        status = run("dev", "status")
+        assert "mirrormaker" in status.stdout and "region west" in status.stdout
+        assert status.stdout.count("running") >= 5  # 2 brokers, 2 Redis, MirrorMaker
+        assert "already running" in run("dev", "up", "--regions", "2").stderr
+
+        def lag_known() -> bool:
+            done = run("regions", "status", "--json", check=False)
+            if done.returncode != 0:
+                return False
+            rows = json.loads(done.stdout)["regions"]
+            return all(None not in r["replication_lag_ms"].values() for r in rows)
+
+        wait_until(lag_known, 90, "heartbeats replicated both ways", interval=2.0)
+    finally:
+        down = run("dev", "down", check=False)
+    assert down.returncode == 0 and "dev cluster removed" in down.stdout
+    assert "removed mirrormaker" in down.stderr
