@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, TopicPartition
 
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel, RuntimeOptions
 from schemas.serde import Encoder
-from stream import kafka_config
 from stream.clients import synthetic_requests
 from stream.pipeline import Pipeline
 from stream.redisconn import make_redis
@@ -107,17 +105,6 @@ def load_features(settings: Settings, seed: int = 3) -> int:
             store.write(rows[start:start + 1000], {view.name: 24 * 3600})
         written += len(rows)
     return written
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    """High watermark of each partition of ``topic``."""
-    consumer = Consumer({**kafka_config.common(settings), "group.id": "bench-probe"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in meta.partitions}
-    finally:
-        consumer.close()
 
 
 @dataclass

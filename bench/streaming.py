@@ -49,7 +49,7 @@ from bench.common import (
 from schemas.serde import Decoder, Encoder
 from stream import kafka_config
 from stream.settings import Settings, to_env
-from stream.topics import ensure_topics
+from stream.topics import ensure_topics, watermarks
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
@@ -170,13 +170,7 @@ class PredictionReader(threading.Thread):
 
 def ends(settings: Settings, topic: str) -> dict[int, int]:
     """High watermarks."""
-    c = Consumer({**kafka_config.common(settings), "group.id": "bench-ends"})
-    try:
-        meta = c.list_topics(topic, timeout=10).topics[topic]
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in meta.partitions}
-    finally:
-        c.close()
+    return {p: high for p, (_low, high) in watermarks(settings, topic).items()}
 
 
 def predicted_span(settings: Settings, n: int) -> tuple[int, int]:

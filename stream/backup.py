@@ -38,7 +38,7 @@ from stream import kafka_config
 from stream.control import control_topic
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
-from stream.topics import wait_for_leaders
+from stream.topics import partition_watermarks, wait_for_leaders
 
 FORMAT = 1
 TIMEOUT = 30.0
@@ -50,19 +50,6 @@ def _admin(settings: Settings) -> AdminClient:
 
 def _ours(settings: Settings, topic: str) -> bool:
     return topic.startswith(f"{settings.namespace}.")
-
-
-def _watermarks(consumer: Consumer, topic: str, partition: int) -> tuple[int, int]:
-    """(low, high) of a partition; retried while a new topic's leadership settles."""
-    end = time.monotonic() + TIMEOUT
-    while True:
-        try:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
-            return int(low), int(high)
-        except KafkaException:
-            if time.monotonic() > end:
-                raise
-            time.sleep(0.2)
 
 
 # --- reading the cluster ---------------------------------------------------------------------
@@ -115,7 +102,7 @@ def control_records(settings: Settings) -> list[dict[str, str]]:
             return []
         latest: dict[bytes, bytes | None] = {}
         for p in meta.partitions:
-            low, high = _watermarks(consumer, topic, p)
+            low, high = partition_watermarks(consumer, topic, p, TIMEOUT)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, p, low)])
@@ -284,7 +271,7 @@ def _restore_groups(settings: Settings, admin: AdminClient,
                     "first (offsets of a group with members cannot be changed)") from exc
             ahead = []
             for tp in tps:
-                high = _watermarks(probe, tp.topic, tp.partition)[1]
+                high = partition_watermarks(probe, tp.topic, tp.partition, TIMEOUT)[1]
                 if tp.offset > high:
                     ahead.append(f"{tp.topic}[{tp.partition}] {tp.offset} > end {high}")
             yield f"group {group}: offsets of {len(tps)} partitions restored"

@@ -18,7 +18,6 @@ published on the control topic and every worker follows it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -95,7 +94,6 @@ class CanaryJudge:
         hi = 1.0 if score_range[1] is None else score_range[1]
         self._edges = np.linspace(lo, hi, PSI_BINS + 1)[1:-1]
         self._events: deque[tuple[float, str, int, int, int, list[float], np.ndarray]] = deque()
-        self.judged = False  # both arms reached min_samples at least once
 
     def observe(self, arms: Mapping[str, ArmFigures]) -> None:
         """Add one batch's figures (only batches the canary took part in compare fairly,
@@ -113,17 +111,6 @@ class CanaryJudge:
     def _trim(self, now: float) -> None:
         while self._events and self._events[0][0] < now - self.t.window_s:
             self._events.popleft()
-
-    def figures(self) -> dict[str, dict[str, float]]:
-        """Per role over the window: requests, error/fallback rate, p99 seconds."""
-        self._trim(self._clock())
-        out: dict[str, dict[str, float]] = {}
-        for role in (ACTIVE, CANARY):
-            tot, lat, _ = self._sum(role)
-            out[role] = {"requests": tot.requests, "error_rate": tot.rate(tot.errors),
-                         "fallback_rate": tot.rate(tot.fallbacks),
-                         "p99_s": float(np.percentile(lat, 99)) if lat else math.nan}
-        return out
 
     def _sum(self, role: str) -> tuple[_Totals, list[float], np.ndarray]:
         tot = _Totals()
@@ -148,7 +135,6 @@ class CanaryJudge:
         c, c_lat, c_hist = self._sum(CANARY)
         if a.requests < t.min_samples or c.requests < t.min_samples:
             return None
-        self.judged = True
         sample = f"over {c.requests} canary and {a.requests} active requests in {t.window_s:g}s"
         ce, ae = c.rate(c.errors), a.rate(a.errors)
         if ce - ae > t.max_error_rate:

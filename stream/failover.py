@@ -92,6 +92,7 @@ class FailoverProducer:
         self._lock = threading.Lock()
         self._healthy_since: float | None = None
         self._next_probe = 0.0
+        self._probe: AdminClient | None = None  # asks the preferred region while away from it
 
     def _producer(self, region: str) -> Producer:
         if region not in self._producers:
@@ -166,11 +167,11 @@ class FailoverProducer:
         if self.active == home or now < self._next_probe:
             return
         self._next_probe = now + 1.0
+        if self._probe is None:
+            self._probe = AdminClient({**kafka_config.admin(
+                region_settings(self.settings, self.regions[home])), "log_level": 2})
         try:
-            admin = AdminClient({**kafka_config.admin(region_settings(self.settings,
-                                                                      self.regions[home])),
-                                 "log_level": 2})
-            admin.list_topics(self.topic, timeout=1.0)
+            self._probe.list_topics(self.topic, timeout=1.0)
         except Exception:
             self._healthy_since = None
             return

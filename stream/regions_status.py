@@ -20,6 +20,7 @@ from confluent_kafka.admin import AdminClient
 from stream import kafka_config
 from stream.failover import parse_regions, region_settings
 from stream.settings import Settings
+from stream.topics import partition_watermarks
 
 
 def heartbeat_timestamp(value: bytes) -> int:
@@ -42,8 +43,8 @@ def newest_heartbeat(settings: Settings, topic: str) -> int | None:
         newest: int | None = None
         for p in meta.partitions:
             try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
-            except KafkaException:  # leadership moving or the broker busy: skip this one
+                low, high = partition_watermarks(consumer, topic, p, deadline_s=5)
+            except KafkaException:  # still no leader after the wait: skip this partition
                 continue
             if high <= low:
                 continue

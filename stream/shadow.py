@@ -17,7 +17,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 from confluent_kafka import Producer
 
 from processors.dataplane import DataPlane
@@ -106,7 +105,7 @@ class ShadowScorer:
         if ok:
             m.shadow_scored.labels(name, self.version, "ok").inc(ok)
             hist = m.shadow_delta.labels(name, self.version)
-            for d in np.asarray(deltas).tolist():
+            for d in deltas:
                 hist.observe(d)
         if errors:
             m.shadow_scored.labels(name, self.version, "error").inc(errors)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream import kafka_config
@@ -121,3 +121,32 @@ def create_topic(settings: Settings, name: str, partitions: int, timeout: float 
     except KafkaException as exc:
         raise KafkaOperationError(f"creating topic {name} failed: {exc}") from exc
     wait_for_leaders(admin, [name], timeout)
+
+
+def partition_watermarks(consumer: Consumer, topic: str, partition: int,
+                         deadline_s: float = 30.0) -> tuple[int, int]:
+    """(low, high) of one partition; retried while a new (or freshly mirrored) topic's
+    leadership settles, which answers NOT_LEADER_FOR_PARTITION for a moment."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
+            return int(low), int(high)
+        except KafkaException:
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
+def watermarks(settings: Settings, topic: str, deadline_s: float = 30.0
+               ) -> dict[int, tuple[int, int]]:
+    """(low, high) of every partition of ``topic`` ({} when the topic does not exist)."""
+    consumer = Consumer({**kafka_config.common(settings), "group.id": "streaminfer-watermarks",
+                         "log_level": 2})
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return {}
+        return {p: partition_watermarks(consumer, topic, p, deadline_s) for p in meta.partitions}
+    finally:
+        consumer.close()

@@ -10,7 +10,7 @@ host reach each region on its own published 127.0.0.1 ports.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -69,7 +69,6 @@ class RunningRegions:
     clusters: dict[str, RunningCluster]
     mirrormaker: Any = None  # docker SDK container
     properties: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def logs(self, tail: int = 50) -> str:
         """The last lines MirrorMaker printed."""

@@ -23,7 +23,7 @@ from stream.clients import RequestProducer, synthetic_requests
 from stream.control import change, current_state, publish_control
 from stream.devcluster.cluster import RunningCluster, start_cluster
 from stream.settings import Settings
-from stream.topics import ensure_topics
+from stream.topics import ensure_topics, watermarks
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.helpers import (
     WorkerPool,
@@ -64,13 +64,7 @@ def send(settings: Settings, requests: list[dict[str, Any]]) -> None:
 
 
 def ends(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer({**kafka_config.common(settings), "group.id": "ends-probe"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in meta.partitions}
-    finally:
-        consumer.close()
+    return {p: high for p, (_low, high) in watermarks(settings, topic).items()}
 
 
 def cli(settings: Settings, *args: str) -> str:

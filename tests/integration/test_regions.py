@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer
 
 from schemas.serde import Decoder
 from stream import kafka_config
 from stream.control import current_state, publish_control
 from stream.devcluster.regions import RunningRegions, start_regions
 from stream.settings import Settings
-from stream.topics import ensure_topics
+from stream.topics import ensure_topics, watermarks
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import produce_all, wait_until
 
@@ -44,21 +44,15 @@ def region_settings(running: RunningRegions, region: str, namespace: str) -> Set
 
 
 def count(settings: Settings, topic: str) -> int:
-    consumer = Consumer({**kafka_config.common(settings), "group.id": "rg-count"})
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return 0
-        total = 0
-        for p in meta.partitions:
-            try:
-                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            except KafkaException:  # a topic MirrorMaker just created: leadership settling
-                return 0
-            total += high - low
-        return total
-    finally:
-        consumer.close()
+    return sum(high - low for low, high in watermarks(settings, topic).values())
+
+
+def both_regions(running: RunningRegions, ns: str) -> tuple[Settings, Settings, str]:
+    """East's and west's settings (topics ensured in both) and the --regions spec."""
+    east, west = region_settings(running, "east", ns), region_settings(running, "west", ns)
+    ensure_topics(east)
+    ensure_topics(west)
+    return east, west, f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
 
 
 def request_ids(settings: Settings, topic: str, n: int) -> set[str]:
@@ -79,10 +73,7 @@ def request_ids(settings: Settings, topic: str, n: int) -> set[str]:
 def test_mirrormaker_replicates_requests_and_model_control_both_ways(
         regions: tuple[RunningRegions, str]) -> None:
     running, ns = regions
-    east = region_settings(running, "east", ns)
-    west = region_settings(running, "west", ns)
-    ensure_topics(east)
-    ensure_topics(west)
+    east, west, spec = both_regions(running, ns)
     sent = produce_all(east, 500, seed=61)
     publish_control(east, "fraud", "2", "promote", actor="test")
     back = produce_all(west, 100, seed=62)
@@ -114,7 +105,6 @@ def test_mirrormaker_replicates_requests_and_model_control_both_ways(
 
     from stream.settings import to_env
 
-    spec = f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
     report: dict[str, dict[str, object]] = {}
 
     def lags_known() -> bool:
@@ -147,10 +137,7 @@ def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_req
     from stream.failover import FailoverProducer
 
     running, ns = regions
-    east, west = region_settings(running, "east", ns), region_settings(running, "west", ns)
-    ensure_topics(east)
-    ensure_topics(west)
-    spec = f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
+    east, west, spec = both_regions(running, ns)
     producer = FailoverProducer(east.model_copy(update={
         "regions": spec, "region_down_after_s": 3.0, "region_failback_after_s": 2.0}))
     broker = running.clusters["east"].kafka[1].get_wrapped_container()
@@ -162,8 +149,6 @@ def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_req
             broker.start()  # and comes back
         producer.send(request)
         time.sleep(0.002)
-        if i >= 2000 and producer.active == "west":
-            producer.poll(0)
     producer.flush(60)
     kinds = [(e.kind, e.source, e.target) for e in producer.events]
     print(f"\nacknowledged per region: {dict(producer.acked)}; re-sent: {producer.resent}; "
@@ -185,11 +170,8 @@ def test_produce_command_with_regions_reports_where_requests_went(
     from stream.settings import to_env
 
     running, ns = regions
-    east, west = region_settings(running, "east", ns), region_settings(running, "west", ns)
-    ensure_topics(east)
-    ensure_topics(west)
+    east, west, spec = both_regions(running, ns)
     running.clusters["east"].kafka[1].get_wrapped_container().stop(timeout=1)  # east is down
-    spec = f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
     env = to_env(east, regions=spec, region_down_after_s=2.0, region_failback_after_s=600.0)
     done = subprocess.run([sys.executable, "-m", "stream.cli", "produce", "--count", "200",
                            "--seed", "5"], env=env, capture_output=True, text=True, timeout=120)
