@@ -18,6 +18,7 @@ from stream.cli_options import (
     REGIONS,
     TOPICS,
     WORKER,
+    WORKER_REGIONS,
     resolve,
     settings_options,
 )
@@ -151,7 +152,8 @@ def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace:
     record = state.DevState(east.bootstrap_servers, east.redis_url, brokers, names,
                             east.network.name, kafka_image, redis_image, time.time(),
                             regions={n: c.bootstrap_servers for n, c in running.clusters.items()},
-                            extra_networks=[west.network.name])
+                            extra_networks=[west.network.name],
+                            region_redis={n: c.redis_url for n, c in running.clusters.items()})
     state.save(record)
     say(f"regions east ({east.bootstrap_servers}, Redis {east.redis_url}) and west "
         f"({west.bootstrap_servers}, Redis {west.redis_url}); MirrorMaker 2 replicates "
@@ -254,7 +256,10 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
         source, total = requests_from_json_lines(file_.open(), str(file_)), None
     if s.regions:
         regional = FailoverProducer(s)
-        ids = send_paced(regional, source, total, rate)
+        try:
+            ids = send_paced(regional, source, total, rate)
+        finally:
+            regional.close()
         where = ", ".join(f"{n} {c}" for n, c in regional.acked.items())
         moves = "; ".join(f"{e.kind} {e.source}->{e.target} ({e.reason})"
                           for e in regional.events)
@@ -293,16 +298,16 @@ def consume(topic: str, count: int | None, timeout: float | None, from_beginning
 
 # --- worker ---------------------------------------------------------------------------
 @cli.command()
-@settings_options(*CONNECTION, *WORKER)
+@settings_options(*CONNECTION, *WORKER, *WORKER_REGIONS)
 def worker(**kwargs: Any) -> None:
     """Run inference workers (consume requests, predict, produce, commit)."""
+    from stream.regional import make_worker
     from stream.supervisor import supervise
-    from stream.worker import Worker
 
-    s = _settings(kwargs, CONNECTION, WORKER)
+    s = _settings(kwargs, CONNECTION, WORKER, WORKER_REGIONS)
     if s.processes > 1:
         sys.exit(supervise(s))
-    w = Worker(s)
+    w = make_worker(s)
     w.install_signal_handlers()
     w.run()
 
@@ -442,9 +447,13 @@ def regions() -> None:
 
 @regions.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--metrics-url", "metrics_urls", multiple=True, show_envvar=True,
+              help="A worker's base URL (http://host:port); repeatable. Workers on this host "
+                   "with --health-port are found on their own.")
 @settings_options(*CONNECTION, *REGIONS)
-def regions_status(as_json: bool, **kwargs: Any) -> None:
-    """Each region's reachability and the replication lag into it (from MM2 heartbeats)."""
+def regions_status(as_json: bool, metrics_urls: tuple[str, ...], **kwargs: Any) -> None:
+    """Each region's reachability, the replication lag into it (from MM2 heartbeats) and
+    the region each worker serves."""
     from rich.console import Console
 
     from stream.regions_status import collect, render
@@ -452,7 +461,7 @@ def regions_status(as_json: bool, **kwargs: Any) -> None:
     s = _settings(kwargs, CONNECTION, REGIONS)
     if not s.regions:
         raise click.UsageError("set --regions / STREAMINFER_REGIONS (name=bootstrap;...)")
-    report = collect(s)
+    report = collect(s, metrics_urls)
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

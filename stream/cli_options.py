@@ -76,6 +76,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "canary_max_p99_ratio", "canary_max_psi", "canary_promote_after_s", "canary_judge")
 DEV = ("kafka_image", "redis_image")
 REGIONS = ("regions", "region_down_after_s", "region_failback_after_s")
+WORKER_REGIONS = (*REGIONS, "region_redis", "region_lookback_s")
 REDIS = ("redis_url", "redis_mode", "redis_sentinels", "redis_master_name")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -150,9 +151,15 @@ def publish_control(settings: Settings, model: str, active: str, action: str,
 
 
 class ControlFollower:
-    """Reads the control topic from the beginning, then follows it without blocking."""
+    """Reads the control topic from the beginning, then follows it without blocking.
 
-    def __init__(self, settings: Settings) -> None:
+    With ``mirrored_from`` (other regions' names) it also follows those regions' control
+    topics as MirrorMaker replicates them here (``<region>.<ns>.models``), so a decision
+    taken in any region reaches workers serving in this one; per model the record with
+    the latest ``at`` wins.
+    """
+
+    def __init__(self, settings: Settings, mirrored_from: Sequence[str] = ()) -> None:
         self.topic = control_topic(settings)
         self._consumer = Consumer({
             **kafka_config.common(settings),
@@ -163,7 +170,13 @@ class ControlFollower:
         if meta is None or meta.error is not None:
             raise KafkaOperationError(f"control topic {self.topic} missing: run "
                                       "`streaminfer topics ensure`")
-        self._consumer.assign([TopicPartition(self.topic, p, 0) for p in meta.partitions])
+        parts = [TopicPartition(self.topic, p, 0) for p in meta.partitions]
+        for region in mirrored_from:
+            mirrored = f"{region}.{self.topic}"
+            found = self._consumer.list_topics(mirrored, timeout=10).topics.get(mirrored)
+            if found is not None and found.error is None:
+                parts += [TopicPartition(mirrored, p, 0) for p in found.partitions]
+        self._consumer.assign(parts)
         self._decode = Decoder("ModelControl")
         self.state: dict[str, dict[str, Any]] = {}
 
@@ -177,6 +190,9 @@ class ControlFollower:
                 record = self._decode(msg.value() or b"")
             except SerdeError:
                 continue  # not ours to dead-letter: the control topic is written by our CLI
+            known = self.state.get(record["model"])
+            if known is not None and known["at"] > record["at"]:
+                continue  # an older decision replicated from another region
             self.state[record["model"]] = record
             changed[record["model"]] = record
         return changed

@@ -35,6 +35,9 @@ class AnsweredStore:
         self.namespace = namespace
         self.ttl_s = max(1, int(ttl_s))
         self.breaker = breaker
+        # Other regions' stores (name, client, breaker), written too: the region a worker
+        # fails over to knows at once what was answered here (see stream.regional).
+        self.replicas: list[tuple[str, Any, CircuitBreaker]] = []
 
     def _key(self, request_id: str) -> str:
         return f"{self.namespace}:answered:{{{request_id}}}"
@@ -56,16 +59,23 @@ class AnsweredStore:
         return {rid for rid, hit in zip(request_ids, found, strict=True) if hit}
 
     def record(self, request_ids: Sequence[str]) -> None:
-        """Remember these ids as answered (after their predictions are durable)."""
-        if not request_ids or not self.breaker.allow():
+        """Remember these ids as answered (after their predictions are durable), here and
+        in the other regions' stores."""
+        self._record_in(self.client, self.breaker, request_ids, "")
+        for name, client, breaker in self.replicas:
+            self._record_in(client, breaker, request_ids, f" of region {name}")
+
+    def _record_in(self, client: Any, breaker: CircuitBreaker, request_ids: Sequence[str],
+                   where: str) -> None:
+        if not request_ids or not breaker.allow():
             return
         try:
-            pipe = self.client.pipeline(transaction=False)
+            pipe = client.pipeline(transaction=False)
             for rid in request_ids:
                 pipe.set(self._key(rid), b"1", ex=self.ttl_s)
             pipe.execute()
         except redis.RedisError as exc:
-            self.breaker.record_failure()
-            log.warning("recording answered requests in Redis failed (%s)", exc)
+            breaker.record_failure()
+            log.warning("recording answered requests in Redis%s failed (%s)", where, exc)
             return
-        self.breaker.record_success()
+        breaker.record_success()

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, Producer
-from confluent_kafka.admin import AdminClient
 
 from schemas.serde import Encoder
 from stream import kafka_config
 from stream.exceptions import ConfigurationError, KafkaOperationError
+from stream.region_monitor import RegionMonitor
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,7 @@ class FailoverProducer:
         self._retry: list[str] = []
         self._producers: dict[str, Producer] = {}
         self._lock = threading.Lock()
-        self._healthy_since: float | None = None
-        self._next_probe = 0.0
-        self._probe: AdminClient | None = None  # asks the preferred region while away from it
+        self._monitor: RegionMonitor | None = None
 
     def _producer(self, region: str) -> Producer:
         if region not in self._producers:
@@ -126,7 +124,6 @@ class FailoverProducer:
         if following == region:
             return
         self.active = following
-        self._healthy_since = None
         self.events.append(RegionEvent(time.time(), "failover", region, following, reason))
         log.warning("region %s declared down (%s); producing to %s", region, reason, following)
 
@@ -163,26 +160,20 @@ class FailoverProducer:
 
     def _maybe_fail_back(self) -> None:
         home = self.order[0]
-        now = time.monotonic()
-        if self.active == home or now < self._next_probe:
+        if self.active == home:
             return
-        self._next_probe = now + 1.0
-        if self._probe is None:
-            self._probe = AdminClient({**kafka_config.admin(
-                region_settings(self.settings, self.regions[home])), "log_level": 2})
-        try:
-            self._probe.list_topics(self.topic, timeout=1.0)
-        except Exception:
-            self._healthy_since = None
+        if self._monitor is None:  # probes home in the background while away from it
+            self._monitor = RegionMonitor(self.settings, {home: self.regions[home]})
+        healthy = self._monitor.healthy_for(home)
+        if healthy < self.settings.region_failback_after_s:
             return
-        if self._healthy_since is None:
-            self._healthy_since = now
-        elif now - self._healthy_since >= self.settings.region_failback_after_s:
-            with self._lock:
-                source, self.active = self.active, home
-            self.events.append(RegionEvent(time.time(), "failback", source, home,
-                                           f"answered for {now - self._healthy_since:.0f}s"))
-            log.info("region %s healthy again; producing to it", home)
+        with self._lock:
+            source, self.active = self.active, home
+        self.events.append(RegionEvent(time.time(), "failback", source, home,
+                                       f"answered for {healthy:.0f}s"))
+        log.info("region %s healthy again; producing to it", home)
+        self._monitor.close()
+        self._monitor = None
 
     def flush(self, timeout: float = 60.0) -> None:
         """Wait until every request is acknowledged somewhere; raise if some are not."""
@@ -199,3 +190,9 @@ class FailoverProducer:
         raise KafkaOperationError(f"{len(self._pending)} requests unacknowledged after "
                                   f"{timeout:.0f}s in every region; are the regions up?",
                                   retriable=True)
+
+    def close(self) -> None:
+        """Stop probing the preferred region (call after the last flush)."""
+        if self._monitor is not None:
+            self._monitor.close()
+            self._monitor = None

@@ -34,6 +34,7 @@ class HealthState:
     kafka_reachable: bool = True
     kafka_detail: str = "ok"
     breakers: dict[str, str] = field(default_factory=dict)
+    region: str = ""  # the region served, for workers following --regions
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def beat(self) -> None:
@@ -75,6 +76,8 @@ class HealthState:
                 "breakers": {"ok": True, "detail": ", ".join(
                     f"{k}: {v}" for k, v in sorted(self.breakers.items())) or "all closed"},
             }
+            if self.region:
+                checks["region"] = {"ok": True, "detail": f"serving {self.region}"}
         alive, live = self.liveness()
         checks["loop"] = {"ok": alive, "detail": f"last iteration {live['loop_age_s']}s ago"}
         ok = all(c["ok"] for c in checks.values())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -65,14 +65,14 @@ class Lifecycle:
 
     def __init__(self, settings: Settings, worker_id: str, metrics: WorkerMetrics,
                  build_serving: Callable[[OnnxModel], Serving], on_breaker_change: OnChange,
-                 ) -> None:
+                 mirrored_from: Sequence[str] = ()) -> None:
         self.settings = settings
         self.name = settings.registry_model or ""
         self.worker_id = worker_id
         self.metrics = metrics
         self._build_serving = build_serving
         self._on_breaker_change = on_breaker_change
-        self.control = ControlFollower(settings)
+        self.control = ControlFollower(settings, mirrored_from)
         self.applied: Desired | None = None
         self.canary: Arm | None = None
         self.shadow: ShadowScorer | None = None

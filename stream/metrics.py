@@ -72,6 +72,10 @@ class WorkerMetrics:
     shadow_disagreements: Counter
     shadow_delta: Histogram
     duplicates_suppressed: Counter
+    region_serving: Gauge
+    region_up: Gauge
+    region_switches: Counter
+    region_seeded: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, process_metrics: bool = True) -> WorkerMetrics:
@@ -209,6 +213,19 @@ class WorkerMetrics:
                 "streaminfer_duplicates_suppressed",
                 "Predictions not sent because their request_id was answered already "
                 "(--dedupe-ttl-s).", registry=r),
+            region_serving=Gauge("streaminfer_region_serving",
+                                 "1 for the region this worker consumes and produces in.",
+                                 ["region"], registry=r),
+            region_up=Gauge("streaminfer_region_up",
+                            "0 once a region went --region-down-after-s without answering "
+                            "metadata.", ["region"], registry=r),
+            region_switches=Counter("streaminfer_region_switches",
+                                    "Failovers and failbacks between regions.",
+                                    ["kind", "source", "target"], registry=r),
+            region_seeded=Counter("streaminfer_region_answered_seeded",
+                                  "Request ids marked answered from a region's predictions "
+                                  "on entering it (cross-region duplicate control).",
+                                  registry=r),
         )
 
     # --- hooks fed by librdkafka callbacks ----------------------------------------------

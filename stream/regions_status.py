@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -19,7 +20,9 @@ from confluent_kafka.admin import AdminClient
 
 from stream import kafka_config
 from stream.failover import parse_regions, region_settings
+from stream.registry import announced
 from stream.settings import Settings
+from stream.status import scrape
 from stream.topics import partition_watermarks
 
 
@@ -58,11 +61,25 @@ def newest_heartbeat(settings: Settings, topic: str) -> int | None:
         consumer.close()
 
 
-def collect(settings: Settings) -> dict[str, Any]:
+def worker_regions(settings: Settings, urls: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """Which region each worker serves, from its ``streaminfer_region_serving`` series
+    (workers of the group announced on this host, plus ``urls``)."""
+    names = {r["metrics_url"]: r["worker_id"] for r in announced(settings.group)}
+    rows = []
+    for url in sorted(set(urls) | set(names)):
+        sample = scrape(url)
+        rows.append({"worker": names.get(url, url), "metrics_url": url,
+                     "region": sample.regions[0] if sample.regions else None,
+                     "error": sample.error})
+    return rows
+
+
+def collect(settings: Settings, urls: Sequence[str] = ()) -> dict[str, Any]:
     """Per region: reachable, brokers, mirrored topics of the namespace, replication lag
-    from every other region."""
+    from every other region; per worker: the region it serves."""
     regions = parse_regions(settings.regions or "")
-    out: dict[str, Any] = {"namespace": settings.namespace, "regions": []}
+    out: dict[str, Any] = {"namespace": settings.namespace, "regions": [],
+                           "workers": worker_regions(settings, urls)}
     now = time.time() * 1000
     for name, bootstrap in regions.items():
         rs = region_settings(settings, bootstrap)
@@ -89,7 +106,8 @@ def collect(settings: Settings) -> dict[str, Any]:
 
 
 def render(report: dict[str, Any]) -> Any:
-    """A table for a terminal."""
+    """Tables for a terminal."""
+    from rich.console import Group
     from rich.table import Table
 
     table = Table(title=f"regions of namespace {report['namespace']}")
@@ -100,4 +118,10 @@ def render(report: dict[str, Any]) -> Any:
                         for src, ms in r["replication_lag_ms"].items()) or "-"
         table.add_row(r["region"], "yes" if r["reachable"] else f"NO ({r.get('error', '')})",
                       str(r["brokers"]), lag, str(len(r["mirrored_topics"])))
-    return table
+    workers = Table(title=f"workers: {len(report['workers'])}")
+    for col in ("worker", "serves region", "metrics"):
+        workers.add_column(col)
+    for w in report["workers"]:
+        where = w["region"] or (f"unknown ({w['error']})" if w["error"] else "not regional")
+        workers.add_row(w["worker"], where, w["metrics_url"])
+    return Group(table, workers)

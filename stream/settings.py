@@ -224,6 +224,14 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Return to the preferred region after it answered for this "
                                 "long, seconds.")
 
+    region_redis: str | None = Field(
+        None, description="Each region's Redis, name=url[;name=url], for workers that follow "
+                          "--regions (unset: --redis-url everywhere).")
+    region_lookback_s: float = Field(
+        600.0, gt=0, description="On entering a region a worker marks as answered every request "
+                                 "id in that region's predictions (its own and mirrored) of "
+                                 "this many seconds back, seconds.")
+
     dedupe_ttl_s: float | None = Field(
         None, gt=0, description="Suppress predictions for request ids answered within this "
                                 "many seconds (recorded in Redis; unset: off).")

@@ -26,6 +26,7 @@ class WorkerSample:
     outcomes: dict[str, float] = field(default_factory=dict)  # outcome -> total
     models: list[str] = field(default_factory=list)
     probe_ok: bool = True
+    regions: list[str] = field(default_factory=list)  # served (streaminfer_region_serving)
     error: str | None = None
 
 
@@ -49,6 +50,8 @@ def scrape(url: str, timeout: float = 3.0) -> WorkerSample:
                 sample.models.append(f"{s.labels['model']} v{s.labels['version']}")
             elif s.name == "streaminfer_model_probe_ok" and s.value == 0:
                 sample.probe_ok = False
+            elif s.name == "streaminfer_region_serving" and s.value == 1:
+                sample.regions.append(s.labels["region"])
     return sample
 
 

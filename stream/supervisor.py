@@ -25,7 +25,8 @@ STOP_GRACE_S = 60.0
 
 def run_one(settings_json: str, index: int) -> None:
     """Child entry point: one worker in this process."""
-    from stream.worker import Worker, default_worker_id
+    from stream.regional import make_worker
+    from stream.worker import default_worker_id
 
     settings = Settings.model_validate_json(settings_json)
     if settings.health_port:  # one endpoint per process: port + index
@@ -33,7 +34,7 @@ def run_one(settings_json: str, index: int) -> None:
     configure(settings.log_level, settings.log_format)
     worker_id = f"{settings.worker_id or default_worker_id()}-{index}" \
         if settings.processes > 1 else None
-    worker = Worker(settings, worker_id=worker_id)
+    worker = make_worker(settings, worker_id)
     worker.install_signal_handlers()
     # Ctrl-C reaches the whole process group; the parent turns it into one SIGTERM per
     # child, so a child ignores SIGINT (else it would count two signals and exit hard).

@@ -110,6 +110,14 @@ def _position(msg: Message) -> tuple[str, int, int]:
     return topic, partition, offset
 
 
+def _names(parts: Sequence[TopicPartition]) -> str:
+    """``topic[0,1] other[2]`` for logs."""
+    by_topic: dict[str, list[int]] = {}
+    for p in parts:
+        by_topic.setdefault(p.topic, []).append(p.partition)
+    return " ".join(f"{t}{sorted(ps)}" for t, ps in sorted(by_topic.items()))
+
+
 def _offsets(batch: Sequence[Message]) -> list[TopicPartition]:
     """Next offset to consume for every partition in the batch."""
     top: dict[tuple[str, int], int] = {}
@@ -142,10 +150,7 @@ class Worker:
         self.health = HealthState(watchdog_s=settings.watchdog_s)
         self.lifecycle: Lifecycle | None = None
         if model is None and settings.registry_model:
-            self.lifecycle = Lifecycle(
-                settings, self.worker_id, self.metrics,
-                lambda m: build_serving(settings, m, self.worker_id, self._on_breaker_change),
-                self._on_breaker_change)
+            self.lifecycle = self._new_lifecycle(settings)
             initial = self.lifecycle.initial()
             if initial is not None:
                 model = self.lifecycle.load_version(initial.active)
@@ -175,6 +180,24 @@ class Worker:
         self.metrics.model_info.labels(self.model.name, self.model.version).set(1)
         self.health.update(model_loaded=True,
                            model=f"{self.model.name} v{self.model.version}")
+
+    def _new_lifecycle(self, settings: Settings) -> Lifecycle:
+        return Lifecycle(
+            settings, self.worker_id, self.metrics,
+            lambda m: build_serving(settings, m, self.worker_id, self._on_breaker_change),
+            self._on_breaker_change, self._mirrored_from())
+
+    def _mirrored_from(self) -> list[str]:
+        """Other regions whose replicated topics this worker also reads (none here)."""
+        return []
+
+    def _should_leave(self) -> bool:
+        """Whether to stop serving where the clients point (a region switch; never here)."""
+        return False
+
+    def _should_abandon(self) -> bool:
+        """Whether Kafka where the clients point is given up for dead (stop waiting on it)."""
+        return False
 
     def _follow_control(self) -> None:
         """Between batches: apply a prepared version change; let the canary judge act."""
@@ -321,15 +344,19 @@ class Worker:
             producer.init_transactions(self.settings.transaction_timeout_ms / 1000)
         return producer
 
-    def _on_assign(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return  # a consumer abandoned in a region that went down
         self.stats.assigned |= {(p.topic, p.partition) for p in parts}
         self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned_partitions.set(len(self.stats.assigned))
         self.health.update(group_joined=True, assigned=len(self.stats.assigned))
         if parts:
-            log.info("assigned %s", sorted(p.partition for p in parts))
+            log.info("assigned %s", _names(parts))
 
-    def _on_revoke(self, _consumer: Consumer, parts: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        if consumer is not self.consumer:
+            return  # a consumer abandoned in a region that went down
         # The batch in flight (at-least-once) is settled with a synchronous commit before
         # the group takes partitions away; nothing else is in flight inside consume().
         if self.eos:
@@ -343,55 +370,70 @@ class Worker:
         self.metrics.forget_partitions(sorted(gone))
         self.health.update(assigned=len(self.stats.assigned))
         if parts:
-            log.info("revoked %s", sorted(p.partition for p in parts))
+            log.info("revoked %s", _names(parts))
 
     def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("lost").inc()
-        log.warning("partitions lost (session expired?): %s", sorted(p.partition for p in parts))
+        log.warning("partitions lost (session expired?): %s", _names(parts))
         self._on_revoke(consumer, parts)
 
     def run(self) -> WorkerStats:
         """Consume until stopped; returns the totals."""
-        s = self.settings
         if self.server is None:
             self.start_server()
         self.probe_model()
-        self._next_probe = time.monotonic() + s.probe_interval_s
-        self.producer = self._new_producer()
-        self.consumer = Consumer({**kafka_config.worker_consumer(s, self.worker_id),
-                                  **self._client_extras("consumer")})
-        self.consumer.subscribe([s.requests_topic], on_assign=self._on_assign,
-                                on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("worker %s consuming %s in group %s (%s, model %s v%s)", self.worker_id,
-                 s.requests_topic, s.group, s.guarantee, self.model.name, self.model.version)
+        self._next_probe = time.monotonic() + self.settings.probe_interval_s
         try:
-            while not self.stop_event.is_set():
-                self._tick()
-                t0 = time.perf_counter()
-                records, errors = next_batch(self.consumer, s.batch_max_records,
-                                             s.batch_max_linger_s)
-                if records:
-                    self.metrics.stage_latency.labels("consume").observe(time.perf_counter() - t0)
-                for err_msg in errors:
-                    self._consumer_error(err_msg.error())
-                if not records:  # idle: confirm and commit what is in flight now
-                    if self.eos:
-                        self._end_transaction()
-                    else:
-                        self._settle()
-                        self._commit_offsets(now=True)
-                    continue
-                self._handle(records)
+            self._serve()
         finally:
             self._shutdown()
         return self.stats
+
+    def _subscription(self) -> list[str]:
+        """What the consumer subscribes to (topic names or ``^regex``)."""
+        return [self.settings.requests_topic]
+
+    def _open_clients(self) -> None:
+        s = self.settings
+        self.producer = self._new_producer()
+        self.consumer = Consumer({**kafka_config.worker_consumer(s, self.worker_id),
+                                  **self._client_extras("consumer")})
+        topics = self._subscription()
+        self.consumer.subscribe(topics, on_assign=self._on_assign,
+                                on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("worker %s consuming %s in group %s (%s, model %s v%s)", self.worker_id,
+                 ", ".join(topics), s.group, s.guarantee, self.model.name, self.model.version)
+
+    def _serve(self) -> None:
+        """Open the clients and consume until stopped (or told to leave)."""
+        s = self.settings
+        self._open_clients()
+        assert self.consumer is not None
+        while not self.stop_event.is_set() and not self._should_leave():
+            self._tick()
+            t0 = time.perf_counter()
+            records, errors = next_batch(self.consumer, s.batch_max_records,
+                                         s.batch_max_linger_s)
+            if records:
+                self.metrics.stage_latency.labels("consume").observe(time.perf_counter() - t0)
+            for err_msg in errors:
+                self._consumer_error(err_msg.error())
+            if not records:  # idle: confirm and commit what is in flight now
+                if self.eos:
+                    self._end_transaction()
+                else:
+                    self._settle()
+                    self._commit_offsets(now=True)
+                continue
+            self._handle(records)
 
     def _consumer_error(self, err: KafkaError) -> None:
         if err.fatal():
             raise KafkaOperationError(f"fatal consumer error: {err}")
         log.warning("consumer error (librdkafka retries it): %s", err)
 
-    def _shutdown(self) -> None:
+    def _close_clients(self) -> None:
+        """Finish what is in flight, commit, leave the group."""
         try:
             if self.eos:
                 self._end_transaction()
@@ -403,6 +445,10 @@ class Worker:
             self.producer.flush(10)
         if self.consumer is not None:
             self.consumer.close()  # leaves the group: partitions move at once
+        self.producer = self.consumer = None
+
+    def _shutdown(self) -> None:
+        self._close_clients()
         if self.server is not None:
             self.server.stop()
             withdraw(self.worker_id)
@@ -611,7 +657,8 @@ class Worker:
         assert self.producer is not None and self.consumer is not None
         self._inflight = None
         deadline = time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 5
-        while fl.remaining[0] > 0 and time.monotonic() < deadline:
+        while (fl.remaining[0] > 0 and time.monotonic() < deadline
+               and not self._should_abandon()):
             # poll, not flush: flush would send at once and defeat producer linger, and
             # every produce request costs the broker far more than its bytes.
             self.producer.poll(0.05)

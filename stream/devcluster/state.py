@@ -39,6 +39,7 @@ class DevState:
     redis_env: dict[str, str] | None = None  # Sentinel / Cluster settings when not standalone
     regions: dict[str, str] | None = None  # name -> bootstrap servers (dev up --regions 2)
     extra_networks: list[str] = field(default_factory=list)  # the other regions' networks
+    region_redis: dict[str, str] | None = None  # name -> Redis URL (dev up --regions 2)
 
     def env(self) -> dict[str, str]:
         """Settings every command should use against this cluster."""
@@ -52,6 +53,9 @@ class DevState:
         env.update(self.redis_env or {})
         if self.regions:
             env["STREAMINFER_REGIONS"] = ";".join(f"{n}={b}" for n, b in self.regions.items())
+        if self.region_redis:
+            env["STREAMINFER_REGION_REDIS"] = ";".join(
+                f"{n}={u}" for n, u in self.region_redis.items())
         return env
 
 

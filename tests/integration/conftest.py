@@ -128,3 +128,17 @@ def own_redis() -> Iterator[tuple[Any, int]]:
         container.stop()
 
 
+@pytest.fixture
+def regions() -> Iterator[tuple[Any, str]]:
+    """East and west with MirrorMaker 2 between them, for one test."""
+    from stream.devcluster.images import ensure_mirrormaker_image
+    from stream.devcluster.regions import start_regions
+
+    images = ensure_test_images()
+    mm2 = ensure_mirrormaker_image()
+    namespace = f"rg-{uuid.uuid4().hex[:8]}"
+    running = start_regions(1, images.kafka, images.redis, mm2, namespace)
+    try:
+        yield running, namespace
+    finally:
+        running.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,46 +12,13 @@ from confluent_kafka import Consumer
 from schemas.serde import Decoder
 from stream import kafka_config
 from stream.control import current_state, publish_control
-from stream.devcluster.regions import RunningRegions, start_regions
+from stream.devcluster.regions import RunningRegions
 from stream.settings import Settings
-from stream.topics import ensure_topics, watermarks
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import produce_all, wait_until
+from tests.integration.regions_support import both_regions, count
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def regions() -> Iterator[tuple[RunningRegions, str]]:
-    from stream.devcluster.images import ensure_mirrormaker_image
-
-    images = ensure_test_images()
-    mm2 = ensure_mirrormaker_image()
-    namespace = f"rg-{uuid.uuid4().hex[:8]}"
-    running = start_regions(1, images.kafka, images.redis, mm2, namespace)
-    try:
-        yield running, namespace
-    finally:
-        running.stop()
-
-
-def region_settings(running: RunningRegions, region: str, namespace: str) -> Settings:
-    cluster = running.clusters[region]
-    return Settings(bootstrap_servers=cluster.bootstrap_servers,  # type: ignore[call-arg]
-                    redis_url=cluster.redis_url, namespace=namespace, partitions=4,
-                    replication_factor=1, min_insync_replicas=1)
-
-
-def count(settings: Settings, topic: str) -> int:
-    return sum(high - low for low, high in watermarks(settings, topic).values())
-
-
-def both_regions(running: RunningRegions, ns: str) -> tuple[Settings, Settings, str]:
-    """East's and west's settings (topics ensured in both) and the --regions spec."""
-    east, west = region_settings(running, "east", ns), region_settings(running, "west", ns)
-    ensure_topics(east)
-    ensure_topics(west)
-    return east, west, f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
 
 
 def request_ids(settings: Settings, topic: str, n: int) -> set[str]:
@@ -150,6 +116,7 @@ def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_req
         producer.send(request)
         time.sleep(0.002)
     producer.flush(60)
+    producer.close()
     kinds = [(e.kind, e.source, e.target) for e in producer.events]
     print(f"\nacknowledged per region: {dict(producer.acked)}; re-sent: {producer.resent}; "
           f"events: {kinds}")

@@ -1,0 +1,26 @@
+"""Two-region test helpers (the ``regions`` fixture itself is in conftest)."""
+
+from __future__ import annotations
+
+from stream.devcluster.regions import RunningRegions
+from stream.settings import Settings
+from stream.topics import ensure_topics, watermarks
+
+
+def region_settings(running: RunningRegions, region: str, namespace: str) -> Settings:
+    cluster = running.clusters[region]
+    return Settings(bootstrap_servers=cluster.bootstrap_servers,  # type: ignore[call-arg]
+                    redis_url=cluster.redis_url, namespace=namespace, partitions=4,
+                    replication_factor=1, min_insync_replicas=1)
+
+
+def count(settings: Settings, topic: str) -> int:
+    return sum(high - low for low, high in watermarks(settings, topic).values())
+
+
+def both_regions(running: RunningRegions, ns: str) -> tuple[Settings, Settings, str]:
+    """East's and west's settings (topics ensured in both) and the --regions spec."""
+    east, west = region_settings(running, "east", ns), region_settings(running, "west", ns)
+    ensure_topics(east)
+    ensure_topics(west)
+    return east, west, f"east={east.bootstrap_servers};west={west.bootstrap_servers}"

@@ -1,0 +1,232 @@
+"""Region failover and failback of a worker following --regions, with real clusters and a
+real MirrorMaker 2: east fails mid-stream (stopped, paused or cut off its network), the
+worker moves to west, east comes back, the worker returns; every request is answered and
+no request_id is answered twice."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer
+
+from stream import kafka_config
+from stream.devcluster.regions import RunningRegions
+from stream.failover import FailoverProducer
+from stream.settings import Settings
+from tests.integration.helpers import WorkerPool, wait_until
+from tests.integration.regions_support import both_regions
+
+pytestmark = pytest.mark.integration
+TOTAL = 20_000
+RATE = 1_000.0  # requests/s: the run lasts 20 s, the outage sits in the middle
+
+
+@dataclass
+class Answer:
+    request_id: str
+    region: str
+    at_ms: int  # the prediction's timestamp (when the worker produced it)
+
+
+@dataclass(eq=False)
+class AnswerReader(threading.Thread):
+    """Every prediction and dead letter a region's workers wrote (its own topics, not the
+    mirrored copies), read_committed; survives the region going away and coming back."""
+
+    settings: Settings
+    region: str
+    answers: list[Answer] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        super().__init__(daemon=True, name=f"answers-{self.region}")
+
+    def run(self) -> None:
+        s = self.settings
+        consumer = Consumer({**kafka_config.common(s), "group.id": f"chk-{uuid.uuid4().hex}",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                             "isolation.level": "read_committed", "log_level": 2})
+        consumer.subscribe([s.predictions_topic, s.dlq_topic])
+        while not self.stop.is_set():
+            for msg in consumer.consume(500, 0.2):
+                if msg.error() is not None:
+                    continue
+                rid = dict(msg.headers() or []).get("request_id")
+                if rid is not None:
+                    self.answers.append(Answer(bytes(rid).decode(), self.region,
+                                               msg.timestamp()[1]))
+        consumer.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serving(url: str) -> str | None:
+    """The region a worker's /metrics says it serves."""
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("streaminfer_region_serving{") and line.endswith(" 1.0"):
+            return line.split('region="', 1)[1].split('"', 1)[0]
+    return None
+
+
+def metric(url: str, name: str) -> float:
+    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+class Outage:
+    """Takes east's Kafka and Redis away one of three ways, and brings them back."""
+
+    def __init__(self, running: RunningRegions, how: str) -> None:
+        east = running.clusters["east"]
+        assert east.redis is not None
+        self.how = how
+        self.kafka = east.kafka[1].get_wrapped_container()
+        self.redis = east.redis.get_wrapped_container()
+        self.network = east.network.name
+
+    def begin(self) -> None:
+        import docker
+
+        if self.how == "stop":
+            self.kafka.stop(timeout=1)
+            self.redis.stop(timeout=1)
+        elif self.how == "pause":
+            self.kafka.pause()
+            self.redis.pause()
+        else:  # the broker loses its network: its published port and MirrorMaker lose it
+            docker.from_env().networks.get(self.network).disconnect(self.kafka)
+            self.redis.pause()
+
+    def end(self) -> None:
+        import docker
+
+        if self.how == "stop":
+            self.redis.start()
+            self.kafka.start()
+        elif self.how == "pause":
+            self.redis.unpause()
+            self.kafka.unpause()
+        else:
+            docker.from_env().networks.get(self.network).connect(
+                self.kafka, aliases=["east-kafka-1"])
+            self.redis.unpause()
+
+
+@pytest.mark.parametrize("how", ["stop", "pause", "disconnect"])
+def test_worker_fails_over_to_west_and_back_without_losing_or_repeating_an_answer(
+        regions: tuple[RunningRegions, str], workers: WorkerPool, how: str) -> None:
+    running, ns = regions
+    east, west, spec = both_regions(running, ns)
+    redis_spec = f"east={east.redis_url};west={west.redis_url}"
+    # The worker subscribes to the mirrored request topics; let MirrorMaker create them.
+    wait_until(lambda: _exists(west, f"east.{ns}.requests")
+               and _exists(east, f"west.{ns}.requests"), 90, "mirrored request topics", 1.0)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    worker = workers.start(east, "rw-1", regions=spec, region_redis=redis_spec,
+                           region_down_after_s=3.0, region_failback_after_s=4.0,
+                           dedupe_ttl_s=600.0, health_port=port)
+    wait_until(lambda: serving(url) == "east", 60, "the worker serving east", 0.5)
+    readers = [AnswerReader(east, "east"), AnswerReader(west, "west")]
+    for reader in readers:
+        reader.start()
+    producer = FailoverProducer(east.model_copy(update={
+        "regions": spec, "region_down_after_s": 3.0, "region_failback_after_s": 4.0}))
+    outage = Outage(running, how)
+    from stream.clients import synthetic_requests
+
+    ids: list[str] = []
+    moves: list[tuple[float, str]] = []
+    start = time.monotonic()
+    try:
+        for i, request in enumerate(synthetic_requests(TOTAL, seed=71)):
+            if i == 5_000:
+                outage.begin()
+                moves.append((time.time(), f"east {how}"))
+            if i == 10_000:
+                outage.end()
+                moves.append((time.time(), "east back"))
+            delay = start + i / RATE - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            producer.send(request)
+            ids.append(request["request_id"])
+        producer.flush(120)
+        assert len(producer.acked_ids) == TOTAL, f"acknowledged {len(producer.acked_ids)}"
+
+        def answered() -> bool:
+            got = {a.request_id for r in readers for a in list(r.answers)}
+            return set(ids) <= got
+
+        wait_until(answered, 240, f"answers to all {TOTAL} requests", 1.0)
+        wait_until(lambda: serving(url) == "east", 120, "the worker back in east", 0.5)
+    except AssertionError:
+        print(running.logs(60))
+        raise
+    finally:
+        producer.close()
+        for reader in readers:
+            reader.stop.set()
+        for reader in readers:
+            reader.join(10)
+    answers = [a for r in readers for a in r.answers]
+    per_id = Counter(a.request_id for a in answers if a.request_id in set(ids))
+    lost = [rid for rid in ids if per_id[rid] == 0]
+    repeated = {rid: n for rid, n in per_id.items() if n > 1}
+    east_ts = sorted(a.at_ms for a in answers if a.region == "east")
+    west_ts = sorted(a.at_ms for a in answers if a.region == "west")
+    first_west = west_ts[0]
+    last_east_before = max(t for t in east_ts if t <= first_west)
+    back_in_east = min(t for t in east_ts if t > west_ts[-1]) if east_ts[-1] > west_ts[-1] else None
+    log = worker.log()
+    print(f"\n[{how}] requests {TOTAL}: acknowledged by {dict(producer.acked)}, re-sent "
+          f"{producer.resent}; answers east {len(east_ts)}, west {len(west_ts)}; lost "
+          f"{len(lost)}; answered twice {len(repeated)}; suppressed by the worker "
+          f"{metric(url, 'streaminfer_duplicates_suppressed_total'):.0f}; marked from "
+          f"predictions {metric(url, 'streaminfer_region_answered_seeded_total'):.0f}")
+    print(f"[{how}] recovery: last answer in east {last_east_before} -> first in west "
+          f"{first_west}: {(first_west - last_east_before) / 1000:.1f} s; failback: last "
+          f"answer in west -> first in east again: "
+          f"{'-' if back_in_east is None else f'{(back_in_east - west_ts[-1]) / 1000:.1f} s'}")
+    if repeated:
+        began = int(moves[0][0] * 1000)
+        kinds = Counter(
+            " + ".join(f"{a.region}@{(a.at_ms - began) / 1000:+.0f}s" for a in sorted(
+                (a for a in answers if a.request_id == rid), key=lambda a: a.at_ms))
+            for rid in list(repeated)[:2000])
+        print(f"[{how}] answered twice (region@seconds after the outage began): "
+              f"{kinds.most_common(12)}")
+    assert not lost, f"{len(lost)} requests without an answer, e.g. {lost[:3]}"
+    assert not repeated, f"{len(repeated)} requests answered twice, e.g. {list(repeated)[:3]}"
+    assert "failover east -> west" in log and "failback west -> east" in log, log[-3000:]
+    assert metric(url, "streaminfer_region_switches_total") >= 2
+    assert west_ts, "west answered nothing during the outage"
+
+
+def _exists(settings: Settings, topic: str) -> bool:
+    consumer = Consumer({**kafka_config.common(settings), "group.id": "exists", "log_level": 2})
+    try:
+        meta: Any = consumer.list_topics(topic, timeout=5).topics.get(topic)
+        return meta is not None and meta.error is None
+    finally:
+        consumer.close()
