@@ -296,6 +296,48 @@ def consume(topic: str, count: int | None, timeout: float | None, from_beginning
     click.echo(f"read {n} records from {name}", err=True)
 
 
+@cli.command()
+@click.option("--count", type=int, default=None, help="Stop after this many records read.",
+              show_envvar=True)
+@click.option("--timeout", type=float, default=None,
+              help="Stop after this many seconds without a record.", show_envvar=True)
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offsets.",
+              show_envvar=True)
+@click.option("--group", default=None, show_envvar=True,
+              help="Consumer group (offsets committed, duplicates remembered per group); "
+                   "default: a throwaway one.")
+@click.option("--ttl-s", type=float, default=86_400.0, show_default=True, show_envvar=True,
+              help="How long a delivered request_id is remembered.")
+@settings_options(*CONNECTION, *REGIONS, *REDIS)
+def answers(count: int | None, timeout: float | None, from_beginning: bool, group: str | None,
+            ttl_s: float, **kwargs: Any) -> None:
+    """Print this region's answers (predictions and dead letters, its own and those mirrored
+    from --regions) as JSON lines, each request_id once (Redis SET NX)."""
+    import uuid
+
+    from stream.answers import FirstSeen, UniqueCounts, answer_topics, unique
+    from stream.clients import TopicReader
+    from stream.failover import parse_regions
+    from stream.redisconn import make_redis
+
+    s = _settings(kwargs, CONNECTION, REGIONS, REDIS)
+    here = [n for n, b in parse_regions(s.regions).items() if b == s.bootstrap_servers] \
+        if s.regions else []
+    others = [n for n in (parse_regions(s.regions) if s.regions else {}) if n not in here]
+    topics = answer_topics(s, others)
+    name = group or f"{s.namespace}.answers.{uuid.uuid4().hex[:8]}"
+    seen = FirstSeen(make_redis(s, timeout_s=2.0), s.namespace, name, ttl_s)
+    counts = UniqueCounts()
+    reader = TopicReader(s, topics, count=count, timeout=timeout, from_beginning=from_beginning,
+                         group=group)
+    click.echo(f"reading {', '.join(topics)} (group {name})", err=True)
+    for record in unique(reader, seen, counts):
+        click.echo(record.to_json())
+    click.echo(f"read {counts.read} answers: {counts.passed} passed, {counts.dropped} repeated "
+               f"request_ids dropped, {counts.unchecked} passed unchecked (Redis did not "
+               "answer)", err=True)
+
+
 # --- worker ---------------------------------------------------------------------------
 @cli.command()
 @settings_options(*CONNECTION, *WORKER, *WORKER_REGIONS)

@@ -24,6 +24,7 @@ import redis
 from fallback.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
+PENDING_MAX = 1_000_000  # answered ids kept per region whose Redis does not answer
 
 
 class AnsweredStore:
@@ -36,8 +37,10 @@ class AnsweredStore:
         self.ttl_s = max(1, int(ttl_s))
         self.breaker = breaker
         # Other regions' stores (name, client, breaker), written too: the region a worker
-        # fails over to knows at once what was answered here (see stream.regional).
+        # fails over to knows at once what was answered here (see stream.regional). Ids a
+        # region's store could not take wait (bounded) and go first once it answers again.
         self.replicas: list[tuple[str, Any, CircuitBreaker]] = []
+        self.pending: dict[str, list[str]] = {}
 
     def _key(self, request_id: str) -> str:
         return f"{self.namespace}:answered:{{{request_id}}}"
@@ -63,12 +66,32 @@ class AnsweredStore:
         in the other regions' stores."""
         self._record_in(self.client, self.breaker, request_ids, "")
         for name, client, breaker in self.replicas:
-            self._record_in(client, breaker, request_ids, f" of region {name}")
+            waiting = self.pending.setdefault(name, [])
+            waiting.extend(request_ids)
+            if self._record_in(client, breaker, waiting, f" of region {name}"):
+                waiting.clear()
+            elif len(waiting) > PENDING_MAX:
+                log.warning("region %s's Redis missed %d answered ids; the oldest are dropped "
+                            "(their re-reads there rely on the mirrored predictions)", name,
+                            len(waiting) - PENDING_MAX)
+                del waiting[:len(waiting) - PENDING_MAX]
+
+    def adopt_pending(self, pending: dict[str, list[str]], here: str) -> int:
+        """Take over another store's waiting ids (a worker changing region): those meant
+        for ``here`` are written to this store now; returns how many."""
+        mine = pending.pop(here, [])
+        self.pending = pending
+        if mine and not self._record_in(self.client, self.breaker, mine, "", force=True):
+            self.pending[here] = mine  # still nowhere to write them: keep trying later
+            return 0
+        return len(mine)
 
     def _record_in(self, client: Any, breaker: CircuitBreaker, request_ids: Sequence[str],
-                   where: str) -> None:
-        if not request_ids or not breaker.allow():
-            return
+                   where: str, force: bool = False) -> bool:
+        if not request_ids:
+            return True
+        if not force and not breaker.allow():
+            return False
         try:
             pipe = client.pipeline(transaction=False)
             for rid in request_ids:
@@ -77,5 +100,6 @@ class AnsweredStore:
         except redis.RedisError as exc:
             breaker.record_failure()
             log.warning("recording answered requests in Redis%s failed (%s)", where, exc)
-            return
+            return False
         breaker.record_success()
+        return True

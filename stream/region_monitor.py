@@ -48,13 +48,15 @@ class RegionMonitor:
     """Probes every region in the background; ``choose`` says where to serve."""
 
     def __init__(self, settings: Settings, regions: Mapping[str, str],
-                 on_change: Callable[[str, bool], None] | None = None) -> None:
+                 on_change: Callable[[str, bool], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, probe: bool = True) -> None:
         self.order = list(regions)
         self.down_after_s = settings.region_down_after_s
         self.failback_after_s = settings.region_failback_after_s
         self.interval = min(1.0, self.down_after_s / 4)
         self.timeout = max(0.5, min(2.0, self.down_after_s / 2))
-        now = time.monotonic()
+        self.clock = clock
+        now = clock()
         self.health = {name: RegionHealth(now) for name in self.order}
         self._up = dict.fromkeys(self.order, True)
         self.on_change = on_change
@@ -68,7 +70,7 @@ class RegionMonitor:
                                  "client.id": f"streaminfer.region-probe.{name}",
                                  "log_level": 2})),  # a down region is reported once, here
                              daemon=True)
-            for name, bootstrap in regions.items()]
+            for name, bootstrap in regions.items()] if probe else []
         for thread in self._threads:
             thread.start()
 
@@ -80,11 +82,12 @@ class RegionMonitor:
                 ok, error = True, ""
             except KafkaException as exc:
                 ok, error = False, str(exc.args[0])
-            self._record(name, ok, error)
+            self.record(name, ok, error)
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
 
-    def _record(self, name: str, ok: bool, error: str) -> None:
-        now = time.monotonic()
+    def record(self, name: str, ok: bool, error: str = "") -> None:
+        """One probe's result (the probe threads call this)."""
+        now = self.clock()
         with self._lock:
             h = self.health[name]
             if ok:
@@ -112,17 +115,19 @@ class RegionMonitor:
     def is_down(self, name: str) -> bool:
         """No metadata answer for ``region_down_after_s``."""
         with self._lock:
-            return self._is_down(name, time.monotonic())
+            return self._is_down(name, self.clock())
 
     def healthy_for(self, name: str) -> float:
         """Seconds of unbroken answers (0 while failing)."""
         with self._lock:
             since = self.health[name].up_since
-        return 0.0 if since is None else time.monotonic() - since
+        return 0.0 if since is None else self.clock() - since
 
     def answered(self, name: str) -> bool:
         """Whether the region answered at least once since it was last down."""
-        return self.healthy_for(name) > 0 and not self.is_down(name)
+        with self._lock:
+            return self.health[name].up_since is not None and not self._is_down(
+                name, self.clock())
 
     def first_answering(self, deadline_s: float) -> str:
         """At start: the most preferred region that answers within ``deadline_s`` (the

@@ -48,7 +48,7 @@ from stream.worker import Worker
 
 log = logging.getLogger(__name__)
 REGION_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-CATCH_UP_S = 30.0  # at most this long waiting for replication before a failback
+CATCH_UP_S = 15.0  # at most this long waiting for replication before a failback
 
 
 def parse_region_redis(spec: str | None, regions: list[str]) -> dict[str, str]:
@@ -207,11 +207,17 @@ class RegionalWorker(Worker):
     def _retarget(self, settings: Settings, abandon_lifecycle: bool) -> None:
         """Point serving (Redis), model control and the next clients at a region."""
         self.settings = settings
+        previous = self.serving.answered
         self.serving.runner.close()
         self.serving = build_serving(settings, self.model, self.worker_id,
                                      self._on_breaker_change)
         self.pipeline = self.serving.pipeline
         self._replicate_answered()
+        if previous is not None and self.serving.answered is not None:
+            carried = self.serving.answered.adopt_pending(previous.pending, self.region)
+            if carried:
+                log.info("recorded %d ids answered elsewhere that %s's Redis had missed",
+                         carried, self.region)
         old = self.lifecycle
         if old is None:
             return

@@ -57,6 +57,9 @@ def mm2_properties(namespace: str, bootstrap: dict[str, str], replication_factor
         f"status.storage.replication.factor = {rf}",
         f"config.storage.replication.factor = {rf}",
         "producer.override.acks = all",
+        # One MirrorMaker node: when a region's cluster returns, its Connect group must not
+        # hold the departed member's connectors for the default 5 minutes.
+        "scheduled.rebalance.max.delay.ms = 0",
         "tasks.max = 2",
     ]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,204 @@
+"""Region decisions, subscriptions and the de-duplicating answer reader, without Kafka."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+import redis
+
+from fallback.breaker import BreakerConfig, CircuitBreaker
+from stream.answers import FirstSeen, UniqueCounts, unique
+from stream.clients import ReadRecord
+from stream.dedupe import AnsweredStore
+from stream.exceptions import ConfigurationError
+from stream.region_monitor import RegionMonitor
+from stream.regional import parse_region_redis
+from stream.settings import Settings
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def monitor(clock: Clock, down_after: float = 3.0, failback_after: float = 10.0
+            ) -> RegionMonitor:
+    settings = Settings(region_down_after_s=down_after,  # type: ignore[call-arg]
+                        region_failback_after_s=failback_after)
+    return RegionMonitor(settings, {"east": "e:9092", "west": "w:9092"}, clock=clock,
+                         probe=False)
+
+
+def test_a_region_is_down_only_after_the_configured_silence() -> None:
+    clock = Clock()
+    m = monitor(clock)
+    m.record("east", True)
+    m.record("west", True)
+    clock.now += 2.9
+    m.record("east", False, "timeout")
+    assert not m.is_down("east") and m.choose("east") is None
+    clock.now += 0.2  # 3.1 s since east's last answer
+    m.record("west", True)
+    assert m.is_down("east")
+    move = m.choose("east")
+    assert move is not None and (move.kind, move.source, move.target) == ("failover", "east",
+                                                                          "west")
+    assert "3 s" in move.reason
+
+
+def test_no_move_when_no_other_region_answers() -> None:
+    clock = Clock()
+    m = monitor(clock)
+    clock.now += 5
+    assert m.is_down("east") and m.choose("east") is None
+
+
+def test_failback_waits_for_unbroken_health_of_the_preferred_region() -> None:
+    clock = Clock()
+    m = monitor(clock, failback_after=10.0)
+    m.record("west", True)
+    m.record("east", True)
+    clock.now += 6
+    m.record("east", False)  # a failed probe restarts the healthy period
+    m.record("east", True)
+    m.record("west", True)
+    clock.now += 9
+    m.record("east", True)
+    m.record("west", True)
+    assert m.choose("west") is None  # 9 s of unbroken answers < 10
+    clock.now += 1.5
+    m.record("east", True)
+    m.record("west", True)
+    move = m.choose("west")
+    assert move is not None and (move.kind, move.target) == ("failback", "east")
+    assert m.choose("east") is None  # already in the preferred region
+
+
+def test_state_changes_are_reported_once() -> None:
+    clock = Clock()
+    seen: list[tuple[str, bool]] = []
+    m = monitor(clock)
+    m.on_change = lambda name, up: seen.append((name, up))
+    m.record("east", True)
+    clock.now += 4
+    m.record("east", False)
+    m.record("east", False)
+    m.record("east", True)
+    assert seen == [("east", False), ("east", True)]
+
+
+def test_region_redis_spec_names_known_regions() -> None:
+    assert parse_region_redis("east=redis://a:1; west=redis://b:2", ["east", "west"]) == {
+        "east": "redis://a:1", "west": "redis://b:2"}
+    assert parse_region_redis(None, ["east"]) == {}
+    with pytest.raises(ConfigurationError, match="north=redis://c:3"):
+        parse_region_redis("north=redis://c:3", ["east", "west"])
+
+
+def test_subscription_matches_local_and_mirrored_requests_only() -> None:
+    from stream.regional import RegionalWorker
+
+    worker = RegionalWorker.__new__(RegionalWorker)
+    worker.settings = Settings(namespace="shop.v1")  # type: ignore[call-arg]
+    worker.regions = {"east": "e:1", "west": "w:1", "south": "s:1"}
+    worker.region = "west"
+    (pattern,) = worker._subscription()
+    assert pattern.startswith("^")
+    rx = re.compile(pattern)
+    assert rx.match("shop.v1.requests") and rx.match("east.shop.v1.requests")
+    assert rx.match("south.shop.v1.requests")
+    for other in ("west.shop.v1.requests", "shopXv1.requests", "east.shop.v1.predictions",
+                  "east.west.shop.v1.requests", "shop.v1.requests.x"):
+        assert not rx.match(other), other
+
+
+class FakeRedis:
+    """Just what FirstSeen and AnsweredStore use."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.data: dict[str, bytes] = {}
+        self.fail = fail
+
+    def set(self, key: str, value: bytes, nx: bool = False, ex: int | None = None) -> bool:
+        if self.fail:
+            raise redis.ConnectionError("down")
+        if nx and key in self.data:
+            return False
+        self.data[key] = value
+        return True
+
+    def pipeline(self, transaction: bool = False) -> Any:
+        outer = self
+
+        class Pipe:
+            def __init__(self) -> None:
+                self.ops: list[tuple[str, bytes]] = []
+
+            def set(self, key: str, value: bytes, ex: int | None = None) -> None:
+                self.ops.append((key, value))
+
+            def execute(self) -> list[bool]:
+                if outer.fail:
+                    raise redis.ConnectionError("down")
+                for key, value in self.ops:
+                    outer.data[key] = value
+                return [True] * len(self.ops)
+
+        return Pipe()
+
+
+def record(rid: str | None, topic: str = "ns.predictions") -> ReadRecord:
+    value = {"request_id": rid} if rid else {"error": "undecodable"}
+    return ReadRecord(topic, 0, 0, None, value, None, None, 0, 0)
+
+
+def test_the_reader_passes_each_request_id_once_and_never_holds_back_on_redis_trouble() -> None:
+    store = FakeRedis()
+    counts = UniqueCounts()
+    records = [record("a"), record("b"), record("a", "east.ns.predictions"), record(None),
+               record(None), record("b")]
+    out = list(unique(records, FirstSeen(store, "ns", "g", 60), counts))
+    assert [r.value for r in out] == [{"request_id": "a"}, {"request_id": "b"},
+                                      {"error": "undecodable"}, {"error": "undecodable"}]
+    assert (counts.read, counts.passed, counts.dropped, counts.unchecked) == (6, 4, 2, 0)
+    # Another group sees everything once again; Redis down: records pass, counted unchecked.
+    down = UniqueCounts()
+    assert len(list(unique([record("a"), record("a")], FirstSeen(FakeRedis(fail=True), "ns",
+                                                                   "g", 60), down))) == 2
+    assert down.unchecked == 2 and down.dropped == 0
+
+
+def test_answered_ids_are_recorded_in_every_region_and_a_dead_one_is_skipped() -> None:
+    here, there, dead = FakeRedis(), FakeRedis(), FakeRedis(fail=True)
+    breaker = CircuitBreaker("dead", BreakerConfig(failure_threshold=1, open_seconds=60))
+    store = AnsweredStore(here, "ns", 60, CircuitBreaker("redis"))
+    store.replicas = [("west", there, CircuitBreaker("west")), ("south", dead, breaker)]
+    store.record(["r1", "r2"])
+    assert set(here.data) == set(there.data) == {"ns:answered:{r1}", "ns:answered:{r2}"}
+    assert not breaker.allow()  # the dead region's breaker opened: no more waiting on it
+    store.record(["r3"])
+    assert "ns:answered:{r3}" in there.data
+
+
+def test_ids_a_dead_region_missed_are_written_when_it_returns_or_the_worker_moves_there() -> None:
+    here, there = FakeRedis(), FakeRedis(fail=True)
+    breaker = CircuitBreaker("west", BreakerConfig(failure_threshold=1, open_seconds=0.0))
+    store = AnsweredStore(here, "ns", 60, CircuitBreaker("redis"))
+    store.replicas = [("west", there, breaker)]
+    store.record(["r1"])
+    store.record(["r2"])
+    assert store.pending["west"] == ["r1", "r2"] and not there.data
+    there.fail = False  # west's Redis is back: the next record writes the backlog first
+    store.record(["r3"])
+    assert set(there.data) == {"ns:answered:{r1}", "ns:answered:{r2}", "ns:answered:{r3}"}
+    assert store.pending["west"] == []
+    # A worker moving to west takes the backlog along and writes it there.
+    store.pending["west"] = ["r4"]
+    moved = AnsweredStore(there, "ns", 60, CircuitBreaker("redis"))
+    assert moved.adopt_pending(store.pending, "west") == 1
+    assert "ns:answered:{r4}" in there.data and "west" not in moved.pending
