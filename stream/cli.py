@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -165,7 +166,36 @@ def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace:
 
 def _print_env(env: dict[str, str]) -> None:
     for key, value in env.items():
-        click.echo(f"export {key}={value}")
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@dev.command("region")
+@click.argument("action", type=click.Choice(["stop", "start", "pause", "unpause"]))
+@click.argument("name")
+def dev_region(action: str, name: str) -> None:
+    """Take a region of `dev up --regions 2` away (stop or pause its Kafka and Redis) or
+    bring it back, to watch workers and producers fail over and back."""
+    import docker
+
+    from stream.devcluster import state
+
+    current = state.load()
+    if current is None or not current.regions or name not in current.regions:
+        raise click.UsageError(f"no region {name!r} recorded: run `streaminfer dev up "
+                               "--regions 2` first (regions: east, west)")
+    client = docker.from_env()
+    names = sorted(n for n in current.containers if n.startswith(f"{name}-"))
+    if action in ("start", "unpause"):
+        names.reverse()  # Redis before Kafka, so the region answers whole
+    for container_name in names:
+        container = client.containers.get(current.containers[container_name])
+        if action == "stop":
+            container.stop(timeout=5)
+        else:
+            getattr(container, action)()
+        click.echo(f"{action} {container_name}", err=True)
+    click.echo(f"region {name}: {action} done; `streaminfer regions status` shows what "
+               "answers", err=True)
 
 
 @dev.command("status")
@@ -211,15 +241,21 @@ def topics() -> None:
 
 
 @topics.command("ensure")
-@settings_options(*CONNECTION, *TOPICS)
+@settings_options(*CONNECTION, *TOPICS, *REGIONS)
 def topics_ensure(**kwargs: Any) -> None:
-    """Create the requests, predictions and DLQ topics if missing."""
+    """Create the requests, predictions and DLQ topics if missing (in every region of
+    --regions when set)."""
+    from stream.failover import parse_regions, region_settings
     from stream.topics import ensure_topics
 
-    s = _settings(kwargs, CONNECTION, TOPICS)
-    for t in ensure_topics(s):
-        verb = "created" if t.created else "exists "
-        click.echo(f"{verb} {t.name:<40} partitions={t.partitions} rf={t.replication_factor}")
+    s = _settings(kwargs, CONNECTION, TOPICS, REGIONS)
+    where = parse_regions(s.regions) if s.regions else {"": s.bootstrap_servers}
+    for region, bootstrap in where.items():
+        if region:
+            click.echo(f"region {region} ({bootstrap}):")
+        for t in ensure_topics(region_settings(s, bootstrap)):
+            verb = "created" if t.created else "exists "
+            click.echo(f"{verb} {t.name:<40} partitions={t.partitions} rf={t.replication_factor}")
 
 
 # --- produce / consume ----------------------------------------------------------------

@@ -477,24 +477,44 @@ class Worker:
         self._start_alo(records, result)
 
     def _suppress_answered(self, result: BatchResult) -> BatchResult:
-        """Mark predictions whose request was answered already (see stream.dedupe)."""
+        """Mark predictions whose request was answered already (see stream.dedupe): by
+        Redis, by a batch still in flight (sent, not yet recorded), or earlier in this
+        batch (the same request read from two topics, e.g. mirrored and re-sent)."""
         store = self.serving.answered
         if store is None:
             return result
         ids = [o.request_id for o in result.outbound
                if o.outcome != "dead_letter" and o.request_id is not None]
-        seen = store.answered(ids)
-        if not seen:
+        unsettled = self._unsettled_ids()
+        seen = store.answered(ids) | {rid for rid in ids if rid in unsettled}
+        first: set[str] = set()
+        skipped: set[int] = set()
+        for i, o in enumerate(result.outbound):
+            if o.outcome == "dead_letter" or o.request_id is None:
+                continue
+            if o.request_id in seen or o.request_id in first:
+                skipped.add(i)
+            else:
+                first.add(o.request_id)
+        if not skipped:
             return result
-        skipped = frozenset(i for i, o in enumerate(result.outbound)
-                            if o.outcome != "dead_letter" and o.request_id in seen)
         self.metrics.duplicates_suppressed.inc(len(skipped))
         log.info("%d predictions suppressed: their requests were answered already",
                  len(skipped))
         kept = [o for i, o in enumerate(result.outbound) if i not in skipped]
         return dataclasses.replace(
-            result, skipped=skipped, model=sum(1 for o in kept if o.outcome == "model"),
+            result, skipped=frozenset(skipped),
+            model=sum(1 for o in kept if o.outcome == "model"),
             fallback=sum(1 for o in kept if o.outcome == "fallback"))
+
+    def _unsettled_ids(self) -> set[str]:
+        """Request ids whose predictions were sent but are not recorded as answered yet
+        (a failed delivery redoes those batches together with the one being checked)."""
+        results = [self._inflight.result] if self._inflight is not None else []
+        if self._txn is not None:
+            results += [result for _records, result, _failures in self._txn.batches]
+        return {o.request_id for r in results for o in r.sent()
+                if o.outcome != "dead_letter" and o.request_id is not None}
 
     def _account(self, records: list[Message], result: BatchResult) -> None:
         """Stats and metrics of a batch whose outcomes are durable."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shlex
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -66,7 +67,8 @@ def save(state: DevState) -> None:
     lines = [f"# written by `streaminfer dev up` at {time.ctime(state.started_at)}"]
     if state.brokers == 1:
         lines.append("# ONE broker: topics get replication factor 1 (no fault tolerance).")
-    lines += [f"{k}={v}" for k, v in state.env().items()]
+    # Quoted: the file is also meant for `set -a; . dev.env` (regions lists hold ';').
+    lines += [f"{k}={shlex.quote(v)}" for k, v in state.env().items()]
     dev_env_file().write_text("\n".join(lines) + "\n")
 
 

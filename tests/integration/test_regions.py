@@ -169,7 +169,8 @@ def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -
         up = run("dev", "up", "--regions", "2")
         assert "MirrorMaker 2 replicates" in up.stderr
         dev_env = (tmp_path / "dev.env").read_text()
-        assert "STREAMINFER_REGIONS=east=127.0.0.1:" in dev_env and ";west=127.0.0.1:" in dev_env
+        assert "STREAMINFER_REGIONS='east=127.0.0.1:" in dev_env and ";west=127.0.0.1:" in dev_env
+        assert "STREAMINFER_REGION_REDIS='east=redis://" in dev_env
         status = run("dev", "status")
         assert "mirrormaker" in status.stdout and "region west" in status.stdout
         assert status.stdout.count("running") >= 5  # 2 brokers, 2 Redis, MirrorMaker

@@ -202,3 +202,40 @@ def test_ids_a_dead_region_missed_are_written_when_it_returns_or_the_worker_move
     moved = AnsweredStore(there, "ns", 60, CircuitBreaker("redis"))
     assert moved.adopt_pending(store.pending, "west") == 1
     assert "ns:answered:{r4}" in there.data and "west" not in moved.pending
+
+
+class FakeAnswered:
+    def __init__(self, known: set[str]) -> None:
+        self.known = known
+
+    def answered(self, ids: list[str]) -> set[str]:
+        return {rid for rid in ids if rid in self.known}
+
+
+def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_batch_itself() -> None:
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry
+
+    from stream.metrics import WorkerMetrics
+    from stream.records import BatchResult, Outbound
+    from stream.worker import InFlight, Worker
+
+    def out(rid: str | None, outcome: str = "model") -> Outbound:
+        return Outbound("ns.predictions", None, b"", [], outcome, rid)  # type: ignore[arg-type]
+
+    worker = Worker.__new__(Worker)
+    worker.serving = SimpleNamespace(answered=FakeAnswered({"r1"}))  # type: ignore[assignment]
+    worker.metrics = WorkerMetrics.create(CollectorRegistry(), process_metrics=False)
+    worker._txn = None
+    flying = BatchResult([out("r2"), out("r9")], 2, 0, 0, skipped=frozenset({1}))
+    worker._inflight = InFlight([], flying, [], [0], 0.0)
+    batch = BatchResult([out("r1"), out("r2"), out("r3"), out("r3"), out("r9"),
+                         out(None, "dead_letter"), out("r4", "dead_letter")], 5, 0, 2)
+    result = worker._suppress_answered(batch)
+    # r1: Redis knows it; r2: sent by the batch in flight; the second r3: earlier in this
+    # batch. r9 was skipped in flight (not sent there), so it is answered here. Dead letters
+    # always go out.
+    assert result.skipped == frozenset({0, 1, 3})
+    assert [o.request_id for o in result.sent()] == ["r3", "r9", None, "r4"]
+    assert (result.model, result.fallback) == (2, 0)
