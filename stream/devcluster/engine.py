@@ -81,6 +81,22 @@ def ensure_engine(deadline_s: float = 60.0) -> bool:
     )
 
 
+def ensure_compose() -> list[str]:
+    """A compose command for ``compose/*.yml``: ``docker compose`` (v2 plugin) when the
+    client has it, else ``docker-compose``; on Debian as root, Debian's docker-compose
+    (1.29, the only one packaged) is installed when neither is there."""
+    plugin = subprocess.run(["docker", "compose", "version"], capture_output=True)
+    if plugin.returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose") is None:
+        if not _is_debian_root():
+            raise InfrastructureError(
+                "neither `docker compose` nor `docker-compose` is installed: install one "
+                "(Debian: apt-get install docker-compose)")
+        _apt_install(["docker-compose"])
+    return ["docker-compose"]
+
+
 def stop_engine_we_started() -> None:
     """Stop the dockerd this project started (by the pid it recorded), if any."""
     if not DOCKERD_PIDFILE.exists():

@@ -1,0 +1,105 @@
+"""The users' two-region compose file comes up and serves: both regions answer,
+MirrorMaker replicates both ways, a worker following the regions answers requests, and
+each region's downstream view holds every answer once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stream.devcluster.cluster import free_port
+from stream.settings import Settings
+from tests.integration.conftest import ensure_test_images
+from tests.integration.helpers import WorkerPool, wait_until
+
+pytestmark = pytest.mark.integration
+COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.regions.yml"
+
+
+@pytest.fixture
+def stack() -> Iterator[dict[str, str]]:
+    """`compose up -d` of the regions file on free ports; `down -v` afterwards."""
+    from stream.devcluster.engine import ensure_compose
+    from stream.devcluster.images import ensure_mirrormaker_image
+
+    images = ensure_test_images()
+    ports = {name: str(free_port()) for name in
+             ("EAST_KAFKA_PORT", "WEST_KAFKA_PORT", "EAST_REDIS_PORT", "WEST_REDIS_PORT")}
+    env = {**os.environ, **ports, "KAFKA_IMAGE": images.kafka, "REDIS_IMAGE": images.redis,
+           "MIRRORMAKER_IMAGE": ensure_mirrormaker_image()}
+    compose = [*ensure_compose(), "-p", f"si{uuid.uuid4().hex[:8]}", "-f", str(COMPOSE_FILE)]
+    up = subprocess.run([*compose, "up", "-d"], env=env, capture_output=True, text=True,
+                        timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr[-3000:]
+        yield ports
+    finally:
+        if up.returncode == 0:
+            logs = subprocess.run([*compose, "logs", "--tail", "40", "mirrormaker"], env=env,
+                                  capture_output=True, text=True, timeout=60)
+            print(logs.stdout[-3000:])
+        down = subprocess.run([*compose, "down", "-v"], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert down.returncode == 0, down.stderr[-3000:]
+
+
+def test_the_two_region_compose_file_comes_up_and_serves(
+        stack: dict[str, str], workers: WorkerPool) -> None:
+    east = Settings(bootstrap_servers=f"127.0.0.1:{stack['EAST_KAFKA_PORT']}",  # type: ignore[call-arg]
+                    redis_url=f"redis://127.0.0.1:{stack['EAST_REDIS_PORT']}/0",
+                    namespace="streaminfer", partitions=4, replication_factor=1,
+                    min_insync_replicas=1)
+    west = east.model_copy(update={
+        "bootstrap_servers": f"127.0.0.1:{stack['WEST_KAFKA_PORT']}",
+        "redis_url": f"redis://127.0.0.1:{stack['WEST_REDIS_PORT']}/0"})
+    regions = f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
+    region_redis = f"east={east.redis_url};west={west.redis_url}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMINFER_")}
+    env.update({"STREAMINFER_HOME": str(workers.log_dir), "STREAMINFER_NAMESPACE": "streaminfer",
+                "STREAMINFER_BOOTSTRAP_SERVERS": east.bootstrap_servers,
+                "STREAMINFER_REDIS_URL": east.redis_url, "STREAMINFER_REGIONS": regions,
+                "STREAMINFER_REGION_REDIS": region_redis, "STREAMINFER_PARTITIONS": "4",
+                "STREAMINFER_REPLICATION_FACTOR": "1", "STREAMINFER_MIN_INSYNC_REPLICAS": "1"})
+
+    def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=180)
+        if check:
+            assert done.returncode == 0, f"{args}: {done.stderr[-3000:]}"
+        return done
+
+    wait_until(lambda: cli("regions", "status", "--json", check=False).returncode == 0, 120,
+               "both regions of the compose stack answering", interval=1.0)
+    ensured = cli("topics", "ensure").stdout
+    assert "region east" in ensured and "region west" in ensured
+
+    def replicating() -> bool:
+        done = cli("regions", "status", "--json", check=False)
+        if done.returncode != 0:
+            return False
+        rows = json.loads(done.stdout)["regions"]
+        return all(None not in r["replication_lag_ms"].values() and len(r["mirrored_topics"]) >= 3
+                   for r in rows)
+
+    wait_until(replicating, 180, "MirrorMaker replicating both ways", interval=2.0)
+    workers.start(east, "compose-w", regions=regions, region_redis=region_redis)
+    produced = cli("produce", "--count", "300", "--seed", "9")
+    assert "acknowledged by east 300" in produced.stderr
+
+    def view(settings: Settings) -> str:
+        return cli("answers", "--from-beginning", "--timeout", "3",
+                   "--bootstrap-servers", settings.bootstrap_servers,
+                   "--redis-url", settings.redis_url).stderr
+
+    # East answered; west holds the same answers through MirrorMaker, each once.
+    wait_until(lambda: "read 300 answers: 300 passed" in view(east), 90, "300 answers in east",
+               interval=1.0)
+    wait_until(lambda: "read 300 answers: 300 passed" in view(west), 90,
+               "the 300 answers mirrored into west", interval=1.0)
