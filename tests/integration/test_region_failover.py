@@ -5,8 +5,11 @@ no request_id is answered twice."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -25,7 +28,7 @@ from stream.clients import TopicReader, synthetic_requests
 from stream.devcluster.regions import RunningRegions
 from stream.failover import FailoverProducer
 from stream.regions_status import newest_heartbeat
-from stream.settings import Settings
+from stream.settings import Settings, to_env
 from tests.integration.helpers import WorkerPool, wait_until
 from tests.integration.regions_support import both_regions
 
@@ -173,6 +176,18 @@ def fail_over_and_back(running: RunningRegions, ns: str, workers: WorkerPool, ho
     readers = [AnswerReader(east, "east"), AnswerReader(west, "west")]
     for reader in readers:
         reader.start()
+    served: set[str] = set()  # what the worker's /metrics said it served, sampled
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.is_set():
+            region = serving(url)
+            if region:
+                served.add(region)
+            sampling.wait(0.3)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     producer = FailoverProducer(east.model_copy(update={
         "regions": spec, "region_down_after_s": 3.0, "region_failback_after_s": 4.0}))
     outage = Outage(running, how)
@@ -216,6 +231,7 @@ def fail_over_and_back(running: RunningRegions, ns: str, workers: WorkerPool, ho
         wait_until(answered, 240, f"answers to all {TOTAL} requests", 1.0)
     finally:
         producer.close()
+        sampling.set()
         for reader in readers:
             reader.stop.set()
         for reader in readers:
@@ -269,6 +285,14 @@ def fail_over_and_back(running: RunningRegions, ns: str, workers: WorkerPool, ho
     assert "failover east -> west" in log and "failback west -> east" in log, log[-3000:]
     assert metric(url, "streaminfer_region_switches_total") >= 2
     assert back_in_east is not None, "east answered nothing after it came back"
+    assert served == {"east", "west"}, served
+    # `regions status` names the region the worker serves (back in east now).
+    status = subprocess.run(
+        [sys.executable, "-m", "stream.cli", "regions", "status", "--json", "--metrics-url",
+         url], env=to_env(east, regions=spec), capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr[-2000:]
+    report = json.loads(status.stdout)
+    assert [(w["metrics_url"], w["region"]) for w in report["workers"]] == [(url, "east")]
 
 
 def downstream_view(settings: Settings, other: str, ids: list[str]
