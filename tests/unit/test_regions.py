@@ -239,3 +239,12 @@ def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_bat
     assert result.skipped == frozenset({0, 1, 3})
     assert [o.request_id for o in result.sent()] == ["r3", "r9", None, "r4"]
     assert (result.model, result.fallback) == (2, 0)
+
+
+def test_exactly_once_with_regions_is_refused_with_the_way_out() -> None:
+    from stream.regional import RegionalWorker
+
+    settings = Settings(regions="east=e:1;west=w:1",  # type: ignore[call-arg]
+                        guarantee="exactly-once")
+    with pytest.raises(ConfigurationError, match="at-least-once"):
+        RegionalWorker(settings)
