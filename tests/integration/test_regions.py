@@ -188,3 +188,34 @@ def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -
         down = run("dev", "down", check=False)
     assert down.returncode == 0 and "dev cluster removed" in down.stdout
     assert "removed mirrormaker" in down.stderr
+
+
+def test_three_brokers_per_region_replicate_with_rf_3_both_ways() -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from stream.devcluster.images import ensure_mirrormaker_image
+    from stream.devcluster.regions import start_regions
+    from tests.integration.regions_support import region_settings
+
+    images = ensure_test_images()
+    ns = f"rg3-{uuid.uuid4().hex[:8]}"
+    running = start_regions(3, images.kafka, images.redis, ensure_mirrormaker_image(), ns)
+    try:
+        east, west = (region_settings(running, r, ns).model_copy(update={
+            "replication_factor": 3, "min_insync_replicas": 2}) for r in ("east", "west"))
+        from stream.topics import ensure_topics
+
+        ensure_topics(east)
+        ensure_topics(west)
+        sent = produce_all(east, 300, seed=64)
+        mirrored = f"east.{ns}.requests"
+        wait_until(lambda: count(west, mirrored) >= 300, 120, f"{mirrored} on west", 1.0)
+        assert request_ids(west, mirrored, 300) == set(sent)
+        admin = AdminClient(kafka_config.admin(west))
+        meta = admin.list_topics(timeout=10).topics
+        for topic in (west.requests_topic, mirrored):  # local and mirrored: RF 3 in west
+            replicas = {len(p.replicas) for p in meta[topic].partitions.values()}
+            assert replicas == {3}, (topic, replicas)
+        assert len(admin.list_topics(timeout=10).brokers) == 3
+    finally:
+        running.stop()
