@@ -189,7 +189,7 @@ def test_prometheus_from_the_compose_config_scrapes_the_workers(
         code, body = get(f"http://127.0.0.1:{web}/api/v1/rules")
         assert code == 200, body
         names = {r["name"] for g in json.loads(body)["data"]["groups"] for r in g["rules"]}
-        assert "StreaminferWorkerDown" in names and len(names) == 13
+        assert "StreaminferWorkerDown" in names and len(names) == 15
     finally:
         proc.terminate()
         proc.wait(30)

@@ -29,7 +29,7 @@ def test_promtool_checks_the_rules() -> None:
     result = subprocess.run([promtool(), "check", "rules", str(PROM / "alerts.yml")],
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "13 rules found" in result.stdout
+    assert "15 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_of_the_rules_pass() -> None:
