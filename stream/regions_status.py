@@ -26,6 +26,9 @@ from stream.status import scrape
 from stream.topics import partition_watermarks
 
 
+STALLED_MS = 30_000  # heartbeats are emitted every second: this much lag means a stall
+
+
 def heartbeat_timestamp(value: bytes) -> int:
     """The epoch-ms timestamp of a MirrorMaker heartbeat value (version 0)."""
     version, timestamp = struct.unpack(">hq", value[:10])
@@ -115,6 +118,8 @@ def render(report: dict[str, Any]) -> Any:
         table.add_column(col)
     for r in report["regions"]:
         lag = ", ".join(f"from {src}: " + ("no heartbeats" if ms is None else f"{ms / 1000:.1f} s")
+                        + (" (stalled? restart MirrorMaker)" if ms is not None
+                           and ms > STALLED_MS else "")
                         for src, ms in r["replication_lag_ms"].items()) or "-"
         table.add_row(r["region"], "yes" if r["reachable"] else f"NO ({r.get('error', '')})",
                       str(r["brokers"]), lag, str(len(r["mirrored_topics"])))

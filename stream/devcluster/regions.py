@@ -80,6 +80,12 @@ class RunningRegions:
         out: bytes = self.mirrormaker.logs(tail=tail)
         return out.decode(errors="replace")
 
+    def restart_mirrormaker(self) -> None:
+        """Restart MirrorMaker: the remedy its own log names when a Connect herder has
+        stopped tasks that were blocked on a cluster that went away."""
+        if self.mirrormaker is not None:
+            self.mirrormaker.restart(timeout=10)
+
     def stop(self) -> None:
         """Remove MirrorMaker, then both regions."""
         if self.mirrormaker is not None:
