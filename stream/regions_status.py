@@ -25,7 +25,6 @@ from stream.settings import Settings
 from stream.status import scrape
 from stream.topics import partition_watermarks
 
-
 STALLED_MS = 30_000  # heartbeats are emitted every second: this much lag means a stall
 
 
