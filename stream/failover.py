@@ -36,18 +36,23 @@ REGION_DOWN_CODES = {KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaErro
                      KafkaError.REQUEST_TIMED_OUT}
 
 
-def parse_regions(spec: str) -> dict[str, str]:
-    """``east=h1:9092,h2:9092;west=h3:9092`` -> {name: bootstrap}, in preference order."""
+def parse_named(spec: str, flag: str, shape: str, example: str) -> dict[str, str]:
+    """``name=value;name=value`` -> {name: value}, in the order given."""
     out: dict[str, str] = {}
     for part in (p.strip() for p in spec.split(";") if p.strip()):
-        name, sep, bootstrap = part.partition("=")
-        if not sep or not name.strip() or not bootstrap.strip():
-            raise ConfigurationError(
-                f"--regions / STREAMINFER_REGIONS: {part!r} is not name=host:port[,host:port]; "
-                "example: east=127.0.0.1:9092;west=127.0.0.1:9192")
+        name, sep, value = part.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ConfigurationError(f"{flag}: {part!r} is not {shape}; example: {example}")
         if name.strip() in out:
-            raise ConfigurationError(f"--regions: region {name.strip()!r} is listed twice")
-        out[name.strip()] = bootstrap.strip()
+            raise ConfigurationError(f"{flag}: region {name.strip()!r} is listed twice")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def parse_regions(spec: str) -> dict[str, str]:
+    """``east=h1:9092,h2:9092;west=h3:9092`` -> {name: bootstrap}, in preference order."""
+    out = parse_named(spec, "--regions / STREAMINFER_REGIONS", "name=host:port[,host:port]",
+                      "east=127.0.0.1:9092;west=127.0.0.1:9192")
     if not out:
         raise ConfigurationError("--regions is empty; list at least one name=bootstrap")
     return out

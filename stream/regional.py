@@ -37,7 +37,7 @@ from fallback.breaker import BreakerConfig, CircuitBreaker
 from stream.answered_seed import predictions_topics, seed_answered
 from stream.assembly import build_serving
 from stream.exceptions import ConfigurationError, KafkaOperationError
-from stream.failover import RegionEvent, parse_regions
+from stream.failover import parse_named, parse_regions
 from stream.pipeline import now_ms
 from stream.redisconn import make_redis
 from stream.region_monitor import Move, RegionMonitor
@@ -53,15 +53,12 @@ CATCH_UP_S = 15.0  # at most this long waiting for replication before a failback
 
 def parse_region_redis(spec: str | None, regions: list[str]) -> dict[str, str]:
     """``east=redis://a:6379;west=redis://b:6379`` -> {region: url}."""
-    out: dict[str, str] = {}
-    for part in (p.strip() for p in (spec or "").split(";") if p.strip()):
-        name, sep, url = part.partition("=")
-        if not sep or name.strip() not in regions or not url.strip():
-            raise ConfigurationError(
-                f"--region-redis / STREAMINFER_REGION_REDIS: {part!r} is not name=redis-url "
-                f"for one of the regions {regions}; example: east=redis://127.0.0.1:6379;"
-                "west=redis://127.0.0.1:6380")
-        out[name.strip()] = url.strip()
+    out = parse_named(spec or "", "--region-redis / STREAMINFER_REGION_REDIS",
+                      "name=redis-url", "east=redis://127.0.0.1:6379;west=redis://127.0.0.1:6380")
+    unknown = [f"{name}={url}" for name, url in out.items() if name not in regions]
+    if unknown:
+        raise ConfigurationError(f"--region-redis: {', '.join(unknown)} names a region that "
+                                 f"--regions does not list ({regions})")
     return out
 
 
@@ -98,7 +95,6 @@ class RegionalWorker(Worker):
         self.base_settings = settings
         self.monitor = RegionMonitor(settings, self.regions)
         self.region = self.monitor.first_answering(self.monitor.timeout * 2 + 1)
-        self.events: list[RegionEvent] = []
         self._move: Move | None = None
         self._next_choice = 0.0
         super().__init__(self._settings_for(self.region), worker_id, registry=registry)
@@ -177,8 +173,6 @@ class RegionalWorker(Worker):
         source_down = self.monitor.is_down(move.source)
         log.warning("%s %s -> %s: %s", move.kind, move.source, move.target, move.reason)
         self._close_clients()
-        self.events.append(RegionEvent(time.time(), move.kind, move.source, move.target,
-                                       move.reason))
         self.metrics.region_switches.labels(move.kind, move.source, move.target).inc()
         self.region = move.target
         settings = self._settings_for(move.target)

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 import redis
@@ -25,12 +22,15 @@ from confluent_kafka import Consumer
 from stream import kafka_config
 from stream.answers import FirstSeen, UniqueCounts, answer_topics, request_id_of, unique
 from stream.clients import TopicReader, synthetic_requests
+from stream.devcluster.cluster import free_port
 from stream.devcluster.regions import RunningRegions
 from stream.failover import FailoverProducer
 from stream.regions_status import newest_heartbeat
 from stream.settings import Settings, to_env
+from stream.topics import watermarks
+from tests.http import metric_total
 from tests.integration.helpers import WorkerPool, wait_until
-from tests.integration.regions_support import both_regions
+from tests.integration.regions_support import both_regions, count
 
 pytestmark = pytest.mark.integration
 TOTAL = 20_000
@@ -76,31 +76,10 @@ class AnswerReader(threading.Thread):
         consumer.close()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def serving(url: str) -> str | None:
     """The region a worker's /metrics says it serves."""
-    try:
-        with urllib.request.urlopen(f"{url}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("streaminfer_region_serving{") and line.endswith(" 1.0"):
-            return line.split('region="', 1)[1].split('"', 1)[0]
-    return None
-
-
-def metric(url: str, name: str) -> float:
-    with urllib.request.urlopen(f"{url}/metrics", timeout=2) as resp:
-        text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
+    return next((r for r in ("east", "west")
+                 if metric_total(url, "streaminfer_region_serving", region=r) == 1), None)
 
 
 class Outage:
@@ -251,8 +230,8 @@ def fail_over_and_back(running: RunningRegions, ns: str, workers: WorkerPool, ho
     print(f"\n[{how}] requests {TOTAL}: acknowledged by {dict(producer.acked)}, re-sent "
           f"{producer.resent}; answers east {len(east_ts)}, west {len(west_ts)}; lost "
           f"{len(lost)}; answered twice {len(repeated)}; suppressed by the worker "
-          f"{metric(url, 'streaminfer_duplicates_suppressed_total'):.0f}; marked from "
-          f"predictions {metric(url, 'streaminfer_region_answered_seeded_total'):.0f}")
+          f"{metric_total(url, 'streaminfer_duplicates_suppressed_total'):.0f}; marked from "
+          f"predictions {metric_total(url, 'streaminfer_region_answered_seeded_total'):.0f}")
     switch = re.findall(r"(failover|failback) done: serving \w+ after ([0-9.]+) s", log)
     print(f"[{how}] recovery: last answer in east -> first in west "
           f"{(first_west - last_east_before) / 1000:.1f} s (detection included); the worker's "
@@ -276,15 +255,13 @@ def fail_over_and_back(running: RunningRegions, ns: str, workers: WorkerPool, ho
     for here, settings, other in (("west", west, "east"), ("east", east, "west")):
         ensure_replicating(running, settings, other, here)
         delivered, counts = downstream_view(settings, other, ids)
-        from tests.integration.regions_support import count
-
         per_topic = {t: count(settings, t) for t in answer_topics(settings, [other])}
         print(f"[{how}] downstream in {here} ({per_topic}): "
               f"{len(delivered)} request_ids delivered once each; {counts.dropped} repeated "
               f"records dropped")
         assert max(delivered.values()) == 1 and counts.unchecked == 0
     assert "failover east -> west" in log and "failback west -> east" in log, log[-3000:]
-    assert metric(url, "streaminfer_region_switches_total") >= 2
+    assert metric_total(url, "streaminfer_region_switches_total") >= 2
     assert back_in_east is not None, "east answered nothing after it came back"
     assert served == {"east", "west"}, served
     # `regions status` names the region the worker serves (back in east now).
@@ -342,9 +319,4 @@ def downstream_view(settings: Settings, other: str, ids: list[str]
 
 
 def _exists(settings: Settings, topic: str) -> bool:
-    consumer = Consumer({**kafka_config.common(settings), "group.id": "exists", "log_level": 2})
-    try:
-        meta: Any = consumer.list_topics(topic, timeout=5).topics.get(topic)
-        return meta is not None and meta.error is None
-    finally:
-        consumer.close()
+    return bool(watermarks(settings, topic))
