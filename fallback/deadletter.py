@@ -13,7 +13,9 @@ from typing import Any, Literal, Protocol
 
 from schemas.serde import Encoder
 
-Stage = Literal["decode", "validate", "features", "infer", "encode", "produce"]
+# "internal": an unexpected error (a defect, not the record's fault as far as we know)
+# while processing this record alone; the error type and message say which.
+Stage = Literal["decode", "validate", "features", "infer", "encode", "produce", "internal"]
 HEADER_PREFIX = "__connect.errors."
 MAX_MESSAGE = 2000
 

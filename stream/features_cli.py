@@ -35,20 +35,25 @@ def get(settings: Settings, entity: str) -> list[dict[str, Any]]:
     repo, store = repo_for(settings), store_for(settings)
     now_ms = time.time_ns() // 1_000_000
     out = []
-    rows = store.read([(v.name, entity, v.names) for v in repo.views])
+    types = {f.name: f.type for v in repo.views for f in v.features}
+    rows = store.read([(v.name, entity, v.names) for v in repo.views], types)
     for view, row in zip(repo.views, rows, strict=True):
         values = view.defaults()
         stored: dict[str, float] = {}
         updated = None
+        corrupt: dict[str, str] = {}
         if row is not None:
-            stored, updated = row
+            stored, updated, corrupt = row.values, row.updated_at_ms, row.corrupt
             values.update(stored)
         ttl = store.client.ttl(store.key(view.name, entity))
         out.append({
             "view": view.name, "entity": entity, "found": row is not None,
             "age_s": None if updated is None else round((now_ms - updated) / 1000, 3),
             "ttl_s": ttl if isinstance(ttl, int) and ttl >= 0 else None,
-            "features": {n: {"value": values[n], "source": "store" if n in stored else "default"}
+            "features": {n: {"value": values[n],
+                             "source": "store" if n in stored
+                             else f"default (stored value corrupt: {corrupt[n]})" if n in corrupt
+                             else "default"}
                          for n in view.names},
         })
     return out

@@ -64,8 +64,10 @@ class RateLimitedLog:
         self._windows: dict[str, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
-    def warning(self, key: str, msg: str, *args: Any, **extra: Any) -> None:
-        """Log unless ``key`` already used its burst in this period."""
+    def warning(self, key: str, msg: str, *args: Any, exc_info: BaseException | None = None,
+                **extra: Any) -> None:
+        """Log unless ``key`` already used its burst in this period (``exc_info``: add
+        that exception's traceback)."""
         now = time.monotonic()
         with self._lock:
             start, count = self._windows.get(key, (now, 0))
@@ -77,4 +79,4 @@ class RateLimitedLog:
             count += 1
             self._windows[key] = (start, count)
         if count <= self.burst:
-            self.logger.warning(msg, *args, extra=extra)
+            self.logger.warning(msg, *args, extra=extra, exc_info=exc_info)

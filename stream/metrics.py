@@ -61,6 +61,8 @@ class WorkerMetrics:
     feature_cache: Counter
     feature_age: Histogram
     features_degraded: Counter
+    feature_corrupt: Counter
+    internal_errors: Counter
     feature_unknown_entities: Counter
     version_requests: Counter
     version_errors: Counter
@@ -167,8 +169,19 @@ class WorkerMetrics:
                 buckets=(1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 86400), registry=r),
             features_degraded=Counter(
                 "streaminfer_features_degraded",
-                "Requests served stale or default features because Redis could not answer.",
+                "Requests served stale or default features because Redis could not answer "
+                "or a stored value was corrupt.",
                 ["view"], registry=r),
+            feature_corrupt=Counter(
+                "streaminfer_feature_corrupt",
+                "Stored feature fields read that are not valid values of their type (text, "
+                "NaN, inf, overflow); served as the cached value or the default.",
+                ["view"], registry=r),
+            internal_errors=Counter(
+                "streaminfer_internal_errors",
+                "Unexpected errors while processing a batch (scope: batch, retried and then "
+                "processed record by record; record, the record dead-lettered).",
+                ["scope"], registry=r),
             feature_unknown_entities=Counter(
                 "streaminfer_feature_unknown_entities",
                 "Lookups of entities with no stored features (defaults used).", registry=r),

@@ -4,10 +4,18 @@ decode -> triage (deadline passed, shed) -> validate -> infer under a timeout an
 circuit breaker -> fallbacks for what the model did not answer -> encode. Failures that
 no fallback can answer become dead letters for that record alone. This is the
 "nothing lost" invariant in code: ``len(result.outbound) == len(batch)``.
+
+No exception raised by a record's data escapes :meth:`Pipeline.process`: an unexpected
+error (a defect somewhere in decode, features, inference, fallbacks or encoding) makes
+the batch be tried again ``BATCH_ATTEMPTS`` times in all; then every record is answered
+alone, and a record whose own processing still raises gets a dead letter with stage
+``internal`` naming the error type. So one bad record costs the batch a slower path, never
+the partition, and a worker never crash-loops on the same input.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -34,6 +42,9 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]
 
 
+BATCH_ATTEMPTS = 2  # tries of a whole batch before it is answered record by record
+RETRY_PAUSE_S = 0.05
+
 # Fallback reasons that count against the version that should have answered.
 _ARM_REASONS = frozenset({"model_error", "timeout", "breaker_open", "guardrail"})
 
@@ -48,6 +59,16 @@ class ShadowSink(Protocol):
 
     def offer(self, active_version: str,
               rows: list[tuple[dict[str, Any], float, bytes | None]]) -> None: ...
+
+
+def es_key(pipeline: Pipeline, view: str, entity: str) -> str:
+    """The Redis key of a (view, entity), for log lines an operator can act on."""
+    enricher = pipeline.degradation.enricher
+    return enricher.store.key(view, entity) if enricher is not None else f"{view}:{entity}"
+
+
+class InternalError(Exception):
+    """An unexpected error while answering one record (carried in its dead letter)."""
 
 
 class NoFallbackError(InferenceError):
@@ -105,7 +126,73 @@ class Pipeline:
     def process(self, batch: Sequence[SourceRecord],
                 lags: Sequence[int] | None = None) -> BatchResult:
         """Answer every record of the batch, in input order. ``lags[i]`` is how far
-        record i's partition is behind its end (for load shedding)."""
+        record i's partition is behind its end (for load shedding). Never raises for a
+        record's data (see the module docstring)."""
+        errors = 0
+        for attempt in range(BATCH_ATTEMPTS):
+            try:
+                result = self._process(batch, lags)
+            except Exception as exc:
+                errors += 1
+                self._log.warning("internal batch", "unexpected error answering a batch of %d "
+                                  "(attempt %d of %d): %s: %s", len(batch), attempt + 1,
+                                  BATCH_ATTEMPTS, type(exc).__name__, exc, exc_info=exc)
+                time.sleep(RETRY_PAUSE_S * (attempt + 1))
+                continue
+            self._report_corrupt(result)
+            if errors:
+                result = dataclasses.replace(result, internal_errors={"batch": errors})
+            return result
+        return self._record_by_record(batch, lags, errors)
+
+    def _record_by_record(self, batch: Sequence[SourceRecord], lags: Sequence[int] | None,
+                          batch_errors: int) -> BatchResult:
+        """The slow path after a batch kept failing: each record alone; a record that
+        still fails is dead-lettered (stage ``internal``), the others answered normally."""
+        outbound: list[Outbound] = []
+        reasons: dict[str, int] = {}
+        scores: list[float] = []
+        model_scores: list[tuple[str, float]] = []
+        failed = 0
+        for i, record in enumerate(batch):
+            try:
+                one = self._process([record], [lags[i]] if lags is not None else None)
+            except Exception as exc:
+                failed += 1
+                self._log.warning("internal record", "unexpected error answering %s[%s]@%s "
+                                  "alone: %s: %s", record.topic(), record.partition(),
+                                  record.offset(), type(exc).__name__, exc, exc_info=exc)
+                err = InternalError(f"{type(exc).__name__}: {exc}")
+                outbound.append(self.dead_letter(record, "internal", err, now_ms()))
+                continue
+            self._report_corrupt(one)
+            outbound.extend(one.outbound)
+            for reason, n in one.fallback_reasons.items():
+                reasons[reason] = reasons.get(reason, 0) + n
+            scores.extend(one.scores)
+            model_scores.extend(one.model_scores)
+        n_model = sum(1 for o in outbound if o.outcome == "model")
+        n_fallback = sum(1 for o in outbound if o.outcome == "fallback")
+        errors = {"batch": batch_errors, **({"record": failed} if failed else {})}
+        return BatchResult(outbound, model=n_model, fallback=n_fallback,
+                           dead_letters=len(batch) - n_model - n_fallback, scores=scores,
+                           fallback_reasons=reasons, model_scores=model_scores,
+                           internal_errors=errors)
+
+    def _report_corrupt(self, result: BatchResult) -> None:
+        """Log (rate-limited) the corrupt stored feature fields a batch met."""
+        es = result.enrich_stats
+        if es is None:
+            return
+        for view, entity, name, why in es.corrupt_fields:
+            self._log.warning("corrupt feature", "corrupt stored feature %s of %s (view %s, "
+                              "entity %s): %s; served the cached value or the default, flagged",
+                              name, es_key(self, view, entity), view, entity, why,
+                              view=view, entity=entity, field=name)
+
+    def _process(self, batch: Sequence[SourceRecord],
+                 lags: Sequence[int] | None = None) -> BatchResult:
+        """One try at the whole batch (may raise on a defect; see :meth:`process`)."""
         received = now_ms()
         t0 = time.perf_counter()
         timings: dict[str, float] = {}

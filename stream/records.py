@@ -43,6 +43,8 @@ class BatchResult:
     # Indices of outbound records not to send: predictions of requests answered already
     # (stream.dedupe). Kept in place so outbound[i] still belongs to the batch's record i.
     skipped: frozenset[int] = frozenset()
+    # Unexpected errors met while answering the batch: scope ("batch", "record") -> count.
+    internal_errors: dict[str, int] = field(default_factory=dict)
 
     def sent(self) -> list[Outbound]:
         """The outbound records that are produced."""

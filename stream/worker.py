@@ -555,10 +555,14 @@ class Worker:
             m.feature_unknown_entities.inc(es.unknown_entities)
             for view, n in es.degraded.items():
                 m.features_degraded.labels(view).inc(n)
+            for view, n in es.corrupt.items():
+                m.feature_corrupt.labels(view).inc(n)
             for age in es.ages_s:
                 m.feature_age.observe(age)
         for reason, n in result.fallback_reasons.items():
             m.fallback_reasons.labels(name, reason).inc(n)
+        for scope, n in result.internal_errors.items():
+            m.internal_errors.labels(scope).inc(n)
         store = self.serving.scores
         if store is not None and result.model_scores:
             store.set_many(name, result.model_scores, self.serving.config.last_known_good_ttl_s)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+import redis
+
+from processors.features.store import UPDATED_AT, RedisFeatureStore
 
 
 @dataclass
@@ -61,3 +65,36 @@ class ScriptedSource:
         if not self.script:
             return []
         return self.script.pop(0)[:num_messages]
+
+
+class FakeStore(RedisFeatureStore):
+    """Our RedisFeatureStore with its one Redis round trip (``_fetch``) over dicts; can be
+    made to fail like Redis. ``rows`` hold numbers, ``raw`` hold fields as stored text."""
+
+    def __init__(self) -> None:
+        super().__init__(None, "t")
+        self.rows: dict[tuple[str, str], tuple[dict[str, float], int | None]] = {}
+        self.raw: dict[tuple[str, str], dict[str, bytes | str]] = {}
+        self.fail = False
+        self.reads = 0
+
+    def _fetch(self, wanted: Sequence[tuple[str, str, Sequence[str]]]
+               ) -> list[list[bytes | str | None]]:
+        self.reads += 1
+        if self.fail:
+            raise redis.TimeoutError("Timeout reading from socket")
+        out: list[list[bytes | str | None]] = []
+        for v, e, names in wanted:
+            fields: dict[str, bytes | str] = dict(self.raw.get((v, e), {}))
+            if (v, e) in self.rows:
+                values, updated = self.rows[(v, e)]
+                fields.update({k: repr(x) for k, x in values.items()})
+                if updated is not None:
+                    fields[UPDATED_AT] = str(updated)
+            out.append([fields.get(n) for n in [*names, UPDATED_AT]])
+        return out
+
+    def write(self, rows: Sequence[tuple[str, str, Mapping[str, float], int | None]],
+              ttl_s: Mapping[str, int]) -> None:
+        for v, e, values, updated in rows:
+            self.rows[(v, e)] = (dict(values), updated)

@@ -5,6 +5,12 @@ rest are read from Redis in one pipelined round trip. When Redis fails (timeout,
 open breaker) a view falls back to its cached row if it is within the view's max
 staleness, else to the view's defaults, and the request is flagged with the degraded
 view names. An entity that has no hash gets the defaults (new entities are normal).
+
+A stored value that is not a valid number of its feature's type (text, NaN, inf, an
+overflowing number) is corrupt: that feature is served as if Redis were down for it
+(the cached value within max staleness, else the default), the view is flagged for the
+request, and the field is reported in ``EnrichStats.corrupt`` so the worker can count
+and log it. A corrupt row is not cached, so it is flagged for as long as it is stored.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import redis
 
 from fallback.breaker import CircuitBreaker
 from processors.features.cache import FeatureCache
-from processors.features.store import RedisFeatureStore
+from processors.features.store import UPDATED_AT, RedisFeatureStore, StoredRow
 from processors.features.views import FeatureRepo
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,9 @@ class EnrichStats:
     unknown_entities: int = 0
     degraded: dict[str, int] = field(default_factory=dict)  # view -> requests
     ages_s: list[float] = field(default_factory=list)  # age of each stored row used
+    corrupt: dict[str, int] = field(default_factory=dict)  # view -> corrupt fields read
+    # (view, entity, field, what is wrong) of corrupt fields, for the log (first 20)
+    corrupt_fields: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 class FeatureEnricher:
@@ -47,6 +56,7 @@ class FeatureEnricher:
         self.cache = cache
         self.breaker = breaker
         self.precedence = precedence
+        self._types = {f.name: f.type for v in repo.views for f in v.features}
 
     def enrich(self, requests: Sequence[dict[str, Any]]) -> tuple[list[list[str]], EnrichStats]:
         """Merge stored features into each request's ``features`` (in place)."""
@@ -85,11 +95,15 @@ class FeatureEnricher:
                         rows[(view_name, entity)] = None
             else:
                 for (view_name, entity, _names), got in zip(wanted, fetched, strict=True):
-                    rows[(view_name, entity)] = got
                     if got is None:
+                        rows[(view_name, entity)] = None
                         stats.unknown_entities += 1
+                    elif got.corrupt:
+                        rows[(view_name, entity)] = self._repair(view_name, entity, got, now_ms,
+                                                                 stats, degraded_keys)
                     else:
-                        self.cache.put(view_name, entity, got[0], got[1])
+                        rows[(view_name, entity)] = (got.values, got.updated_at_ms)
+                        self.cache.put(view_name, entity, got.values, got.updated_at_ms)
         flags: list[list[str]] = []
         full: dict[tuple[str, str], dict[str, float]] = {}  # defaults + row, once per key
         for req in requests:
@@ -116,13 +130,36 @@ class FeatureEnricher:
             flags.append(degraded)
         return flags, stats
 
+    def _repair(self, view_name: str, entity: str, got: StoredRow, now_ms: int,
+                stats: EnrichStats, degraded_keys: set[tuple[str, str]]
+                ) -> tuple[dict[str, float], int | None]:
+        """A row with corrupt fields: those take the cached value within max staleness
+        (else the view's default, filled in by the merge); the view is flagged."""
+        values = dict(got.values)
+        features = [f for f in got.corrupt if f != UPDATED_AT]
+        stats.corrupt[view_name] = stats.corrupt.get(view_name, 0) + len(got.corrupt)
+        for name, why in got.corrupt.items():
+            if len(stats.corrupt_fields) < 20:
+                stats.corrupt_fields.append((view_name, entity, name, why))
+        if not features:
+            return values, got.updated_at_ms  # only the timestamp is bad: values are fine
+        degraded_keys.add((view_name, entity))
+        stale = self.cache.any(view_name, entity)
+        max_staleness = self.repo.view(view_name).max_staleness_s
+        if stale is not None and stale.updated_at_ms is not None \
+                and (now_ms - stale.updated_at_ms) / 1000 <= max_staleness:
+            for name in features:
+                if name in stale.values:
+                    values[name] = stale.values[name]
+        return values, got.updated_at_ms
+
     def _fetch(self, wanted: list[tuple[str, str, list[str]]]
-               ) -> list[tuple[dict[str, float], int | None] | None] | None:
+               ) -> list[StoredRow | None] | None:
         """Rows from Redis, or None when Redis cannot answer now."""
         if not self.breaker.allow():
             return None
         try:
-            rows = self.store.read(wanted)
+            rows = self.store.read(wanted, self._types)
         except redis.RedisError as exc:
             self.breaker.record_failure()
             log.warning("feature read from Redis failed (%s); serving cached or default "

@@ -84,6 +84,29 @@ def test_backfill_get_and_predictions_that_depend_on_stored_features(
     assert min(diffs) > 0 and sorted(diffs)[10] > 0.3, diffs
     assert all(not by_id[i]["fallback"] and by_id[i]["features_degraded"] == [] for i in ids)
 
+    # Corrupt stored values (text, an overflowing int) used to kill the worker on every
+    # restart; now they degrade that feature, flagged, and serving goes on.
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    client.hset(f"{settings.namespace}:fv:card_activity:{{card-bad}}",
+                mapping={"tx_count_5m": "not-a-number", "tx_sum_1h": "12.5"})
+    client.hset(f"{settings.namespace}:fv:card_activity:{{card-inf}}",
+                mapping={"tx_count_1h": "1e999"})
+    bad = [request_only(r, "card-bad" if i % 2 else "card-inf", f"bad-{i}")
+           for i, r in enumerate(base)]
+    bad_ids = send(settings, bad)
+    wait_for_all(collector, bad_ids, deadline_s=60)
+    with collector.lock:
+        got = [v for t, v, _ in collector.seen
+               if t == settings.predictions_topic and v["request_id"] in set(bad_ids)]
+    assert len(got) == len(bad_ids)
+    assert all(not p["fallback"] and p["features_degraded"] == ["card_activity"] for p in got)
+    assert all(w.proc.poll() is None for w in workers.started)  # the worker is still up
+    [corrupt] = json.loads(cli(settings, "features", "get", "card-bad").stdout)
+    assert corrupt["features"]["tx_count_5m"]["source"].startswith("default (stored value corrupt")
+    assert corrupt["features"]["tx_sum_1h"] == {"value": 12.5, "source": "store"}
+
 
 def test_redis_paused_then_stopped_degrades_flagged_and_recovers(
         cluster: Endpoints, own_redis: Any, workers: WorkerPool) -> None:

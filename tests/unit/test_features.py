@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
 from processors.features.cache import FeatureCache
 from processors.features.enrich import FeatureEnricher
+from processors.features.store import UPDATED_AT, parse_value
 from processors.features.streaming import expected_features, window_key
 from processors.features.views import FeatureConfigError, FeatureRepo
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+from tests.fakes import FakeStore
 
 REPO = {"entity": "card", "request_features": ["amount"],
         "views": [{"name": "act", "ttl_s": 60, "max_staleness_s": 30,
@@ -27,27 +27,6 @@ def write_repo(tmp_path: Path, raw: dict[str, Any]) -> Path:
     path = tmp_path / "features.json"
     path.write_text(json.dumps(raw))
     return path
-
-
-class FakeStore:
-    """Our RedisFeatureStore interface over a dict; can be made to fail like Redis."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str], tuple[dict[str, float], int | None]] = {}
-        self.fail = False
-        self.reads = 0
-
-    def read(self, wanted: Sequence[tuple[str, str, Sequence[str]]]
-             ) -> list[tuple[dict[str, float], int | None] | None]:
-        self.reads += 1
-        if self.fail:
-            raise redis.TimeoutError("Timeout reading from socket")
-        return [self.rows.get((v, e)) for v, e, _n in wanted]
-
-    def write(self, rows: Sequence[tuple[str, str, Mapping[str, float], int | None]],
-              ttl_s: Mapping[str, int]) -> None:
-        for v, e, values, updated in rows:
-            self.rows[(v, e)] = (dict(values), updated)
 
 
 def enricher(tmp_path: Path, clock: list[float], precedence: str = "request"
@@ -159,3 +138,35 @@ def test_window_semantics_of_the_streaming_app() -> None:
     assert got["last_event_at"] == 300_000 * 10 + 299_000
     assert window_key("a", 300_000 * 10 + 5, 300) == window_key("a", 300_000 * 10 + 299_000, 300)
     assert window_key("a", 300_000 * 9 + 1, 300) != window_key("a", 300_000 * 10, 300)
+
+
+@pytest.mark.parametrize(("raw", "ftype", "why"), [
+    ("not-a-number", "double", "not a number"), ("1e999", "int", "not finite"),
+    ("nan", "double", "not finite"), ("-inf", "double", "not finite"),
+    ("2.5", "int", "not an integer"), (b"\xff\xfe", "double", "not a number"),
+])
+def test_parse_value_refuses_what_the_type_forbids(raw: str | bytes, ftype: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        parse_value(raw, ftype)
+    assert parse_value(b"3", "int") == 3.0 and parse_value("0.25") == 0.25
+
+
+def test_a_corrupt_stored_value_degrades_that_feature_instead_of_failing(
+        tmp_path: Path) -> None:
+    clock = [0.0]
+    enr, store = enricher(tmp_path, clock)
+    store.rows[("act", "e1")] = ({"cnt": 7.0, "avg": 9.0}, now_ms())
+    enr.enrich([{"entity_id": "e1", "features": {}}])  # a good row, now cached
+    clock[0] = 2.0  # past the cache's freshness: the next batch reads Redis again
+    store.rows.pop(("act", "e1"))
+    store.raw[("act", "e1")] = {"cnt": "not-a-number", "avg": "11.0", UPDATED_AT: "1"}
+    store.raw[("act", "e2")] = {"cnt": "1e999", "avg": "nan"}
+    reqs = [{"entity_id": "e1", "features": {}}, {"entity_id": "e2", "features": {}}]
+    flags, stats = enr.enrich(reqs)
+    assert flags == [["act"], ["act"]]
+    assert reqs[0]["features"] == {"cnt": 7.0, "avg": 11.0}  # cached within staleness
+    assert reqs[1]["features"] == {"cnt": 0.0, "avg": 5.0}  # no cached row: defaults
+    assert stats.corrupt == {"act": 3} and stats.degraded == {"act": 2}
+    assert ("act", "e2", "cnt", "not finite: '1e999'") in stats.corrupt_fields
+    flags, _ = enr.enrich([{"entity_id": "e2", "features": {}}])
+    assert flags == [["act"]]  # corrupt rows are not cached: flagged while stored
