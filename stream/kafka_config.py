@@ -26,13 +26,19 @@ def common(settings: Settings) -> dict[str, Any]:
     return conf
 
 
-def worker_consumer(settings: Settings, worker_id: str = "") -> dict[str, Any]:
+def worker_consumer(settings: Settings, worker_id: str = "",
+                    stable_id: bool = False) -> dict[str, Any]:
     """Consumer of the request topic: manual commits, cooperative-sticky assignment.
 
     ``enable.auto.offset.store`` is off too, so nothing but our explicit commits
-    moves the group's offsets.
+    moves the group's offsets. With a stable worker identity (``stable_id``: the worker
+    id was set, not derived from the pid) and ``static_membership``, the consumer is a
+    static member (``group.instance.id``): a restarted worker gets its partitions back at
+    once instead of after the session timeout. The price: a static member does not leave
+    the group on close, so a worker stopped for good holds its partitions until the
+    session timeout.
     """
-    return {
+    conf: dict[str, Any] = {
         **common(settings),
         "client.id": f"streaminfer.{worker_id or settings.namespace}",
         "group.id": settings.group,
@@ -49,6 +55,17 @@ def worker_consumer(settings: Settings, worker_id: str = "") -> dict[str, Any]:
         "fetch.min.bytes": settings.fetch_min_bytes,
         "queued.max.messages.kbytes": 65536,
     }
+    if stable_id and settings.static_membership and worker_id:
+        conf["group.instance.id"] = f"{settings.group}.{worker_id}"
+    return conf
+
+
+def transactional_id(settings: Settings, worker_id: str) -> str:
+    """One transactional id per worker instance, the same across restarts and producer
+    recreations, so ``init_transactions`` aborts the open transaction of the instance's
+    predecessor (a new id would leave it open, holding back read_committed readers, until
+    ``transaction_timeout_ms``)."""
+    return f"{settings.group}.{worker_id}"
 
 
 def worker_producer(settings: Settings, worker_id: str) -> dict[str, Any]:
@@ -63,7 +80,7 @@ def worker_producer(settings: Settings, worker_id: str) -> dict[str, Any]:
         "delivery.timeout.ms": settings.delivery_timeout_ms,
     }
     if settings.guarantee == "exactly-once":
-        conf["transactional.id"] = f"{settings.group}.{worker_id}.{uuid.uuid4().hex[:8]}"
+        conf["transactional.id"] = transactional_id(settings, worker_id)
         conf["transaction.timeout.ms"] = settings.transaction_timeout_ms
         # librdkafka requires message.timeout.ms (delivery.timeout.ms) <= transaction.timeout.ms
         conf["delivery.timeout.ms"] = min(settings.delivery_timeout_ms,

@@ -74,7 +74,8 @@ class RegionalWorker(Worker):
     """A Worker whose Kafka (and Redis) follow the first healthy region."""
 
     def __init__(self, settings: Settings, worker_id: str | None = None,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None,
+                 stable_id: bool | None = None) -> None:
         if not settings.regions:
             raise ConfigurationError("RegionalWorker needs --regions / STREAMINFER_REGIONS")
         self.regions = parse_regions(settings.regions)
@@ -97,7 +98,12 @@ class RegionalWorker(Worker):
         self.region = self.monitor.first_answering(self.monitor.timeout * 2 + 1)
         self._move: Move | None = None
         self._next_choice = 0.0
-        super().__init__(self._settings_for(self.region), worker_id, registry=registry)
+        # No static membership here: a member that stays registered after the worker left
+        # a region would keep MirrorMaker from syncing that group's offsets (it syncs only
+        # groups without active members) until the session timeout.
+        del stable_id
+        super().__init__(self._settings_for(self.region), worker_id, registry=registry,
+                         stable_id=False)
         self.monitor.on_change = self._on_region_change
         self._replicate_answered()
         for name in self.regions:
@@ -253,8 +259,9 @@ class RegionalWorker(Worker):
         self.monitor.close()
 
 
-def make_worker(settings: Settings, worker_id: str | None = None) -> Worker:
+def make_worker(settings: Settings, worker_id: str | None = None,
+                stable_id: bool | None = None) -> Worker:
     """A RegionalWorker when --regions is set, else a Worker."""
     if settings.regions:
-        return RegionalWorker(settings, worker_id)
-    return Worker(settings, worker_id)
+        return RegionalWorker(settings, worker_id, stable_id=stable_id)
+    return Worker(settings, worker_id, stable_id=stable_id)

@@ -89,7 +89,15 @@ class Settings(BaseSettings):
     onnx_inter_op_threads: int = Field(1, ge=0, le=256, description="ONNX Runtime inter-op threads.")
     onnx_allow_spinning: bool = Field(False, description="Let ONNX Runtime threads spin-wait.")
     processes: int = Field(1, ge=1, le=256, description="Worker processes on this host.")
-    worker_id: str | None = Field(None, description="Worker instance id (default host-pid).")
+    worker_id: str | None = Field(
+        None, description="Worker instance id, stable across restarts (a StatefulSet pod name, "
+                          "a systemd instance name): exactly-once's transactional id and the "
+                          "static group membership derive from it, so a restarted worker takes "
+                          "over at once. Unset: host-pid, new on every start.")
+    static_membership: bool = Field(
+        True, description="With --worker-id set: join the group as a static member "
+                          "(group.instance.id), so a restart within the session timeout "
+                          "keeps the partitions without a rebalance.")
     transaction_timeout_ms: int = Field(
         30_000, ge=1000, description="Exactly-once: producer transaction timeout, milliseconds."
     )
@@ -315,14 +323,20 @@ def env_of(field: str) -> str:
 
 def to_env(settings: Settings, **overrides: Any) -> dict[str, str]:
     """The environment that makes a ``streaminfer`` subprocess use these settings (the
-    current environment without its STREAMINFER_* variables, except STREAMINFER_HOME)."""
+    current environment without its STREAMINFER_* variables, except STREAMINFER_HOME).
+
+    Secrets are included in clear: an environment is handed to the child in memory and
+    is readable only by the same user (``/proc/<pid>/environ``); never print or store
+    the returned mapping."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(ENV_PREFIX) or k == "STREAMINFER_HOME"}
     values = settings.model_dump()
     values.update(overrides)
     for name, value in values.items():
-        if value is None or isinstance(value, SecretStr):
+        if value is None:
             continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         if isinstance(value, bool):
             value = "true" if value else "false"
         env[env_of(name)] = str(value)

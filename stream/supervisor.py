@@ -23,18 +23,22 @@ MAX_RESTARTS = 5
 STOP_GRACE_S = 60.0
 
 
-def run_one(settings_json: str, index: int) -> None:
-    """Child entry point: one worker in this process."""
+def run_one(settings: Settings, index: int) -> None:
+    """Child entry point: one worker in this process.
+
+    ``settings`` arrives pickled through the pipe multiprocessing's spawn start method
+    opens to the child: secrets (``SecretStr``) keep their value and never touch disk or
+    a command line. (A JSON dump would carry the mask ``**********`` instead.)"""
     from stream.regional import make_worker
     from stream.worker import default_worker_id
 
-    settings = Settings.model_validate_json(settings_json)
     if settings.health_port:  # one endpoint per process: port + index
         settings = settings.model_copy(update={"health_port": settings.health_port + index})
     configure(settings.log_level, settings.log_format)
     worker_id = f"{settings.worker_id or default_worker_id()}-{index}" \
         if settings.processes > 1 else None
-    worker = make_worker(settings, worker_id)
+    # Stable only when --worker-id was given: host-pid-based ids change on every start.
+    worker = make_worker(settings, worker_id, stable_id=settings.worker_id is not None)
     worker.install_signal_handlers()
     # Ctrl-C reaches the whole process group; the parent turns it into one SIGTERM per
     # child, so a child ignores SIGINT (else it would count two signals and exit hard).
@@ -42,14 +46,18 @@ def run_one(settings_json: str, index: int) -> None:
     worker.run()
 
 
+def child_args(settings: Settings, index: int) -> tuple[Settings, int]:
+    """What a worker process is started with (see :func:`run_one` for why pickled)."""
+    return settings, index
+
+
 def supervise(settings: Settings) -> int:
     """Start ``settings.processes`` workers and keep them running until a signal."""
     ctx = mp.get_context("spawn")
-    payload = settings.model_dump_json()
     stopping = False
 
     def start(i: int) -> Any:
-        proc = ctx.Process(target=run_one, args=(payload, i), name=f"streaminfer-worker-{i}")
+        proc = ctx.Process(target=run_one, args=child_args(settings, i), name=f"streaminfer-worker-{i}")
         proc.start()
         log.info("started worker process %d (pid %s)", i, proc.pid)
         return proc

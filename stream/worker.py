@@ -143,9 +143,14 @@ class Worker:
 
     def __init__(self, settings: Settings, worker_id: str | None = None,
                  model: OnnxModel | None = None,
-                 registry: CollectorRegistry | None = None) -> None:
+                 registry: CollectorRegistry | None = None,
+                 stable_id: bool | None = None) -> None:
         self.settings = settings
         self.worker_id = worker_id or settings.worker_id or default_worker_id()
+        # Stable: the same id after a restart (given, not derived from the pid). The
+        # transactional id and the static membership only help when it is.
+        self.stable_id = (worker_id is not None or settings.worker_id is not None) \
+            if stable_id is None else stable_id
         self.metrics = WorkerMetrics.create(registry or CollectorRegistry())
         self.health = HealthState(watchdog_s=settings.watchdog_s)
         self.lifecycle: Lifecycle | None = None
@@ -337,6 +342,9 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def _new_producer(self) -> Producer:
+        """The producer; in exactly-once mode always under the instance's one transactional
+        id, so init_transactions fences a predecessor (or the producer being replaced) and
+        aborts its open transaction instead of leaving it to time out."""
         conf = kafka_config.worker_producer(self.settings, self.worker_id)
         self.transactional_id: str | None = conf.get("transactional.id")
         producer = Producer({**conf, **self._client_extras("producer")})
@@ -396,8 +404,18 @@ class Worker:
     def _open_clients(self) -> None:
         s = self.settings
         self.producer = self._new_producer()
-        self.consumer = Consumer({**kafka_config.worker_consumer(s, self.worker_id),
-                                  **self._client_extras("consumer")})
+        if self.eos and not self.stable_id:
+            log.warning("exactly-once with no --worker-id: the transactional id %s is new on "
+                        "every start, so after a crash read_committed readers wait up to "
+                        "--transaction-timeout-ms (%d ms) for the dead instance's open "
+                        "transaction; set a stable --worker-id", self.transactional_id,
+                        s.transaction_timeout_ms)
+        consumer_conf = kafka_config.worker_consumer(s, self.worker_id, self.stable_id)
+        self.consumer = Consumer({**consumer_conf, **self._client_extras("consumer")})
+        if "group.instance.id" in consumer_conf:
+            log.info("static group member %s: a restart within the session timeout (%d ms) "
+                     "keeps the partitions", consumer_conf["group.instance.id"],
+                     s.session_timeout_ms)
         topics = self._subscription()
         self.consumer.subscribe(topics, on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
@@ -428,6 +446,10 @@ class Worker:
             self._handle(records)
 
     def _consumer_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError.FENCED_INSTANCE_ID:
+            raise KafkaOperationError(
+                f"another worker joined group {self.settings.group} with the same id "
+                f"{self.worker_id!r} ({err}); give every worker its own --worker-id")
         if err.fatal():
             raise KafkaOperationError(f"fatal consumer error: {err}")
         log.warning("consumer error (librdkafka retries it): %s", err)
