@@ -48,7 +48,8 @@ def worker_consumer(settings: Settings, worker_id: str = "",
         "partition.assignment.strategy": "cooperative-sticky",
         "session.timeout.ms": settings.session_timeout_ms,
         "heartbeat.interval.ms": max(1000, settings.session_timeout_ms // 5),
-        "max.poll.interval.ms": max(60_000, settings.session_timeout_ms * 3),
+        # Checked against every blocking wait at start-up (settings.timeout_chain).
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
         "isolation.level": "read_committed",
         # The broker answers a fetch once fetch.min.bytes are ready or this wait passes.
         "fetch.wait.max.ms": max(1, min(100, settings.batch_max_linger_ms)),

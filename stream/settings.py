@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(
         10_000, ge=1000, description="Consumer group session timeout, milliseconds."
     )
+    max_poll_interval_ms: int = Field(
+        120_000, ge=5000, description="Consumer max.poll.interval.ms: the longest a worker may "
+                                      "block between polls (waiting for deliveries or a "
+                                      "transaction) before the group takes its partitions.")
     fetch_min_bytes: int = Field(
         1, ge=1, le=1_048_576,
         description="Consumer fetch.min.bytes: the broker holds a fetch until this much is "
@@ -118,8 +122,8 @@ class Settings(BaseSettings):
     producer_compression: Literal["none", "lz4", "zstd", "snappy", "gzip"] = Field(
         "lz4", description="Compression of predictions and dead letters.")
     delivery_timeout_ms: int = Field(
-        120_000, ge=1000, description="How long the producer retries a prediction, milliseconds."
-    )
+        30_000, ge=1000, description="How long the producer retries a prediction, milliseconds "
+                                     "(exactly-once: at most --transaction-timeout-ms).")
 
     # --- Degradation --------------------------------------------------------------
     breaker_failures: int = Field(
@@ -255,6 +259,15 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
 
     @model_validator(mode="after")
+    def _check_timeouts(self) -> Settings:
+        """The timeouts must nest, or a slow broker turns into a lost group membership in
+        the middle of a batch or a rebalance (see :func:`timeout_chain`)."""
+        problems = timeout_chain(self)
+        if problems:
+            raise ValueError("timeouts contradict each other:\n    " + "\n    ".join(problems))
+        return self
+
+    @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.min_insync_replicas > self.replication_factor:
             raise ValueError(
@@ -309,6 +322,61 @@ class Settings(BaseSettings):
     def batch_max_linger_s(self) -> float:
         """The linger in seconds."""
         return self.batch_max_linger_ms / 1000.0
+
+
+SETTLE_MARGIN_MS = 5_000  # on top of the delivery timeout while settling a batch
+
+
+def blocking_budget_ms(settings: Settings) -> int:
+    """The longest the worker loop (or its revoke callback) blocks without polling:
+    at-least-once waits for a batch's delivery reports (delivery timeout + margin);
+    exactly-once commits a transaction and, if that fails, aborts it (two transaction
+    timeouts)."""
+    if settings.guarantee == "exactly-once":
+        return 2 * settings.transaction_timeout_ms
+    return settings.delivery_timeout_ms + SETTLE_MARGIN_MS
+
+
+def timeout_chain(s: Settings) -> list[str]:
+    """What is wrong with the timeouts, each naming the settings and values that work.
+
+    The chain (all milliseconds)::
+
+        commit_interval < session_timeout <= max_poll_interval
+        blocking budget + 5000 <= max_poll_interval, where the budget is
+            at-least-once: delivery_timeout + 5000
+            exactly-once:  2 * transaction_timeout (commit, then abort or fence)
+        exactly-once: commit_interval < transaction_timeout
+            (and the producer's delivery timeout is capped at the transaction timeout)
+    """
+    out: list[str] = []
+    if s.session_timeout_ms > s.max_poll_interval_ms:
+        out.append(f"session_timeout_ms ({s.session_timeout_ms}) must be <= "
+                   f"max_poll_interval_ms ({s.max_poll_interval_ms}): raise "
+                   f"{flag_of('max_poll_interval_ms')} to at least {s.session_timeout_ms}")
+    if s.commit_interval_ms >= s.session_timeout_ms:
+        out.append(f"commit_interval_ms ({s.commit_interval_ms}) must be < session_timeout_ms "
+                   f"({s.session_timeout_ms}): lower {flag_of('commit_interval_ms')} to at "
+                   f"most {s.session_timeout_ms - 1}")
+    budget = blocking_budget_ms(s)
+    if budget + SETTLE_MARGIN_MS > s.max_poll_interval_ms:
+        if s.guarantee == "exactly-once":
+            fix = (f"lower {flag_of('transaction_timeout_ms')} to at most "
+                   f"{(s.max_poll_interval_ms - SETTLE_MARGIN_MS) // 2}")
+            what = f"2 x transaction_timeout_ms ({s.transaction_timeout_ms})"
+        else:
+            fix = (f"lower {flag_of('delivery_timeout_ms')} to at most "
+                   f"{s.max_poll_interval_ms - 2 * SETTLE_MARGIN_MS}")
+            what = f"delivery_timeout_ms ({s.delivery_timeout_ms}) + {SETTLE_MARGIN_MS}"
+        out.append(f"{what} + {SETTLE_MARGIN_MS} must be <= max_poll_interval_ms "
+                   f"({s.max_poll_interval_ms}), or a batch waiting on a slow broker loses the "
+                   f"group's partitions mid-wait: {fix}, or raise "
+                   f"{flag_of('max_poll_interval_ms')} to at least {budget + SETTLE_MARGIN_MS}")
+    if s.guarantee == "exactly-once" and s.commit_interval_ms >= s.transaction_timeout_ms:
+        out.append(f"commit_interval_ms ({s.commit_interval_ms}) must be < "
+                   f"transaction_timeout_ms ({s.transaction_timeout_ms}): a transaction must "
+                   f"commit before the broker aborts it; lower {flag_of('commit_interval_ms')}")
+    return out
 
 
 def flag_of(field: str) -> str:

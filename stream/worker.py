@@ -50,7 +50,7 @@ from stream.metrics import WorkerMetrics
 from stream.pipeline import now_ms
 from stream.records import BatchResult
 from stream.registry import announce, withdraw
-from stream.settings import Settings
+from stream.settings import Settings, blocking_budget_ms
 
 log = logging.getLogger(__name__)
 
@@ -702,7 +702,9 @@ class Worker:
             return True
         assert self.producer is not None and self.consumer is not None
         self._inflight = None
-        deadline = time.monotonic() + self.settings.delivery_timeout_ms / 1000 + 5
+        # Bounded by settings.blocking_budget_ms, which the settings check keeps below
+        # max.poll.interval.ms: also safe inside the revoke callback.
+        deadline = time.monotonic() + blocking_budget_ms(self.settings) / 1000
         while (fl.remaining[0] > 0 and time.monotonic() < deadline
                and not self._should_abandon()):
             # poll, not flush: flush would send at once and defeat producer linger, and
@@ -818,14 +820,17 @@ class Worker:
             self._rewind(redo, str(err))
 
     def _commit_transaction(self, timeout: float) -> None:
+        """Commit, retrying retriable errors within one ``timeout`` in all (the revoke
+        path must stay within max.poll.interval.ms; see settings.timeout_chain)."""
         assert self.producer is not None
+        deadline = time.monotonic() + timeout
         for attempt in range(3):
             try:
-                self.producer.commit_transaction(timeout)
+                self.producer.commit_transaction(max(0.1, deadline - time.monotonic()))
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                if err.retriable() and attempt < 2:
+                if err.retriable() and attempt < 2 and time.monotonic() < deadline:
                     log.warning("commit_transaction retriable error: %s", err)
                     continue
                 if err.retriable() or err.code() == KafkaError._TIMED_OUT:

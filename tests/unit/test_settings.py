@@ -68,8 +68,46 @@ def test_librdkafka_config_for_each_guarantee() -> None:
     producer = worker_producer(alo, "w")
     assert producer["acks"] == "all" and producer["enable.idempotence"] is True
     assert "transactional.id" not in producer
-    eos = worker_producer(load_settings(guarantee="exactly-once"), "w")
-    assert eos["transactional.id"].startswith("streaminfer.inference.w.")
+    eos_settings = load_settings(guarantee="exactly-once")
+    eos = worker_producer(eos_settings, "w")
+    # Stable across starts and producer recreations: a restart fences its predecessor.
+    assert eos["transactional.id"] == "streaminfer.inference.w"
+    assert worker_producer(eos_settings, "w")["transactional.id"] == eos["transactional.id"]
+    assert eos["delivery.timeout.ms"] <= eos["transaction.timeout.ms"]
+    assert "group.instance.id" not in worker_consumer(alo, "w")  # pid-based id: not stable
+    static = worker_consumer(alo, "w-0", stable_id=True)
+    assert static["group.instance.id"] == "streaminfer.inference.w-0"
+    off = worker_consumer(load_settings(static_membership=False), "w-0", stable_id=True)
+    assert "group.instance.id" not in off
+
+
+def test_defaults_satisfy_the_timeout_chain() -> None:
+    from stream.settings import blocking_budget_ms
+
+    for guarantee in ("at-least-once", "exactly-once"):
+        s = load_settings(guarantee=guarantee)
+        assert blocking_budget_ms(s) + 5000 <= s.max_poll_interval_ms
+        assert worker_consumer(s)["max.poll.interval.ms"] == s.max_poll_interval_ms
+
+
+@pytest.mark.parametrize(("overrides", "names"), [
+    ({"delivery_timeout_ms": 120_000, "max_poll_interval_ms": 60_000},
+     ["delivery_timeout_ms (120000)", "--delivery-timeout-ms to at most 50000",
+      "--max-poll-interval-ms to at least 130000"]),
+    ({"guarantee": "exactly-once", "transaction_timeout_ms": 60_000},
+     ["2 x transaction_timeout_ms (60000)", "--transaction-timeout-ms to at most 57500"]),
+    ({"session_timeout_ms": 30_000, "max_poll_interval_ms": 20_000, "delivery_timeout_ms": 5000},
+     ["session_timeout_ms (30000) must be <= max_poll_interval_ms (20000)"]),
+    ({"commit_interval_ms": 10_000}, ["commit_interval_ms (10000) must be < session_timeout_ms"]),
+    ({"guarantee": "exactly-once", "commit_interval_ms": 5000, "transaction_timeout_ms": 4000},
+     ["must commit before the broker aborts it"]),
+])
+def test_contradicting_timeouts_are_refused_naming_settings_and_values_that_work(
+        overrides: dict[str, object], names: list[str]) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(**overrides)
+    for name in names:
+        assert name in str(info.value)
 
 
 @pytest.mark.parametrize("command", [["worker"], ["produce"], ["consume"], ["topics", "ensure"],
