@@ -4,14 +4,18 @@ chain hands those on to the next predictor in the configured order."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
+from fallback.breaker import CircuitBreaker
 from fallback.config import OPS, FallbackConfig, Rule
 from fallback.scores import ScoreStore
+from processors.exceptions import InferenceError
 from processors.model import OnnxModel
 
 log = logging.getLogger(__name__)
@@ -61,27 +65,63 @@ class RulesPredictor:
 
 
 class BackupModelPredictor:
-    """A second, simpler ONNX model over the features it needs."""
+    """A second, simpler ONNX model over the features it needs, bounded like the primary.
+
+    ``predict`` runs the model (give it a ``TimedRunner.predict`` for a timeout that
+    really bounds the wait); ``breaker`` stops calling a failing backup; scores outside
+    the backup's guardrails (``score_min``/``score_max``) or not finite are not used.
+    With ``skip_late`` (a cheaper predictor follows in the chain) requests already past
+    their deadline are left to that one: a late answer should cost as little as possible.
+    Failures return None for the rows (the chain moves on); they never raise.
+    """
 
     kind = "backup_model"
 
-    def __init__(self, model: OnnxModel) -> None:
+    def __init__(self, model: OnnxModel,
+                 predict: Callable[[np.ndarray], np.ndarray] | None = None,
+                 breaker: CircuitBreaker | None = None, skip_late: bool = False,
+                 clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
         self.model = model
         self.version = model.version
         self._features = model.meta.features
+        self._predict = predict or model.predict
+        self.breaker = breaker or CircuitBreaker("backup_model")
+        self.skip_late = skip_late
+        self._clock = clock
+        meta = model.meta
+        self._lo = -math.inf if meta.score_min is None else meta.score_min
+        self._hi = math.inf if meta.score_max is None else meta.score_max
+        self.refused = 0  # rows whose score broke the guardrails
+
+    def _late(self, request: Request, now: int) -> bool:
+        deadline = request.get("deadline_ms")
+        return self.skip_late and deadline is not None and now > deadline
 
     def predict(self, requests: Sequence[Request]) -> list[float | None]:
-        usable = [i for i, r in enumerate(requests)
-                  if all(f in (r.get("features") or {}) for f in self._features)]
         out: list[float | None] = [None] * len(requests)
+        if not self.breaker.allow():
+            return out
+        now = self._clock()
+        usable = [i for i, r in enumerate(requests)
+                  if not self._late(r, now)
+                  and all(f in (r.get("features") or {}) for f in self._features)]
         if not usable:
             return out
         matrix = np.array([[requests[i]["features"][f] for f in self._features] for i in usable],
                           dtype=np.float32)
         if not np.isfinite(matrix).all():
             return out
-        for i, score in zip(usable, self.model.predict(matrix).tolist(), strict=True):
-            out[i] = score
+        try:
+            scores = self._predict(matrix).tolist()
+        except InferenceError:
+            self.breaker.record_failure()
+            raise  # the chain logs it (rate-limited) and asks the next predictor
+        self.breaker.record_success()
+        for i, score in zip(usable, scores, strict=True):
+            if math.isfinite(score) and self._lo <= score <= self._hi:
+                out[i] = score
+            else:
+                self.refused += 1
         return out
 
 
@@ -111,8 +151,25 @@ class FallbackAnswer:
 class FallbackChain:
     """Predictors in the configured order; each request gets the first answer."""
 
-    def __init__(self, predictors: Sequence[FallbackPredictor]) -> None:
+    def __init__(self, predictors: Sequence[FallbackPredictor], log_every_s: float = 10.0) -> None:
         self.predictors = list(predictors)
+        self.log_every_s = log_every_s
+        self._logged: dict[str, tuple[float, int]] = {}  # kind -> (last line, suppressed)
+        self.failures: dict[str, int] = {}  # kind -> calls that raised
+
+    def _log_failure(self, kind: str, exc: BaseException) -> None:
+        """At most one line per predictor every ``log_every_s`` (a broken fallback fails on
+        every batch), with the count of the ones not shown."""
+        self.failures[kind] = self.failures.get(kind, 0) + 1
+        now = time.monotonic()
+        last, suppressed = self._logged.get(kind, (-math.inf, 0))
+        if now - last < self.log_every_s:
+            self._logged[kind] = (last, suppressed + 1)
+            return
+        self._logged[kind] = (now, 0)
+        log.warning("fallback %s failed (%s: %s); trying the next one%s", kind,
+                    type(exc).__name__, exc,
+                    f" ({suppressed} more failures not logged)" if suppressed else "")
 
     @property
     def kinds(self) -> list[str]:
@@ -129,8 +186,7 @@ class FallbackChain:
             try:
                 scores = predictor.predict([requests[i] for i in pending])
             except Exception as exc:  # a broken fallback must not stop the others
-                log.warning("fallback %s failed (%s: %s); trying the next one", predictor.kind,
-                            type(exc).__name__, exc)
+                self._log_failure(predictor.kind, exc)
                 continue
             still = []
             for i, score in zip(pending, scores, strict=True):
@@ -143,16 +199,25 @@ class FallbackChain:
 
 
 def build_chain(config: FallbackConfig, model_name: str, store: ScoreStore | None,
-                backup: OnnxModel | None) -> FallbackChain:
-    """The chain a model's config asks for (a kind whose dependency is absent is skipped)."""
+                backup: OnnxModel | BackupModelPredictor | None) -> FallbackChain:
+    """The chain a model's config asks for (a kind whose dependency is absent is skipped).
+    A backup model leaves late requests to a cheaper predictor when one follows it."""
     predictors: list[FallbackPredictor] = []
-    for kind in config.order:
+    if isinstance(backup, OnnxModel):
+        backup = BackupModelPredictor(backup)
+    order = list(config.order)
+    if backup is not None and "backup_model" in order:
+        after = order[order.index("backup_model") + 1:]
+        backup.skip_late = any(
+            (k == "constant" and config.constant_score is not None)
+            or (k == "rules" and bool(config.rules)) for k in after)
+    for kind in order:
         if kind == "constant" and config.constant_score is not None:
             predictors.append(ConstantPredictor(config.constant_score))
         elif kind == "rules" and config.rules:
             predictors.append(RulesPredictor(config.rules))
         elif kind == "backup_model" and backup is not None:
-            predictors.append(BackupModelPredictor(backup))
+            predictors.append(backup)
         elif kind == "last_known_good" and store is not None:
             predictors.append(LastKnownGoodPredictor(store, model_name))
         else:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from fallback.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from fallback.config import FallbackConfig
-from fallback.predictors import build_chain
+from fallback.predictors import BackupModelPredictor, build_chain
 from fallback.scores import RedisScoreStore, ScoreStore
 from fallback.shedding import LoadShedder
 from processors.dataplane import DataPlane
@@ -22,7 +22,7 @@ from processors.runner import ChaosSwitch, TimedRunner
 from stream.arms import Arm
 from stream.dedupe import AnsweredStore
 from stream.pipeline import Degradation, Pipeline
-from stream.redisconn import make_redis
+from stream.redisconn import RedisPool
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,18 +40,27 @@ class Serving:
     redis_breaker: CircuitBreaker
     scores: ScoreStore | None
     answered: AnsweredStore | None = None
+    backup_runner: TimedRunner | None = None
+
+    def close(self) -> None:
+        """Stop the inference threads (Redis clients belong to the worker's pool)."""
+        self.runner.close()
+        if self.backup_runner is not None:
+            self.backup_runner.close()
 
 
 def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
-                  on_breaker_change: OnChange) -> Serving:
-    """Everything between a decoded batch and its outcomes, for one model."""
+                  on_breaker_change: OnChange, pool: RedisPool | None = None) -> Serving:
+    """Everything between a decoded batch and its outcomes, for one model. Redis clients
+    and the feature cache come from ``pool`` (one per endpoint for the worker's life)."""
+    pool = pool or RedisPool(f"streaminfer:{worker_id}")
     where = str(model.source.parent / "model.json")
     config = FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent, where)
     breaker_cfg = BreakerConfig(failure_threshold=settings.breaker_failures,
                                 open_seconds=settings.breaker_open_s)
     model_breaker = CircuitBreaker("model", breaker_cfg, on_breaker_change)
     redis_breaker = CircuitBreaker("redis", breaker_cfg, on_breaker_change)
-    client = make_redis(settings)
+    client = pool.get(settings)
     scores: ScoreStore | None = None
     if "last_known_good" in config.order:
         scores = RedisScoreStore(client, settings.namespace, redis_breaker,
@@ -62,15 +71,24 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
         repo.check_covers(model.meta.features)
         enricher = FeatureEnricher(
             repo, RedisFeatureStore(client, settings.namespace),
-            FeatureCache(settings.feature_cache_size, settings.feature_cache_ttl_s),
+            pool.extra(settings, "feature_cache", lambda: FeatureCache(
+                settings.feature_cache_size, settings.feature_cache_ttl_s)),
             redis_breaker, settings.feature_precedence)
-    backup: OnnxModel | None = None
+    backup: BackupModelPredictor | None = None
+    backup_runner: TimedRunner | None = None
     if config.backup_model is not None:
         try:
-            backup = OnnxModel.load(config.backup_model, RuntimeOptions(1, 1, False))
+            backup_model = OnnxModel.load(config.backup_model, RuntimeOptions(1, 1, False))
         except Exception as exc:  # a broken backup must not stop the primary
             log.error("backup model %s not loaded (%s); that fallback is skipped",
                       config.backup_model, exc)
+        else:
+            # Bounded like the primary: its own timeout thread, breaker and guardrails.
+            backup_runner = TimedRunner(backup_model, config.inference_timeout_ms / 1000,
+                                        ChaosSwitch(None))
+            backup = BackupModelPredictor(
+                backup_model, predict=backup_runner.predict,
+                breaker=CircuitBreaker("backup_model", breaker_cfg, on_breaker_change))
     chain = build_chain(config, model.name, scores, backup)
     runner = TimedRunner(model, config.inference_timeout_ms / 1000,
                          ChaosSwitch(settings.chaos_file))
@@ -86,7 +104,8 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
              [v.name for v in repo.views] if repo else "none")
     answered = (AnsweredStore(client, settings.namespace, settings.dedupe_ttl_s, redis_breaker)
                 if settings.dedupe_ttl_s else None)
-    return Serving(pipeline, runner, config, model_breaker, redis_breaker, scores, answered)
+    return Serving(pipeline, runner, config, model_breaker, redis_breaker, scores, answered,
+                   backup_runner)
 
 
 def build_arm(settings: Settings, model: OnnxModel, on_breaker_change: OnChange) -> Arm:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import redis
@@ -19,6 +21,7 @@ from stream.exceptions import ConfigurationError
 from stream.settings import Settings
 
 RedisClient = Any  # redis.Redis or redis.cluster.RedisCluster: same commands and pipelines
+log = logging.getLogger(__name__)
 
 
 def sentinel_hosts(settings: Settings) -> list[tuple[str, int]]:
@@ -35,21 +38,78 @@ def sentinel_hosts(settings: Settings) -> list[tuple[str, int]]:
     return hosts
 
 
-def make_redis(settings: Settings, timeout_s: float = 0.25) -> RedisClient:
-    """A client for the configured Redis deployment."""
+def make_redis(settings: Settings, timeout_s: float = 0.25,
+               client_name: str | None = None) -> RedisClient:
+    """A client for the configured Redis deployment (``client_name``: shown by
+    ``CLIENT LIST``, so an operator can tell whose connections those are)."""
+    named: dict[str, Any] = {"client_name": client_name} if client_name else {}
     if settings.redis_mode == "standalone":
         return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
-                                    socket_connect_timeout=timeout_s)
+                                    socket_connect_timeout=timeout_s, **named)
     if settings.redis_mode == "sentinel":
         sentinel = Sentinel(sentinel_hosts(settings), socket_timeout=timeout_s,
                             socket_connect_timeout=timeout_s)
         return sentinel.master_for(settings.redis_master_name, socket_timeout=timeout_s,
-                                   socket_connect_timeout=timeout_s)
+                                   socket_connect_timeout=timeout_s, **named)
     # One attempt per call: our circuit breaker, not the client, decides when to try again,
     # so a dead cluster costs one timeout per batch until the breaker opens.
     return RedisCluster.from_url(settings.redis_url, socket_timeout=timeout_s,
                                  socket_connect_timeout=timeout_s,
-                                 cluster_error_retry_attempts=1)
+                                 cluster_error_retry_attempts=1, **named)
+
+
+def endpoint(settings: Settings) -> tuple[str, ...]:
+    """What identifies one Redis deployment in settings."""
+    if settings.redis_mode == "sentinel":
+        return ("sentinel", settings.redis_sentinels or "", settings.redis_master_name)
+    return (settings.redis_mode, settings.redis_url)
+
+
+class RedisPool:
+    """A worker's Redis clients: one per endpoint, shared by every serving path built for
+    it (start-up, each model swap, each region move), closed when the worker is done.
+
+    It also keeps one feature cache per endpoint (``cache``), so a model swap keeps the
+    rows already fetched instead of starting cold. Thread-safe: the model loader thread
+    builds serving paths too."""
+
+    def __init__(self, client_name: str | None = None) -> None:
+        self.client_name = client_name
+        self._clients: dict[tuple[str, ...], RedisClient] = {}
+        self._extras: dict[tuple[str, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, settings: Settings) -> RedisClient:
+        """The client of the endpoint ``settings`` names (created on first use)."""
+        key = endpoint(settings)
+        with self._lock:
+            client = self._clients.get(key)
+            if client is None:
+                client = self._clients[key] = make_redis(settings, client_name=self.client_name)
+            return client
+
+    def extra(self, settings: Settings, kind: str, make: Any) -> Any:
+        """A per-endpoint object (a feature cache), made by ``make()`` on first use."""
+        key = (*endpoint(settings), kind)
+        with self._lock:
+            if key not in self._extras:
+                self._extras[key] = make()
+            return self._extras[key]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._clients)
+
+    def close(self) -> None:
+        """Close every client (their connections leave Redis at once)."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+            self._extras = {}
+        for client in clients:
+            try:
+                client.close()
+            except Exception as exc:  # closing must never stop a shutdown
+                log.debug("closing a Redis client: %s", exc)
 
 
 def make_async_redis(settings: Settings, timeout_s: float = 2.0) -> RedisClient:

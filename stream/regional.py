@@ -39,7 +39,6 @@ from stream.assembly import build_serving
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.failover import parse_named, parse_regions
 from stream.pipeline import now_ms
-from stream.redisconn import make_redis
 from stream.region_monitor import Move, RegionMonitor
 from stream.regions_status import newest_heartbeat
 from stream.registry import announce
@@ -214,9 +213,9 @@ class RegionalWorker(Worker):
         """Point serving (Redis), model control and the next clients at a region."""
         self.settings = settings
         previous = self.serving.answered
-        self.serving.runner.close()
+        self.serving.close()
         self.serving = build_serving(settings, self.model, self.worker_id,
-                                     self._on_breaker_change)
+                                     self._on_breaker_change, self.redis_pool)
         self.pipeline = self.serving.pipeline
         self._replicate_answered()
         if previous is not None and self.serving.answered is not None:
@@ -251,7 +250,7 @@ class RegionalWorker(Worker):
                 continue
             breaker = CircuitBreaker(f"redis-{name}", BreakerConfig(
                 failure_threshold=3, open_seconds=self.settings.breaker_open_s))
-            client = make_redis(self.settings.model_copy(update={"redis_url": url}))
+            client = self.redis_pool.get(self.settings.model_copy(update={"redis_url": url}))
             store.replicas.append((name, client, breaker))
 
     def _shutdown(self) -> None:

@@ -49,6 +49,7 @@ from stream.lifecycle import Lifecycle
 from stream.metrics import WorkerMetrics
 from stream.pipeline import now_ms
 from stream.records import BatchResult
+from stream.redisconn import RedisPool
 from stream.registry import announce, withdraw
 from stream.settings import Settings, blocking_budget_ms
 
@@ -152,6 +153,8 @@ class Worker:
         self.stable_id = (worker_id is not None or settings.worker_id is not None) \
             if stable_id is None else stable_id
         self.metrics = WorkerMetrics.create(registry or CollectorRegistry())
+        # One Redis client per endpoint for the worker's life (swaps and moves reuse it).
+        self.redis_pool = RedisPool(f"streaminfer:{self.worker_id}")
         self.health = HealthState(watchdog_s=settings.watchdog_s)
         self.lifecycle: Lifecycle | None = None
         if model is None and settings.registry_model:
@@ -164,7 +167,7 @@ class Worker:
                             settings.registry_model, settings.model_path)
         self.model = model or self._load_model()
         self.serving = build_serving(settings, self.model, self.worker_id,
-                                     self._on_breaker_change)
+                                     self._on_breaker_change, self.redis_pool)
         self.pipeline = self.serving.pipeline
         for breaker in ("model", "redis"):
             self.metrics.breaker_state.labels(breaker).set(0)
@@ -189,7 +192,8 @@ class Worker:
     def _new_lifecycle(self, settings: Settings) -> Lifecycle:
         return Lifecycle(
             settings, self.worker_id, self.metrics,
-            lambda m: build_serving(settings, m, self.worker_id, self._on_breaker_change),
+            lambda m: build_serving(settings, m, self.worker_id, self._on_breaker_change,
+                                    self.redis_pool),
             self._on_breaker_change, self._mirrored_from())
 
     def _mirrored_from(self) -> list[str]:
@@ -217,7 +221,7 @@ class Worker:
 
     def _swap_active(self, model: OnnxModel, serving: Serving) -> None:
         old = self.model
-        self.serving.runner.close()
+        self.serving.close()
         self.model, self.serving, self.pipeline = model, serving, serving.pipeline
         self.golden = Golden.for_model(model)
         self.metrics.model_info.labels(old.name, old.version).set(0)
@@ -474,9 +478,10 @@ class Worker:
         if self.server is not None:
             self.server.stop()
             withdraw(self.worker_id)
-        self.serving.runner.close()
+        self.serving.close()
         if self.lifecycle is not None:
             self.lifecycle.close()
+        self.redis_pool.close()
         s = self.stats
         log.info("worker %s stopped: consumed=%d predictions=%d fallbacks=%d dead_letters=%d "
                  "batches=%d rewinds=%d", self.worker_id, s.consumed, s.predictions, s.fallbacks,

@@ -211,3 +211,53 @@ def test_thinned_lkg_writes_never_take_the_breakers_half_open_trial() -> None:
     now[0] += 2  # half-open: one trial allowed
     store.set_many("m", [("a", 0.2)], ttl_s=60)  # nothing due: must not ask the breaker
     assert breaker.allow()  # the trial is still there for a real call
+
+
+# --- the backup model is bounded like the primary -------------------------------------------
+
+def _backup_requests(n: int, deadline_ms: int | None = None) -> list[dict[str, Any]]:
+    from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+
+    names = OnnxModel.load(DEFAULT_MODEL_DIR / "backup").meta.features
+    return [{"entity_id": f"e{i}", "deadline_ms": deadline_ms,
+             "features": dict.fromkeys(names, 0.5)} for i in range(n)]
+
+
+def test_backup_model_timeouts_open_its_breaker_and_the_chain_moves_on(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from fallback.predictors import BackupModelPredictor
+    from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+    from processors.runner import InferenceTimeout
+
+    calls = []
+
+    def hanging(_m: np.ndarray) -> np.ndarray:
+        calls.append(1)
+        raise InferenceTimeout("backup took longer than 50 ms")
+
+    breaker = CircuitBreaker("backup_model", BreakerConfig(failure_threshold=3, open_seconds=60))
+    backup = BackupModelPredictor(OnnxModel.load(DEFAULT_MODEL_DIR / "backup"), predict=hanging,
+                                  breaker=breaker)
+    chain = FallbackChain([backup, ConstantPredictor(0.05)])
+    for _ in range(20):
+        answers = chain.answer(_backup_requests(4))
+        assert [a.kind for a in answers if a] == ["constant"] * 4
+    assert len(calls) == 3 and breaker.state is BreakerState.OPEN  # not called while open
+    assert chain.failures == {"backup_model": 3}
+    assert sum("fallback backup_model failed" in r.message for r in caplog.records) == 1
+
+
+def test_backup_model_guardrails_and_late_requests() -> None:
+    from fallback.predictors import BackupModelPredictor
+    from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+
+    def garbage(m: np.ndarray) -> np.ndarray:
+        return np.array([1.7, float("nan"), 0.3, -0.2][: len(m)], dtype=np.float32)
+
+    model = OnnxModel.load(DEFAULT_MODEL_DIR / "backup")
+    backup = BackupModelPredictor(model, predict=garbage)
+    assert backup.predict(_backup_requests(4)) == [None, None, pytest.approx(0.3), None]
+    assert backup.refused == 3
+    late = BackupModelPredictor(model, skip_late=True, clock=lambda: 2_000)
+    assert late.predict(_backup_requests(2, deadline_ms=1_000)) == [None, None]
+    assert all(s is not None for s in late.predict(_backup_requests(2, deadline_ms=3_000)))
