@@ -1,10 +1,18 @@
 """Per-worker HTTP endpoints: /healthz (alive), /readyz (able to serve), /metrics.
 
-/healthz fails when the worker loop has not gone round within the watchdog period
-(a stuck batch, a deadlock), which is what a liveness probe should restart.
-/readyz fails while the worker cannot usefully serve: no group assignment yet, model
-not loaded or failing its golden probe, or Kafka unreachable. Both answer JSON that
-names every check, so a human can read why.
+Liveness (/healthz): the worker loop went round within the watchdog period. It fails on
+a stuck batch or a deadlock, which is what a liveness probe should restart; nothing
+else fails it, because a restart cures nothing else.
+
+Readiness (/readyz): the worker can serve at full quality now. It fails while any of:
+no group assignment yet; the model not loaded or failing its golden probe; Kafka
+unreachable; the model's circuit breaker open or half-open (requests get fallbacks);
+Redis unreachable (a ping at each probe, or its breaker open or half-open) when the model
+reads stored features (requests get stale or default features). Other breakers (canary,
+backup model, other regions' Redis) are shown but do not fail it: the active model still
+answers at full quality. A worker that is not ready keeps serving degraded; readiness
+tells an orchestrator and an operator that it is degraded, and why. Both endpoints
+answer JSON that names every check.
 """
 
 from __future__ import annotations
@@ -17,6 +25,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+# Breakers whose open (or half-open) state makes a worker unready: the active model's.
+READINESS_BREAKERS = ("model",)
 
 
 @dataclass
@@ -34,6 +45,9 @@ class HealthState:
     kafka_reachable: bool = True
     kafka_detail: str = "ok"
     breakers: dict[str, str] = field(default_factory=dict)
+    redis_required: bool = False  # the model reads stored features
+    redis_ok: bool = True
+    redis_detail: str = "not checked yet"
     region: str = ""  # the region served, for workers following --regions
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -72,10 +86,20 @@ class HealthState:
                           "detail": self.model if self.model_loaded else "not loaded"},
                 "model_probe": {"ok": self.probe_ok, "detail": self.probe_detail},
                 "kafka": {"ok": self.kafka_reachable, "detail": self.kafka_detail},
-                # An open breaker degrades but does not stop serving: fallbacks answer.
-                "breakers": {"ok": True, "detail": ", ".join(
-                    f"{k}: {v}" for k, v in sorted(self.breakers.items())) or "all closed"},
+                # Open breakers degrade serving (fallbacks answer): not full quality.
+                "breakers": {"ok": all(self.breakers.get(b, "closed") == "closed"
+                                       for b in READINESS_BREAKERS),
+                             "detail": ", ".join(f"{k}: {v}" for k, v in
+                                                 sorted(self.breakers.items())) or "all closed"},
             }
+            redis_breaker = self.breakers.get("redis", "closed")
+            if self.redis_required:
+                checks["redis"] = {
+                    "ok": self.redis_ok and redis_breaker == "closed",
+                    "detail": self.redis_detail if not self.redis_ok
+                    else f"ok (breaker {redis_breaker})"}
+            else:
+                checks["redis"] = {"ok": True, "detail": "not required (no feature views)"}
             if self.region:
                 checks["region"] = {"ok": True, "detail": f"serving {self.region}"}
         alive, live = self.liveness()

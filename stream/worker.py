@@ -187,7 +187,8 @@ class Worker:
         self.server: HealthServer | None = None
         self.metrics.model_info.labels(self.model.name, self.model.version).set(1)
         self.health.update(model_loaded=True,
-                           model=f"{self.model.name} v{self.model.version}")
+                           model=f"{self.model.name} v{self.model.version}",
+                           redis_required=self._reads_features())
 
     def _new_lifecycle(self, settings: Settings) -> Lifecycle:
         return Lifecycle(
@@ -218,6 +219,26 @@ class Worker:
                 self._swap_active(*prepared.active)
             self.lifecycle.apply(self.pipeline, prepared)
         self.lifecycle.judge_tick(self.pipeline)
+
+    def _reads_features(self) -> bool:
+        """Whether the served model reads stored features (then Redis counts for /readyz)."""
+        return self.serving.pipeline.degradation.enricher is not None
+
+    def check_redis(self) -> None:
+        """Ping the feature store's Redis (at each probe) for /readyz."""
+        if not self._reads_features():
+            self.health.update(redis_required=False)
+            return
+        try:
+            self.redis_pool.get(self.settings).ping()
+        except Exception as exc:
+            if self.health.redis_ok:
+                log.warning("Redis does not answer a ping (%s): not ready (serving with "
+                            "cached or default features)", exc)
+            self.health.update(redis_required=True, redis_ok=False,
+                               redis_detail=f"ping failed: {type(exc).__name__}: {exc}")
+            return
+        self.health.update(redis_required=True, redis_ok=True, redis_detail="ok")
 
     def _swap_active(self, model: OnnxModel, serving: Serving) -> None:
         old = self.model
@@ -302,6 +323,7 @@ class Worker:
         if now >= self._next_probe:
             self._next_probe = now + self.settings.probe_interval_s
             self.probe_model()
+            self.check_redis()
 
     def _on_error(self, client: str) -> Any:
         def callback(err: KafkaError) -> None:
@@ -394,6 +416,7 @@ class Worker:
         if self.server is None:
             self.start_server()
         self.probe_model()
+        self.check_redis()
         self._next_probe = time.monotonic() + self.settings.probe_interval_s
         try:
             self._serve()

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from stream.devcluster.cluster import free_port
 from stream.invariant import check
 from stream.settings import Settings
 from stream.topics import ensure_topics
-from tests.http import metric_total
+from tests.http import get, metric_total
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
     PacedProducer,
@@ -121,9 +120,12 @@ def test_a_failing_model_gets_fallbacks_the_breaker_opens_then_recovers(
     assert "breaker_open" in {p["fallback_reason"] for p in preds}
     assert {p["fallback_kind"] for p in preds} == {"backup_model"}  # first in the order
     assert metric_total(f"http://127.0.0.1:{port}", "streaminfer_breaker_state", breaker="model") == 2
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as resp:
-        ready = json.loads(resp.read())
-    assert resp.status == 200 and "model: open" in ready["checks"]["breakers"]["detail"]
+    code, body = get(f"http://127.0.0.1:{port}/readyz")
+    assert code == 503, body
+    ready = json.loads(body)
+    # Serving fallbacks is degraded: not ready (still answering), and /readyz says why.
+    assert not ready["checks"]["breakers"]["ok"]
+    assert "model: open" in ready["checks"]["breakers"]["detail"]
 
     chaos.unlink()  # the model is fixed
     fixed_ids: list[str] = []
@@ -137,6 +139,7 @@ def test_a_failing_model_gets_fallbacks_the_breaker_opens_then_recovers(
     wait_until(recovered, 30, "model predictions after the fix")
     wait_for_all(collector, fixed_ids, deadline_s=30)
     assert metric_total(f"http://127.0.0.1:{port}", "streaminfer_breaker_state", breaker="model") == 0
+    assert get(f"http://127.0.0.1:{port}/readyz")[0] == 200  # full quality again
     after = produce_all(settings, 100, seed=93)
     tally = wait_for_all(collector, after, deadline_s=30)
     assert tally.model >= set(after)  # all model predictions again

@@ -47,6 +47,10 @@ def test_ready_when_every_check_passes(served: tuple[HealthState, str, WorkerMet
     ({"model_loaded": False}, "model"),
     ({"probe_ok": False, "probe_detail": "outputs differ"}, "model_probe"),
     ({"kafka_reachable": False, "kafka_detail": "all brokers down"}, "kafka"),
+    ({"breakers": {"model": "open", "redis": "closed"}}, "breakers"),
+    ({"breakers": {"model": "half-open"}}, "breakers"),
+    ({"redis_required": True, "redis_ok": False, "redis_detail": "ping failed"}, "redis"),
+    ({"redis_required": True, "breakers": {"redis": "open"}}, "redis"),
 ])
 def test_each_failing_check_makes_it_unready_and_is_named(
         served: tuple[HealthState, str, WorkerMetrics], change: dict[str, object],
@@ -58,6 +62,20 @@ def test_each_failing_check_makes_it_unready_and_is_named(
     assert code == 503
     checks = json.loads(body)["checks"]
     assert [name for name, c in checks.items() if not c["ok"]] == [check]
+
+
+@pytest.mark.parametrize("change", [
+    {"breakers": {"canary": "open", "backup_model": "open", "redis-west": "open"}},
+    {"redis_required": False, "redis_ok": False, "breakers": {"redis": "open"}},
+])
+def test_degraded_parts_the_active_model_does_not_need_keep_it_ready(
+        served: tuple[HealthState, str, WorkerMetrics], change: dict[str, object]) -> None:
+    state, url, _ = served
+    ready_state(state)
+    state.update(**change)
+    code, body = get(url + "/readyz")
+    assert code == 200, body
+    assert "open" in json.loads(body)["checks"]["breakers"]["detail"]
 
 
 def test_healthz_fails_when_the_loop_is_stuck(
