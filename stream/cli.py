@@ -293,18 +293,18 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
     if s.regions:
         regional = FailoverProducer(s)
         try:
-            ids = send_paced(regional, source, total, rate)
+            sent = send_paced(regional, source, total, rate)
         finally:
             regional.close()
         where = ", ".join(f"{n} {c}" for n, c in regional.acked.items())
         moves = "; ".join(f"{e.kind} {e.source}->{e.target} ({e.reason})"
                           for e in regional.events)
-        click.echo(f"sent {len(ids)} requests to {regional.topic}: acknowledged by {where}; "
+        click.echo(f"sent {sent} requests to {regional.topic}: acknowledged by {where}; "
                    f"re-sent {regional.resent}" + (f"; {moves}" if moves else ""), err=True)
         return
     producer = RequestProducer(s)
-    ids = send_paced(producer, source, total, rate)
-    click.echo(f"sent {len(ids)} requests to {producer.topic} ({producer.delivered} delivered)",
+    sent = send_paced(producer, source, total, rate)
+    click.echo(f"sent {sent} requests to {producer.topic} ({producer.delivered} delivered)",
                err=True)
 
 

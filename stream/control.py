@@ -8,9 +8,11 @@ MirrorMaker 2 like the rest.
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -20,6 +22,28 @@ from schemas.serde import Decoder, Encoder
 from stream import kafka_config
 from stream.exceptions import KafkaOperationError, StreaminferError
 from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def control_problem(record: dict[str, Any]) -> str | None:
+    """What makes a decoded control record unusable, or None. Workers refuse such a
+    record (and keep their current state) instead of acting on it."""
+    if not record.get("model"):
+        return "no model name"
+    if not record.get("active_version"):
+        return "no active_version"
+    share = record.get("canary_share")
+    share = 0.0 if share is None else share
+    if not (isinstance(share, int | float) and math.isfinite(share) and 0 <= share <= 1):
+        return f"canary_share {share!r} is outside [0, 1]"
+    canary = record.get("canary_version")
+    if canary is not None:
+        if share <= 0:
+            return f"canary v{canary} with canary_share {share!r}: a share in (0, 1] is needed"
+        if canary == record["active_version"]:
+            return f"canary v{canary} is the active version"
+    return None
 
 
 def control_topic(settings: Settings) -> str:
@@ -113,7 +137,11 @@ def transition(current: dict[str, Any] | None, model: str, action: str, *,
 
 
 def publish_state(settings: Settings, state: dict[str, Any]) -> None:
-    """Write a ModelControl record (durably: acks=all, flushed)."""
+    """Write a ModelControl record (durably: acks=all, flushed); refuses an invalid one."""
+    problem = control_problem(state)
+    if problem is not None:
+        raise TransitionError(f"refusing to publish a control record for "
+                              f"{state.get('model')!r}: {problem}")
     producer = Producer(kafka_config.client_producer(settings))
     value = Encoder("ModelControl")(state)
     errors: list[str] = []
@@ -159,8 +187,13 @@ class ControlFollower:
     the latest ``at`` wins.
     """
 
-    def __init__(self, settings: Settings, mirrored_from: Sequence[str] = ()) -> None:
+    def __init__(self, settings: Settings, mirrored_from: Sequence[str] = (),
+                 on_refused: Callable[[str], None] | None = None) -> None:
         self.topic = control_topic(settings)
+        # Records refused (undecodable or invalid): reason ("undecodable", "invalid") ->
+        # count; ``on_refused(reason)`` is called for each (a metric).
+        self.refused: dict[str, int] = {}
+        self._on_refused = on_refused
         self._consumer = Consumer({
             **kafka_config.common(settings),
             "group.id": f"{settings.namespace}.control.{uuid.uuid4().hex[:8]}",
@@ -188,14 +221,28 @@ class ControlFollower:
                 continue
             try:
                 record = self._decode(msg.value() or b"")
-            except SerdeError:
-                continue  # not ours to dead-letter: the control topic is written by our CLI
+            except SerdeError as exc:
+                self._refuse(msg, "undecodable", str(exc))
+                continue
+            problem = control_problem(record)
+            if problem is not None:
+                self._refuse(msg, "invalid", problem)
+                continue
             known = self.state.get(record["model"])
             if known is not None and known["at"] > record["at"]:
                 continue  # an older decision replicated from another region
             self.state[record["model"]] = record
             changed[record["model"]] = record
         return changed
+
+    def _refuse(self, msg: Any, reason: str, detail: str) -> None:
+        """Count and log a control record that is not acted on (the state stays)."""
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        if self._on_refused is not None:
+            self._on_refused(reason)
+        log.error("control record %s[%s]@%s refused (%s: %s); the model state is unchanged. "
+                  "Publish a valid decision with `streaminfer models ...`", msg.topic(),
+                  msg.partition(), msg.offset(), reason, detail)
 
     def catch_up(self, deadline_s: float = 5.0) -> dict[str, dict[str, Any]]:
         """Read what the topic holds now (for start-up)."""

@@ -16,7 +16,8 @@ Keys live in the region that answers: ``<ns>:answered:{<request_id>}``.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import redis
@@ -24,7 +25,9 @@ import redis
 from fallback.breaker import CircuitBreaker
 
 log = logging.getLogger(__name__)
-PENDING_MAX = 1_000_000  # answered ids kept per region whose Redis does not answer
+# Answered ids kept per region whose Redis does not answer (a ring: the oldest go first;
+# ~100 bytes each). Past it, re-reads there rely on the mirrored predictions.
+PENDING_MAX = 200_000
 
 
 class AnsweredStore:
@@ -40,7 +43,8 @@ class AnsweredStore:
         # fails over to knows at once what was answered here (see stream.regional). Ids a
         # region's store could not take wait (bounded) and go first once it answers again.
         self.replicas: list[tuple[str, Any, CircuitBreaker]] = []
-        self.pending: dict[str, list[str]] = {}
+        self.pending: dict[str, deque[str]] = {}
+        self.pending_dropped = 0
 
     def _key(self, request_id: str) -> str:
         return f"{self.namespace}:answered:{{{request_id}}}"
@@ -66,22 +70,33 @@ class AnsweredStore:
         in the other regions' stores."""
         self._record_in(self.client, self.breaker, request_ids, "")
         for name, client, breaker in self.replicas:
-            waiting = self.pending.setdefault(name, [])
-            waiting.extend(request_ids)
-            if self._record_in(client, breaker, waiting, f" of region {name}"):
+            waiting = self.pending.setdefault(name, deque(maxlen=PENDING_MAX))
+            self._keep(name, waiting, request_ids)
+            if self._record_in(client, breaker, list(waiting), f" of region {name}"):
                 waiting.clear()
-            elif len(waiting) > PENDING_MAX:
-                log.warning("region %s's Redis missed %d answered ids; the oldest are dropped "
-                            "(their re-reads there rely on the mirrored predictions)", name,
-                            len(waiting) - PENDING_MAX)
-                del waiting[:len(waiting) - PENDING_MAX]
 
-    def adopt_pending(self, pending: dict[str, list[str]], here: str) -> int:
+    def _keep(self, name: str, waiting: deque[str], request_ids: Iterable[str]) -> None:
+        """Add ids to a region's ring, counting (and saying) what falls out of it."""
+        ids = list(request_ids)
+        overflow = len(waiting) + len(ids) - PENDING_MAX
+        if overflow > 0:
+            if self.pending_dropped == 0:
+                log.warning("region %s's Redis missed more than %d answered ids; the oldest "
+                            "are dropped (their re-reads there rely on the mirrored "
+                            "predictions)", name, PENDING_MAX)
+            self.pending_dropped += overflow
+        waiting.extend(ids)
+
+    def pending_size(self) -> int:
+        """Answered ids waiting for other regions' Redis (bounded by PENDING_MAX each)."""
+        return sum(len(w) for w in self.pending.values())
+
+    def adopt_pending(self, pending: dict[str, deque[str]], here: str) -> int:
         """Take over another store's waiting ids (a worker changing region): those meant
         for ``here`` are written to this store now; returns how many."""
-        mine = pending.pop(here, [])
+        mine = pending.pop(here, deque(maxlen=PENDING_MAX))
         self.pending = pending
-        if mine and not self._record_in(self.client, self.breaker, mine, "", force=True):
+        if mine and not self._record_in(self.client, self.breaker, list(mine), "", force=True):
             self.pending[here] = mine  # still nowhere to write them: keep trying later
             return 0
         return len(mine)

@@ -273,8 +273,9 @@ def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: boo
         run = uuid.uuid4().hex[:8]
         junk = {f"demo-garbage-{run}-{i}".encode() for i in range(garbage)}
         t0 = time.monotonic()
-        ids = send_paced(producer, synthetic_requests(n_requests // 2, seed=1), n_requests // 2,
-                         rate, "producing (1/2)")
+        ids: list[str] = []
+        send_paced(producer, synthetic_requests(n_requests // 2, seed=1), n_requests // 2,
+                   rate, "producing (1/2)", ids)
         for blob in sorted(junk):
             producer.send_raw(b"garbage", blob)
         second_half_s = (n_requests - len(ids)) / rate if rate else 0.0
@@ -282,8 +283,8 @@ def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: boo
             if break_model and rate else None
         if outage is not None:
             outage.start()
-        ids += send_paced(producer, synthetic_requests(n_requests - len(ids), seed=2),
-                          n_requests - len(ids), rate, "producing (2/2)")
+        send_paced(producer, synthetic_requests(n_requests - len(ids), seed=2),
+                   n_requests - len(ids), rate, "producing (2/2)", ids)
         if outage is not None:
             outage.cancel.set()
             outage.join(5)

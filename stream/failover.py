@@ -74,6 +74,9 @@ class RegionEvent:
     reason: str
 
 
+REFUSED_KEPT = 1000  # refused request ids kept for the error message and tests
+
+
 class FailoverProducer:
     """Produces InferenceRequests to the first healthy region of ``settings.regions``."""
 
@@ -85,10 +88,13 @@ class FailoverProducer:
         self.order = list(self.regions)
         self.topic = topic or settings.requests_topic
         self.active = self.order[0]
+        # Counts only: a producer may run for days, so nothing here grows with the stream
+        # (it kept every acknowledged id once). Bounded: the in-flight requests
+        # (``_pending``, capped by librdkafka's queue) and the first refusals.
         self.acked: Counter[str] = Counter()  # region -> acknowledged requests
-        self.acked_ids: dict[str, str] = {}  # request_id -> region that acknowledged it
         self.resent = 0
-        self.refused: dict[str, str] = {}  # request_id -> error, refused for good
+        self.refused: dict[str, str] = {}  # request_id -> error, the first REFUSED_KEPT
+        self.refused_total = 0
         self.events: list[RegionEvent] = []
         self._encode = Encoder("InferenceRequest")
         self._pending: dict[str, tuple[bytes, bytes]] = {}  # request_id -> (key, value)
@@ -113,10 +119,11 @@ class FailoverProducer:
                 if err is None:
                     if self._pending.pop(request_id, None) is not None:
                         self.acked[region] += 1
-                        self.acked_ids[request_id] = region
                     return
                 if err.code() not in REGION_DOWN_CODES and not err.retriable():
-                    self.refused[request_id] = str(err)  # this record, not the region
+                    self.refused_total += 1  # this record, not the region
+                    if len(self.refused) < REFUSED_KEPT:
+                        self.refused[request_id] = str(err)
                     self._pending.pop(request_id, None)
                     return
                 self._retry.append(request_id)
@@ -189,12 +196,19 @@ class FailoverProducer:
                 if not self._pending and not self._retry:
                     if self.refused:
                         rid, err = next(iter(self.refused.items()))
-                        raise KafkaOperationError(f"{len(self.refused)} requests refused for "
+                        raise KafkaOperationError(f"{self.refused_total} requests refused for "
                                                   f"good, first {rid}: {err}")
                     return
         raise KafkaOperationError(f"{len(self._pending)} requests unacknowledged after "
                                   f"{timeout:.0f}s in every region; are the regions up?",
                                   retriable=True)
+
+    @property
+    def tracked(self) -> int:
+        """Requests held in memory now (in flight or waiting to be re-sent): what the
+        producer's memory grows with; flat over a long stream."""
+        with self._lock:
+            return len(self._pending) + len(self._retry) + len(self.refused)
 
     def close(self) -> None:
         """Stop probing the preferred region (call after the last flush)."""

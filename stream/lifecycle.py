@@ -72,7 +72,9 @@ class Lifecycle:
         self.metrics = metrics
         self._build_serving = build_serving
         self._on_breaker_change = on_breaker_change
-        self.control = ControlFollower(settings, mirrored_from)
+        self.control = ControlFollower(
+            settings, mirrored_from,
+            on_refused=lambda reason: metrics.control_refused.labels(reason).inc())
         self.applied: Desired | None = None
         self.canary: Arm | None = None
         self.shadow: ShadowScorer | None = None

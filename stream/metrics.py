@@ -62,6 +62,8 @@ class WorkerMetrics:
     feature_age: Histogram
     features_degraded: Counter
     feature_corrupt: Counter
+    control_refused: Counter
+    memory_entries: Gauge
     internal_errors: Counter
     feature_unknown_entities: Counter
     version_requests: Counter
@@ -177,6 +179,15 @@ class WorkerMetrics:
                 "Stored feature fields read that are not valid values of their type (text, "
                 "NaN, inf, overflow); served as the cached value or the default.",
                 ["view"], registry=r),
+            memory_entries=Gauge(
+                "streaminfer_memory_entries",
+                "Entries held in memory by structures that could grow with the stream, each "
+                "bounded (what: poison, answered_pending, feature_cache).",
+                ["what"], registry=r),
+            control_refused=Counter(
+                "streaminfer_control_records_refused",
+                "Model control records not acted on (reason: undecodable, invalid).",
+                ["reason"], registry=r),
             internal_errors=Counter(
                 "streaminfer_internal_errors",
                 "Unexpected errors while processing a batch (scope: batch, retried and then "

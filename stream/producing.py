@@ -24,13 +24,15 @@ def progress_bar(transient: bool = False) -> Progress:
 
 
 def send_paced(producer: Sender, requests: Iterable[Mapping[str, Any]], total: int | None,
-               rate: float, label: str = "producing") -> list[str]:
-    """Send requests at ``rate``/s (0 = as fast as possible); return their request ids.
+               rate: float, label: str = "producing", ids: list[str] | None = None) -> int:
+    """Send requests at ``rate``/s (0 = as fast as possible); return how many were sent.
+    Their request ids are appended to ``ids`` when given (memory grows with the stream:
+    the demo wants them, ``streaminfer produce`` does not keep them).
 
     With a rate, ``created_at`` is the request's *intended* send time, so latency
     measured from it includes any queueing the sender itself suffered.
     """
-    ids: list[str] = []
+    sent = 0
     start = time.monotonic()
     wall0 = time.time_ns() // 1_000_000
     with progress_bar() as bar:
@@ -44,11 +46,13 @@ def send_paced(producer: Sender, requests: Iterable[Mapping[str, Any]], total: i
                     time.sleep(delay)
                 req["created_at"] = wall0 + int(i * 1000 / rate)
             producer.send(req)
-            ids.append(req["request_id"])
+            sent += 1
+            if ids is not None:
+                ids.append(req["request_id"])
             if i % 200 == 0:
                 elapsed = max(time.monotonic() - start, 1e-6)
                 bar.update(task, completed=i + 1, rate=f"{(i + 1) / elapsed:,.0f}/s")
         producer.flush()
         elapsed = max(time.monotonic() - start, 1e-6)
-        bar.update(task, completed=len(ids), rate=f"{len(ids) / elapsed:,.0f}/s")
-    return ids
+        bar.update(task, completed=sent, rate=f"{sent / elapsed:,.0f}/s")
+    return sent

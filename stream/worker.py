@@ -129,6 +129,12 @@ def _offsets(batch: Sequence[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in top.items()]
 
 
+def without_partitions(entries: dict[tuple[str, int, int], Any],
+                       gone: set[tuple[str, int]]) -> dict[tuple[str, int, int], Any]:
+    """``entries`` keyed by (topic, partition, offset) minus those of partitions ``gone``."""
+    return {k: v for k, v in entries.items() if (k[0], k[1]) not in gone}
+
+
 def _starts(batch: Sequence[Message]) -> list[TopicPartition]:
     """First offset of every partition in the batch (where a rewind goes)."""
     low: dict[tuple[str, int], int] = {}
@@ -317,6 +323,7 @@ class Worker:
     def _tick(self) -> None:
         """Once per loop iteration: watchdog beat and the periodic probe."""
         self.health.beat()
+        self._report_sizes()
         self.metrics.loop_last_iteration.set(time.time())
         self._follow_control()
         now = time.monotonic()
@@ -324,6 +331,15 @@ class Worker:
             self._next_probe = now + self.settings.probe_interval_s
             self.probe_model()
             self.check_redis()
+
+    def _report_sizes(self) -> None:
+        """Entries held in memory by what could grow with the stream (each is bounded)."""
+        sizes = self.metrics.memory_entries
+        sizes.labels("poison").set(len(self._poison))
+        answered = self.serving.answered
+        sizes.labels("answered_pending").set(answered.pending_size() if answered else 0)
+        enricher = self.serving.pipeline.degradation.enricher
+        sizes.labels("feature_cache").set(len(enricher.cache) if enricher else 0)
 
     def _on_error(self, client: str) -> Any:
         def callback(err: KafkaError) -> None:
@@ -398,6 +414,9 @@ class Worker:
         else:
             self._settle(sync_commit=True)
         gone = {(p.topic, p.partition) for p in parts}
+        # A refused outcome is swapped for a dead letter when its batch is redone here; a
+        # partition that left is redone by its next owner, so forget its entries.
+        self._poison = without_partitions(self._poison, gone)
         self.stats.assigned -= gone
         self.metrics.rebalances.labels("revoke").inc()
         self.metrics.assigned_partitions.set(len(self.stats.assigned))

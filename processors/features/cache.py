@@ -34,6 +34,10 @@ class FeatureCache:
         self._rows: OrderedDict[tuple[str, str], CachedRow] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rows)
+
     def fresh(self, view: str, entity: str) -> CachedRow | None:
         """The row if fetched within the TTL."""
         with self._lock:

@@ -188,3 +188,28 @@ def test_shadow_version_scores_off_the_critical_path_with_diffs(
     assert metric_total(urls[0], "streaminfer_shadow_disagreements_total",
                         version="2") == disagree
     assert metric_total(urls[0], "streaminfer_shadow_score_delta_count", version="2") == len(shadow)
+
+
+def test_undecodable_and_out_of_range_control_records_are_counted_and_ignored(
+        settings: Settings) -> None:
+    from confluent_kafka import Producer
+
+    from schemas.serde import Encoder
+    from stream.control import ControlFollower, control_topic, transition
+
+    good = transition(None, "fraud", "promote", version="1", at_ms=1)
+    bad_share = {**good, "canary_version": "2", "canary_share": 7.0, "at": 2}
+    producer = Producer(kafka_config.client_producer(settings))
+    for value in (Encoder("ModelControl")(good), b"\x00not avro",
+                  Encoder("ModelControl")(bad_share)):
+        producer.produce(control_topic(settings), value, b"fraud")
+    assert producer.flush(30) == 0
+    seen: list[str] = []
+    follower = ControlFollower(settings, on_refused=seen.append)
+    try:
+        state = follower.catch_up()
+    finally:
+        follower.close()
+    assert state["fraud"]["active_version"] == "1" and state["fraud"]["canary_version"] is None
+    assert follower.refused == {"undecodable": 1, "invalid": 1}
+    assert sorted(seen) == ["invalid", "undecodable"]

@@ -240,3 +240,25 @@ def test_models_status_renders_state_figures_shadow_and_decisions() -> None:
     assert "v3 at 10.0%" in text and "try v3" in text and "100.00%" in text
     assert "<= 1 ms" in text and "10.00%" in text
     assert "automatic rollback of v3 (error_rate)" in text
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"canary_version": "2", "canary_share": 1.5}, "outside [0, 1]"),
+    ({"canary_version": "2", "canary_share": -0.1}, "outside [0, 1]"),
+    ({"canary_version": "2", "canary_share": float("nan")}, "outside [0, 1]"),
+    ({"canary_version": "2", "canary_share": 0.0}, "a share in (0, 1] is needed"),
+    ({"canary_version": "1", "canary_share": 0.5}, "is the active version"),
+    ({"active_version": ""}, "no active_version"),
+])
+def test_invalid_control_records_are_named_and_never_published(
+        change: dict[str, object], problem: str) -> None:
+    from stream.control import control_problem, publish_state
+    from stream.settings import Settings
+
+    state = {**transition(None, "fraud", "promote", version="1", at_ms=1), **change}
+    found = control_problem(state)
+    assert found is not None and problem in found
+    # Refused before any Kafka client exists (this address is never dialled).
+    with pytest.raises(TransitionError, match="refusing to publish"):
+        publish_state(Settings(bootstrap_servers="127.0.0.1:1"), state)
+    assert control_problem(transition(None, "fraud", "promote", version="1", at_ms=1)) is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import deque
 from typing import Any
 
 import pytest
@@ -192,16 +193,29 @@ def test_ids_a_dead_region_missed_are_written_when_it_returns_or_the_worker_move
     store.replicas = [("west", there, breaker)]
     store.record(["r1"])
     store.record(["r2"])
-    assert store.pending["west"] == ["r1", "r2"] and not there.data
+    assert list(store.pending["west"]) == ["r1", "r2"] and not there.data
     there.fail = False  # west's Redis is back: the next record writes the backlog first
     store.record(["r3"])
     assert set(there.data) == {"ns:answered:{r1}", "ns:answered:{r2}", "ns:answered:{r3}"}
-    assert store.pending["west"] == []
+    assert list(store.pending["west"]) == []
     # A worker moving to west takes the backlog along and writes it there.
-    store.pending["west"] = ["r4"]
+    store.pending["west"] = deque(["r4"])
     moved = AnsweredStore(there, "ns", 60, CircuitBreaker("redis"))
     assert moved.adopt_pending(store.pending, "west") == 1
     assert "ns:answered:{r4}" in there.data and "west" not in moved.pending
+
+
+def test_a_dead_regions_backlog_is_a_bounded_ring(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream import dedupe
+
+    monkeypatch.setattr(dedupe, "PENDING_MAX", 5)
+    store = AnsweredStore(FakeRedis(), "ns", 60, CircuitBreaker("redis"))
+    store.replicas = [("west", FakeRedis(fail=True), CircuitBreaker(
+        "west", BreakerConfig(failure_threshold=1, open_seconds=60)))]
+    for i in range(0, 40, 4):
+        store.record([f"r{j}" for j in range(i, i + 4)])
+    assert list(store.pending["west"]) == ["r35", "r36", "r37", "r38", "r39"]  # the newest
+    assert store.pending_size() == 5 and store.pending_dropped == 35
 
 
 class FakeAnswered:
@@ -248,3 +262,10 @@ def test_exactly_once_with_regions_is_refused_with_the_way_out() -> None:
                         guarantee="exactly-once")
     with pytest.raises(ConfigurationError, match="at-least-once"):
         RegionalWorker(settings)
+
+
+def test_poison_entries_of_revoked_partitions_are_forgotten() -> None:
+    from stream.worker import without_partitions
+
+    poison = {("t", 0, 5): "refused", ("t", 1, 9): "refused", ("u", 0, 2): "refused"}
+    assert without_partitions(poison, {("t", 0), ("u", 0)}) == {("t", 1, 9): "refused"}
