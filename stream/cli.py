@@ -455,19 +455,36 @@ def features() -> None:
 
 
 @features.command("run")
-@settings_options(*CONNECTION, *TOPICS, *REDIS, "session_timeout_ms")
+@settings_options(*CONNECTION, *TOPICS, *REDIS, "session_timeout_ms", "health_port",
+                  "health_host")
 def features_run(**kwargs: Any) -> None:
-    """Run the streaming feature pipeline (faust-streaming): <ns>.events -> Redis."""
+    """Run the streaming feature pipeline (faust-streaming): <ns>.events -> Redis.
+    With --health-port, /metrics serves its table sizes (streaminfer_feature_app_entries)."""
+    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
     from processors.features.streaming import build_app, run
 
-    s = _settings(kwargs, CONNECTION, TOPICS, REDIS, ("session_timeout_ms",))
+    s = _settings(kwargs, CONNECTION, TOPICS, REDIS,
+                  ("session_timeout_ms", "health_port", "health_host"))
     from stream.redisconn import make_async_redis
+
+    report: Any = None
+    if s.health_port is not None:
+        registry = CollectorRegistry()
+        gauge = Gauge("streaminfer_feature_app_entries", "Entries in the feature app's "
+                      "tables (bounded: old windows and idle entities expire).", ["table"],
+                      registry=registry)
+        start_http_server(s.health_port, s.health_host, registry=registry)
+
+        def report(sizes: dict[str, int]) -> None:
+            for table, n in sizes.items():
+                gauge.labels(table).set(n)
 
     datadir = state_dir() / "faust" / s.namespace
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = build_app(s.namespace, s.bootstrap_servers, make_async_redis(s), s.partitions,
                     s.replication_factor, session_timeout_s=s.session_timeout_ms / 1000,
-                    datadir=str(datadir))
+                    datadir=str(datadir), report_sizes=report)
     run(app, {"DEBUG": "debug", "INFO": "info"}.get(s.log_level, "warn"))
 
 

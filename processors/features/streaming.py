@@ -14,7 +14,17 @@ restart the tables are rebuilt from the changelog and processing resumes from th
 committed offsets: every event is counted once in the tables. Redis writes are side
 effects outside the transaction; an event replayed after a crash rewrites the same
 aggregate values (the write is an overwrite, not an increment), so Redis converges to
-the exactly-once table state. Undecodable events go to ``<ns>.dlq`` (stage decode);
+the exactly-once table state.
+
+Memory stays bounded: every window an entity has is indexed per entity
+(``entity_windows``), and windows older than three window lengths before the entity's
+latest event are deleted, whatever gaps the event times have; an entity with no event
+for ``ENTITY_TTL_MS`` of event time (its Redis hash has expired by then) is forgotten
+altogether, swept per partition as that partition's events go by. Entities restored from
+the changelog after a restart are swept once they have an event again (until then they
+are bounded by the state at the restart). Table sizes are reported every minute (to a
+callback: ``streaminfer features run --health-port`` serves them as metrics).
+Undecodable events go to ``<ns>.dlq`` (stage decode);
 those sends are not part of the table transaction (faust ties a send's transaction to
 the target topic's partition), so a crash right after one can repeat it: dead letters
 from this app are at-least-once, never lost.
@@ -25,6 +35,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
@@ -36,6 +48,9 @@ from schemas.serde import Decoder
 log = logging.getLogger(__name__)
 VIEW = "card_activity"
 WINDOWS = {"5m": 300, "1h": 3600}
+ENTITY_TTL_MS = 86_400_000  # the feature hash's Redis TTL: an idle entity's state is moot
+KEEP_WINDOWS = 3  # window lengths kept before an entity's latest event
+SWEEP_PER_EVENT = 16  # idle entities examined per event, at most (bounded work)
 
 
 class _EventRecord:
@@ -71,6 +86,52 @@ def window_key(entity: str, ts_ms: int, size_s: int) -> str:
     return f"{entity}|{size_s}|{ts_ms // (size_s * 1000) * size_s * 1000}"
 
 
+def expired_windows(keys: Iterable[str], latest_ms: int) -> list[str]:
+    """Window keys (``entity|size|start``) that closed over KEEP_WINDOWS lengths before
+    ``latest_ms``, at any distance (gaps in event time skip windows)."""
+    out = []
+    for key in keys:
+        _entity, size, start = key.rsplit("|", 2)
+        if int(start) + int(size) * 1000 * (1 + KEEP_WINDOWS) <= latest_ms:
+            out.append(key)
+    return out
+
+
+class IdleSweep:
+    """Entities in the order their last event was seen, per partition; yields those
+    whose last event is more than ``ttl_ms`` of event time behind the partition's newest."""
+
+    def __init__(self, ttl_ms: int = ENTITY_TTL_MS, per_call: int = SWEEP_PER_EVENT) -> None:
+        self.ttl_ms = ttl_ms
+        self.per_call = per_call
+        self._seen: dict[int, deque[tuple[str, int]]] = {}
+        self._newest: dict[int, int] = {}
+
+    def note(self, partition: int, entity: str, ts_ms: int) -> None:
+        """An event of ``entity`` at ``ts_ms`` (its latest) in ``partition``."""
+        self._seen.setdefault(partition, deque()).append((entity, ts_ms))
+        self._newest[partition] = max(self._newest.get(partition, ts_ms), ts_ms)
+
+    def expired(self, partition: int, latest_of: Callable[[str], int | None]) -> list[str]:
+        """Entities of ``partition`` idle past the TTL; ``latest_of(entity)`` is the table's
+        current latest event time (an entry is stale when the entity had a newer event)."""
+        seen = self._seen.get(partition)
+        if not seen:
+            return []
+        cutoff = self._newest[partition] - self.ttl_ms
+        out = []
+        for _ in range(self.per_call):
+            if not seen or seen[0][1] >= cutoff:
+                break
+            entity, ts = seen.popleft()
+            if latest_of(entity) == ts:
+                out.append(entity)
+        return out
+
+    def __len__(self) -> int:
+        return sum(len(d) for d in self._seen.values())
+
+
 def expected_features(events: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """The same aggregates computed plainly (tests compare the app against this)."""
     latest: dict[str, int] = {}
@@ -89,8 +150,10 @@ def expected_features(events: list[dict[str, Any]]) -> dict[str, dict[str, float
 
 def build_app(namespace: str, bootstrap_servers: str, redis_client: Any, partitions: int,
               replication_factor: int, guarantee: str = "exactly_once",
-              session_timeout_s: float = 10.0, datadir: str | None = None) -> faust.App:
-    """The feature app for one namespace.
+              session_timeout_s: float = 10.0, datadir: str | None = None,
+              report_sizes: Callable[[dict[str, int]], None] | None = None) -> faust.App:
+    """The feature app for one namespace (``report_sizes`` gets the table sizes every
+    minute).
 
     ``datadir`` is faust's working directory; by default faust would create
     ``<app id>-data`` in the current directory, so callers pass one under STREAMINFER_HOME.
@@ -116,6 +179,8 @@ def build_app(namespace: str, bootstrap_servers: str, redis_client: Any, partiti
     counts = app.Table("window_count", default=int)
     sums = app.Table("window_sum", default=float)
     last_event = app.Table("last_event_at", default=int)
+    windows_of = app.Table("entity_windows", default=list)  # entity -> its window keys
+    sweep = IdleSweep()
     decode = Decoder("DomainEvent")
     dead = DeadLetterWriter("features-app")
     client = redis_client  # an asyncio client: standalone, Sentinel master or Cluster
@@ -135,23 +200,43 @@ def build_app(namespace: str, bootstrap_servers: str, redis_client: Any, partiti
             latest = max(last_event[entity], ts)
             last_event[entity] = latest
             values: dict[str, float] = {"last_event_at": latest}
+            mine = list(windows_of[entity])
             for w, size in WINDOWS.items():
                 key = window_key(entity, ts, size)
+                if key not in mine:
+                    mine.append(key)
                 counts[key] += 1
                 sums[key] += ev["amount"]
                 current = window_key(entity, latest, size)
                 values[f"tx_count_{w}"] = counts[current]
                 values[f"tx_sum_{w}"] = sums[current]
-                expired = window_key(entity, latest - 3 * size * 1000, size)
-                if expired in counts:  # keep the tables bounded: drop long-closed windows
-                    del counts[expired]
-                    del sums[expired]
+            old = expired_windows(mine, latest)
+            for key in old:  # keep the tables bounded: drop long-closed windows
+                counts.pop(key, None)
+                sums.pop(key, None)
+            windows_of[entity] = [k for k in mine if k not in old]
+            partition = int(event.message.partition)
+            sweep.note(partition, entity, latest)
+            for idle in sweep.expired(partition, lambda e: last_event.get(e)):
+                for key in windows_of.get(idle, []):
+                    counts.pop(key, None)
+                    sums.pop(key, None)
+                windows_of.pop(idle, None)
+                last_event.pop(idle, None)
             key = f"{namespace}:fv:{VIEW}:{{{entity}}}"
             mapping: dict[str | bytes, str | bytes | float | int] = {
                 k: repr(float(v)) for k, v in values.items()}
             mapping["_updated_at"] = str(time.time_ns() // 10**6)
             await client.hset(key, mapping=mapping)
             await client.expire(key, 86_400)
+
+    @app.timer(interval=60.0)
+    async def sizes() -> None:
+        figures = {"last_event_at": len(last_event), "windows": len(counts),
+                   "entity_windows": len(windows_of), "sweep": len(sweep)}
+        if report_sizes is not None:
+            report_sizes(figures)
+        log.info("feature app table sizes: %s", figures)
 
     return app
 

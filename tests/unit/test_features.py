@@ -170,3 +170,31 @@ def test_a_corrupt_stored_value_degrades_that_feature_instead_of_failing(
     assert ("act", "e2", "cnt", "not finite: '1e999'") in stats.corrupt_fields
     flags, _ = enr.enrich([{"entity_id": "e2", "features": {}}])
     assert flags == [["act"]]  # corrupt rows are not cached: flagged while stored
+
+
+def test_old_windows_expire_across_gaps_in_event_time() -> None:
+    from processors.features.streaming import expired_windows
+
+    hour = 3_600_000
+    keys = [window_key("c", t, 3600) for t in (0, 5 * hour, 9 * hour)] \
+        + [window_key("c", 9 * hour - 300_000, 300)]
+    # Latest event at 9 h: the 1 h windows of 0 h and 5 h are gone (a 4 h gap skipped the
+    # windows a fixed "three back" key would have named), the recent ones stay.
+    assert expired_windows(keys, 9 * hour) == [keys[0], keys[1]]
+
+
+def test_idle_entities_are_swept_per_partition_by_event_time() -> None:
+    from processors.features.streaming import IdleSweep
+
+    sweep = IdleSweep(ttl_ms=10_000, per_call=10)
+    latest = {"a": 0, "b": 100, "c": 12_000}
+    sweep.note(0, "a", 0)
+    sweep.note(0, "b", 100)
+    sweep.note(1, "z", 0)
+    assert sweep.expired(0, latest.get) == []  # nothing is 10 s behind yet
+    latest["b"] = 2500
+    sweep.note(0, "b", 2500)  # b is active again: its old entry is stale
+    sweep.note(0, "c", 12_000)
+    assert sweep.expired(0, latest.get) == ["a"]  # b's newer event keeps it
+    assert sweep.expired(1, latest.get) == []  # another partition's clock
+    assert len(sweep) == 3

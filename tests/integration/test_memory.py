@@ -1,0 +1,53 @@
+"""A long stream through `streaminfer produce --regions` keeps the producer's memory flat."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stream.settings import Settings
+from tests.integration.helpers import settings_env
+
+pytestmark = pytest.mark.integration
+COUNT = 200_000
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def test_produce_regions_memory_stays_flat_over_a_long_stream(settings: Settings) -> None:
+    env = settings_env(settings, regions=f"east={settings.bootstrap_servers}")
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "produce", "--count",
+                             str(COUNT), "--entities", "1000", "--seed", "7"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samples: list[tuple[float, float]] = []
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        rss = rss_mb(proc.pid)
+        if rss is not None:
+            samples.append((time.monotonic(), rss))
+        time.sleep(0.1)
+    if proc.poll() is None:
+        proc.kill()
+    _out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err[-2000:]
+    assert f"sent {COUNT} requests" in err and f"acknowledged by east {COUNT}" in err, err[-500:]
+    # Memory while the stream runs: the second half must not grow past the first.
+    start, end = samples[0][0], samples[-1][0]
+    span = end - start
+    first = max(r for t, r in samples if start + 0.25 * span <= t <= start + 0.5 * span)
+    second = max(r for t, r in samples if t > start + 0.5 * span)
+    print(f"\nproduce --regions, {COUNT} requests in {span:.1f} s: RSS {first:.0f} MB at "
+          f"25-50% of the run, {second:.0f} MB at the peak after")
+    assert second - first < 15, f"RSS grew from {first:.0f} to {second:.0f} MB"
