@@ -180,7 +180,8 @@ class Settings(BaseSettings):
     # --- Redis ------------------------------------------------------------------
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
-        description="Redis URL of the feature store (dev up starts one; workers do not read it yet).",
+        description="Redis URL: feature store, last-known-good scores, answered ids (dev up "
+                    "starts one).",
     )
 
     redis_mode: Literal["standalone", "sentinel", "cluster"] = Field(
