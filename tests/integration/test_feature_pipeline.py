@@ -96,8 +96,10 @@ def test_aggregates_match_and_a_killed_app_counts_nothing_twice(
         except AssertionError:
             over = {e: {k: (last[0][e].get(k), v) for k, v in f.items()
                         if last[0][e].get(k) != v} for e, f in expected.items()}
+            text = log.read_text(errors="replace")
+            tail = text[text.find("Traceback") - 2000:] if "Traceback" in text else text[-3000:]
             raise AssertionError(f"stored != expected (stored, expected): {over}\n"
-                                 f"{log.read_text()[-3000:]}") from None
+                                 f"{tail[:6000]}") from None
         from stream.clients import TopicReader
 
         letters = [r.value for r in TopicReader(settings, settings.dlq_topic, timeout=5,
