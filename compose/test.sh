@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# README command 2: lint, type-check and run every test (unit + integration on real
+# README command 2: lint, type-check and run the tests (unit + integration on real
 # Kafka and Redis in containers). Extra arguments go to pytest.
+# With --extended first: the long scenarios instead (marker "extended": two more region
+# outage kinds, three brokers per region), about 6 minutes more.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
@@ -26,5 +28,11 @@ if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ]; then
   streaminfer dev images --kafka-image "${STREAMINFER_TEST_KAFKA_IMAGE:-streaminfer/kafka:4.4.0}" \
     --redis-image "${STREAMINFER_TEST_REDIS_IMAGE:-streaminfer/redis:7}"
 fi
-log "pytest"
-python -m pytest "$@"
+if [ "${1:-}" = "--extended" ]; then
+  shift
+  log "pytest: the extended scenarios"
+  python -m pytest -m extended "$@"
+else
+  log "pytest (the extended scenarios: bash compose/test.sh --extended)"
+  python -m pytest -m "not extended" "$@"
+fi

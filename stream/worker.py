@@ -64,6 +64,9 @@ TRANSIENT_PRODUCE_CODES = {
 }
 
 
+MAX_CONSUMER_RECREATIONS = 3  # a minute; more means a live twin with the same id
+
+
 def default_worker_id() -> str:
     """host-pid: unique per process on a host, readable in logs."""
     return f"{socket.gethostname()}-{os.getpid()}"
@@ -80,6 +83,7 @@ class WorkerStats:
     batches: int = 0
     rewinds: int = 0
     producer_recreations: int = 0
+    consumer_recreations: int = 0
     assigned: set[tuple[str, int]] = field(default_factory=set)
 
 
@@ -186,6 +190,7 @@ class Worker:
         self._to_commit: dict[tuple[str, int], int] = {}  # delivered, not yet committed
         self._last_commit = 0.0
         self._txn: Transaction | None = None  # exactly-once: the open transaction
+        self._consumer_recreations: list[float] = []  # monotonic times, the last minute
         self.stats = WorkerStats()
         self.eos = settings.guarantee == "exactly-once"
         self.consumer: Consumer | None = None
@@ -456,17 +461,52 @@ class Worker:
                         "--transaction-timeout-ms (%d ms) for the dead instance's open "
                         "transaction; set a stable --worker-id", self.transactional_id,
                         s.transaction_timeout_ms)
+        self._open_consumer()
+        log.info("worker %s consuming %s in group %s (%s, model %s v%s)", self.worker_id,
+                 ", ".join(self._subscription()), s.group, s.guarantee, self.model.name,
+                 self.model.version)
+
+    def _open_consumer(self) -> None:
+        s = self.settings
         consumer_conf = kafka_config.worker_consumer(s, self.worker_id, self.stable_id)
         self.consumer = Consumer({**consumer_conf, **self._client_extras("consumer")})
         if "group.instance.id" in consumer_conf:
             log.info("static group member %s: a restart within the session timeout (%d ms) "
                      "keeps the partitions", consumer_conf["group.instance.id"],
                      s.session_timeout_ms)
-        topics = self._subscription()
-        self.consumer.subscribe(topics, on_assign=self._on_assign,
+        self.consumer.subscribe(self._subscription(), on_assign=self._on_assign,
                                 on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("worker %s consuming %s in group %s (%s, model %s v%s)", self.worker_id,
-                 ", ".join(topics), s.group, s.guarantee, self.model.name, self.model.version)
+
+    def _recreate_consumer(self, err: KafkaError) -> None:
+        """A fatal consumer error (a static member fenced, also by itself: librdkafka can
+        rejoin under a new member id after a session timeout while the coordinator moves,
+        librdkafka issue 3437) leaves the consumer dead. Start a new one under the same
+        identity; uncommitted work is redone from the committed offsets (exactly-once:
+        the open transaction is aborted first). More than ``MAX_CONSUMER_RECREATIONS`` a
+        minute means another live worker uses this id: stop, naming it."""
+        now = time.monotonic()
+        self._consumer_recreations = [t for t in self._consumer_recreations if now - t < 60]
+        if len(self._consumer_recreations) >= MAX_CONSUMER_RECREATIONS:
+            raise KafkaOperationError(
+                f"the consumer failed fatally {MAX_CONSUMER_RECREATIONS + 1} times within a "
+                f"minute ({err}); if another worker runs with --worker-id "
+                f"{self.worker_id!r}, give each worker its own id")
+        self._consumer_recreations.append(now)
+        log.error("consumer failed fatally (%s): starting a new one as %s; work not committed "
+                  "is redone from the committed offsets", err, self.worker_id)
+        if self.eos and self._txn is not None:
+            self._abort_transaction(KafkaError(KafkaError._FATAL, f"consumer failed: {err}"))
+        self._inflight = None  # its offsets cannot be committed by a dead consumer
+        self._to_commit = {}
+        old, self.consumer = self.consumer, None
+        self.stats.assigned.clear()
+        self.metrics.assigned_partitions.set(0)
+        self.health.update(group_joined=False, assigned=0)
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        self.stats.consumer_recreations += 1
+        self._open_consumer()
 
     def _serve(self) -> None:
         """Open the clients and consume until stopped (or told to leave)."""
@@ -476,12 +516,15 @@ class Worker:
         while not self.stop_event.is_set() and not self._should_leave():
             self._tick()
             t0 = time.perf_counter()
-            records, errors = next_batch(self.consumer, s.batch_max_records,
-                                         s.batch_max_linger_s)
+            consumer = self.consumer
+            assert consumer is not None
+            records, errors = next_batch(consumer, s.batch_max_records, s.batch_max_linger_s)
             if records:
                 self.metrics.stage_latency.labels("consume").observe(time.perf_counter() - t0)
             for err_msg in errors:
                 self._consumer_error(err_msg.error())
+            if self.consumer is not consumer:
+                continue  # replaced after a fatal error: the new one redoes these records
             if not records:  # idle: confirm and commit what is in flight now
                 if self.eos:
                     self._end_transaction()
@@ -492,12 +535,9 @@ class Worker:
             self._handle(records)
 
     def _consumer_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError.FENCED_INSTANCE_ID:
-            raise KafkaOperationError(
-                f"another worker joined group {self.settings.group} with the same id "
-                f"{self.worker_id!r} ({err}); give every worker its own --worker-id")
-        if err.fatal():
-            raise KafkaOperationError(f"fatal consumer error: {err}")
+        if err.fatal() or err.code() in (KafkaError._FATAL, KafkaError.FENCED_INSTANCE_ID):
+            self._recreate_consumer(err)
+            return
         log.warning("consumer error (librdkafka retries it): %s", err)
 
     def _close_clients(self) -> None:

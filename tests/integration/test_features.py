@@ -19,6 +19,7 @@ from stream.clients import RequestProducer, synthetic_requests
 from stream.devcluster.cluster import free_port
 from stream.settings import Settings
 from stream.topics import ensure_topics
+from tests.http import get
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
     HOT,
@@ -128,7 +129,8 @@ def test_redis_paused_then_stopped_degrades_flagged_and_recovers(
     port = free_port()
     collector = start_collector(settings)
     workers.start(settings, "feat1", health_port=port, feature_cache_ttl_s=0.2,
-                  breaker_open_s=1.0, breaker_failures=2, batch_max_records=10)
+                  breaker_open_s=1.0, breaker_failures=2, batch_max_records=10,
+                  probe_interval_s=1.0)
     wait_for_workers(settings, workers, 1)
     base = list(synthetic_requests(20, seed=102))
 
@@ -153,6 +155,14 @@ def test_redis_paused_then_stopped_degrades_flagged_and_recovers(
     container.get_wrapped_container().stop(timeout=1)
     stopped = burst("stopped")
     assert all(p["features_degraded"] == ["card_activity"] for p in stopped)
+
+    def redis_check() -> tuple[int, dict[str, Any]]:
+        code, body = get(f"http://127.0.0.1:{port}/readyz")
+        return code, json.loads(body)["checks"]["redis"] if body else {}
+
+    # The model reads stored features: without Redis the worker serves degraded, unready.
+    wait_until(lambda: redis_check()[0] == 503 and not redis_check()[1]["ok"], 15,
+               "/readyz 503 naming Redis while it is down")
     container.get_wrapped_container().start()
 
     def recovered() -> bool:
@@ -161,6 +171,7 @@ def test_redis_paused_then_stopped_degrades_flagged_and_recovers(
     # Redis restarted empty (no persistence): recovery means no flags; values are defaults.
     wait_until(recovered, 60, "predictions without degraded flags after Redis returns",
                interval=0.5)
+    wait_until(lambda: redis_check()[0] == 200, 15, "/readyz 200 once Redis answers again")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
         text = resp.read().decode()
     assert 'streaminfer_features_degraded_total{view="card_activity"}' in text

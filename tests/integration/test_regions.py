@@ -191,6 +191,7 @@ def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -
     assert "removed mirrormaker" in down.stderr
 
 
+@pytest.mark.extended  # RF 3 itself is in the default suite (test_replication.py)
 def test_three_brokers_per_region_replicate_with_rf_3_both_ways() -> None:
     from confluent_kafka.admin import AdminClient
 

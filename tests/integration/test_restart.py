@@ -26,7 +26,7 @@ from tests.integration.helpers import (
 
 pytestmark = pytest.mark.integration
 
-COUNT = 5000
+COUNT = 3200
 RATE = 400.0
 
 
@@ -66,7 +66,10 @@ def test_sigkill_and_immediate_restart_flows_again_within_seconds(
     gap_s = (resumed - killed_at) / 1000
     print(f"\n{guarantee}: SIGKILL + restart -> predictions visible (read_committed) again "
           f"after {gap_s:.1f} s (transaction timeout 30 s, session timeout 10 s)")
-    assert gap_s < 5.0, f"{guarantee}: nothing visible for {gap_s:.1f} s after the restart"
+    # Goal: under 5 s (2.0 s exactly-once, 1.1 s at-least-once measured here, including
+    # the new process's start). The bound leaves room for slower machines and still
+    # fails without the fix: ~35 s (transaction timeout) and ~11 s (session timeout).
+    assert gap_s < 7.0, f"{guarantee}: nothing visible for {gap_s:.1f} s after the restart"
 
     producer.join(60)
     assert producer.error is None, producer.error
@@ -80,3 +83,18 @@ def test_sigkill_and_immediate_restart_flows_again_within_seconds(
     assert report.ok(allow_duplicates=guarantee == "at-least-once"), report.summary()
     if guarantee == "exactly-once":
         assert tally.duplicates == 0
+
+
+def test_two_workers_with_one_id_end_with_an_error_naming_it(
+        cluster: Endpoints, workers: WorkerPool) -> None:
+    settings = make_settings(cluster)
+    ensure_topics(settings)
+    first = workers.start(settings, "twin")
+    wait_for_workers(settings, workers, 1)
+    second = workers.start(settings, "twin")  # the same static identity: they fence
+    wait_until(lambda: first.proc.poll() is not None or second.proc.poll() is not None, 120,
+               "one of the two workers with the same id to give up")
+    quitter = first if first.proc.poll() is not None else second
+    quitter.expected_alive = False
+    assert quitter.proc.returncode != 0
+    assert "give each worker its own id" in quitter.log(), quitter.log()[-2000:]
