@@ -300,7 +300,8 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
         moves = "; ".join(f"{e.kind} {e.source}->{e.target} ({e.reason})"
                           for e in regional.events)
         click.echo(f"sent {sent} requests to {regional.topic}: acknowledged by {where}; "
-                   f"re-sent {regional.resent}" + (f"; {moves}" if moves else ""), err=True)
+                   f"re-sent {regional.resent}; held in memory at the end "
+                   f"{regional.tracked}" + (f"; {moves}" if moves else ""), err=True)
         return
     producer = RequestProducer(s)
     sent = send_paced(producer, source, total, rate)
