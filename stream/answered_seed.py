@@ -12,7 +12,7 @@ duplicate check then suppresses the re-read requests' second answers.
 
 What it cannot see: predictions the failed region wrote but had not replicated when it
 went down. Those arrive when it comes back, so a request answered in that last moment
-and again here is answered twice (see README: Two regions).
+and again here is answered twice (see docs/regions.md).
 """
 
 from __future__ import annotations

@@ -538,7 +538,7 @@ def status(metrics_urls: tuple[str, ...], interval: float, **kwargs: Any) -> Non
 # --- regions --------------------------------------------------------------------------
 @cli.group()
 def regions() -> None:
-    """Several regions joined by MirrorMaker 2 (see README: Two regions)."""
+    """Several regions joined by MirrorMaker 2 (see docs/regions.md)."""
 
 
 @regions.command("status")

@@ -87,7 +87,7 @@ class RegionalWorker(Worker):
                 "--guarantee exactly-once with --regions is not supported: a transaction "
                 "cannot move between clusters, and its blocking calls would hold the worker "
                 "in a dead region. Use --guarantee at-least-once (the default): repeats "
-                "after a move are suppressed by request_id (see README: Two regions).")
+                "after a move are suppressed by request_id (see docs/regions.md).")
         self.redis_urls = parse_region_redis(settings.region_redis, list(self.regions))
         if settings.dedupe_ttl_s is None:
             settings = settings.model_copy(update={"dedupe_ttl_s": 3600.0})

@@ -1,8 +1,8 @@
-"""Render the settings reference table for the README.
+"""Render the settings reference table for docs/configuration.md.
 
     .venv/bin/python -m stream.settings_doc
 
-A unit test checks that README.md contains exactly this table, so the reference
+A unit test checks that docs/configuration.md contains exactly this table, so the reference
 cannot drift from the code.
 """
 

@@ -1,4 +1,4 @@
-"""The README stays true: its settings table is the code's."""
+"""The README and docs stay true: the settings table is the code's, links resolve."""
 
 from __future__ import annotations
 
@@ -7,12 +7,24 @@ from pathlib import Path
 from stream.settings_doc import settings_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+CONFIGURATION = README.parent / "docs" / "configuration.md"
 
 
-def test_readme_settings_table_matches_the_code() -> None:
-    assert settings_table() in README.read_text(), (
-        "README's configuration table is stale: paste the output of "
+def test_configuration_reference_matches_the_code() -> None:
+    assert settings_table() in CONFIGURATION.read_text(), (
+        "docs/configuration.md's settings table is stale: paste the output of "
         "`.venv/bin/python -m stream.settings_doc`")
+
+
+def test_readme_is_a_front_door_whose_links_resolve() -> None:
+    import re
+
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    for doc in [README, *sorted((README.parent / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+\.md)\)", doc.read_text()):
+            assert (doc.parent / target).exists(), f"{doc.name} links to missing {target}"
+    assert all(f"docs/{p.name}" in text for p in (README.parent / "docs").glob("*.md"))
 
 
 def test_readme_names_the_two_commands_that_exist() -> None:
