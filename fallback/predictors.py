@@ -15,11 +15,31 @@ import numpy as np
 from fallback.breaker import CircuitBreaker
 from fallback.config import OPS, FallbackConfig, Rule
 from fallback.scores import ScoreStore
-from processors.exceptions import InferenceError
-from processors.model import OnnxModel
 
 log = logging.getLogger(__name__)
 Request = Mapping[str, Any]
+
+
+class ScoringMeta(Protocol):
+    """What a backup model's metadata must say (``processors.model.ModelMetadata`` fits)."""
+
+    @property
+    def features(self) -> tuple[str, ...]: ...
+    @property
+    def score_min(self) -> float | None: ...
+    @property
+    def score_max(self) -> float | None: ...
+
+
+class ScoringModel(Protocol):
+    """A model the fallback layer can run (``processors.model.OnnxModel`` fits). A
+    protocol, so that this layer does not import the inference core above it."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def meta(self) -> ScoringMeta: ...
+    def predict(self, batch: np.ndarray) -> np.ndarray: ...
 
 
 class FallbackPredictor(Protocol):
@@ -77,7 +97,7 @@ class BackupModelPredictor:
 
     kind = "backup_model"
 
-    def __init__(self, model: OnnxModel,
+    def __init__(self, model: ScoringModel,
                  predict: Callable[[np.ndarray], np.ndarray] | None = None,
                  breaker: CircuitBreaker | None = None, skip_late: bool = False,
                  clock: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
@@ -113,7 +133,7 @@ class BackupModelPredictor:
             return out
         try:
             scores = self._predict(matrix).tolist()
-        except InferenceError:
+        except Exception:
             self.breaker.record_failure()
             raise  # the chain logs it (rate-limited) and asks the next predictor
         self.breaker.record_success()
@@ -199,12 +219,10 @@ class FallbackChain:
 
 
 def build_chain(config: FallbackConfig, model_name: str, store: ScoreStore | None,
-                backup: OnnxModel | BackupModelPredictor | None) -> FallbackChain:
+                backup: BackupModelPredictor | None) -> FallbackChain:
     """The chain a model's config asks for (a kind whose dependency is absent is skipped).
     A backup model leaves late requests to a cheaper predictor when one follows it."""
     predictors: list[FallbackPredictor] = []
-    if isinstance(backup, OnnxModel):
-        backup = BackupModelPredictor(backup)
     order = list(config.order)
     if backup is not None and "backup_model" in order:
         after = order[order.index("backup_model") + 1:]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.exceptions import StreaminferError
+from schemas.exceptions import StreaminferError
 
 
 class ModelLoadError(StreaminferError):

@@ -1,11 +1,22 @@
-"""Typed serde errors. All are poison (not retriable): the bytes will never decode.
+"""The root of the streaminfer exception tree, and the typed serde errors.
 
-Each error keeps the raw bytes so the dead-letter path can store them untouched.
+Every error the project raises derives from :class:`StreaminferError`, defined here at
+the bottom layer so that every package can import it without importing upward.
+Third-party errors are wrapped with ``raise ... from exc`` so callers handle one family.
+``retriable`` says whether trying the same thing again may succeed (transient) or never
+will (poison / configuration).
+
+Serde errors are all poison (not retriable): the bytes will never decode. Each keeps
+the raw bytes so the dead-letter path can store them untouched.
 """
 
 from __future__ import annotations
 
-from stream.exceptions import StreaminferError
+
+class StreaminferError(Exception):
+    """Base class of every streaminfer error."""
+
+    retriable: bool = False
 
 
 class SerdeError(StreaminferError):

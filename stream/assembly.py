@@ -53,7 +53,8 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
                   on_breaker_change: OnChange, pool: RedisPool | None = None) -> Serving:
     """Everything between a decoded batch and its outcomes, for one model. Redis clients
     and the feature cache come from ``pool`` (one per endpoint for the worker's life)."""
-    pool = pool or RedisPool(f"streaminfer:{worker_id}")
+    if pool is None:  # not "pool or ...": an empty pool is falsy (it has a length)
+        pool = RedisPool(f"streaminfer:{worker_id}")
     where = str(model.source.parent / "model.json")
     config = FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent, where)
     breaker_cfg = BreakerConfig(failure_threshold=settings.breaker_failures,

@@ -463,7 +463,7 @@ def features_run(**kwargs: Any) -> None:
     With --health-port, /metrics serves its table sizes (streaminfer_feature_app_entries)."""
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    from processors.features.streaming import build_app, run
+    from stream.feature_app import build_app, run
 
     s = _settings(kwargs, CONNECTION, TOPICS, REDIS,
                   ("session_timeout_ms", "health_port", "health_host"))

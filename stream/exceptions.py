@@ -1,18 +1,12 @@
-"""Root of the streaminfer exception tree.
-
-Every error the project raises derives from :class:`StreaminferError`. Third-party
-errors are wrapped with ``raise ... from exc`` so callers handle one family.
-``retriable`` says whether trying the same thing again may succeed (transient) or
-never will (poison / configuration).
-"""
+"""Errors of the Kafka runtime and the program. The root, :class:`StreaminferError`,
+lives at the bottom layer (``schemas.exceptions``) and is re-exported here."""
 
 from __future__ import annotations
 
+from schemas.exceptions import StreaminferError
 
-class StreaminferError(Exception):
-    """Base class of every streaminfer error."""
-
-    retriable: bool = False
+__all__ = ["ConfigurationError", "InfrastructureError", "KafkaOperationError",
+           "StreaminferError"]
 
 
 class ConfigurationError(StreaminferError):

@@ -16,8 +16,8 @@ import pytest
 import redis
 from confluent_kafka import Producer
 
-from processors.features.streaming import expected_features
 from schemas.serde import Encoder
+from stream.feature_app import expected_features
 from stream.settings import Settings
 from tests.integration.helpers import settings_env, wait_until
 

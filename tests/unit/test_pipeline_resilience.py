@@ -138,3 +138,22 @@ def test_property_every_record_gets_exactly_one_outcome(
         else:
             assert dec_pred(out.value)["source"]["offset"] == msg.offset()
     assert not result.internal_errors  # corrupt data is handled, not a defect
+
+
+def test_serving_paths_built_for_swaps_share_one_redis_client_and_feature_cache() -> None:
+    from stream.assembly import build_serving
+    from stream.redisconn import RedisPool
+    from stream.settings import Settings
+
+    settings = Settings(redis_url="redis://127.0.0.1:1/0")  # clients connect lazily
+    pool = RedisPool("streaminfer:w")
+    model = OnnxModel.load(DEFAULT_MODEL_DIR)
+    builds = [build_serving(settings, model, "w", lambda *_: None, pool) for _ in range(3)]
+    enrichers = [b.pipeline.degradation.enricher for b in builds]
+    assert all(e is not None for e in enrichers)
+    assert len({id(e.store.client) for e in enrichers if e}) == 1 and len(pool) == 1
+    assert len({id(e.cache) for e in enrichers if e}) == 1  # rows survive a model swap
+    for b in builds:
+        b.close()
+    pool.close()
+    assert len(pool) == 0
