@@ -1,7 +1,7 @@
 """What every benchmarked system shares: the corpus, the serving code, and the plumbing
 helpers of the harness (process stats, topic end offsets).
 
-Every system answers requests with the same :class:`stream.pipeline.Pipeline` (decode,
+Every system answers requests with the same :class:`processors.pipeline.Pipeline` (decode,
 features from Redis through the same enricher and cache, ONNX Runtime, encode), built
 by the same :func:`stream.assembly.build_serving`; only the Kafka plumbing around it
 differs. That is the point of the comparison.
@@ -20,9 +20,9 @@ import numpy as np
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel, RuntimeOptions
+from processors.pipeline import Pipeline
 from schemas.serde import Encoder
 from stream.clients import synthetic_requests
-from stream.pipeline import Pipeline
 from stream.redisconn import make_redis
 from stream.settings import Settings
 

@@ -7,7 +7,7 @@ checkpoint is not reflected in them at all. The answers themselves did replicate
 other region's predictions arrive here as ``<other>.<ns>.predictions``. So before
 consuming, the worker reads the region's predictions topics (its own and the mirrored
 ones) from ``region_lookback_s`` ago to their current end and records every request_id
-(the ``request_id`` header) in this region's answered store (``stream.dedupe``); the
+(the ``request_id`` header) in this region's answered store (``processors.dedupe``); the
 duplicate check then suppresses the re-read requests' second answers.
 
 What it cannot see: predictions the failed region wrote but had not replicated when it
@@ -24,8 +24,8 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from processors.dedupe import AnsweredStore
 from stream import kafka_config
-from stream.dedupe import AnsweredStore
 from stream.settings import Settings
 from stream.topics import partition_watermarks
 

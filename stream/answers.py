@@ -3,7 +3,7 @@ request_id once.
 
 A region holds its workers' predictions and dead letters and, through MirrorMaker, the
 other regions' (``<other>.<ns>.predictions``, ``<other>.<ns>.dlq``). Workers suppress
-answers to requests answered already (``stream.dedupe``, ``stream.answered_seed``), but
+answers to requests answered already (``processors.dedupe``, ``stream.answered_seed``), but
 two cases are beyond them: a prediction the failed region wrote in its last moment and
 replicated only when it came back, and a prediction whose acknowledgement was lost with
 the region (written, then redone elsewhere). So the reader de-duplicates too: the first

@@ -12,16 +12,16 @@ from fallback.config import FallbackConfig
 from fallback.predictors import BackupModelPredictor, build_chain
 from fallback.scores import RedisScoreStore, ScoreStore
 from fallback.shedding import LoadShedder
+from processors.arms import Arm
 from processors.dataplane import DataPlane
+from processors.dedupe import AnsweredStore
 from processors.features.cache import FeatureCache
 from processors.features.enrich import FeatureEnricher
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
 from processors.model import OnnxModel, RuntimeOptions
+from processors.pipeline import Degradation, Pipeline
 from processors.runner import ChaosSwitch, TimedRunner
-from stream.arms import Arm
-from stream.dedupe import AnsweredStore
-from stream.pipeline import Degradation, Pipeline
 from stream.redisconn import RedisPool
 from stream.settings import Settings
 

@@ -43,9 +43,20 @@ def cli() -> None:
 
 
 # --- dev ------------------------------------------------------------------------------
+def need_devcluster() -> None:
+    """The dev cluster's dependencies are an extra: say how to get them."""
+    try:
+        import testcontainers  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(
+            "this command runs containers and needs the devcluster extra: "
+            "pip install 'streaminfer[devcluster]' (bash compose/setup.sh installs it)") from exc
+
+
 @cli.group()
 def dev() -> None:
     """Local Kafka + Redis in containers (built offline; see compose/)."""
+    need_devcluster()
 
 
 @dev.command("images")
@@ -585,6 +596,7 @@ def regions_status(as_json: bool, metrics_urls: tuple[str, ...], **kwargs: Any) 
 def demo(n_requests: int, rate: float, workers: int, garbage: int, break_model: bool,
          down: bool, **kwargs: Any) -> None:
     """Cluster up, topics, workers, requests in, predictions out, a summary."""
+    need_devcluster()
     from stream.demo import run_demo
 
     sys.exit(run_demo(n_requests, rate, workers, garbage, down, kwargs, break_model))

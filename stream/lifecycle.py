@@ -16,19 +16,26 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from processors.arms import ACTIVE, CANARY, Arm, ArmFigures
+from processors.canary import CanaryJudge, Thresholds, Verdict
 from processors.model import OnnxModel, RuntimeOptions
+from processors.pipeline import Pipeline
 from processors.probe import Golden, run_probe
 from processors.registry.directory import DirectoryRegistry
-from stream.arms import ACTIVE, CANARY, Arm, ArmFigures
 from stream.assembly import OnChange, Serving, build_arm
-from stream.canary import CanaryJudge, Thresholds, Verdict
 from stream.control import ControlFollower, TransitionError, publish_state, transition
 from stream.metrics import WorkerMetrics
-from stream.pipeline import Pipeline
 from stream.settings import Settings
 from stream.shadow import ShadowScorer
 
 log = logging.getLogger(__name__)
+
+
+def thresholds_from(s: Settings) -> Thresholds:
+    """The canary judge's thresholds the ``canary_*`` settings configure."""
+    return Thresholds(s.canary_window_s, s.canary_min_samples, s.canary_max_error_rate,
+                      s.canary_max_fallback_rate, s.canary_max_p99_ratio, s.canary_max_psi,
+                      s.canary_promote_after_s)
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,7 @@ class Lifecycle:
         self.canary: Arm | None = None
         self.shadow: ShadowScorer | None = None
         self.judge: CanaryJudge | None = None
-        self._thresholds = Thresholds.from_settings(settings)
+        self._thresholds = thresholds_from(settings)
         self._pending: Prepared | None = None
         self._loading: threading.Thread | None = None
         self._failed: Desired | None = None

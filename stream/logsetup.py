@@ -12,9 +12,11 @@ import json
 import logging
 import os
 import sys
-import threading
-import time
 from typing import Any
+
+from processors.ratelimit import RateLimitedLog
+
+__all__ = ["JsonFormatter", "RateLimitedLog", "configure"]
 
 CONTEXT_FIELDS = ("worker_id", "request_id", "topic", "partition", "offset", "model",
                   "model_version", "stage")
@@ -54,29 +56,3 @@ def configure(level: str, fmt: str = "auto") -> None:
     logging.getLogger("testcontainers").setLevel(logging.WARNING)
 
 
-class RateLimitedLog:
-    """At most ``burst`` lines per ``key`` every ``period_s``; then one summary line."""
-
-    def __init__(self, logger: logging.Logger, burst: int = 10, period_s: float = 10.0) -> None:
-        self.logger = logger
-        self.burst = burst
-        self.period_s = period_s
-        self._windows: dict[str, tuple[float, int]] = {}
-        self._lock = threading.Lock()
-
-    def warning(self, key: str, msg: str, *args: Any, exc_info: BaseException | None = None,
-                **extra: Any) -> None:
-        """Log unless ``key`` already used its burst in this period (``exc_info``: add
-        that exception's traceback)."""
-        now = time.monotonic()
-        with self._lock:
-            start, count = self._windows.get(key, (now, 0))
-            if now - start > self.period_s:
-                if count > self.burst:
-                    self.logger.warning("%d more %r messages suppressed in the last %.0fs",
-                                        count - self.burst, key, now - start)
-                start, count = now, 0
-            count += 1
-            self._windows[key] = (start, count)
-        if count <= self.burst:
-            self.logger.warning(msg, *args, extra=extra, exc_info=exc_info)

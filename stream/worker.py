@@ -39,7 +39,9 @@ from prometheus_client import CollectorRegistry
 
 from fallback.breaker import BreakerState
 from processors.model import OnnxModel, RuntimeOptions
+from processors.pipeline import now_ms
 from processors.probe import Golden, run_probe
+from processors.records import BatchResult
 from stream import kafka_config
 from stream.assembly import Serving, build_serving
 from stream.batching import next_batch
@@ -47,8 +49,6 @@ from stream.exceptions import KafkaOperationError
 from stream.health import HealthServer, HealthState
 from stream.lifecycle import Lifecycle
 from stream.metrics import WorkerMetrics
-from stream.pipeline import now_ms
-from stream.records import BatchResult
 from stream.redisconn import RedisPool
 from stream.registry import announce, withdraw
 from stream.settings import Settings, blocking_budget_ms
@@ -586,7 +586,7 @@ class Worker:
         self._start_alo(records, result)
 
     def _suppress_answered(self, result: BatchResult) -> BatchResult:
-        """Mark predictions whose request was answered already (see stream.dedupe): by
+        """Mark predictions whose request was answered already (see processors.dedupe): by
         Redis, by a batch still in flight (sent, not yet recorded), or earlier in this
         batch (the same request read from two topics, e.g. mirrored and re-sent)."""
         store = self.serving.answered

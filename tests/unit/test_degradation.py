@@ -16,10 +16,10 @@ from fallback.shedding import LoadShedder
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+from processors.pipeline import Degradation, Pipeline
 from processors.runner import TimedRunner
 from schemas.serde import Decoder, Encoder
 from stream.clients import synthetic_requests
-from stream.pipeline import Degradation, Pipeline
 from tests.fakes import FakeMessage
 
 

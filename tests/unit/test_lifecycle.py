@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 
 from fallback.breaker import CircuitBreaker
+from processors.arms import ACTIVE, CANARY, Arm, ArmFigures
+from processors.canary import CanaryJudge, Thresholds, psi
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+from processors.pipeline import Pipeline
 from processors.routing import entity_bucket, to_canary
 from schemas.serde import Decoder, Encoder
-from stream.arms import ACTIVE, CANARY, Arm, ArmFigures
-from stream.canary import CanaryJudge, Thresholds, psi
 from stream.control import TransitionError, transition
 from stream.lifecycle import Desired
-from stream.pipeline import Pipeline
 from tests.unit.test_pipeline import request_messages
 
 

@@ -11,7 +11,7 @@ from stream.logsetup import JsonFormatter, RateLimitedLog
 
 
 def test_json_lines_carry_context_fields() -> None:
-    record = logging.LogRecord("stream.pipeline", logging.WARNING, __file__, 1,
+    record = logging.LogRecord("processors.pipeline", logging.WARNING, __file__, 1,
                                "dead letter at %s", ("decode",), None)
     record.request_id = "r-1"
     record.partition = 3

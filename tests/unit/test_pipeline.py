@@ -8,9 +8,9 @@ import pytest
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+from processors.pipeline import Pipeline
 from schemas.serde import Decoder, Encoder
 from stream.clients import synthetic_requests
-from stream.pipeline import Pipeline
 from tests.fakes import FakeMessage
 
 

@@ -12,15 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
+from processors import pipeline as pipeline_module
 from processors.dataplane import DataPlane
 from processors.features.cache import FeatureCache
 from processors.features.enrich import FeatureEnricher
 from processors.features.views import FeatureRepo
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+from processors.pipeline import Degradation, Pipeline
 from schemas.serde import Decoder, Encoder
-from stream import pipeline as pipeline_module
 from stream.clients import synthetic_requests
-from stream.pipeline import Degradation, Pipeline
 from tests.fakes import FakeMessage, FakeStore
 
 VIEW = "card_activity"

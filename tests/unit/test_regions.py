@@ -10,9 +10,9 @@ import pytest
 import redis
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
+from processors.dedupe import AnsweredStore
 from stream.answers import FirstSeen, UniqueCounts, unique
 from stream.clients import ReadRecord
-from stream.dedupe import AnsweredStore
 from stream.exceptions import ConfigurationError
 from stream.region_monitor import RegionMonitor
 from stream.regional import parse_region_redis
@@ -206,7 +206,7 @@ def test_ids_a_dead_region_missed_are_written_when_it_returns_or_the_worker_move
 
 
 def test_a_dead_regions_backlog_is_a_bounded_ring(monkeypatch: pytest.MonkeyPatch) -> None:
-    from stream import dedupe
+    from processors import dedupe
 
     monkeypatch.setattr(dedupe, "PENDING_MAX", 5)
     store = AnsweredStore(FakeRedis(), "ns", 60, CircuitBreaker("redis"))
@@ -231,8 +231,8 @@ def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_bat
 
     from prometheus_client import CollectorRegistry
 
+    from processors.records import BatchResult, Outbound
     from stream.metrics import WorkerMetrics
-    from stream.records import BatchResult, Outbound
     from stream.worker import InFlight, Worker
 
     def out(rid: str | None, outcome: str = "model") -> Outbound:

@@ -27,16 +27,16 @@ from fallback.breaker import CircuitBreaker
 from fallback.deadletter import DeadLetterWriter, SourceRecord, Stage, header_list
 from fallback.predictors import FallbackAnswer, FallbackChain
 from fallback.shedding import LoadShedder
+from processors.arms import ACTIVE, CANARY, Arm, ArmFigures
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError, MissingFeaturesError
 from processors.features.enrich import EnrichStats, FeatureEnricher
+from processors.ratelimit import RateLimitedLog
+from processors.records import BatchResult, Outbound
 from processors.routing import to_canary
 from processors.runner import InferenceTimeout
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
-from stream.arms import ACTIVE, CANARY, Arm, ArmFigures
-from stream.logsetup import RateLimitedLog
-from stream.records import BatchResult, Outbound
 
 log = logging.getLogger(__name__)
 Headers = list[tuple[str, str | bytes | None]]

@@ -26,8 +26,7 @@ from typing import Literal
 
 import numpy as np
 
-from stream.arms import ACTIVE, CANARY, ArmFigures
-from stream.settings import Settings
+from processors.arms import ACTIVE, CANARY, ArmFigures
 
 PSI_BINS = 10
 _P99_FLOOR_S = 0.005
@@ -45,13 +44,6 @@ class Thresholds:
     max_p99_ratio: float = 2.0
     max_psi: float = 0.25
     promote_after_s: float | None = None
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> Thresholds:
-        """The thresholds the ``canary_*`` settings configure."""
-        return cls(s.canary_window_s, s.canary_min_samples, s.canary_max_error_rate,
-                   s.canary_max_fallback_rate, s.canary_max_p99_ratio, s.canary_max_psi,
-                   s.canary_promote_after_s)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from processors.arms import ArmFigures
     from processors.features.enrich import EnrichStats
-    from stream.arms import ArmFigures
 
 Outcome = Literal["model", "fallback", "dead_letter"]
 
@@ -41,7 +41,7 @@ class BatchResult:
     enrich_stats: EnrichStats | None = None  # when the model reads stored features
     arms: dict[str, ArmFigures] = field(default_factory=dict)  # role -> figures
     # Indices of outbound records not to send: predictions of requests answered already
-    # (stream.dedupe). Kept in place so outbound[i] still belongs to the batch's record i.
+    # (processors.dedupe). Kept in place so outbound[i] still belongs to the batch's record i.
     skipped: frozenset[int] = frozenset()
     # Unexpected errors met while answering the batch: scope ("batch", "record") -> count.
     internal_errors: dict[str, int] = field(default_factory=dict)
