@@ -19,7 +19,7 @@ from schemas.exceptions import (
     UnknownSchemaError,
     WrongRecordTypeError,
 )
-from schemas.registry import SchemaRegistry, SchemaVersion, default_registry
+from schemas.fingerprints import SchemaRegistry, SchemaVersion, default_registry
 
 MARKER = b"\xc3\x01"
 HEADER_LEN = 10

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from processors.synthetic import FEATURE_NAMES, sample_features
 from schemas.exceptions import SerdeError
-from schemas.registry import default_registry
+from schemas.fingerprints import default_registry
 from schemas.serde import HEADER_LEN, Decoder, Encoder
 from stream import kafka_config
 from stream.exceptions import ConfigurationError, KafkaOperationError

@@ -35,13 +35,13 @@ from prometheus_client import CollectorRegistry
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
 from processors.pipeline import now_ms
+from stream.announcements import announce
 from stream.answered_seed import predictions_topics, seed_answered
 from stream.assembly import build_serving
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.failover import parse_named, parse_regions
 from stream.region_monitor import Move, RegionMonitor
 from stream.regions_status import newest_heartbeat
-from stream.registry import announce
 from stream.settings import Settings
 from stream.worker import Worker
 

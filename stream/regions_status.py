@@ -19,8 +19,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from stream import kafka_config
+from stream.announcements import announced
 from stream.failover import parse_regions, region_settings
-from stream.registry import announced
 from stream.settings import Settings
 from stream.status import scrape
 from stream.topics import partition_watermarks

@@ -13,7 +13,7 @@ from rich.console import Group
 from rich.table import Table
 
 from stream import kafka_config
-from stream.registry import announced
+from stream.announcements import announced
 from stream.settings import Settings
 
 

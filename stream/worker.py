@@ -43,6 +43,7 @@ from processors.pipeline import now_ms
 from processors.probe import Golden, run_probe
 from processors.records import BatchResult
 from stream import kafka_config
+from stream.announcements import announce, withdraw
 from stream.assembly import Serving, build_serving
 from stream.batching import next_batch
 from stream.exceptions import KafkaOperationError
@@ -50,7 +51,6 @@ from stream.health import HealthServer, HealthState
 from stream.lifecycle import Lifecycle
 from stream.metrics import WorkerMetrics
 from stream.redisconn import RedisPool
-from stream.registry import announce, withdraw
 from stream.settings import Settings, blocking_budget_ms
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from schemas.serde import Encoder
+from stream.announcements import announced
 from stream.clients import RequestProducer, synthetic_requests
-from stream.registry import announced
 from stream.topics import ensure_topics
 from tests.http import metric_total
 from tests.integration.conftest import Endpoints, make_settings

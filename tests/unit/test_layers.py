@@ -43,3 +43,16 @@ def test_the_inference_core_has_no_kafka_or_faust_client() -> None:
         for path in sorted((ROOT / layer).rglob("*.py")):
             clients = imported(path) & CLIENTS
             assert not clients, f"{path.relative_to(ROOT)} imports {sorted(clients)}"
+
+
+def test_module_names_say_one_thing() -> None:
+    """No two modules share a name for different things (three 'registry' modules once
+    meant worker announcements, schema fingerprints and model versions). Each package's
+    ``exceptions`` module is the same thing: that package's errors."""
+    seen: dict[str, list[str]] = {}
+    for layer in [*LAYERS, "bench"]:
+        for path in (ROOT / layer).rglob("*.py"):
+            if path.name not in ("__init__.py", "exceptions.py"):
+                seen.setdefault(path.stem, []).append(str(path.relative_to(ROOT)))
+    twice = {name: paths for name, paths in seen.items() if len(paths) > 1}
+    assert not twice, f"modules sharing a name: {twice}"

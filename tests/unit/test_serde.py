@@ -16,7 +16,7 @@ from schemas.exceptions import (
     UnknownSchemaError,
     WrongRecordTypeError,
 )
-from schemas.registry import SchemaRegistry, default_registry, rabin_fingerprint
+from schemas.fingerprints import SchemaRegistry, default_registry, rabin_fingerprint
 from schemas.serde import MARKER, Decoder, Encoder
 
 REQUEST_V1 = {
