@@ -17,6 +17,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from processors.outcomes import OutcomeReport, check
 from stream import kafka_config
 from stream.cli_options import CONNECTION, DEV, pick
 from stream.devcluster.progress import say, step
@@ -26,18 +27,40 @@ from stream.settings import Settings, dev_env_file, load_settings, state_dir
 
 @dataclass
 class Tally:
-    """Outcomes seen for the demo's own requests."""
+    """Outcomes of a set of requests among what was read so far, as judged by the one
+    checker (:func:`processors.outcomes.check`), plus the demo's latency figures."""
 
-    model: set[str] = field(default_factory=set)
-    fallback: set[str] = field(default_factory=set)
-    dead: set[str] = field(default_factory=set)
-    garbage_dead: int = 0
-    duplicates: int = 0
+    report: OutcomeReport = field(default_factory=lambda: OutcomeReport(expected=0))
     latencies_ms: list[float] = field(default_factory=list)
     worker_latencies_ms: list[float] = field(default_factory=list)
     first_ms: int | None = None
     last_ms: int | None = None
     fallback_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def model(self) -> set[str]:
+        """Request ids answered by the model."""
+        return self.report.model
+
+    @property
+    def fallback(self) -> set[str]:
+        """Request ids answered by a fallback."""
+        return self.report.fallback
+
+    @property
+    def dead(self) -> set[str]:
+        """Request ids dead-lettered."""
+        return self.report.dead
+
+    @property
+    def garbage_dead(self) -> int:
+        """Garbage messages (never requests) dead-lettered with their bytes."""
+        return self.report.unparsed_dead
+
+    @property
+    def duplicates(self) -> int:
+        """Outcomes beyond the first, over all requests."""
+        return sum(n - 1 for n in self.report.duplicates.values())
 
     def predicted(self) -> set[str]:
         """Request ids answered by a prediction (model or fallback)."""
@@ -154,22 +177,14 @@ class Collector(threading.Thread):
 
     def tally(self, ids: set[str], garbage: set[bytes]) -> Tally:
         """Outcomes of the demo's requests among what was read so far."""
-        tally = Tally()
         with self.lock:
             seen = list(self.seen)
-        for topic, v, received in seen:
-            if topic == self.settings.dlq_topic:
-                if v.get("value") in garbage:
-                    tally.garbage_dead += 1
-                elif v.get("request_id") in ids:
-                    tally.dead.add(v["request_id"])
-                continue
-            rid = v["request_id"]
-            if rid not in ids:
-                continue
-            if rid in tally.model or rid in tally.fallback:
-                tally.duplicates += 1
-            (tally.fallback if v["fallback"] else tally.model).add(rid)
+        dlq = self.settings.dlq_topic
+        preds = [(v, received) for topic, v, received in seen
+                 if topic != dlq and v.get("request_id") in ids]
+        letters = [v for topic, v, _r in seen if topic == dlq]
+        tally = Tally(check(ids, (v for v, _r in preds), letters, garbage))
+        for v, received in preds:
             if v["fallback"]:
                 key = f"{v['fallback_reason']} -> {v['fallback_kind']}"
                 tally.fallback_reasons[key] = tally.fallback_reasons.get(key, 0) + 1

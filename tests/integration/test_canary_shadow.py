@@ -15,13 +15,13 @@ from confluent_kafka import Consumer
 from onnx import TensorProto, helper
 
 from processors.model import DEFAULT_MODEL_DIR
+from processors.outcomes import check
 from processors.registry.directory import DirectoryRegistry
 from processors.routing import to_canary
 from schemas.serde import Decoder
 from stream import kafka_config
 from stream.announcements import announced
 from stream.control import change, current_state, publish_control
-from stream.invariant import check
 from stream.settings import Settings
 from stream.topics import ensure_topics
 from tests.http import metric_total

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from processors.model import DEFAULT_MODEL_DIR
+from processors.outcomes import check
 from stream.clients import RequestProducer, synthetic_requests
 from stream.demo import Collector, Tally
 from stream.devcluster.cluster import free_port
-from stream.invariant import check
 from stream.settings import Settings
 from stream.topics import ensure_topics
 from tests.http import get, metric_total
@@ -283,8 +283,12 @@ def test_replay_answers_fixed_dead_letters_once(
 
 
 def test_tally_counts_each_outcome_once() -> None:
-    tally = Tally(model={"a"}, fallback={"b"}, dead={"c"})
-    assert tally.answered() == 3 and tally.predicted() == {"a", "b"}
+    from processors.outcomes import check
+
+    tally = Tally(check(["a", "b", "c"], [{"request_id": "a"}, {"request_id": "b",
+                                                              "fallback": True}],
+                        [{"request_id": "c"}]))
+    assert tally.answered() == 3 and tally.predicted() == {"a", "b"} and tally.duplicates == 0
 
 
 def test_load_shedding_answers_low_priority_requests_with_fallbacks(

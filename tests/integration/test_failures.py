@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from processors.outcomes import check
 from stream.demo import Collector
-from stream.invariant import check
 from stream.settings import Settings
 from tests.integration.helpers import (
     PacedProducer,

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from processors.model import DEFAULT_MODEL_DIR
+from processors.outcomes import check
 from processors.registry.directory import DirectoryRegistry
 from stream.control import publish_control
-from stream.invariant import check
 from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (

@@ -10,9 +10,9 @@ from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
 from processors.features.store import RedisFeatureStore
+from processors.outcomes import check
 from stream.clients import RequestProducer, synthetic_requests
 from stream.devcluster.redis_topologies import RedisTopology, start_cluster, start_sentinel
-from stream.invariant import check
 from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.helpers import (

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pytest
 
+from processors.outcomes import check
 from stream.clients import now_ms
-from stream.invariant import check
 from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.invariant import check
+from processors.outcomes import check
 
 
 def test_clean_run_is_ok() -> None:

@@ -1,5 +1,6 @@
 """The invariant: every request ends as exactly one of a model prediction, a fallback
-prediction or a dead letter. A reusable checker for tests, chaos drills and audits.
+prediction or a dead letter. The one checker of outcomes: the demo, the tests and chaos
+drills judge with it (the demo's running tally is a view of its report).
 
 Feed it what was produced (request ids, and the raw bytes of records that were never
 valid requests) and what was read back from the predictions and dead-letter topics; it
