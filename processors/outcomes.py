@@ -28,6 +28,9 @@ class OutcomeReport:
     missing: set[str] = field(default_factory=set)
     duplicates: dict[str, int] = field(default_factory=dict)  # request id -> outcomes seen
     mixed: set[str] = field(default_factory=set)  # both a prediction and a dead letter
+    # request id -> predictions seen, where more than one (a replayed dead letter that is
+    # then answered is mixed, not predicted twice)
+    predicted_twice: dict[str, int] = field(default_factory=dict)
 
     def ok(self, allow_duplicates: bool = False) -> bool:
         """Exactly one outcome each (or at least one, with ``allow_duplicates``)."""
@@ -55,11 +58,13 @@ def check(request_ids: Iterable[str], predictions: Iterable[Mapping[str, Any]],
     junk = Counter(unparseable)
     report = OutcomeReport(expected=len(expected), unparsed_expected=sum(junk.values()))
     seen: Counter[str] = Counter()
+    predicted: Counter[str] = Counter()
     for p in predictions:
         rid = p["request_id"]
         if rid not in expected:
             continue
         seen[rid] += 1
+        predicted[rid] += 1
         (report.fallback if p.get("fallback") else report.model).add(rid)
     for d in dead_letters:
         rid = d.get("request_id")
@@ -71,5 +76,6 @@ def check(request_ids: Iterable[str], predictions: Iterable[Mapping[str, Any]],
             report.unparsed_dead += 1
     report.missing = expected - set(seen)
     report.duplicates = {rid: n for rid, n in seen.items() if n > 1}
+    report.predicted_twice = {rid: n for rid, n in predicted.items() if n > 1}
     report.mixed = (report.model | report.fallback) & report.dead
     return report

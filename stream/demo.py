@@ -59,8 +59,9 @@ class Tally:
 
     @property
     def duplicates(self) -> int:
-        """Outcomes beyond the first, over all requests."""
-        return sum(n - 1 for n in self.report.duplicates.values())
+        """Predictions beyond the first, over all requests (a dead letter replayed and then
+        answered is not a duplicate here; the report calls it mixed)."""
+        return sum(n - 1 for n in self.report.predicted_twice.values())
 
     def predicted(self) -> set[str]:
         """Request ids answered by a prediction (model or fallback)."""

@@ -30,3 +30,12 @@ def test_missing_duplicate_and_mixed_outcomes_are_reported() -> None:
 def test_duplicates_can_be_allowed_for_at_least_once() -> None:
     report = check(["a"], [{"request_id": "a"}, {"request_id": "a"}], [])
     assert not report.ok() and report.ok(allow_duplicates=True)
+
+
+def test_a_dead_letter_answered_after_replay_is_mixed_not_predicted_twice() -> None:
+    from processors.outcomes import check
+
+    report = check(["a", "b"], [{"request_id": "a"}, {"request_id": "b"}, {"request_id": "b"}],
+                   [{"request_id": "a"}])
+    assert report.mixed == {"a"} and report.predicted_twice == {"b": 2}
+    assert report.duplicates == {"a": 2, "b": 2}
