@@ -7,7 +7,6 @@ all of one entity's views live on one slot. Fields: the features plus ``_updated
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,19 +24,25 @@ class CorruptValueError(ValueError):
 def parse_value(raw: bytes | str, ftype: str = "double") -> float:
     """A stored field as a finite number of ``ftype`` (double or int); raises
     :class:`CorruptValueError` naming what is wrong. Non-finite values are refused for
-    both types: a model fed NaN or inf answers garbage, which is worse than a default."""
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    both types: a model fed NaN or inf answers garbage, which is worse than a default.
+    (On the lookup path: ``float`` takes the bytes as they are, no decoding first.)"""
     try:
-        value = float(text)
-    except ValueError:
-        raise CorruptValueError(f"not a number: {text[:40]!r}") from None
-    if not math.isfinite(value):
-        raise CorruptValueError(f"not finite: {text[:40]!r}")
-    if abs(value) > FLOAT32_MAX:
-        raise CorruptValueError(f"out of float32 range: {text[:40]!r}")
+        value = float(raw)
+    except (ValueError, TypeError):
+        raise CorruptValueError(f"not a number: {_shown(raw)}") from None
+    if value - value != 0.0:  # NaN or +-inf
+        raise CorruptValueError(f"not finite: {_shown(raw)}")
+    if value > FLOAT32_MAX or value < -FLOAT32_MAX:
+        raise CorruptValueError(f"out of float32 range: {_shown(raw)}")
     if ftype == "int" and not value.is_integer():
-        raise CorruptValueError(f"not an integer: {text[:40]!r}")
+        raise CorruptValueError(f"not an integer: {_shown(raw)}")
     return value
+
+
+def _shown(raw: bytes | str) -> str:
+    """The stored text, shortened, for an error message."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return repr(text[:40])
 
 
 @dataclass(frozen=True, slots=True)
