@@ -14,6 +14,7 @@ import numpy as np
 
 from fallback.breaker import CircuitBreaker
 from fallback.config import OPS, FallbackConfig, Rule
+from fallback.ratelimit import RateLimitedLog
 from fallback.scores import ScoreStore
 
 log = logging.getLogger(__name__)
@@ -173,23 +174,15 @@ class FallbackChain:
 
     def __init__(self, predictors: Sequence[FallbackPredictor], log_every_s: float = 10.0) -> None:
         self.predictors = list(predictors)
-        self.log_every_s = log_every_s
-        self._logged: dict[str, tuple[float, int]] = {}  # kind -> (last line, suppressed)
+        # A broken fallback fails on every batch: one line per predictor every
+        # ``log_every_s``, then a count of the rest.
+        self._log = RateLimitedLog(log, burst=1, period_s=log_every_s)
         self.failures: dict[str, int] = {}  # kind -> calls that raised
 
     def _log_failure(self, kind: str, exc: BaseException) -> None:
-        """At most one line per predictor every ``log_every_s`` (a broken fallback fails on
-        every batch), with the count of the ones not shown."""
         self.failures[kind] = self.failures.get(kind, 0) + 1
-        now = time.monotonic()
-        last, suppressed = self._logged.get(kind, (-math.inf, 0))
-        if now - last < self.log_every_s:
-            self._logged[kind] = (last, suppressed + 1)
-            return
-        self._logged[kind] = (now, 0)
-        log.warning("fallback %s failed (%s: %s); trying the next one%s", kind,
-                    type(exc).__name__, exc,
-                    f" ({suppressed} more failures not logged)" if suppressed else "")
+        self._log.warning(f"fallback {kind}", "fallback %s failed (%s: %s); trying the next one",
+                          kind, type(exc).__name__, exc)
 
     @property
     def kinds(self) -> list[str]:

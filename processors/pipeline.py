@@ -26,12 +26,12 @@ from typing import Any, Protocol
 from fallback.breaker import CircuitBreaker
 from fallback.deadletter import DeadLetterWriter, SourceRecord, Stage, header_list
 from fallback.predictors import FallbackAnswer, FallbackChain
+from fallback.ratelimit import RateLimitedLog
 from fallback.shedding import LoadShedder
 from processors.arms import ACTIVE, CANARY, Arm, ArmFigures
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError, MissingFeaturesError
 from processors.features.enrich import EnrichStats, FeatureEnricher
-from processors.ratelimit import RateLimitedLog
 from processors.records import BatchResult, Outbound
 from processors.routing import to_canary
 from processors.runner import InferenceTimeout
@@ -59,12 +59,6 @@ class ShadowSink(Protocol):
 
     def offer(self, active_version: str,
               rows: list[tuple[dict[str, Any], float, bytes | None]]) -> None: ...
-
-
-def es_key(pipeline: Pipeline, view: str, entity: str) -> str:
-    """The Redis key of a (view, entity), for log lines an operator can act on."""
-    enricher = pipeline.degradation.enricher
-    return enricher.store.key(view, entity) if enricher is not None else f"{view}:{entity}"
 
 
 class InternalError(Exception):
@@ -187,8 +181,13 @@ class Pipeline:
         for view, entity, name, why in es.corrupt_fields:
             self._log.warning("corrupt feature", "corrupt stored feature %s of %s (view %s, "
                               "entity %s): %s; served the cached value or the default, flagged",
-                              name, es_key(self, view, entity), view, entity, why,
+                              name, self._redis_key(view, entity), view, entity, why,
                               view=view, entity=entity, field=name)
+
+    def _redis_key(self, view: str, entity: str) -> str:
+        """The Redis key of a (view, entity), for log lines an operator can act on."""
+        enricher = self.degradation.enricher
+        return enricher.store.key(view, entity) if enricher is not None else f"{view}:{entity}"
 
     def _process(self, batch: Sequence[SourceRecord],
                  lags: Sequence[int] | None = None) -> BatchResult:

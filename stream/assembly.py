@@ -15,7 +15,6 @@ from fallback.shedding import LoadShedder
 from processors.arms import Arm
 from processors.dataplane import DataPlane
 from processors.dedupe import AnsweredStore
-from processors.features.cache import FeatureCache
 from processors.features.enrich import FeatureEnricher
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
@@ -72,8 +71,7 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
         repo.check_covers(model.meta.features)
         enricher = FeatureEnricher(
             repo, RedisFeatureStore(client, settings.namespace),
-            pool.extra(settings, "feature_cache", lambda: FeatureCache(
-                settings.feature_cache_size, settings.feature_cache_ttl_s)),
+            pool.feature_cache(settings),
             redis_breaker, settings.feature_precedence)
     backup: BackupModelPredictor | None = None
     backup_runner: TimedRunner | None = None

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any
 
-from processors.ratelimit import RateLimitedLog
+from fallback.ratelimit import RateLimitedLog
 
 __all__ = ["JsonFormatter", "RateLimitedLog", "configure"]
 

@@ -17,6 +17,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
+from processors.features.cache import FeatureCache
 from stream.exceptions import ConfigurationError
 from stream.settings import Settings
 
@@ -69,14 +70,14 @@ class RedisPool:
     """A worker's Redis clients: one per endpoint, shared by every serving path built for
     it (start-up, each model swap, each region move), closed when the worker is done.
 
-    It also keeps one feature cache per endpoint (``cache``), so a model swap keeps the
+    It also keeps one feature cache per endpoint (``feature_cache``), so a model swap keeps the
     rows already fetched instead of starting cold. Thread-safe: the model loader thread
     builds serving paths too."""
 
     def __init__(self, client_name: str | None = None) -> None:
         self.client_name = client_name
         self._clients: dict[tuple[str, ...], RedisClient] = {}
-        self._extras: dict[tuple[str, ...], Any] = {}
+        self._caches: dict[tuple[str, ...], FeatureCache] = {}
         self._lock = threading.Lock()
 
     def get(self, settings: Settings) -> RedisClient:
@@ -88,13 +89,14 @@ class RedisPool:
                 client = self._clients[key] = make_redis(settings, client_name=self.client_name)
             return client
 
-    def extra(self, settings: Settings, kind: str, make: Any) -> Any:
-        """A per-endpoint object (a feature cache), made by ``make()`` on first use."""
-        key = (*endpoint(settings), kind)
+    def feature_cache(self, settings: Settings) -> FeatureCache:
+        """The endpoint's feature cache (kept across model swaps)."""
+        key = endpoint(settings)
         with self._lock:
-            if key not in self._extras:
-                self._extras[key] = make()
-            return self._extras[key]
+            if key not in self._caches:
+                self._caches[key] = FeatureCache(settings.feature_cache_size,
+                                                 settings.feature_cache_ttl_s)
+            return self._caches[key]
 
     def __len__(self) -> int:
         with self._lock:
@@ -104,7 +106,7 @@ class RedisPool:
         """Close every client (their connections leave Redis at once)."""
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
-            self._extras = {}
+            self._caches = {}
         for client in clients:
             try:
                 client.close()
