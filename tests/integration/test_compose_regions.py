@@ -50,6 +50,7 @@ def stack() -> Iterator[dict[str, str]]:
         assert down.returncode == 0, down.stderr[-3000:]
 
 
+@pytest.mark.extended  # the two-region compose stack (45 s): `bash compose/test.sh --extended`
 def test_the_two_region_compose_file_comes_up_and_serves(
         stack: dict[str, str], workers: WorkerPool) -> None:
     east = Settings(bootstrap_servers=f"127.0.0.1:{stack['EAST_KAFKA_PORT']}",  # type: ignore[call-arg]

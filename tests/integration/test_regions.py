@@ -149,6 +149,7 @@ def test_produce_command_with_regions_reports_where_requests_went(
     assert count(west, west.requests_topic) == 200
 
 
+@pytest.mark.extended  # `dev up --regions 2` end to end (36 s): `bash compose/test.sh --extended`
 def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -> None:
     import json
     import os
