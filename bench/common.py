@@ -3,7 +3,7 @@ helpers of the harness (process stats, topic end offsets).
 
 Every system answers requests with the same :class:`processors.pipeline.Pipeline` (decode,
 features from Redis through the same enricher and cache, ONNX Runtime, encode), built
-by the same :func:`stream.assembly.build_serving`; only the Kafka plumbing around it
+by the same :func:`stream.worker.assembly.build_serving`; only the Kafka plumbing around it
 differs. That is the point of the comparison.
 """
 
@@ -23,7 +23,7 @@ from processors.model import DEFAULT_MODEL_DIR, OnnxModel, RuntimeOptions
 from processors.pipeline import Pipeline
 from schemas.serde import Encoder
 from stream.clients import synthetic_requests
-from stream.redisconn import make_redis
+from stream.connect.redis_pool import make_redis
 from stream.settings import Settings
 
 ENTITIES = 10_000
@@ -65,7 +65,7 @@ class Rec:
 
 def serving_pipeline(settings: Settings, worker_id: str) -> Pipeline:
     """The worker's pipeline, for plumbing other than the worker's."""
-    from stream.assembly import build_serving
+    from stream.worker.assembly import build_serving
 
     model = OnnxModel.load(settings.model_path, RuntimeOptions(
         settings.onnx_intra_op_threads, settings.onnx_inter_op_threads,

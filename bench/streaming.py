@@ -47,9 +47,9 @@ from bench.common import (
     request_dicts,
 )
 from schemas.serde import Decoder, Encoder
-from stream import kafka_config
+from stream.connect import kafka_config
+from stream.connect.topics import ensure_topics, watermarks
 from stream.settings import Settings, to_env
-from stream.topics import ensure_topics, watermarks
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
@@ -68,8 +68,8 @@ def command(system: str) -> list[str] | None:
     """How to start a system (None when it is not available here)."""
     py = sys.executable
     return {
-        "streaminfer-alo": [py, "-m", "stream.cli", "worker"],
-        "streaminfer-eos": [py, "-m", "stream.cli", "worker"],
+        "streaminfer-alo": [py, "-m", "stream.cli.main", "worker"],
+        "streaminfer-eos": [py, "-m", "stream.cli.main", "worker"],
         "naive": [py, "-m", "bench.systems.naive"],
         "faust-event": [py, "-m", "bench.systems.faust_agent", "event"],
         "faust-take": [py, "-m", "bench.systems.faust_agent", "take"],

@@ -1,6 +1,6 @@
 """Model control state: what a ModelControl record may say, and how an action changes it.
 
-Pure functions over the decoded record (no Kafka): ``stream.control`` publishes and
+Pure functions over the decoded record (no Kafka): ``stream.lifecycle.control`` publishes and
 follows the records, workers apply them.
 """
 

@@ -40,7 +40,7 @@ class AnsweredStore:
         self.ttl_s = max(1, int(ttl_s))
         self.breaker = breaker
         # Other regions' stores (name, client, breaker), written too: the region a worker
-        # fails over to knows at once what was answered here (see stream.regional). Ids a
+        # fails over to knows at once what was answered here (see stream.regions.policy). Ids a
         # region's store could not take wait (bounded) and go first once it answers again.
         self.replicas: list[tuple[str, Any, CircuitBreaker]] = []
         self.pending: dict[str, deque[str]] = {}

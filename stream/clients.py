@@ -26,7 +26,7 @@ from processors.synthetic import FEATURE_NAMES, sample_features
 from schemas.exceptions import SerdeError
 from schemas.fingerprints import default_registry
 from schemas.serde import HEADER_LEN, Decoder, Encoder
-from stream import kafka_config
+from stream.connect import kafka_config
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
 

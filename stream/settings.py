@@ -1,5 +1,5 @@
 """Typed settings. Every field has a ``STREAMINFER_<FIELD>`` environment twin and,
-where a command uses it, a ``--field-name`` flag (see :mod:`stream.cli_options`).
+where a command uses it, a ``--field-name`` flag (see :mod:`stream.cli.options`).
 
 Precedence: command-line flag > environment > the dev cluster's env file (written by
 ``streaminfer dev up``) > default. Invalid values stop start-up with a message that

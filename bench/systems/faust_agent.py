@@ -56,7 +56,7 @@ def build(mode: str) -> faust.App:
 
 def main() -> None:
     """Run the agent until SIGTERM."""
-    from stream.feature_app import run
+    from stream.features.faust_app import run
 
     run(build(sys.argv[1] if len(sys.argv) > 1 else "event"), "warn")
 

@@ -12,7 +12,7 @@ from typing import Any
 from confluent_kafka import Consumer, Producer
 
 from bench.common import serving_pipeline
-from stream import kafka_config
+from stream.connect import kafka_config
 from stream.settings import load_settings
 
 

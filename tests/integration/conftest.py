@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from stream.connect.topics import ensure_topics
 from stream.devcluster.images import Images
 from stream.settings import Settings
-from stream.topics import ensure_topics
 from tests.integration.helpers import WorkerPool, stop_collectors
 
 

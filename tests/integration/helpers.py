@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from stream.clients import RequestProducer, synthetic_requests
-from stream.demo import Collector, Tally
 from stream.settings import Settings, to_env
+from stream.tools.demo import Collector, Tally
 
 
 def settings_env(settings: Settings, **overrides: object) -> dict[str, str]:
@@ -42,7 +42,7 @@ class WorkerProcess:
         self.log_path = log_dir / f"worker-{worker_id}.log"
         env = settings_env(settings, worker_id=worker_id, **overrides)
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "worker"],
+            self.proc = subprocess.Popen([sys.executable, "-m", "stream.cli.main", "worker"],
                                          stdout=log, stderr=subprocess.STDOUT, env=env)
 
     def kill(self) -> None:
@@ -65,7 +65,7 @@ class WorkerProcess:
 def wait_for_workers(settings: Settings, pool: WorkerPool, members: int,
                      deadline_s: float = 60.0) -> None:
     """Wait for the group to be stable with ``members``; fail at once if a worker died."""
-    from stream.groups import describe, is_serving
+    from stream.connect.groups import describe, is_serving
 
     def ready() -> bool:
         for w in pool.started:

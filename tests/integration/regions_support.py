@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from stream.connect.topics import ensure_topics, watermarks
 from stream.devcluster.regions import RunningRegions
 from stream.settings import Settings
-from stream.topics import ensure_topics, watermarks
 
 
 def region_settings(running: RunningRegions, region: str, namespace: str) -> Settings:

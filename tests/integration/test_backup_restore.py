@@ -17,13 +17,13 @@ from confluent_kafka import Consumer, TopicPartition
 
 from processors.model import DEFAULT_MODEL_DIR
 from processors.registry.directory import DirectoryRegistry
-from stream import kafka_config
-from stream.backup import group_offsets
 from stream.clients import RequestProducer, synthetic_requests
-from stream.control import change, current_state, publish_control
+from stream.connect import kafka_config
+from stream.connect.topics import ensure_topics, watermarks
 from stream.devcluster.cluster import RunningCluster, start_cluster
+from stream.lifecycle.control import change, current_state, publish_control
 from stream.settings import Settings
-from stream.topics import ensure_topics, watermarks
+from stream.tools.backup import group_offsets
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.helpers import (
     WorkerPool,
@@ -68,7 +68,7 @@ def ends(settings: Settings, topic: str) -> dict[int, int]:
 
 
 def cli(settings: Settings, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "stream.cli", *args],
+    done = subprocess.run([sys.executable, "-m", "stream.cli.main", *args],
                           env=settings_env(settings), capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stderr

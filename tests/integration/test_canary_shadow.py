@@ -19,12 +19,12 @@ from processors.outcomes import check
 from processors.registry.directory import DirectoryRegistry
 from processors.routing import to_canary
 from schemas.serde import Decoder
-from stream import kafka_config
-from stream.announcements import announced
 from stream.clients import RequestProducer, synthetic_requests
-from stream.control import change, current_state, publish_control
+from stream.connect import kafka_config
+from stream.connect.topics import ensure_topics
+from stream.lifecycle.control import change, current_state, publish_control
+from stream.observability.announcements import announced
 from stream.settings import Settings
-from stream.topics import ensure_topics
 from tests.http import metric_total
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
@@ -87,7 +87,7 @@ def test_a_bad_canary_is_rolled_back_automatically_and_every_request_is_answered
     producer = PacedProducer(settings, 24_000, 2000.0, seed=331)
     producer.start()
     wait_until(lambda: len(collector.seen) > 2000, 60, "v1 predictions flowing")
-    out = subprocess.run([sys.executable, "-m", "stream.cli", "models", "canary", "fraud", "3",
+    out = subprocess.run([sys.executable, "-m", "stream.cli.main", "models", "canary", "fraud", "3",
                           "--share", "0.1", "--reason", "try v3"], env=settings_env(settings),
                          capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "fraud: active v1, canary v3 at 10.0%"
@@ -133,7 +133,7 @@ def test_a_bad_canary_is_rolled_back_automatically_and_every_request_is_answered
     assert "rolled back automatically: error rate" in logs
 
     # models status reads the live figures from the workers' metrics.
-    out = subprocess.run([sys.executable, "-m", "stream.cli", "models", "status", "fraud",
+    out = subprocess.run([sys.executable, "-m", "stream.cli.main", "models", "status", "fraud",
                           "--json"], env=settings_env(settings), capture_output=True,
                          text=True, timeout=60, check=True)
     report_json = json.loads(out.stdout)
@@ -205,7 +205,7 @@ def test_undecodable_and_out_of_range_control_records_are_counted_and_ignored(
     from confluent_kafka import Producer
 
     from schemas.serde import Encoder
-    from stream.control import ControlFollower, control_topic, transition
+    from stream.lifecycle.control import ControlFollower, control_topic, transition
 
     good = transition(None, "fraud", "promote", version="1", at_ms=1)
     bad_share = {**good, "canary_version": "2", "canary_share": 7.0, "at": 2}

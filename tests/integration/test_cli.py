@@ -20,7 +20,7 @@ def run(home: Path, *args: str, check: bool = True, timeout: float = 300
         ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMINFER_")}
     env["STREAMINFER_HOME"] = str(home)
-    result = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env,
+    result = subprocess.run([sys.executable, "-m", "stream.cli.main", *args], env=env,
                             capture_output=True, text=True, timeout=timeout, check=False)
     if check and result.returncode != 0:
         raise AssertionError(f"streaminfer {' '.join(args)} exited {result.returncode}:\n"

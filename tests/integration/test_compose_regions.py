@@ -70,7 +70,7 @@ def test_the_two_region_compose_file_comes_up_and_serves(
                 "STREAMINFER_REPLICATION_FACTOR": "1", "STREAMINFER_MIN_INSYNC_REPLICAS": "1"})
 
     def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env,
+        done = subprocess.run([sys.executable, "-m", "stream.cli.main", *args], env=env,
                               capture_output=True, text=True, timeout=180)
         if check:
             assert done.returncode == 0, f"{args}: {done.stderr[-3000:]}"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from schemas.serde import Encoder
-from stream.announcements import announced
 from stream.clients import RequestProducer, synthetic_requests
-from stream.topics import ensure_topics
+from stream.connect.topics import ensure_topics
+from stream.observability.announcements import announced
 from tests.http import metric_total
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (

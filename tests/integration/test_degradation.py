@@ -17,10 +17,10 @@ import pytest
 from processors.model import DEFAULT_MODEL_DIR
 from processors.outcomes import check
 from stream.clients import RequestProducer, synthetic_requests
-from stream.demo import Collector, Tally
+from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import free_port
 from stream.settings import Settings
-from stream.topics import ensure_topics
+from stream.tools.demo import Collector, Tally
 from tests.http import get, metric_total
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
@@ -256,7 +256,7 @@ def test_replay_answers_fixed_dead_letters_once(
 
     def streaminfer(*args: str) -> str:
         try:
-            result = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env,
+            result = subprocess.run([sys.executable, "-m", "stream.cli.main", *args], env=env,
                                     capture_output=True, text=True, timeout=60, check=False)
         except subprocess.TimeoutExpired as exc:
             raise AssertionError(f"streaminfer {' '.join(args)} hung; stderr: "

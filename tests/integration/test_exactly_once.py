@@ -7,8 +7,8 @@ import threading
 import pytest
 from confluent_kafka import Producer
 
-from stream.topics import ensure_topics
-from stream.worker import Worker
+from stream.connect.topics import ensure_topics
+from stream.worker.loop import Worker
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import produce_all, start_collector, wait_for_all, wait_until
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from processors.outcomes import check
-from stream.demo import Collector
 from stream.settings import Settings
+from stream.tools.demo import Collector
 from tests.integration.helpers import (
     PacedProducer,
     WorkerPool,
@@ -66,7 +66,7 @@ def test_sigkill_one_of_three_workers_loses_nothing_at_least_once(
 
 def test_sigkill_exactly_once_gives_every_request_exactly_one_prediction(
         cluster: object, workers: WorkerPool) -> None:
-    from stream.topics import ensure_topics
+    from stream.connect.topics import ensure_topics
     from tests.integration.conftest import Endpoints, make_settings
 
     assert isinstance(cluster, Endpoints)

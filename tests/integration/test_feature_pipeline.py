@@ -17,7 +17,7 @@ import redis
 from confluent_kafka import Producer
 
 from schemas.serde import Encoder
-from stream.feature_app import expected_features
+from stream.features.faust_app import expected_features
 from stream.settings import Settings
 from tests.integration.helpers import settings_env, wait_until
 
@@ -60,7 +60,7 @@ def alive(app: subprocess.Popen[bytes]) -> bool:
 
 def start_app(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as fh:
-        return subprocess.Popen([sys.executable, "-m", "stream.cli", "features", "run"],
+        return subprocess.Popen([sys.executable, "-m", "stream.cli.main", "features", "run"],
                                 env=settings_env(settings), stdout=fh, stderr=subprocess.STDOUT)
 
 

@@ -16,9 +16,9 @@ import pytest
 
 from processors.synthetic import FEATURE_NAMES
 from stream.clients import RequestProducer, synthetic_requests
+from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import free_port
 from stream.settings import Settings
-from stream.topics import ensure_topics
 from tests.http import get
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
@@ -36,7 +36,7 @@ pytestmark = pytest.mark.integration
 
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "stream.cli", *args],
+    result = subprocess.run([sys.executable, "-m", "stream.cli.main", *args],
                             env=settings_env(settings), capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stderr

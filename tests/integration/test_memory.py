@@ -28,7 +28,7 @@ def rss_mb(pid: int) -> float | None:
 
 def test_produce_regions_memory_stays_flat_over_a_long_stream(settings: Settings) -> None:
     env = settings_env(settings, regions=f"east={settings.bootstrap_servers}")
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "produce", "--count",
+    proc = subprocess.Popen([sys.executable, "-m", "stream.cli.main", "produce", "--count",
                              str(COUNT), "--entities", "1000", "--seed", "7"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     samples: list[tuple[float, float]] = []

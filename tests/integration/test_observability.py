@@ -17,10 +17,10 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from stream.clients import RequestProducer
+from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import free_port
 from stream.settings import Settings
-from stream.topics import ensure_topics
-from stream.worker import Worker
+from stream.worker.loop import Worker
 from tests.http import get, metric_total
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
@@ -81,7 +81,7 @@ def test_metrics_after_a_known_workload_and_status(settings: Settings,
     assert get(url + "/healthz")[0] == 200
 
     env = settings_env(settings)
-    result = subprocess.run([sys.executable, "-m", "stream.cli", "status", "--interval", "0.5"],
+    result = subprocess.run([sys.executable, "-m", "stream.cli.main", "status", "--interval", "0.5"],
                             env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())

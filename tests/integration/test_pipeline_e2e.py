@@ -48,7 +48,7 @@ def test_a_garbage_message_does_not_stop_its_partition(settings: Settings,
     from confluent_kafka import Consumer, TopicPartition
 
     from stream.clients import RequestProducer, synthetic_requests
-    from stream.kafka_config import tail_consumer
+    from stream.connect.kafka_config import tail_consumer
 
     collector = start_collector(settings)
     producer = RequestProducer(settings)

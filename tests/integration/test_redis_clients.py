@@ -10,8 +10,8 @@ import redis
 from processors.model import DEFAULT_MODEL_DIR
 from processors.registry.directory import DirectoryRegistry
 from stream.clients import RequestProducer, synthetic_requests
-from stream.control import publish_control
-from stream.topics import ensure_topics
+from stream.connect.topics import ensure_topics
+from stream.lifecycle.control import publish_control
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
     WorkerPool,

@@ -12,8 +12,8 @@ from redis.sentinel import Sentinel
 from processors.features.store import RedisFeatureStore
 from processors.outcomes import check
 from stream.clients import RequestProducer, synthetic_requests
+from stream.connect.topics import ensure_topics
 from stream.devcluster.redis_topologies import RedisTopology, start_cluster, start_sentinel
-from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.helpers import (
     HOT,

@@ -19,15 +19,15 @@ import pytest
 import redis
 from confluent_kafka import Consumer
 
-from stream import kafka_config
-from stream.answers import FirstSeen, UniqueCounts, answer_topics, request_id_of, unique
 from stream.clients import TopicReader, synthetic_requests
+from stream.connect import kafka_config
+from stream.connect.topics import watermarks
 from stream.devcluster.cluster import free_port
 from stream.devcluster.regions import RunningRegions
-from stream.failover import FailoverProducer
-from stream.regions_status import newest_heartbeat
+from stream.regions.answers import FirstSeen, UniqueCounts, answer_topics, request_id_of, unique
+from stream.regions.failover import FailoverProducer
+from stream.regions.replication_status import newest_heartbeat
 from stream.settings import Settings, to_env
-from stream.topics import watermarks
 from tests.http import metric_total
 from tests.integration.helpers import WorkerPool, wait_until
 from tests.integration.regions_support import both_regions, count
@@ -270,7 +270,7 @@ def fail_over_and_back(running: RunningRegions, ns: str, workers: WorkerPool, ho
     assert served == {"east", "west"}, served
     # `regions status` names the region the worker serves (back in east now).
     status = subprocess.run(
-        [sys.executable, "-m", "stream.cli", "regions", "status", "--json", "--metrics-url",
+        [sys.executable, "-m", "stream.cli.main", "regions", "status", "--json", "--metrics-url",
          url], env=to_env(east, regions=spec), capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stderr[-2000:]
     report = json.loads(status.stdout)

@@ -10,9 +10,9 @@ import pytest
 from confluent_kafka import Consumer
 
 from schemas.serde import Decoder
-from stream import kafka_config
-from stream.control import current_state, publish_control
+from stream.connect import kafka_config
 from stream.devcluster.regions import RunningRegions
+from stream.lifecycle.control import current_state, publish_control
 from stream.settings import Settings
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import produce_all, wait_until
@@ -74,7 +74,7 @@ def test_mirrormaker_replicates_requests_and_model_control_both_ways(
     report: dict[str, dict[str, object]] = {}
 
     def lags_known() -> bool:
-        done = subprocess.run([sys.executable, "-m", "stream.cli", "regions", "status",
+        done = subprocess.run([sys.executable, "-m", "stream.cli.main", "regions", "status",
                                "--json"], env=to_env(east, regions=spec), capture_output=True,
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
@@ -100,7 +100,7 @@ def all_ids(settings: Settings, topic: str) -> set[str]:
 def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_request(
         regions: tuple[RunningRegions, str]) -> None:
     from stream.clients import synthetic_requests
-    from stream.failover import FailoverProducer
+    from stream.regions.failover import FailoverProducer
 
     running, ns = regions
     east, west, spec = both_regions(running, ns)
@@ -141,7 +141,7 @@ def test_produce_command_with_regions_reports_where_requests_went(
     east, west, spec = both_regions(running, ns)
     running.clusters["east"].kafka[1].get_wrapped_container().stop(timeout=1)  # east is down
     env = to_env(east, regions=spec, region_down_after_s=2.0, region_failback_after_s=600.0)
-    done = subprocess.run([sys.executable, "-m", "stream.cli", "produce", "--count", "200",
+    done = subprocess.run([sys.executable, "-m", "stream.cli.main", "produce", "--count", "200",
                            "--seed", "5"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "acknowledged by west 200" in done.stderr
@@ -161,7 +161,7 @@ def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -
     env["STREAMINFER_HOME"] = str(tmp_path)
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, "-m", "stream.cli", *args], env=env,
+        done = subprocess.run([sys.executable, "-m", "stream.cli.main", *args], env=env,
                               capture_output=True, text=True, timeout=300)
         if check:
             assert done.returncode == 0, done.stderr[-3000:]
@@ -206,7 +206,7 @@ def test_three_brokers_per_region_replicate_with_rf_3_both_ways() -> None:
     try:
         east, west = (region_settings(running, r, ns).model_copy(update={
             "replication_factor": 3, "min_insync_replicas": 2}) for r in ("east", "west"))
-        from stream.topics import ensure_topics
+        from stream.connect.topics import ensure_topics
 
         ensure_topics(east)
         ensure_topics(west)

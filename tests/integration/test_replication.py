@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import RunningCluster, start_cluster
-from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.helpers import (
     PacedProducer,

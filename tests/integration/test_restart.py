@@ -13,7 +13,7 @@ import pytest
 
 from processors.outcomes import check
 from stream.clients import now_ms
-from stream.topics import ensure_topics
+from stream.connect.topics import ensure_topics
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
     PacedProducer,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
+from stream.connect.topics import ensure_topics
 from stream.exceptions import ConfigurationError
-from stream.topics import ensure_topics
 from tests.integration.conftest import Endpoints, make_settings
 
 pytestmark = pytest.mark.integration

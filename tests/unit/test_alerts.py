@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import WorkerMetrics
+from stream.observability.metrics import WorkerMetrics
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
 PROM = COMPOSE / "prometheus"

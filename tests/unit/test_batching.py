@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stream.batching import next_batch
+from stream.worker.batching import next_batch
 from tests.fakes import FakeMessage, ScriptedSource
 
 

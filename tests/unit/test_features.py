@@ -14,7 +14,7 @@ from processors.features.enrich import FeatureEnricher
 from processors.features.store import UPDATED_AT, parse_value
 from processors.features.views import FeatureConfigError, FeatureRepo
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
-from stream.feature_app import expected_features, window_key
+from stream.features.faust_app import expected_features, window_key
 from tests.fakes import FakeStore
 
 REPO = {"entity": "card", "request_features": ["amount"],
@@ -173,7 +173,7 @@ def test_a_corrupt_stored_value_degrades_that_feature_instead_of_failing(
 
 
 def test_old_windows_expire_across_gaps_in_event_time() -> None:
-    from stream.feature_app import expired_windows
+    from stream.features.faust_app import expired_windows
 
     hour = 3_600_000
     keys = [window_key("c", t, 3600) for t in (0, 5 * hour, 9 * hour)] \
@@ -184,7 +184,7 @@ def test_old_windows_expire_across_gaps_in_event_time() -> None:
 
 
 def test_idle_entities_are_swept_per_partition_by_event_time() -> None:
-    from stream.feature_app import IdleSweep
+    from stream.features.faust_app import IdleSweep
 
     sweep = IdleSweep(ttl_ms=10_000, per_call=10)
     latest = {"a": 0, "b": 100, "c": 12_000}

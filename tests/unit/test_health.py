@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from stream.health import HealthServer, HealthState
-from stream.metrics import WorkerMetrics
+from stream.observability.health import HealthServer, HealthState
+from stream.observability.metrics import WorkerMetrics
 from tests.http import get
 
 

@@ -18,8 +18,8 @@ from processors.model import DEFAULT_MODEL_DIR, OnnxModel
 from processors.pipeline import Pipeline
 from processors.routing import entity_bucket, to_canary
 from schemas.serde import Decoder, Encoder
-from stream.control import TransitionError, transition
-from stream.lifecycle import Desired
+from stream.lifecycle.control import TransitionError, transition
+from stream.lifecycle.follower import Desired
 from tests.unit.test_pipeline import request_messages
 
 
@@ -218,7 +218,7 @@ def test_psi_is_zero_for_equal_histograms_and_large_for_disjoint_ones() -> None:
 def test_models_status_renders_state_figures_shadow_and_decisions() -> None:
     from rich.console import Console
 
-    from stream.version_status import _quantile, render
+    from stream.lifecycle.version_status import _quantile, render
 
     assert _quantile({0.001: 5.0, 0.01: 99.0, 0.1: 100.0, float("inf"): 100.0}, 0.99) == 0.01
     assert _quantile({}, 0.99) is None
@@ -252,7 +252,7 @@ def test_models_status_renders_state_figures_shadow_and_decisions() -> None:
 ])
 def test_invalid_control_records_are_named_and_never_published(
         change: dict[str, object], problem: str) -> None:
-    from stream.control import control_problem, publish_state
+    from stream.lifecycle.control import control_problem, publish_state
     from stream.settings import Settings
 
     state = {**transition(None, "fraud", "promote", version="1", at_ms=1), **change}

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from stream.logsetup import JsonFormatter, RateLimitedLog
+from stream.observability.logsetup import JsonFormatter, RateLimitedLog
 
 
 def test_json_lines_carry_context_fields() -> None:

@@ -6,7 +6,7 @@ import json
 
 from prometheus_client import CollectorRegistry
 
-from stream.metrics import WorkerMetrics
+from stream.observability.metrics import WorkerMetrics
 
 
 def value(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float | None:

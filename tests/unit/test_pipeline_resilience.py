@@ -141,9 +141,9 @@ def test_property_every_record_gets_exactly_one_outcome(
 
 
 def test_serving_paths_built_for_swaps_share_one_redis_client_and_feature_cache() -> None:
-    from stream.assembly import build_serving
-    from stream.redisconn import RedisPool
+    from stream.connect.redis_pool import RedisPool
     from stream.settings import Settings
+    from stream.worker.assembly import build_serving
 
     settings = Settings(redis_url="redis://127.0.0.1:1/0")  # clients connect lazily
     pool = RedisPool("streaminfer:w")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stream.settings_doc import settings_table
+from stream.tools.settings_doc import settings_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 CONFIGURATION = README.parent / "docs" / "configuration.md"
@@ -13,7 +13,7 @@ CONFIGURATION = README.parent / "docs" / "configuration.md"
 def test_configuration_reference_matches_the_code() -> None:
     assert settings_table() in CONFIGURATION.read_text(), (
         "docs/configuration.md's settings table is stale: paste the output of "
-        "`.venv/bin/python -m stream.settings_doc`")
+        "`.venv/bin/python -m stream.tools.settings_doc`")
 
 
 def test_readme_is_a_front_door_whose_links_resolve() -> None:

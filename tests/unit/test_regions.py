@@ -11,11 +11,11 @@ import redis
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
 from processors.dedupe import AnsweredStore
-from stream.answers import FirstSeen, UniqueCounts, unique
 from stream.clients import ReadRecord
 from stream.exceptions import ConfigurationError
-from stream.region_monitor import RegionMonitor
-from stream.regional import parse_region_redis
+from stream.regions.answers import FirstSeen, UniqueCounts, unique
+from stream.regions.monitor import RegionMonitor
+from stream.regions.policy import parse_region_redis
 from stream.settings import Settings
 
 
@@ -102,7 +102,7 @@ def test_region_redis_spec_names_known_regions() -> None:
 
 
 def test_subscription_matches_local_and_mirrored_requests_only() -> None:
-    from stream.regional import RegionalWorker
+    from stream.regions.policy import RegionalWorker
 
     worker = RegionalWorker.__new__(RegionalWorker)
     worker.settings = Settings(namespace="shop.v1")  # type: ignore[call-arg]
@@ -232,8 +232,8 @@ def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_bat
     from prometheus_client import CollectorRegistry
 
     from processors.records import BatchResult, Outbound
-    from stream.metrics import WorkerMetrics
-    from stream.worker import InFlight, Worker
+    from stream.observability.metrics import WorkerMetrics
+    from stream.worker.loop import InFlight, Worker
 
     def out(rid: str | None, outcome: str = "model") -> Outbound:
         return Outbound("ns.predictions", None, b"", [], outcome, rid)  # type: ignore[arg-type]
@@ -256,7 +256,7 @@ def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_bat
 
 
 def test_exactly_once_with_regions_is_refused_with_the_way_out() -> None:
-    from stream.regional import RegionalWorker
+    from stream.regions.policy import RegionalWorker
 
     settings = Settings(regions="east=e:1;west=w:1",  # type: ignore[call-arg]
                         guarantee="exactly-once")
@@ -265,7 +265,7 @@ def test_exactly_once_with_regions_is_refused_with_the_way_out() -> None:
 
 
 def test_poison_entries_of_revoked_partitions_are_forgotten() -> None:
-    from stream.worker import without_partitions
+    from stream.worker.loop import without_partitions
 
     poison = {("t", 0, 5): "refused", ("t", 1, 9): "refused", ("u", 0, 2): "refused"}
     assert without_partitions(poison, {("t", 0), ("u", 0)}) == {("t", 1, 9): "refused"}

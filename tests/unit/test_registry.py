@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
 from processors.registry.base import RegistryError
 from processors.registry.directory import DirectoryRegistry
-from stream.cli import cli
+from stream.cli.main import cli
 
 
 def test_publish_list_fetch_and_load(tmp_path: Path) -> None:

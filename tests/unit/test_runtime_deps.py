@@ -14,9 +14,10 @@ class Block(importlib.abc.MetaPathFinder):
             raise ImportError(f"{{name}} is not installed (blocked by the test)")
         return None
 sys.meta_path.insert(0, Block())
-import stream.worker, stream.regional, stream.supervisor, stream.cli, stream.feature_app
+import stream.worker.loop, stream.regions.policy, stream.worker.supervisor  # noqa: E401
+import stream.cli.main, stream.features.faust_app  # noqa: E401
 from click.testing import CliRunner
-from stream.cli import cli
+from stream.cli.main import cli
 assert CliRunner().invoke(cli, ["worker", "--help"]).exit_code == 0
 result = CliRunner().invoke(cli, ["dev", "status"])
 assert result.exit_code != 0 and "streaminfer[devcluster]" in result.output, result.output

@@ -6,8 +6,8 @@ import multiprocessing as mp
 
 from pydantic import SecretStr
 
-from stream import supervisor
 from stream.settings import Settings, to_env
+from stream.worker import supervisor
 
 SECRET = "s3cr3t-pa55"
 
@@ -19,7 +19,7 @@ def sasl_settings() -> Settings:
 
 def _child_sees(settings: Settings, _index: int) -> None:
     """Stands in for supervisor.run_one: exit 0 only when the secret arrived intact."""
-    from stream import kafka_config
+    from stream.connect import kafka_config
 
     ok = kafka_config.common(settings)["sasl.password"] == SECRET
     raise SystemExit(0 if ok else 3)

@@ -6,9 +6,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from stream.cli import cli
+from stream.cli.main import cli
+from stream.connect.kafka_config import worker_consumer, worker_producer
 from stream.exceptions import ConfigurationError
-from stream.kafka_config import worker_consumer, worker_producer
 from stream.settings import Settings, load_settings
 
 
@@ -147,7 +147,7 @@ def test_regions_parse_in_preference_order_and_refuse_bad_specs() -> None:
     import pytest
 
     from stream.exceptions import ConfigurationError
-    from stream.failover import parse_regions
+    from stream.regions.failover import parse_regions
 
     assert list(parse_regions("east=a:1,b:2; west=c:3").items()) == [("east", "a:1,b:2"),
                                                                       ("west", "c:3")]
@@ -173,7 +173,7 @@ def test_mirrormaker_heartbeat_values_decode() -> None:
 
     import pytest
 
-    from stream.regions_status import heartbeat_timestamp
+    from stream.regions.replication_status import heartbeat_timestamp
 
     assert heartbeat_timestamp(struct.pack(">hq", 0, 1_795_000_000_123)) == 1_795_000_000_123
     with pytest.raises(ValueError, match="version 3"):

@@ -23,9 +23,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from schemas.serde import Encoder
-from stream import kafka_config
+from stream.connect import kafka_config
 from stream.exceptions import ConfigurationError, KafkaOperationError
-from stream.region_monitor import RegionMonitor
+from stream.regions.monitor import RegionMonitor
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ from typing import Any
 
 import click
 
-from stream.cli_options import (
+from stream.cli.models import backup, models, restore
+from stream.cli.options import (
     CONNECTION,
     DEV,
     REDIS,
@@ -24,7 +25,6 @@ from stream.cli_options import (
     settings_options,
 )
 from stream.exceptions import StreaminferError
-from stream.models_cli import backup, models, restore
 from stream.settings import Settings, dev_env_file, state_dir
 
 
@@ -256,8 +256,8 @@ def topics() -> None:
 def topics_ensure(**kwargs: Any) -> None:
     """Create the requests, predictions and DLQ topics if missing (in every region of
     --regions when set)."""
-    from stream.failover import parse_regions, region_settings
-    from stream.topics import ensure_topics
+    from stream.connect.topics import ensure_topics
+    from stream.regions.failover import parse_regions, region_settings
 
     s = _settings(kwargs, CONNECTION, TOPICS, REGIONS)
     where = parse_regions(s.regions) if s.regions else {"": s.bootstrap_servers}
@@ -289,8 +289,8 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
     """Send inference requests to <namespace>.requests (of the first healthy region when
     --regions is set)."""
     from stream.clients import RequestProducer, requests_from_json_lines, synthetic_requests
-    from stream.failover import FailoverProducer
-    from stream.producing import send_paced
+    from stream.regions.failover import FailoverProducer
+    from stream.tools.producing import send_paced
 
     s = _settings(kwargs, CONNECTION, REGIONS)
     total: int | None
@@ -363,10 +363,10 @@ def answers(count: int | None, timeout: float | None, from_beginning: bool, grou
     from --regions) as JSON lines, each request_id once (Redis SET NX)."""
     import uuid
 
-    from stream.answers import FirstSeen, UniqueCounts, answer_topics, unique
     from stream.clients import TopicReader
-    from stream.failover import parse_regions
-    from stream.redisconn import make_redis
+    from stream.connect.redis_pool import make_redis
+    from stream.regions.answers import FirstSeen, UniqueCounts, answer_topics, unique
+    from stream.regions.failover import parse_regions
 
     s = _settings(kwargs, CONNECTION, REGIONS, REDIS)
     here = [n for n, b in parse_regions(s.regions).items() if b == s.bootstrap_servers] \
@@ -391,8 +391,8 @@ def answers(count: int | None, timeout: float | None, from_beginning: bool, grou
 @settings_options(*CONNECTION, *WORKER, *WORKER_REGIONS)
 def worker(**kwargs: Any) -> None:
     """Run inference workers (consume requests, predict, produce, commit)."""
-    from stream.regional import make_worker
-    from stream.supervisor import supervise
+    from stream.regions.policy import make_worker
+    from stream.worker.supervisor import supervise
 
     s = _settings(kwargs, CONNECTION, WORKER, WORKER_REGIONS)
     if s.processes > 1:
@@ -417,7 +417,7 @@ def dlq_inspect(timeout: float, **kwargs: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from stream.dlq import inspect
+    from stream.tools.dlq import inspect
 
     s = _settings(kwargs, CONNECTION)
     groups = inspect(s, timeout)
@@ -450,7 +450,7 @@ def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
                request_ids: tuple[str, ...], target: str | None, dry_run: bool, timeout: float,
                **kwargs: Any) -> None:
     """Re-inject selected dead letters after a fix (each one once; keeps request ids)."""
-    from stream.dlq import Selection, replay
+    from stream.tools.dlq import Selection, replay
 
     s = _settings(kwargs, CONNECTION, REDIS)
     report = replay(s, Selection(stages, error_types, request_ids), dry_run, timeout, target)
@@ -474,11 +474,11 @@ def features_run(**kwargs: Any) -> None:
     With --health-port, /metrics serves its table sizes (streaminfer_feature_app_entries)."""
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    from stream.feature_app import build_app, run
+    from stream.features.faust_app import build_app, run
 
     s = _settings(kwargs, CONNECTION, TOPICS, REDIS,
                   ("session_timeout_ms", "health_port", "health_host"))
-    from stream.redisconn import make_async_redis
+    from stream.connect.redis_pool import make_async_redis
 
     report: Any = None
     if s.health_port is not None:
@@ -505,7 +505,7 @@ def features_run(**kwargs: Any) -> None:
 @settings_options(*CONNECTION, *REDIS, "model_path")
 def features_get(entity: str, **kwargs: Any) -> None:
     """Show what the model would see for ENTITY: values, sources and ages, as JSON."""
-    from stream.features_cli import get
+    from stream.cli.features import get
 
     s = _settings(kwargs, CONNECTION, REDIS, ("model_path",))
     click.echo(json.dumps(get(s, entity), indent=2))
@@ -517,8 +517,8 @@ def features_get(entity: str, **kwargs: Any) -> None:
 def features_backfill(path: Path, **kwargs: Any) -> None:
     """Load feature rows from a JSON-lines (or Parquet) file:
     {"view": ..., "entity": ..., "features": {...}, "updated_at": epoch_ms?} per line."""
-    from stream.features_cli import backfill
-    from stream.producing import progress_bar
+    from stream.cli.features import backfill
+    from stream.tools.producing import progress_bar
 
     s = _settings(kwargs, CONNECTION, REDIS, ("model_path",))
     with progress_bar() as bar:
@@ -539,7 +539,7 @@ def status(metrics_urls: tuple[str, ...], interval: float, **kwargs: Any) -> Non
     """Group members, partitions and lag, throughput, fallback/DLQ rates, model versions."""
     from rich.console import Console
 
-    from stream.status import render
+    from stream.observability.status import render
 
     s = _settings(kwargs, CONNECTION)
     console = Console() if sys.stdout.isatty() else Console(width=160)
@@ -563,7 +563,7 @@ def regions_status(as_json: bool, metrics_urls: tuple[str, ...], **kwargs: Any) 
     the region each worker serves."""
     from rich.console import Console
 
-    from stream.regions_status import collect, render
+    from stream.regions.replication_status import collect, render
 
     s = _settings(kwargs, CONNECTION, REGIONS)
     if not s.regions:
@@ -597,7 +597,7 @@ def demo(n_requests: int, rate: float, workers: int, garbage: int, break_model: 
          down: bool, **kwargs: Any) -> None:
     """Cluster up, topics, workers, requests in, predictions out, a summary."""
     need_devcluster()
-    from stream.demo import run_demo
+    from stream.tools.demo import run_demo
 
     sys.exit(run_demo(n_requests, rate, workers, garbage, down, kwargs, break_model))
 

@@ -1,6 +1,6 @@
 """Render the settings reference table for docs/configuration.md.
 
-    .venv/bin/python -m stream.settings_doc
+    .venv/bin/python -m stream.tools.settings_doc
 
 A unit test checks that docs/configuration.md contains exactly this table, so the reference
 cannot drift from the code.

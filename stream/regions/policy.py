@@ -12,7 +12,7 @@ the consumer then simply resumes from its committed offsets (nothing to translat
 Python, no window between reading a checkpoint and subscribing). Those offsets trail:
 checkpoints are periodic and offset syncs sparse, and a region that died took its last
 progress with it. The re-read overlap is made harmless by the answered-id seed
-(``stream.answered_seed``) and the duplicate check (``processors.dedupe``).
+(``stream.regions.answered_seed``) and the duplicate check (``processors.dedupe``).
 
 Leaving a region that is down never waits on it: the producer's queue is purged and both
 clients are closed on a background thread (nothing is committed there: the new region
@@ -35,15 +35,15 @@ from prometheus_client import CollectorRegistry
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
 from processors.pipeline import now_ms
-from stream.announcements import announce
-from stream.answered_seed import predictions_topics, seed_answered
-from stream.assembly import build_serving
 from stream.exceptions import ConfigurationError, KafkaOperationError
-from stream.failover import parse_named, parse_regions
-from stream.region_monitor import Move, RegionMonitor
-from stream.regions_status import newest_heartbeat
+from stream.observability.announcements import announce
+from stream.regions.answered_seed import predictions_topics, seed_answered
+from stream.regions.failover import parse_named, parse_regions
+from stream.regions.monitor import Move, RegionMonitor
+from stream.regions.replication_status import newest_heartbeat
 from stream.settings import Settings
-from stream.worker import Worker
+from stream.worker.assembly import build_serving
+from stream.worker.loop import Worker
 
 log = logging.getLogger(__name__)
 REGION_NAME = re.compile(r"^[A-Za-z0-9_-]+$")

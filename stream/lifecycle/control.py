@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from processors.control_state import ACTIONS, TransitionError, control_problem, transition
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
-from stream import kafka_config
+from stream.connect import kafka_config
 from stream.exceptions import KafkaOperationError
 from stream.settings import Settings
 

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from processors.dedupe import AnsweredStore
-from stream import kafka_config
+from stream.connect import kafka_config
+from stream.connect.topics import partition_watermarks
 from stream.settings import Settings
-from stream.topics import partition_watermarks
 
 log = logging.getLogger(__name__)
 CHUNK = 2000

@@ -34,11 +34,11 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic
 
 from processors.registry.directory import MANIFEST, DirectoryRegistry
-from stream import kafka_config
-from stream.control import control_topic
+from stream.connect import kafka_config
+from stream.connect.topics import partition_watermarks, wait_for_leaders
 from stream.exceptions import ConfigurationError, KafkaOperationError
+from stream.lifecycle.control import control_topic
 from stream.settings import Settings
-from stream.topics import partition_watermarks, wait_for_leaders
 
 FORMAT = 1
 TIMEOUT = 30.0

@@ -42,16 +42,16 @@ from processors.model import OnnxModel, RuntimeOptions
 from processors.pipeline import now_ms
 from processors.probe import Golden, run_probe
 from processors.records import BatchResult
-from stream import kafka_config
-from stream.announcements import announce, withdraw
-from stream.assembly import Serving, build_serving
-from stream.batching import next_batch
+from stream.connect import kafka_config
+from stream.connect.redis_pool import RedisPool
 from stream.exceptions import KafkaOperationError
-from stream.health import HealthServer, HealthState
-from stream.lifecycle import Lifecycle
-from stream.metrics import WorkerMetrics
-from stream.redisconn import RedisPool
+from stream.lifecycle.follower import Lifecycle
+from stream.observability.announcements import announce, withdraw
+from stream.observability.health import HealthServer, HealthState
+from stream.observability.metrics import WorkerMetrics
 from stream.settings import Settings, blocking_budget_ms
+from stream.worker.assembly import Serving, build_serving
+from stream.worker.batching import next_batch
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from rich.console import Console
 from rich.table import Table
 
 from processors.outcomes import OutcomeReport, check
-from stream import kafka_config
-from stream.cli_options import CONNECTION, DEV, pick
+from stream.cli.options import CONNECTION, DEV, pick
+from stream.connect import kafka_config
+from stream.connect.groups import wait_until_serving
 from stream.devcluster.progress import say, step
-from stream.groups import wait_until_serving
 from stream.settings import Settings, dev_env_file, load_settings, state_dir
 
 
@@ -105,7 +105,7 @@ def start_workers(settings: Settings, processes: int) -> subprocess.Popen[bytes]
            "STREAMINFER_BREAKER_OPEN_S": "1"}
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stream.cli", "worker", "--processes", str(processes)],
+            [sys.executable, "-m", "stream.cli.main", "worker", "--processes", str(processes)],
             stdout=log, stderr=subprocess.STDOUT, env=env)
     say(f"started {processes} worker process(es) (supervisor pid {proc.pid}, log {log_path})")
     return proc
@@ -199,7 +199,7 @@ class Collector(threading.Thread):
 def wait_for_outcomes(collector: Collector, ids: set[str], garbage: set[bytes],
                       deadline_s: float) -> Tally:
     """Wait until every demo request and garbage message has an outcome (or the deadline)."""
-    from stream.producing import progress_bar
+    from stream.tools.producing import progress_bar
 
     want = len(ids) + len(garbage)
     end = time.monotonic() + deadline_s
@@ -251,10 +251,10 @@ def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: boo
     """The whole demo; returns the exit code (0 when nothing was lost)."""
     from click.testing import CliRunner
 
-    from stream.cli import dev_down, dev_up
+    from stream.cli.main import dev_down, dev_up
     from stream.clients import RequestProducer, synthetic_requests
-    from stream.producing import send_paced
-    from stream.topics import ensure_topics
+    from stream.connect.topics import ensure_topics
+    from stream.tools.producing import send_paced
 
     dev_kwargs = pick(kwargs, DEV)
     conn = pick(kwargs, CONNECTION)

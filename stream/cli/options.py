@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import SecretStr
 
-from stream.logsetup import configure
+from stream.observability.logsetup import configure
 from stream.settings import Settings, env_of, flag_of, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from stream import kafka_config
+from stream.connect import kafka_config
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
 

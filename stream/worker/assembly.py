@@ -21,7 +21,7 @@ from processors.features.views import FeatureRepo
 from processors.model import OnnxModel, RuntimeOptions
 from processors.pipeline import Degradation, Pipeline
 from processors.runner import ChaosSwitch, TimedRunner
-from stream.redisconn import RedisPool
+from stream.connect.redis_pool import RedisPool
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

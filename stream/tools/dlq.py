@@ -18,8 +18,8 @@ from typing import Any
 import redis
 
 from stream.clients import ReadRecord, RequestProducer, TopicReader
+from stream.connect.redis_pool import make_redis
 from stream.exceptions import InfrastructureError
-from stream.redisconn import make_redis
 from stream.settings import Settings
 
 

@@ -22,11 +22,11 @@ from processors.model import OnnxModel, RuntimeOptions
 from processors.pipeline import Pipeline
 from processors.probe import Golden, run_probe
 from processors.registry.directory import DirectoryRegistry
-from stream.assembly import OnChange, Serving, build_arm
-from stream.control import ControlFollower, TransitionError, publish_state, transition
-from stream.metrics import WorkerMetrics
+from stream.lifecycle.control import ControlFollower, TransitionError, publish_state, transition
+from stream.lifecycle.shadow import ShadowScorer
+from stream.observability.metrics import WorkerMetrics
 from stream.settings import Settings
-from stream.shadow import ShadowScorer
+from stream.worker.assembly import OnChange, Serving, build_arm
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Group
 from rich.table import Table
 
-from stream import kafka_config
-from stream.announcements import announced
+from stream.connect import kafka_config
+from stream.observability.announcements import announced
 from stream.settings import Settings
 
 

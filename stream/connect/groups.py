@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from confluent_kafka.admin import AdminClient
 
-from stream import kafka_config
+from stream.connect import kafka_config
 from stream.settings import Settings
 
 

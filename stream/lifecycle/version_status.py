@@ -13,8 +13,8 @@ from rich.console import Group
 from rich.table import Table
 
 from processors.registry.directory import DirectoryRegistry
-from stream.announcements import announced
-from stream.control import current_state
+from stream.lifecycle.control import current_state
+from stream.observability.announcements import announced
 from stream.settings import Settings
 
 _COUNTERS = {"streaminfer_version_requests_total": "requests",

@@ -22,8 +22,8 @@ from confluent_kafka import Producer
 from processors.dataplane import DataPlane
 from processors.model import OnnxModel
 from schemas.serde import Encoder
-from stream import kafka_config
-from stream.metrics import WorkerMetrics
+from stream.connect import kafka_config
+from stream.observability.metrics import WorkerMetrics
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -18,12 +18,12 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from stream import kafka_config
-from stream.announcements import announced
-from stream.failover import parse_regions, region_settings
+from stream.connect import kafka_config
+from stream.connect.topics import partition_watermarks
+from stream.observability.announcements import announced
+from stream.observability.status import scrape
+from stream.regions.failover import parse_regions, region_settings
 from stream.settings import Settings
-from stream.status import scrape
-from stream.topics import partition_watermarks
 
 STALLED_MS = 30_000  # heartbeats are emitted every second: this much lag means a stall
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from processors.features.store import UPDATED_AT, RedisFeatureStore
 from processors.features.views import FeatureRepo
+from stream.connect.redis_pool import make_redis
 from stream.exceptions import ConfigurationError
-from stream.redisconn import make_redis
 from stream.settings import Settings
 
 

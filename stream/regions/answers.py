@@ -3,7 +3,7 @@ request_id once.
 
 A region holds its workers' predictions and dead letters and, through MirrorMaker, the
 other regions' (``<other>.<ns>.predictions``, ``<other>.<ns>.dlq``). Workers suppress
-answers to requests answered already (``processors.dedupe``, ``stream.answered_seed``), but
+answers to requests answered already (``processors.dedupe``, ``stream.regions.answered_seed``), but
 two cases are beyond them: a prediction the failed region wrote in its last moment and
 replicated only when it came back, and a prediction whose acknowledgement was lost with
 the region (written, then redone elsewhere). So the reader de-duplicates too: the first
@@ -24,8 +24,8 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer
 
-from stream import kafka_config
 from stream.clients import ReadRecord
+from stream.connect import kafka_config
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)

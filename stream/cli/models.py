@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from stream.cli_options import CONNECTION, TOPICS, resolve, settings_options
+from stream.cli.options import CONNECTION, TOPICS, resolve, settings_options
 
 REGISTRY = ("registry_dir",)
 
@@ -46,7 +46,7 @@ def models_publish(path: Path, name: str, version: str, tags: tuple[str, ...],
 def _change(kwargs: dict[str, Any], name: str, action: str, verify: str | None = None,
             **change: Any) -> dict[str, Any]:
     from processors.registry.directory import DirectoryRegistry
-    from stream.control import change as apply_change
+    from stream.lifecycle.control import change as apply_change
 
     s = resolve(kwargs, CONNECTION, REGISTRY)
     if verify is not None:
@@ -159,7 +159,7 @@ def models_status(name: str, metrics_urls: tuple[str, ...], as_json: bool,
     """Per version of NAME: role, share, requests, errors, fallbacks, p99; the last change."""
     from rich.console import Console
 
-    from stream.version_status import collect, render
+    from stream.lifecycle.version_status import collect, render
 
     s = resolve(kwargs, CONNECTION, REGISTRY)
     report = collect(s, name, list(metrics_urls))
@@ -178,7 +178,7 @@ def models_status(name: str, metrics_urls: tuple[str, ...], as_json: bool,
 def backup(out: Path, **kwargs: Any) -> None:
     """Point-in-time archive of the registry, the control topic, topic configurations and
     consumer group offsets of the namespace (not topic data: that is replication's job)."""
-    from stream.backup import write_backup
+    from stream.tools.backup import write_backup
 
     s = resolve(kwargs, CONNECTION, REGISTRY)
     summary = write_backup(s, out)
@@ -193,7 +193,7 @@ def backup(out: Path, **kwargs: Any) -> None:
 def restore(archive: Path, force: bool, **kwargs: Any) -> None:
     """Bring a backup into a cluster: topics with their configurations, the control topic's
     state, the registry, then consumer group offsets, so workers resume where they were."""
-    from stream.backup import restore_backup
+    from stream.tools.backup import restore_backup
 
     s = resolve(kwargs, CONNECTION, TOPICS, REGISTRY)
     for line in restore_backup(s, archive, force=force):
