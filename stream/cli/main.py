@@ -391,7 +391,7 @@ def answers(count: int | None, timeout: float | None, from_beginning: bool, grou
 @settings_options(*CONNECTION, *WORKER, *WORKER_REGIONS)
 def worker(**kwargs: Any) -> None:
     """Run inference workers (consume requests, predict, produce, commit)."""
-    from stream.regions.policy import make_worker
+    from stream.worker.loop import make_worker
     from stream.worker.supervisor import supervise
 
     s = _settings(kwargs, CONNECTION, WORKER, WORKER_REGIONS)

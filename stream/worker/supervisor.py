@@ -29,8 +29,7 @@ def run_one(settings: Settings, index: int) -> None:
     ``settings`` arrives pickled through the pipe multiprocessing's spawn start method
     opens to the child: secrets (``SecretStr``) keep their value and never touch disk or
     a command line. (A JSON dump would carry the mask ``**********`` instead.)"""
-    from stream.regions.policy import make_worker
-    from stream.worker.loop import default_worker_id
+    from stream.worker.loop import default_worker_id, make_worker
 
     if settings.health_port:  # one endpoint per process: port + index
         settings = settings.model_copy(update={"health_port": settings.health_port + index})

@@ -102,13 +102,10 @@ def test_region_redis_spec_names_known_regions() -> None:
 
 
 def test_subscription_matches_local_and_mirrored_requests_only() -> None:
-    from stream.regions.policy import RegionalWorker
+    from stream.regions.policy import subscription_pattern
 
-    worker = RegionalWorker.__new__(RegionalWorker)
-    worker.settings = Settings(namespace="shop.v1")  # type: ignore[call-arg]
-    worker.regions = {"east": "e:1", "west": "w:1", "south": "s:1"}
-    worker.region = "west"
-    (pattern,) = worker._subscription()
+    pattern = subscription_pattern(Settings(namespace="shop.v1").requests_topic,  # type: ignore[call-arg]
+                                   ["east", "south"])
     assert pattern.startswith("^")
     rx = re.compile(pattern)
     assert rx.match("shop.v1.requests") and rx.match("east.shop.v1.requests")
@@ -233,20 +230,21 @@ def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_bat
 
     from processors.records import BatchResult, Outbound
     from stream.observability.metrics import WorkerMetrics
-    from stream.worker.loop import InFlight, Worker
+    from stream.worker.accounting import Accounting
+    from stream.worker.delivery import sent_request_ids
+    from stream.worker.stats import WorkerStats
 
     def out(rid: str | None, outcome: str = "model") -> Outbound:
         return Outbound("ns.predictions", None, b"", [], outcome, rid)  # type: ignore[arg-type]
 
-    worker = Worker.__new__(Worker)
-    worker.serving = SimpleNamespace(answered=FakeAnswered({"r1"}))  # type: ignore[assignment]
-    worker.metrics = WorkerMetrics.create(CollectorRegistry(), process_metrics=False)
-    worker._txn = None
+    control = SimpleNamespace(serving=SimpleNamespace(answered=FakeAnswered({"r1"})))
+    accounting = Accounting(WorkerMetrics.create(CollectorRegistry(), process_metrics=False),
+                            WorkerStats(), control,  # type: ignore[arg-type]
+                            "ns.requests", lambda: None)
     flying = BatchResult([out("r2"), out("r9")], 2, 0, 0, skipped=frozenset({1}))
-    worker._inflight = InFlight([], flying, [], [0], 0.0)
     batch = BatchResult([out("r1"), out("r2"), out("r3"), out("r3"), out("r9"),
                          out(None, "dead_letter"), out("r4", "dead_letter")], 5, 0, 2)
-    result = worker._suppress_answered(batch)
+    result = accounting.suppress_answered(batch, sent_request_ids([flying]))
     # r1: Redis knows it; r2: sent by the batch in flight; the second r3: earlier in this
     # batch. r9 was skipped in flight (not sent there), so it is answered here. Dead letters
     # always go out.
@@ -256,16 +254,16 @@ def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_bat
 
 
 def test_exactly_once_with_regions_is_refused_with_the_way_out() -> None:
-    from stream.regions.policy import RegionalWorker
+    from stream.regions.policy import FollowRegions
 
     settings = Settings(regions="east=e:1;west=w:1",  # type: ignore[call-arg]
                         guarantee="exactly-once")
     with pytest.raises(ConfigurationError, match="at-least-once"):
-        RegionalWorker(settings)
+        FollowRegions(settings)
 
 
 def test_poison_entries_of_revoked_partitions_are_forgotten() -> None:
-    from stream.worker.loop import without_partitions
+    from stream.worker.positions import without_partitions
 
     poison = {("t", 0, 5): "refused", ("t", 1, 9): "refused", ("u", 0, 2): "refused"}
     assert without_partitions(poison, {("t", 0), ("u", 0)}) == {("t", 1, 9): "refused"}

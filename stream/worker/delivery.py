@@ -1,0 +1,141 @@
+"""Making a batch's outcomes durable: one interface, two guarantees.
+
+The loop hands every computed batch to a :class:`Delivery` and tells it when the loop
+idles, before partitions are revoked, when the consumer died, and at shutdown. What
+happens then is the guarantee's business: :mod:`stream.worker.at_least_once` (produce,
+confirm, commit offsets) or :mod:`stream.worker.exactly_once` (outcomes and offsets in
+one producer transaction). Kafka Streams splits its ``StreamThread`` loop from its
+``StreamsProducer``/``RecordCollector`` the same way.
+
+Both report a batch through ``on_durable`` only once its outcomes are durable (and its
+offsets committed or part of a committed transaction), and both redo a batch that could
+not be made durable by rewinding its partitions to their first offsets: a record is never
+skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from processors.pipeline import SourceRecord
+from processors.records import BatchResult
+from stream.settings import Settings
+from stream.worker.poison import Failures, PoisonLedger
+from stream.worker.ports import ClientsPort, ConsumerPort, ProducerPort
+from stream.worker.positions import first_offsets
+from stream.worker.stats import WorkerStats
+
+log = logging.getLogger(__name__)
+
+Batch = list[SourceRecord]
+
+
+class Delivery(Protocol):
+    """What the loop asks of a guarantee."""
+
+    def send(self, records: Batch, result: BatchResult) -> None:
+        """Take a computed batch; make its outcomes durable now or later."""
+
+    def idle(self) -> None:
+        """Nothing was consumed: make everything in flight durable now."""
+
+    def before_revoke(self) -> None:
+        """Partitions are about to move: settle and commit synchronously."""
+
+    def finish(self) -> None:
+        """Shutdown: settle what is in flight (the group's next owner redoes the rest)."""
+
+    def drop(self, reason: str) -> None:
+        """The consumer that read what is in flight is gone: forget it (it is redone
+        from the committed offsets)."""
+
+    def unsettled_ids(self) -> set[str]:
+        """Request ids whose outcomes were sent but are not durable yet."""
+
+    def on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
+        """Result of an asynchronous offset commit (a librdkafka callback)."""
+
+
+@dataclass
+class DeliveryContext:
+    """What a delivery needs from the worker; every field is one of our own interfaces."""
+
+    settings: Settings
+    clients: ClientsPort
+    poison: PoisonLedger
+    stats: WorkerStats
+    on_durable: Callable[[Batch, BatchResult], None]
+    observe_stage: Callable[[str, float], None]  # stage ("produce", "commit") -> seconds
+    beat: Callable[[], None]  # waiting on Kafka is not a stuck loop
+    should_abandon: Callable[[], bool] = lambda: False  # the cluster is given up for dead
+
+    def producer(self) -> ProducerPort:
+        """The current producer (there is one while the loop runs)."""
+        producer = self.clients.producer
+        assert producer is not None, "delivery used with no producer"
+        return producer
+
+    def consumer(self) -> ConsumerPort:
+        """The current consumer (there is one while the loop runs)."""
+        consumer = self.clients.consumer
+        assert consumer is not None, "delivery used with no consumer"
+        return consumer
+
+
+def produce_all(producer: ProducerPort, result: BatchResult, failures: Failures,
+                remaining: list[int] | None = None) -> None:
+    """Produce every outbound record not skipped; failures (index, error) arrive through
+    delivery callbacks, and ``remaining[0]`` counts the deliveries not reported yet."""
+    if remaining is not None:
+        remaining[0] = len(result.outbound) - len(result.skipped)
+
+    def on_delivery_for(index: int) -> Callable[[KafkaError | None, object], None]:
+        def on_delivery(err: KafkaError | None, _msg: object) -> None:
+            if err is not None:
+                failures.append((index, err))
+            if remaining is not None:
+                remaining[0] -= 1
+        return on_delivery
+
+    for index, out in enumerate(result.outbound):
+        if index in result.skipped:
+            continue
+        while True:
+            try:
+                producer.produce(out.topic, out.value, out.key, headers=out.headers,
+                                 on_delivery=on_delivery_for(index))
+                break
+            except BufferError:
+                producer.poll(0.05)  # local queue full: let deliveries drain
+            except KafkaException as exc:  # refused locally (e.g. message too large)
+                failures.append((index, exc.args[0]))
+                if remaining is not None:
+                    remaining[0] -= 1
+                break
+        producer.poll(0)
+
+
+def rewind(ctx: DeliveryContext, records: Sequence[SourceRecord], why: str) -> None:
+    """Seek every partition of ``records`` back to its first offset there: redo them."""
+    ctx.stats.rewinds += 1
+    log.warning("redoing batch of %d records: %s", len(records), why)
+    consumer = ctx.clients.consumer
+    if consumer is None:
+        return  # the consumer is gone: its successor starts from the committed offsets
+    for tp in first_offsets(records):
+        try:
+            consumer.seek(tp)
+        except KafkaException as exc:  # partition no longer ours: its new owner redoes it
+            log.info("cannot rewind %s[%d] (%s); the new owner resumes from the last "
+                     "commit", tp.topic, tp.partition, exc)
+
+
+def sent_request_ids(results: Sequence[BatchResult]) -> set[str]:
+    """Request ids of the predictions (not dead letters) these results sent."""
+    return {o.request_id for r in results for o in r.sent()
+            if o.outcome != "dead_letter" and o.request_id is not None}

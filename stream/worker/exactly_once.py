@@ -1,0 +1,148 @@
+"""Exactly-once delivery: a batch's outcomes and its consumer offsets in one transaction.
+
+One producer transaction per ``commit_interval_ms`` holds the outcomes and the offsets
+(``send_offsets_to_transaction``) of its batches; it is committed when the interval is
+over, when the loop idles, before a revoke and at shutdown. Abortable errors abort and
+rewind every batch of the transaction; fatal errors and timed-out commits recreate the
+producer (under the same transactional id, which fences the old one) and rewind. Batches
+count as durable when their transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+
+from processors.records import BatchResult
+from stream.worker.delivery import Batch, DeliveryContext, produce_all, rewind, sent_request_ids
+from stream.worker.poison import Failures
+from stream.worker.positions import next_offsets
+
+log = logging.getLogger(__name__)
+COMMIT_ATTEMPTS = 3
+
+
+@dataclass
+class Transaction:
+    """An open transaction and the batches it holds."""
+
+    opened: float  # monotonic
+    started: float  # perf_counter
+    batches: list[tuple[Batch, BatchResult, Failures]] = field(default_factory=list)
+
+
+class ExactlyOnce:
+    """The exactly-once :class:`~stream.worker.delivery.Delivery`."""
+
+    def __init__(self, ctx: DeliveryContext) -> None:
+        self.ctx = ctx
+        self.txn: Transaction | None = None
+
+    @property
+    def timeout_s(self) -> float:
+        """Bound of every blocking transactional call."""
+        return self.ctx.settings.transaction_timeout_ms / 1000
+
+    def send(self, records: Batch, result: BatchResult) -> None:
+        """Add a batch (its outcomes and its offsets) to the open transaction; commit the
+        transaction once it is ``commit_interval_ms`` old."""
+        producer, consumer = self.ctx.producer(), self.ctx.consumer()
+        failures: Failures = []
+        try:
+            if self.txn is None:
+                producer.begin_transaction()
+                self.txn = Transaction(time.monotonic(), time.perf_counter())
+            self.txn.batches.append((records, result, failures))
+            produce_all(producer, result, failures)
+            producer.send_offsets_to_transaction(
+                next_offsets(records), consumer.consumer_group_metadata(), self.timeout_s)
+        except KafkaException as exc:
+            self._abort(exc.args[0])
+            return
+        if time.monotonic() - self.txn.opened >= self.ctx.settings.commit_interval_ms / 1000:
+            self.end()
+
+    def idle(self) -> None:
+        self.end()
+
+    def before_revoke(self) -> None:
+        self.end()
+
+    def finish(self) -> None:
+        self.end()
+
+    def drop(self, reason: str) -> None:
+        if self.txn is not None:
+            self._abort(KafkaError(KafkaError._FATAL, reason))
+
+    def unsettled_ids(self) -> set[str]:
+        batches = self.txn.batches if self.txn is not None else []
+        return sent_request_ids([result for _records, result, _failures in batches])
+
+    def on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
+        """Offsets are committed inside transactions; the consumer never commits."""
+
+    def end(self) -> bool:
+        """Commit the open transaction (if any) and report its batches durable; on failure
+        abort or fence, and redo every batch it held. True when nothing is left open."""
+        txn = self.txn
+        if txn is None:
+            return True
+        t1 = time.perf_counter()
+        self.ctx.observe_stage("produce", t1 - txn.started)
+        try:
+            self._commit()
+        except KafkaException as exc:
+            self._abort(exc.args[0])
+            return False
+        self.txn = None
+        self.ctx.observe_stage("commit", time.perf_counter() - t1)
+        for records, result, failures in txn.batches:
+            if failures:  # cannot happen after a successful commit, but never hide it
+                log.error("transaction committed with failed deliveries: %s", failures[:3])
+            self.ctx.on_durable(records, result)
+        return True
+
+    def _abort(self, err: KafkaError) -> None:
+        """Abort (or, when that is impossible, fence by recreating the producer) and redo
+        every batch of the transaction."""
+        txn, self.txn = self.txn, None
+        batches = txn.batches if txn is not None else []
+        for records, result, failures in batches:
+            self.ctx.poison.note(records, result, failures)
+        if err.txn_requires_abort():
+            log.warning("transaction aborted (%s); redoing its %d batch(es)", err, len(batches))
+            try:
+                self.ctx.producer().abort_transaction(self.timeout_s)
+            except KafkaException as abort_exc:
+                log.warning("abort failed (%s); recreating the producer", abort_exc)
+                self.ctx.clients.recreate_producer()
+        else:
+            log.error("fatal transactional error (%s); recreating the producer", err)
+            self.ctx.clients.recreate_producer()
+        redo = [m for records, _r, _f in batches for m in records]
+        if redo:
+            rewind(self.ctx, redo, str(err))
+
+    def _commit(self) -> None:
+        """Commit, retrying retriable errors within one transaction timeout in all (the
+        revoke path must stay within max.poll.interval.ms; see settings.timeout_chain)."""
+        deadline = time.monotonic() + self.timeout_s
+        for attempt in range(COMMIT_ATTEMPTS):
+            try:
+                self.ctx.producer().commit_transaction(max(0.1, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                last = attempt == COMMIT_ATTEMPTS - 1
+                if err.retriable() and not last and time.monotonic() < deadline:
+                    log.warning("commit_transaction retriable error: %s", err)
+                    continue
+                if err.retriable() or err.code() == KafkaError._TIMED_OUT:
+                    # A timed-out EndTxn leaves the outcome unknown: treat it as fatal.
+                    raise KafkaException(KafkaError(KafkaError._FATAL,
+                                                    f"commit timed out: {err}")) from exc
+                raise
