@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from processors.features.store import UPDATED_AT, RedisFeatureStore
 
@@ -98,3 +100,110 @@ class FakeStore(RedisFeatureStore):
               ttl_s: Mapping[str, int]) -> None:
         for v, e, values, updated in rows:
             self.rows[(v, e)] = (dict(values), updated)
+
+
+# --- the worker's client ports (stream.worker.ports), in memory ----------------------------
+def tp_tuple(tp: TopicPartition) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a TopicPartition, for assertions."""
+    return tp.topic, tp.partition, tp.offset
+
+
+class FakeConsumer:
+    """ConsumerPort: records seeks and commits; its rebalance callbacks can be fired."""
+
+    def __init__(self, conf: dict[str, Any] | None = None) -> None:
+        self.conf = conf or {}
+        self.seeks: list[tuple[str, int, int]] = []
+        self.commits: list[tuple[list[tuple[str, int, int]], bool]] = []  # (offsets, async)
+        self.subscribed: list[str] = []
+        self.closed = False
+
+    def seek(self, partition: TopicPartition) -> None:
+        self.seeks.append(tp_tuple(partition))
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        self.commits.append(([tp_tuple(tp) for tp in offsets], asynchronous))
+        return None if asynchronous else offsets
+
+    def consumer_group_metadata(self) -> str:
+        return "group-metadata"
+
+    def subscribe(self, topics: list[str], **_callbacks: Any) -> None:
+        self.subscribed = topics
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeProducer:
+    """ProducerPort: deliveries are reported on poll(), each refused when ``refuse`` says
+    so; a transactional call named in ``fail_next`` raises that error once."""
+
+    def __init__(self, conf: dict[str, Any] | None = None,
+                 refuse: Callable[[bytes | None], KafkaError | None] = lambda _v: None) -> None:
+        self.conf = conf or {}
+        self.refuse = refuse
+        self.hold = False  # a broker that never answers: nothing is reported
+        self.pending: list[tuple[bytes | None, Callable[..., None]]] = []
+        self.delivered: list[bytes | None] = []
+        self.calls: list[str] = []
+        self.fail_next: dict[str, list[KafkaError]] = {}
+
+    def produce(self, topic: str, value: bytes | None, key: bytes | None, *,
+                headers: list[tuple[str, str | bytes | None]],
+                on_delivery: Callable[..., None]) -> None:
+        self.pending.append((value, on_delivery))
+
+    def poll(self, timeout: float) -> int:
+        if self.hold:
+            return 0
+        reported, self.pending = self.pending, []
+        for value, on_delivery in reported:
+            err = self.refuse(value)
+            if err is None:
+                self.delivered.append(value)
+            on_delivery(err, None)
+        return len(reported)
+
+    def _call(self, name: str) -> None:
+        self.calls.append(name)
+        errors = self.fail_next.get(name)
+        if errors:
+            raise KafkaException(errors.pop(0))
+
+    def begin_transaction(self) -> None:
+        self._call("begin")
+
+    def send_offsets_to_transaction(self, positions: list[TopicPartition], group_metadata: Any,
+                                    timeout: float) -> None:
+        self._call("send_offsets")
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.poll(0)
+        self._call("commit")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.pending = []
+        self._call("abort")
+
+    def init_transactions(self, timeout: float) -> None:
+        self._call("init")
+
+    def purge(self) -> None:
+        self.pending = []
+
+    def flush(self, timeout: float) -> int:
+        return self.poll(0)
+
+
+class FakeClients:
+    """ClientsPort over the fakes; a recreated producer is a fresh FakeProducer."""
+
+    def __init__(self, producer: FakeProducer | None = None) -> None:
+        self.consumer: FakeConsumer | None = FakeConsumer()
+        self.producer: FakeProducer | None = producer or FakeProducer()
+        self.recreated = 0
+
+    def recreate_producer(self) -> None:
+        self.recreated += 1
+        self.producer = FakeProducer()

@@ -251,7 +251,7 @@ def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: boo
     """The whole demo; returns the exit code (0 when nothing was lost)."""
     from click.testing import CliRunner
 
-    from stream.cli.main import dev_down, dev_up
+    from stream.cli.dev import dev_down, dev_up
     from stream.clients import RequestProducer, synthetic_requests
     from stream.connect.topics import ensure_topics
     from stream.tools.producing import send_paced

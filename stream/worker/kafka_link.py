@@ -33,18 +33,23 @@ log = logging.getLogger(__name__)
 MAX_CONSUMER_RECREATIONS = 3  # a minute; more means a live twin with the same id
 
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
+ConsumerFactory = Callable[[dict[str, Any]], Consumer]
+ProducerFactory = Callable[[dict[str, Any]], Producer]
 
 
 class KafkaLink:
     """The current consumer and producer of one worker, and how they are replaced."""
 
     def __init__(self, settings: Settings, worker_id: str, stable_id: bool,
-                 metrics: WorkerMetrics, health: HealthState, stats: WorkerStats) -> None:
+                 metrics: WorkerMetrics, health: HealthState, stats: WorkerStats,
+                 consumer_factory: ConsumerFactory = Consumer,
+                 producer_factory: ProducerFactory = Producer) -> None:
         self.settings = settings  # where the clients point; replaced on a region move
         self.worker_id = worker_id
         self.stable_id = stable_id
         self.eos = settings.guarantee == "exactly-once"
         self.metrics, self.health, self.stats = metrics, health, stats
+        self._consumer_factory, self._producer_factory = consumer_factory, producer_factory
         self.consumer: Consumer | None = None
         self.producer: Producer | None = None
         self.transactional_id: str | None = None
@@ -70,7 +75,7 @@ class KafkaLink:
         """A producer under the instance's transactional id (exactly-once)."""
         conf = kafka_config.worker_producer(self.settings, self.worker_id)
         self.transactional_id = conf.get("transactional.id")
-        producer = Producer({**conf, **self._extras("producer")})
+        producer = self._producer_factory({**conf, **self._extras("producer")})
         if self.eos:
             producer.init_transactions(self.settings.transaction_timeout_ms / 1000)
         return producer
@@ -78,7 +83,8 @@ class KafkaLink:
     def _open_consumer(self) -> None:
         s = self.settings
         conf = kafka_config.worker_consumer(s, self.worker_id, self.stable_id)
-        self.consumer = Consumer({**conf, **self._extras("consumer"), **self.consumer_extras})
+        self.consumer = self._consumer_factory(
+            {**conf, **self._extras("consumer"), **self.consumer_extras})
         if "group.instance.id" in conf:
             log.info("static group member %s: a restart within the session timeout (%d ms) "
                      "keeps the partitions", conf["group.instance.id"], s.session_timeout_ms)

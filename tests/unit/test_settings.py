@@ -178,3 +178,17 @@ def test_mirrormaker_heartbeat_values_decode() -> None:
     assert heartbeat_timestamp(struct.pack(">hq", 0, 1_795_000_000_123)) == 1_795_000_000_123
     with pytest.raises(ValueError, match="version 3"):
         heartbeat_timestamp(struct.pack(">hq", 3, 1))
+
+
+def test_every_setting_belongs_to_exactly_one_section_and_keeps_its_flat_name(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream.settings import SECTIONS, section_of
+
+    per_section = [f for cls in SECTIONS.values() for f in cls.model_fields]
+    assert sorted(per_section) == sorted(Settings.model_fields)  # none twice, none outside
+    assert section_of("commit_interval_ms") == "worker"
+    assert section_of("redis_url") == "features" and section_of("sasl_username") == "security"
+    monkeypatch.setenv("STREAMINFER_BATCH_MAX_RECORDS", "77")
+    monkeypatch.setenv("STREAMINFER_REGION_LOOKBACK_S", "12.5")
+    s = Settings()  # type: ignore[call-arg]
+    assert (s.batch_max_records, s.region_lookback_s) == (77, 12.5)

@@ -1,0 +1,223 @@
+"""``streaminfer dev``: the local cluster in containers."""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+import time
+from typing import Any
+
+import click
+
+from stream.cli.options import (
+    DEV,
+    resolve,
+    settings_options,
+)
+from stream.settings import dev_env_file, state_dir
+
+
+# --- dev ------------------------------------------------------------------------------
+def need_devcluster() -> None:
+    """The dev cluster's dependencies are an extra: say how to get them."""
+    try:
+        import testcontainers  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(
+            "this command runs containers and needs the devcluster extra: "
+            "pip install 'streaminfer[devcluster]' (bash compose/setup.sh installs it)") from exc
+
+
+@click.group()
+def dev() -> None:
+    """Local Kafka + Redis in containers (built offline; see compose/)."""
+    need_devcluster()
+
+
+@dev.command("images")
+@settings_options(*DEV)
+def dev_images(**kwargs: Any) -> None:
+    """Build (or check) the Kafka and Redis images."""
+    from stream.devcluster.engine import ensure_engine
+    from stream.devcluster.images import ensure_images
+
+    s = resolve(kwargs, DEV)
+    ensure_engine()
+    ensure_images(s.kafka_image, s.redis_image)
+
+
+@dev.command("up")
+@click.option("--brokers", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="Kafka nodes (3 gives RF 3 / min ISR 2 topics).", show_envvar=True)
+@click.option("--redis", "redis_topology", type=click.Choice(["standalone", "sentinel", "cluster"]),
+              default="standalone", show_default=True, show_envvar=True,
+              help="Redis: one node, master+replica+3 sentinels, or a 3-master cluster.")
+@click.option("--regions", "n_regions", type=click.Choice(["1", "2"]), default="1",
+              show_default=True, show_envvar=True,
+              help="2: regions east and west (each with its Kafka and Redis) and MirrorMaker 2 "
+                   "replicating the namespace's topics both ways; clients get --regions.")
+@settings_options(*DEV, "namespace")
+def dev_up(brokers: str, redis_topology: str, n_regions: str, **kwargs: Any) -> None:
+    """Start Kafka (KRaft) and Redis; print and record the connection settings."""
+    from stream.devcluster import state
+    from stream.devcluster.cluster import start_cluster
+    from stream.devcluster.engine import ensure_engine
+    from stream.devcluster.images import ensure_images
+    from stream.devcluster.progress import say
+
+    s = resolve(kwargs, DEV, ("namespace",))
+    current = state.load()
+    if current is not None:
+        statuses = state.container_status(current)
+        mode = (current.redis_env or {}).get("STREAMINFER_REDIS_MODE", "standalone")
+        if (all(v == "running" for v in statuses.values()) and current.brokers == int(brokers)
+                and mode == redis_topology
+                and len(current.regions or {"": ""}) == int(n_regions)):
+            say("the dev cluster is already running")
+            _print_env(current.env())
+            return
+        say(f"the recorded dev cluster is not healthy ({statuses}): replacing it")
+        state.remove(current)
+    ensure_engine()
+    images = ensure_images(s.kafka_image, s.redis_image)
+    if n_regions == "2":
+        if redis_topology != "standalone":
+            raise click.UsageError("--regions 2 runs one standalone Redis per region")
+        _dev_up_regions(int(brokers), images.kafka, images.redis, s.namespace)
+        return
+    # One dev cluster per STREAMINFER_HOME: the name carries a hash of that folder.
+    home_tag = hashlib.sha1(str(state_dir().resolve()).encode()).hexdigest()[:6]
+    cluster = start_cluster(int(brokers), images.kafka, images.redis,
+                            name_prefix=f"streaminfer-dev-{home_tag}", preferred_ports=True,
+                            with_redis=redis_topology == "standalone")
+    names = {f"kafka-{i}": c.get_wrapped_container().id for i, c in cluster.kafka.items()}
+    if cluster.redis is not None:
+        names["redis"] = cluster.redis.get_wrapped_container().id
+    redis_env = None
+    redis_url = cluster.redis_url
+    if redis_topology != "standalone":
+        from stream.devcluster.redis_topologies import start_cluster as start_redis_cluster
+        from stream.devcluster.redis_topologies import start_sentinel
+
+        try:
+            topo = (start_sentinel(images.redis, label=cluster.network.name)
+                    if redis_topology == "sentinel"
+                    else start_redis_cluster(images.redis, label=cluster.network.name))
+        except BaseException:
+            cluster.stop()
+            raise
+        names.update({n: c.get_wrapped_container().id for n, c in topo.containers.items()})
+        redis_env, redis_url = topo.env(), topo.url
+    record = state.DevState(cluster.bootstrap_servers, redis_url, cluster.brokers, names,
+                            cluster.network.name, images.kafka, images.redis, time.time(),
+                            redis_env)
+    state.save(record)
+    if cluster.brokers == 1:
+        say("ONE broker: topics will have replication factor 1 (no fault tolerance); "
+            "use `dev up --brokers 3` for RF 3 / min ISR 2")
+    say(f"dev cluster up; settings written to {dev_env_file()}")
+    _print_env(record.env())
+
+
+def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace: str) -> None:
+    """Regions east and west plus MirrorMaker 2, recorded like a single cluster."""
+    from stream.devcluster import state
+    from stream.devcluster.images import ensure_mirrormaker_image
+    from stream.devcluster.progress import say
+    from stream.devcluster.regions import start_regions
+
+    running = start_regions(brokers, kafka_image, redis_image, ensure_mirrormaker_image(),
+                            namespace)
+    names: dict[str, str] = {}
+    for region, cluster in running.clusters.items():
+        names.update({f"{region}-kafka-{i}": c.get_wrapped_container().id
+                      for i, c in cluster.kafka.items()})
+        if cluster.redis is not None:
+            names[f"{region}-redis"] = cluster.redis.get_wrapped_container().id
+    names["mirrormaker"] = running.mirrormaker.id
+    east, west = running.clusters["east"], running.clusters["west"]
+    record = state.DevState(east.bootstrap_servers, east.redis_url, brokers, names,
+                            east.network.name, kafka_image, redis_image, time.time(),
+                            regions={n: c.bootstrap_servers for n, c in running.clusters.items()},
+                            extra_networks=[west.network.name],
+                            region_redis={n: c.redis_url for n, c in running.clusters.items()})
+    state.save(record)
+    say(f"regions east ({east.bootstrap_servers}, Redis {east.redis_url}) and west "
+        f"({west.bootstrap_servers}, Redis {west.redis_url}); MirrorMaker 2 replicates "
+        f"{namespace}.requests/.predictions/.dlq/.models both ways")
+    say(f"settings written to {dev_env_file()} (clients prefer east; "
+        "`streaminfer regions status` shows replication lag)")
+    _print_env(record.env())
+
+
+def _print_env(env: dict[str, str]) -> None:
+    for key, value in env.items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@dev.command("region")
+@click.argument("action", type=click.Choice(["stop", "start", "pause", "unpause"]))
+@click.argument("name")
+def dev_region(action: str, name: str) -> None:
+    """Take a region of `dev up --regions 2` away (stop or pause its Kafka and Redis) or
+    bring it back, to watch workers and producers fail over and back."""
+    import docker
+
+    from stream.devcluster import state
+
+    current = state.load()
+    if current is None or not current.regions or name not in current.regions:
+        raise click.UsageError(f"no region {name!r} recorded: run `streaminfer dev up "
+                               "--regions 2` first (regions: east, west)")
+    client = docker.from_env()
+    names = sorted(n for n in current.containers if n.startswith(f"{name}-"))
+    if action in ("start", "unpause"):
+        names.reverse()  # Redis before Kafka, so the region answers whole
+    for container_name in names:
+        container = client.containers.get(current.containers[container_name])
+        if action == "stop":
+            container.stop(timeout=5)
+        else:
+            getattr(container, action)()
+        click.echo(f"{action} {container_name}", err=True)
+    click.echo(f"region {name}: {action} done; `streaminfer regions status` shows what "
+               "answers", err=True)
+
+
+@dev.command("status")
+def dev_status() -> None:
+    """Show the recorded dev cluster and whether its containers run."""
+    from stream.devcluster import state
+
+    current = state.load()
+    if current is None:
+        click.echo("no dev cluster recorded; start one with `streaminfer dev up`")
+        sys.exit(1)
+    statuses = state.container_status(current)
+    click.echo(f"bootstrap servers: {current.bootstrap_servers}")
+    click.echo(f"redis:             {current.redis_url}")
+    for region, bootstrap in (current.regions or {}).items():
+        click.echo(f"region {region:<10} {bootstrap}")
+    click.echo(f"brokers:           {current.brokers}  (images {current.kafka_image}, "
+               f"{current.redis_image})")
+    for name, status in statuses.items():
+        click.echo(f"  {name:<10} {status:<8} {current.containers[name][:12]}")
+    if not all(v == "running" for v in statuses.values()):
+        click.echo("some containers are not running: `streaminfer dev down && streaminfer dev up`")
+        sys.exit(1)
+
+
+@dev.command("down")
+def dev_down() -> None:
+    """Stop and remove the dev cluster's containers and network."""
+    from stream.devcluster import state
+
+    current = state.load()
+    if current is None:
+        click.echo("no dev cluster recorded; nothing to do")
+        return
+    state.remove(current)
+    click.echo("dev cluster removed")
+
+

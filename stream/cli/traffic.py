@@ -1,0 +1,161 @@
+"""``streaminfer topics``, ``produce``, ``consume``, ``answers``: data in and out."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stream.cli.options import (
+    CONNECTION,
+    REDIS,
+    REGIONS,
+    TOPICS,
+    resolve,
+    settings_options,
+)
+
+
+# --- topics ---------------------------------------------------------------------------
+@click.group()
+def topics() -> None:
+    """Topic administration."""
+
+
+@topics.command("ensure")
+@settings_options(*CONNECTION, *TOPICS, *REGIONS)
+def topics_ensure(**kwargs: Any) -> None:
+    """Create the requests, predictions and DLQ topics if missing (in every region of
+    --regions when set)."""
+    from stream.connect.topics import ensure_topics
+    from stream.regions.failover import parse_regions, region_settings
+
+    s = resolve(kwargs, CONNECTION, TOPICS, REGIONS)
+    where = parse_regions(s.regions) if s.regions else {"": s.bootstrap_servers}
+    for region, bootstrap in where.items():
+        if region:
+            click.echo(f"region {region} ({bootstrap}):")
+        for t in ensure_topics(region_settings(s, bootstrap)):
+            verb = "created" if t.created else "exists "
+            click.echo(f"{verb} {t.name:<40} partitions={t.partitions} rf={t.replication_factor}")
+
+
+# --- produce / consume ----------------------------------------------------------------
+@click.command()
+@click.option("--count", type=int, default=1000, show_default=True,
+              help="Synthetic requests to send (ignored with --file).", show_envvar=True)
+@click.option("--rate", type=float, default=0.0, show_default=True,
+              help="Requests per second; 0 sends as fast as possible.", show_envvar=True)
+@click.option("--file", "file_", type=click.Path(allow_dash=True, path_type=Path), default=None,
+              help="JSON-lines requests to send ('-' for stdin) instead of synthetic ones.",
+              envvar="STREAMINFER_PRODUCE_FILE", show_envvar=True)
+@click.option("--model", default="fraud", show_default=True,
+              help="Model name for synthetic requests.", show_envvar=True)
+@click.option("--entities", type=int, default=10_000, show_default=True,
+              help="Distinct entity ids (Zipf-distributed) for synthetic requests.", show_envvar=True)
+@click.option("--seed", type=int, default=None, help="Random seed for synthetic requests.", show_envvar=True)
+@settings_options(*CONNECTION, *REGIONS)
+def produce(count: int, rate: float, file_: Path | None, model: str, entities: int,
+            seed: int | None, **kwargs: Any) -> None:
+    """Send inference requests to <namespace>.requests (of the first healthy region when
+    --regions is set)."""
+    from stream.clients import RequestProducer, requests_from_json_lines, synthetic_requests
+    from stream.regions.failover import FailoverProducer
+    from stream.tools.producing import send_paced
+
+    s = resolve(kwargs, CONNECTION, REGIONS)
+    total: int | None
+    if file_ is None:
+        source = synthetic_requests(count, model=model, entities=entities, seed=seed)
+        total = count
+    elif str(file_) == "-":
+        source, total = requests_from_json_lines(sys.stdin, "<stdin>"), None
+    else:
+        source, total = requests_from_json_lines(file_.open(), str(file_)), None
+    if s.regions:
+        regional = FailoverProducer(s)
+        try:
+            sent = send_paced(regional, source, total, rate)
+        finally:
+            regional.close()
+        where = ", ".join(f"{n} {c}" for n, c in regional.acked.items())
+        moves = "; ".join(f"{e.kind} {e.source}->{e.target} ({e.reason})"
+                          for e in regional.events)
+        click.echo(f"sent {sent} requests to {regional.topic}: acknowledged by {where}; "
+                   f"re-sent {regional.resent}; held in memory at the end "
+                   f"{regional.tracked}" + (f"; {moves}" if moves else ""), err=True)
+        return
+    producer = RequestProducer(s)
+    sent = send_paced(producer, source, total, rate)
+    click.echo(f"sent {sent} requests to {producer.topic} ({producer.delivered} delivered)",
+               err=True)
+
+
+@click.command()
+@click.option("--topic", default="predictions", show_default=True,
+              help="predictions, dlq, requests, or a full topic name.", show_envvar=True)
+@click.option("--count", type=int, default=None, help="Stop after this many records.", show_envvar=True)
+@click.option("--timeout", type=float, default=None,
+              help="Stop after this many seconds without a record.", show_envvar=True)
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.", show_envvar=True)
+@settings_options(*CONNECTION)
+def consume(topic: str, count: int | None, timeout: float | None, from_beginning: bool,
+            **kwargs: Any) -> None:
+    """Print records of one of our topics as JSON lines (decoded)."""
+    from stream.clients import TopicReader
+
+    s = resolve(kwargs, CONNECTION)
+    name = {"predictions": s.predictions_topic, "dlq": s.dlq_topic,
+            "requests": s.requests_topic}.get(topic, topic)
+    n = 0
+    for record in TopicReader(s, name, count=count, timeout=timeout,
+                              from_beginning=from_beginning):
+        click.echo(record.to_json())
+        n += 1
+    click.echo(f"read {n} records from {name}", err=True)
+
+
+@click.command()
+@click.option("--count", type=int, default=None, help="Stop after this many records read.",
+              show_envvar=True)
+@click.option("--timeout", type=float, default=None,
+              help="Stop after this many seconds without a record.", show_envvar=True)
+@click.option("--from-beginning", is_flag=True, help="Start at the earliest offsets.",
+              show_envvar=True)
+@click.option("--group", default=None, show_envvar=True,
+              help="Consumer group (offsets committed, duplicates remembered per group); "
+                   "default: a throwaway one.")
+@click.option("--ttl-s", type=float, default=86_400.0, show_default=True, show_envvar=True,
+              help="How long a delivered request_id is remembered.")
+@settings_options(*CONNECTION, *REGIONS, *REDIS)
+def answers(count: int | None, timeout: float | None, from_beginning: bool, group: str | None,
+            ttl_s: float, **kwargs: Any) -> None:
+    """Print this region's answers (predictions and dead letters, its own and those mirrored
+    from --regions) as JSON lines, each request_id once (Redis SET NX)."""
+    import uuid
+
+    from stream.clients import TopicReader
+    from stream.connect.redis_pool import make_redis
+    from stream.regions.answers import FirstSeen, UniqueCounts, answer_topics, unique
+    from stream.regions.failover import parse_regions
+
+    s = resolve(kwargs, CONNECTION, REGIONS, REDIS)
+    here = [n for n, b in parse_regions(s.regions).items() if b == s.bootstrap_servers] \
+        if s.regions else []
+    others = [n for n in (parse_regions(s.regions) if s.regions else {}) if n not in here]
+    topics = answer_topics(s, others)
+    name = group or f"{s.namespace}.answers.{uuid.uuid4().hex[:8]}"
+    seen = FirstSeen(make_redis(s, timeout_s=2.0), s.namespace, name, ttl_s)
+    counts = UniqueCounts()
+    reader = TopicReader(s, topics, count=count, timeout=timeout, from_beginning=from_beginning,
+                         group=group)
+    click.echo(f"reading {', '.join(topics)} (group {name})", err=True)
+    for record in unique(reader, seen, counts):
+        click.echo(record.to_json())
+    click.echo(f"read {counts.read} answers: {counts.passed} passed, {counts.dropped} repeated "
+               f"request_ids dropped, {counts.unchecked} passed unchecked (Redis did not "
+               "answer)", err=True)
+
+

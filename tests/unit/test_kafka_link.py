@@ -1,0 +1,71 @@
+"""Replacing the worker's clients, with in-memory clients from injected factories."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError
+from prometheus_client import CollectorRegistry
+
+from stream.exceptions import KafkaOperationError
+from stream.observability.health import HealthState
+from stream.observability.metrics import WorkerMetrics
+from stream.settings import Settings
+from stream.worker.kafka_link import KafkaLink
+from stream.worker.stats import WorkerStats
+from tests.fakes import FakeConsumer, FakeProducer
+
+
+def link(**settings: Any) -> tuple[KafkaLink, list[FakeConsumer], list[FakeProducer]]:
+    consumers: list[FakeConsumer] = []
+    producers: list[FakeProducer] = []
+
+    def new_consumer(conf: dict[str, Any]) -> FakeConsumer:
+        consumers.append(FakeConsumer(conf))
+        return consumers[-1]
+
+    def new_producer(conf: dict[str, Any]) -> FakeProducer:
+        producers.append(FakeProducer(conf))
+        return producers[-1]
+
+    kl = KafkaLink(Settings(**settings), "w-7", True,
+                   WorkerMetrics.create(CollectorRegistry(), process_metrics=False),
+                   HealthState(), WorkerStats(),
+                   consumer_factory=new_consumer,  # type: ignore[arg-type]
+                   producer_factory=new_producer)  # type: ignore[arg-type]
+    kl.rebalance = (lambda c, p: None, lambda c, p: None, lambda c, p: None)
+    kl.open()
+    return kl, consumers, producers
+
+
+def test_only_fatal_consumer_errors_mean_a_dead_consumer() -> None:
+    assert KafkaLink.consumer_is_dead(KafkaError(KafkaError.FENCED_INSTANCE_ID, "x"))
+    assert KafkaLink.consumer_is_dead(KafkaError(KafkaError._FATAL, "x", fatal=True))
+    assert not KafkaLink.consumer_is_dead(KafkaError(KafkaError._TRANSPORT, "x"))
+
+
+def test_a_dead_consumer_is_replaced_under_the_same_identity_then_a_twin_is_named() -> None:
+    kl, consumers, _ = link(static_membership=True)
+    kl.stats.assigned = {("t", 0)}
+    fenced = KafkaError(KafkaError.FENCED_INSTANCE_ID, "fenced by a member with the same id")
+    for _ in range(3):
+        kl.replace_consumer(fenced)
+    assert len(consumers) == 4 and all(c.closed for c in consumers[:3])
+    assert kl.consumer is consumers[-1] and consumers[-1].subscribed == ["streaminfer.requests"]
+    ids = {c.conf.get("group.instance.id") for c in consumers}
+    assert len(ids) == 1 and None not in ids  # one static identity throughout
+    assert kl.stats.consumer_recreations == 3 and kl.stats.assigned == set()
+    assert kl.health.group_joined is False
+    with pytest.raises(KafkaOperationError, match="--worker-id 'w-7'"):
+        kl.replace_consumer(fenced)  # a fourth within a minute: another live worker
+
+
+def test_a_replaced_exactly_once_producer_keeps_its_transactional_id() -> None:
+    kl, _, producers = link(guarantee="exactly-once")
+    producers[0].pending.append((b"queued", lambda err, msg: None))
+    kl.recreate_producer()
+    assert len(producers) == 2 and producers[0].pending == []  # the old queue is purged
+    assert producers[0].conf["transactional.id"] == producers[1].conf["transactional.id"]
+    assert producers[1].calls == ["init"]  # init_transactions fences the old producer
+    assert kl.stats.producer_recreations == 1 and kl.producer is producers[1]
