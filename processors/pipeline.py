@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,11 +29,11 @@ from fallback.ratelimit import RateLimitedLog
 from fallback.shedding import LoadShedder
 from processors.arms import ACTIVE, CANARY, Arm, ArmFigures
 from processors.dataplane import DataPlane
-from processors.exceptions import InferenceError, MissingFeaturesError
+from processors.exceptions import InferenceError
 from processors.features.enrich import EnrichStats, FeatureEnricher
 from processors.records import BatchResult, Outbound
 from processors.routing import to_canary
-from processors.runner import InferenceTimeout
+from processors.scoring import score_arm
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
 
@@ -350,55 +349,15 @@ class Pipeline:
                needs_fallback: dict[int, tuple[str, BaseException | None]], received: int,
                figs: ArmFigures, guard: bool, borrowed: set[int] | None = None,
                ) -> tuple[dict[int, float], dict[int, tuple[str, BaseException | None]]]:
-        """One arm scores its requests: (scores by index, failures by index with reason).
-
-        Rows that cannot be scored as they are become dead letters or ``features_missing``
-        fallbacks right here. With ``guard``, scores outside the model's guardrails (or not
-        finite) count as failures, so a canary's garbage never reaches a client.
-        ``borrowed`` rows belong to another arm's figures (a canary's rows answered here).
-        """
-        if not idxs:
-            return {}, {}
-        matrix, accepted, rejections = arm.dataplane.build([requests[i] for i in idxs])
-        for rej in rejections:
-            i = idxs[rej.index]
-            if isinstance(rej.error, MissingFeaturesError):
-                needs_fallback[i] = ("features_missing", rej.error)
-            else:
-                out[i] = self.dead_letter(batch[i], "validate", rej.error, received,
-                                          requests[i]["request_id"])
-        chosen = [idxs[j] for j in accepted]
-        if not chosen:
-            return {}, {}
-        own = len(chosen) - len(borrowed.intersection(chosen)) if borrowed else len(chosen)
-        if not arm.breaker.allow():
-            return {}, dict.fromkeys(chosen, ("breaker_open", None))
-        started = time.perf_counter()
-        try:
-            result = arm.dataplane.predict_matrix(matrix)
-        except InferenceTimeout as exc:
-            arm.breaker.record_failure()
-            figs.errors += own
-            return {}, dict.fromkeys(chosen, ("timeout", exc))
-        except InferenceError as exc:
-            arm.breaker.record_failure()
-            figs.errors += own
-            return {}, dict.fromkeys(chosen, ("model_error", exc))
-        figs.infer_s.append(time.perf_counter() - started)
-        arm.breaker.record_success()
-        got = dict(zip(chosen, result.tolist(), strict=True))
-        failed: dict[int, tuple[str, BaseException | None]] = {}
-        if guard:
-            meta = arm.dataplane.model.meta
-            lo = -math.inf if meta.score_min is None else meta.score_min
-            hi = math.inf if meta.score_max is None else meta.score_max
-            for i, score in list(got.items()):
-                if not (math.isfinite(score) and lo <= score <= hi):
-                    failed[i] = ("guardrail", None)
-                    del got[i]
-            figs.errors += len(failed)
-        figs.scores.extend(got[i] for i in got if not borrowed or i not in borrowed)
-        return got, failed
+        """One arm scores its requests (see :func:`processors.scoring.score_arm`); rows it
+        cannot take as they are become dead letters or ``features_missing`` fallbacks."""
+        scored = score_arm(arm, idxs, requests, figs, guard, borrowed)
+        for i, error in scored.invalid.items():
+            out[i] = self.dead_letter(batch[i], "validate", error, received,
+                                      requests[i]["request_id"])
+        for i, missing in scored.missing.items():
+            needs_fallback[i] = ("features_missing", missing)
+        return scored.scores, scored.failed
 
 
 def _is_replay(record: SourceRecord) -> bool:

@@ -1,0 +1,123 @@
+"""What the streaming benchmark measured: per system, per phase, the ratios, the tables."""
+
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Phase:
+    """One open-loop run at a fixed rate."""
+
+    label: str
+    rate: float
+    sent: int = 0
+    answered: int = 0
+    send_rate: float = 0.0
+    p50_ms: float = float("nan")
+    p99_ms: float = float("nan")
+    p999_ms: float = float("nan")
+
+
+@dataclass
+class SystemResult:
+    """Everything measured for one system."""
+
+    system: str
+    available: bool = True
+    note: str = ""
+    drain_per_s: float = 0.0
+    cpu_s_per_1000: float = float("nan")
+    peak_rss_mb: float = float("nan")
+    phases: list[Phase] = field(default_factory=list)
+
+    def max_rate_p99_under(self, ms: float) -> float:
+        """The highest tested rate whose p99 stayed under ``ms`` with everything answered."""
+        ok = [p.rate for p in self.phases if p.p99_ms < ms and p.answered >= p.sent > 0]
+        return max(ok, default=0.0)
+
+
+
+def median_drains(results: list[SystemResult]) -> dict[str, float]:
+    """Median drain rate per system (a system measured in several rounds counts once)."""
+    runs: dict[str, list[float]] = {}
+    for r in results:
+        if r.available and r.drain_per_s > 0:
+            runs.setdefault(r.system, []).append(r.drain_per_s)
+    return {name: statistics.median(v) for name, v in runs.items()}
+
+
+def ratios(results: list[SystemResult], ceilings: dict[str, float]) -> dict[str, float | None]:
+    """The comparisons the docs report, from median drain rates of this run."""
+    drains = median_drains(results)
+    ours = drains.get("streaminfer-alo")
+
+    def over(name: str) -> float | None:
+        other = drains.get(name)
+        return ours / other if ours and other else None
+
+    lowest = min(ceilings.values()) if ceilings else None
+    out: dict[str, float | None] = {
+        "ours_over_naive": over("naive"),
+        "ours_over_faust_event": over("faust-event"),
+        "ours_over_faust_take": over("faust-take"),
+        "ours_over_quix": over("quix"),
+        "ours_over_lowest_ceiling": ours / lowest if ours and lowest else None,
+        "ours_over_decode_encode_ceiling": ours / ceilings["decode_encode_per_s"]
+        if ours and "decode_encode_per_s" in ceilings else None,
+        "eos_over_alo": drains["streaminfer-eos"] / ours
+        if ours and "streaminfer-eos" in drains else None,
+    }
+    for name in drains:
+        if name.startswith("streaminfer-alo@"):
+            out[f"ours_over_{name.replace('streaminfer-alo@', 'baseline_')}"] = over(name)
+    return out
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    """The tables the README shows."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(140, shutil.get_terminal_size().columns))
+    c = report["ceilings"]
+    t = Table(title=f"drain: {report['requests']:,} preloaded requests, one process each, "
+                    f"{report['cores']} cores shared with Kafka and Redis")
+    for col in ("system", "drain req/s", "CPU s / 1k req", "peak RSS MB",
+                "max rate with p99 < 100 ms"):
+        t.add_column(col, justify="right")
+    for s in report["systems"]:
+        if not s["available"]:
+            t.add_row(s["system"], s["note"], "", "", "")
+            continue
+        t.add_row(s["system"], f"{s['drain_per_s']:,.0f}", f"{s['cpu_s_per_1000']:.3f}",
+                  f"{s['peak_rss_mb']:.0f}", f"{s['max_rate_p99_under_100ms']:,.0f}/s")
+    for name, label in (("onnx_rows_per_s", "ceiling: ONNX alone (batch 500)"),
+                        ("decode_encode_per_s", "ceiling: decode+encode alone"),
+                        ("consume_decode_per_s", "ceiling: consume+decode only"),
+                        ("produce_per_s", "ceiling: produce only")):
+        t.add_row(label, f"{c[name]:,.0f}", "", "", "")
+    console.print(t)
+    lat = Table(title=f"open-loop latency (intended send time -> prediction read), "
+                      f"{report['seconds_per_rate']:g} s per rate")
+    for col in ("system", "load", "rate req/s", "sent rate", "answered", "p50 ms", "p99 ms",
+                "p99.9 ms"):
+        lat.add_column(col, justify="right")
+    for s in report["systems"]:
+        for p in s["phases"]:
+            lat.add_row(s["system"], p["label"].rsplit("-", 1)[-1], f"{p['rate']:,.0f}",
+                        f"{p['send_rate']:,.0f}", f"{p['answered']}/{p['sent']}",
+                        f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['p999_ms']:.1f}")
+    console.print(lat)
+    r = Table(title="ratios (same run)")
+    r.add_column("ratio")
+    r.add_column("value", justify="right")
+    for k, v in report["ratios"].items():
+        r.add_row(k.replace("_", " "), "n/a" if v is None else f"{v:.2f}")
+    console.print(r)
+
+
