@@ -1,10 +1,11 @@
 """A past commit of streaminfer as a benchmark peer: ``streaminfer-alo@<ref>``.
 
 ``bash bench/run.sh --baseline <ref>`` exports the commit's tree once (``git archive``)
-into ``bench/results/baseline-<sha>/`` and runs its worker with the same interpreter,
-cluster, model and corpus as today's, so a change's effect on throughput is measured side
-by side in one run instead of against a figure from another day. Its dependencies are
-today's ``.venv``: refs whose dependencies differ need their own environment.
+into ``$STREAMINFER_HOME/bench-baselines/<sha>/`` (outside the source tree) and runs its
+worker with the same interpreter, cluster, model and corpus as today's, so a change's
+effect on throughput is measured side by side in one run instead of against a figure from
+another day. Its dependencies are today's ``.venv``: refs whose dependencies differ need
+their own environment.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import subprocess
 import tarfile
 from io import BytesIO
 from pathlib import Path
+
+from stream.settings import state_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +34,7 @@ def tree(ref: str) -> Path:
     except subprocess.CalledProcessError as exc:
         raise SystemExit(f"--baseline {ref}: not a commit of this repository "
                          f"({exc.stderr.strip()}); pass a sha, tag or branch") from exc
-    target = ROOT / "bench" / "results" / f"baseline-{sha[:12]}"
+    target = state_dir() / "bench-baselines" / sha[:12]
     if not (target / ".exported").exists():
         archive = subprocess.run(["git", "archive", "--format=tar", sha], cwd=ROOT,
                                  capture_output=True, check=True).stdout
