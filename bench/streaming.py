@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -121,7 +122,7 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
         result.available = False
         result.note = "not installed (bench/run.sh installs Quix Streams into .venv-quix)"
         return result
-    ns = f"bench-{system.replace('@', '-at-')}-{uuid.uuid4().hex[:6]}"
+    ns = f"bench-{re.sub(r'[^A-Za-z0-9._-]', '-', system)}-{uuid.uuid4().hex[:6]}"
     settings = base.model_copy(update={"namespace": ns})
     ensure_topics(settings)
     load_features(settings)
@@ -278,7 +279,7 @@ def main() -> None:
     images = ensure_images()
     running = start_cluster(1, images.kafka, images.redis)
     try:
-        base = Settings(bootstrap_servers=running.bootstrap_servers,  # type: ignore[call-arg]
+        base = Settings(bootstrap_servers=running.bootstrap_servers,
                         redis_url=running.redis_url, partitions=4, replication_factor=1,
                         min_insync_replicas=1, namespace="bench")
         loads = tuple(float(x) for x in args.loads.split(",") if x)

@@ -72,10 +72,12 @@ class _EventRecord:
         return int(self._m.offset)
 
     def key(self) -> bytes | None:
-        return self._m.key
+        key: bytes | None = self._m.key
+        return key
 
     def value(self) -> bytes | None:
-        return self._m.value
+        value: bytes | None = self._m.value
+        return value
 
     def headers(self) -> Any:
         return list(self._m.headers or [])

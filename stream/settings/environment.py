@@ -44,7 +44,7 @@ def load_settings(**overrides: Any) -> Settings:
     given = {k: v for k, v in overrides.items() if v is not None}
     env_file = dev_env_file()
     try:
-        return Settings(_env_file=env_file if env_file.exists() else None, **given)  # type: ignore[call-arg]  # pydantic-settings init kwarg
+        return Settings(_env_file=env_file if env_file.exists() else None, **given)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():

@@ -109,7 +109,7 @@ class AtLeastOnce:
         ctx.observe_stage("produce", t1 - fl.started)
         if fl.failures or fl.remaining[0] > 0:
             ctx.poison.note(fl.records, fl.result, fl.failures)
-            rewind(ctx, fl.records + (redo_also or []),
+            rewind(ctx, [*fl.records, *(redo_also or [])],
                    f"{len(fl.failures)} deliveries failed, first: "
                    f"{fl.failures[0][1] if fl.failures else 'timed out'}")
             return False

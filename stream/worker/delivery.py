@@ -22,7 +22,7 @@ from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from processors.pipeline import SourceRecord
+from fallback.deadletter import SourceRecord
 from processors.records import BatchResult
 from stream.settings import Settings
 from stream.worker.poison import Failures, PoisonLedger
@@ -32,7 +32,7 @@ from stream.worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 
-Batch = list[SourceRecord]
+Batch = Sequence[SourceRecord]
 
 
 class Delivery(Protocol):

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from processors.pipeline import SourceRecord
+from fallback.deadletter import SourceRecord
 from stream.connect import kafka_config
 from stream.exceptions import KafkaOperationError
 from stream.observability.health import HealthState

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError
 
-from processors.pipeline import SourceRecord, now_ms
+from fallback.deadletter import SourceRecord
+from processors.pipeline import now_ms
 from processors.records import BatchResult, Outbound
 from stream.exceptions import KafkaOperationError
 from stream.worker.positions import position, without_partitions

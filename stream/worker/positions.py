@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from confluent_kafka import TopicPartition
 
-from processors.pipeline import SourceRecord
+from fallback.deadletter import SourceRecord
 
 V = TypeVar("V")
 

@@ -9,7 +9,7 @@ from stream.settings import Settings
 
 def region_settings(running: RunningRegions, region: str, namespace: str) -> Settings:
     cluster = running.clusters[region]
-    return Settings(bootstrap_servers=cluster.bootstrap_servers,  # type: ignore[call-arg]
+    return Settings(bootstrap_servers=cluster.bootstrap_servers,
                     redis_url=cluster.redis_url, namespace=namespace, partitions=4,
                     replication_factor=1, min_insync_replicas=1)
 

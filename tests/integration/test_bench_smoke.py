@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.streaming import print_tables, run_bench
+from bench.results import print_tables
+from bench.streaming import run_bench
 from tests.integration.conftest import Endpoints, make_settings
 
 pytestmark = pytest.mark.integration

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
@@ -168,7 +169,7 @@ def test_shadow_version_scores_off_the_critical_path_with_diffs(
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([settings.shadow_topic])
     decode = Decoder("ShadowPrediction")
-    shadow: dict[str, dict[str, object]] = {}
+    shadow: dict[str, dict[str, Any]] = {}
     end = time.monotonic() + 60
     wanted = {str(p["request_id"]) for p in preds if not p["fallback"]}
     while time.monotonic() < end and not wanted <= set(shadow):
@@ -184,7 +185,7 @@ def test_shadow_version_scores_off_the_critical_path_with_diffs(
         assert rec["active_version"] == "1" and rec["shadow_version"] == "2"
         assert rec["active_score"] == pytest.approx(by_id[rid]["score"])
         assert rec["delta"] == pytest.approx(rec["shadow_score"] - rec["active_score"])
-    deltas = [abs(float(r["delta"])) for r in shadow.values()]  # type: ignore[arg-type]
+    deltas = [abs(float(r["delta"])) for r in shadow.values()]
     assert max(deltas) > 0.001  # a different model: the diffs are real
     disagree = sum(1 for r in shadow.values() if r["disagree"])
     urls = [w["metrics_url"] for w in announced(settings.group)]

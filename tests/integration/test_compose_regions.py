@@ -53,7 +53,7 @@ def stack() -> Iterator[dict[str, str]]:
 @pytest.mark.extended  # the two-region compose stack (45 s): `bash compose/test.sh --extended`
 def test_the_two_region_compose_file_comes_up_and_serves(
         stack: dict[str, str], workers: WorkerPool) -> None:
-    east = Settings(bootstrap_servers=f"127.0.0.1:{stack['EAST_KAFKA_PORT']}",  # type: ignore[call-arg]
+    east = Settings(bootstrap_servers=f"127.0.0.1:{stack['EAST_KAFKA_PORT']}",
                     redis_url=f"redis://127.0.0.1:{stack['EAST_REDIS_PORT']}/0",
                     namespace="streaminfer", partitions=4, replication_factor=1,
                     min_insync_replicas=1)

@@ -296,7 +296,8 @@ def test_load_shedding_answers_low_priority_requests_with_fallbacks(
     model = model_copy(tmp_path, sla_ms=120_000)  # shedding, not deadlines, under test
     collector = start_collector(settings)
     producer = RequestProducer(settings)
-    low, high = [], []
+    low: list[str] = []
+    high: list[str] = []
     for i, req in enumerate(synthetic_requests(2000, seed=97)):
         req = dict(req, priority=5 if i % 4 == 0 else 0)
         (high if req["priority"] else low).append(req["request_id"])

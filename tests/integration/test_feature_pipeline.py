@@ -32,7 +32,7 @@ def produce_events(settings: Settings, n: int, seed: int, garbage: int = 0) -> l
     events = []
     for _ in range(n):
         ts = now - int(rng.integers(0, 50 * 60 * 1000))
-        ev = {"event_id": uuid.uuid4().hex, "entity_id": f"card-{int(rng.integers(0, 8))}",
+        ev: dict[str, Any] = {"event_id": uuid.uuid4().hex, "entity_id": f"card-{int(rng.integers(0, 8))}",
               "type": "purchase", "amount": float(rng.integers(1, 500)), "timestamp": ts}
         producer.produce(settings.events_topic, enc(ev), ev["entity_id"].encode(), timestamp=ts)
         events.append(ev)
@@ -46,7 +46,8 @@ def stored(settings: Settings, entities: set[str]) -> dict[str, dict[str, float]
     client = redis.Redis.from_url(settings.redis_url)
     out = {}
     for entity in entities:
-        raw = client.hgetall(f"{settings.namespace}:fv:card_activity:{{{entity}}}")
+        raw: dict[bytes, bytes] = client.hgetall(  # type: ignore[assignment]  # sync client: a dict, not an Awaitable
+            f"{settings.namespace}:fv:card_activity:{{{entity}}}")
         out[entity] = {k.decode(): float(v) for k, v in raw.items() if k != b"_updated_at"}
     return out
 
@@ -88,7 +89,7 @@ def test_aggregates_match_and_a_killed_app_counts_nothing_twice(
 
         def converged() -> bool:
             last[:] = [stored(settings, set(expected))]
-            return last[0] == expected
+            return bool(last[0] == expected)
 
         try:
             wait_until(converged, 120, "Redis to converge on all 600 events after the restart",

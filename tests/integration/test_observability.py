@@ -108,8 +108,8 @@ def test_readyz_follows_the_model_probe(cluster: Endpoints) -> None:
         wait_until(lambda: get(url + "/readyz")[0] == 200, 30, "/readyz 200")
         real_predict = worker.model.predict
 
-        def drifted(batch: np.ndarray) -> np.ndarray:
-            return real_predict(batch) * 0.5  # a broken model: same shape, wrong values
+        def drifted(batch: np.ndarray, run_options: Any = None) -> np.ndarray:
+            return real_predict(batch, run_options) * 0.5  # a broken model: same shape, wrong values
 
         worker.model.predict = drifted  # type: ignore[method-assign]
         wait_until(lambda: get(url + "/readyz")[0] == 503, 10, "/readyz 503 on a bad probe")

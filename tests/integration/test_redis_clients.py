@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -54,11 +55,13 @@ def test_twenty_model_swaps_do_not_grow_the_redis_connections(
     serve_round(1000)
     counts = [connections()]
     current = "1"
+    def swapped(n: int) -> bool:
+        return worker.log().count("at a batch boundary") >= n
+
     for i in range(SWAPS):
         nxt = "2" if current == "1" else "1"
         publish_control(settings, "fraud", nxt, "promote", previous=current, actor="test")
-        wait_until(lambda n=i + 1: worker.log().count("at a batch boundary") >= n, 30,
-                   f"swap {i + 1}")
+        wait_until(partial(swapped, i + 1), 30, f"swap {i + 1}")
         current = nxt
         serve_round(1001 + i)
         counts.append(connections())

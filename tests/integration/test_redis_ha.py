@@ -68,7 +68,7 @@ def test_sentinel_failover_the_worker_follows_the_new_master(
 
     def failed_over() -> bool:
         try:
-            return sentinels.discover_master(sentinel.master_name) != old_master
+            return bool(sentinels.discover_master(sentinel.master_name) != old_master)
         except Exception:
             return False
 

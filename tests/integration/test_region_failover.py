@@ -71,7 +71,7 @@ class AnswerReader(threading.Thread):
                     continue
                 rid = dict(msg.headers() or []).get("request_id")
                 if rid is not None:
-                    self.answers.append(Answer(bytes(rid).decode(), self.region,
+                    self.answers.append(Answer(rid.decode() if isinstance(rid, bytes) else rid, self.region,
                                                msg.timestamp()[1]))
         consumer.close()
 

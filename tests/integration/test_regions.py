@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Consumer
@@ -71,7 +72,7 @@ def test_mirrormaker_replicates_requests_and_model_control_both_ways(
 
     from stream.settings import to_env
 
-    report: dict[str, dict[str, object]] = {}
+    report: dict[str, dict[str, Any]] = {}
 
     def lags_known() -> bool:
         done = subprocess.run([sys.executable, "-m", "stream.cli.main", "regions", "status",
@@ -79,7 +80,7 @@ def test_mirrormaker_replicates_requests_and_model_control_both_ways(
                               text=True, timeout=60)
         assert done.returncode == 0, done.stderr[-2000:]
         report.update({r["region"]: r for r in json.loads(done.stdout)["regions"]})
-        return all(None not in r["replication_lag_ms"].values()  # type: ignore[attr-defined]
+        return all(None not in r["replication_lag_ms"].values()
                    for r in report.values())
 
     # Heartbeats replicate like any topic: MirrorMaker picks the topic up at its next refresh.

@@ -4,11 +4,12 @@ dead-lettered, when the producer is replaced."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pytest
 from confluent_kafka import KafkaError
 
+from fallback.deadletter import SourceRecord
 from processors.records import BatchResult, Outbound
 from stream.settings import Settings
 from stream.worker.at_least_once import AtLeastOnce
@@ -40,11 +41,11 @@ class Harness:
         self.stats = WorkerStats()
         self.durable: list[list[bytes | None]] = []
         self.settings = Settings(**{"commit_interval_ms": 5_000, **settings})  # type: ignore[arg-type]
-        self.ctx = DeliveryContext(self.settings, self.clients, self.poison,  # type: ignore[arg-type]
+        self.ctx = DeliveryContext(self.settings, self.clients, self.poison,
                                    self.stats, self.on_durable, lambda _s, _t: None,
                                    lambda: None, lambda: abandon)
 
-    def on_durable(self, records: list, result: BatchResult) -> None:  # type: ignore[type-arg]
+    def on_durable(self, records: Sequence[SourceRecord], result: BatchResult) -> None:
         self.durable.append([r.value() for r in records])
 
     @property
@@ -103,7 +104,7 @@ def test_alo_a_record_kafka_refuses_for_good_is_dead_lettered_on_the_redo() -> N
     def dead_letter(msg: object, exc: Exception, rid: str | None) -> Outbound:
         return Outbound("t.dlq", None, str(exc).encode(), [], "dead_letter", rid, "produce")
 
-    redone = h.poison.apply(records, result, dead_letter)  # type: ignore[arg-type]
+    redone = h.poison.apply(records, result, dead_letter)
     assert [o.outcome for o in redone.outbound] == ["model", "dead_letter", "model"]
     assert b"MSG_SIZE_TOO_LARGE" in redone.outbound[1].value
     assert (redone.model, redone.dead_letters) == (2, 1) and len(h.poison) == 0

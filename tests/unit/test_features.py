@@ -92,7 +92,7 @@ def test_store_values_fill_requests_and_request_values_win(tmp_path: Path) -> No
     assert store.reads == 1  # one round trip for the whole batch
     enr_store, store2 = enricher(tmp_path, clock, precedence="store")
     store2.rows[("act", "e1")] = ({"cnt": 7.0, "avg": 9.0}, now_ms())
-    req = {"entity_id": "e1", "features": {"amount": 1.0, "avg": 100.0}}
+    req: dict[str, Any] = {"entity_id": "e1", "features": {"amount": 1.0, "avg": 100.0}}
     enr_store.enrich([req])
     assert req["features"]["avg"] == 9.0
 
@@ -108,7 +108,7 @@ def test_cache_hits_skip_redis_and_failures_degrade_to_stale_then_defaults(
     assert stats.hits == 1 and store.reads == reads  # fresh in the cache
     clock[0] = 2.0  # cache row stale for serving, still within max staleness (30 s)
     store.fail = True
-    req = {"entity_id": "e1", "features": {}}
+    req: dict[str, Any] = {"entity_id": "e1", "features": {}}
     flags, stats = enr.enrich([req])
     assert flags == [["act"]] and req["features"]["cnt"] == 7.0  # stale cache row used
     req2 = {"entity_id": "e9", "features": {}}
@@ -124,7 +124,7 @@ def test_rows_older_than_max_staleness_are_not_used(tmp_path: Path) -> None:
     enr.enrich([{"entity_id": "e1", "features": {}}])
     clock[0] = 2.0
     store.fail = True
-    req = {"entity_id": "e1", "features": {}}
+    req: dict[str, Any] = {"entity_id": "e1", "features": {}}
     enr.enrich([req])
     assert req["features"]["cnt"] == 0.0  # 60 s old > 30 s max staleness: defaults
 

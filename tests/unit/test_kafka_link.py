@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import KafkaError
@@ -52,7 +52,7 @@ def test_a_dead_consumer_is_replaced_under_the_same_identity_then_a_twin_is_name
     for _ in range(3):
         kl.replace_consumer(fenced)
     assert len(consumers) == 4 and all(c.closed for c in consumers[:3])
-    assert kl.consumer is consumers[-1] and consumers[-1].subscribed == ["streaminfer.requests"]
+    assert kl.consumer is cast(Any, consumers[-1]) and consumers[-1].subscribed == ["streaminfer.requests"]
     ids = {c.conf.get("group.instance.id") for c in consumers}
     assert len(ids) == 1 and None not in ids  # one static identity throughout
     assert kl.stats.consumer_recreations == 3 and kl.stats.assigned == set()
@@ -68,4 +68,4 @@ def test_a_replaced_exactly_once_producer_keeps_its_transactional_id() -> None:
     assert len(producers) == 2 and producers[0].pending == []  # the old queue is purged
     assert producers[0].conf["transactional.id"] == producers[1].conf["transactional.id"]
     assert producers[1].calls == ["init"]  # init_transactions fences the old producer
-    assert kl.stats.producer_recreations == 1 and kl.producer is producers[1]
+    assert kl.stats.producer_recreations == 1 and kl.producer is cast(Any, producers[1])

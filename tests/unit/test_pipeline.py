@@ -44,7 +44,7 @@ def test_predictions_carry_request_model_version_and_provenance(model: OnnxModel
         assert pred["model_version"] == "1" and pred["fallback"] is False
         assert pred["source"] == {"topic": "t.requests", "partition": 2, "offset": msg.offset()}
         assert pred["created_at"] <= pred["received_at"] <= pred["predicted_at"]
-        assert ("request_id", req["request_id"].encode()) in out.headers  # type: ignore[union-attr]
+        assert ("request_id", str(req["request_id"]).encode()) in out.headers
 
 
 def test_garbage_in_the_middle_becomes_a_dead_letter_and_the_rest_is_answered(

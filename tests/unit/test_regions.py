@@ -29,7 +29,7 @@ class Clock:
 
 def monitor(clock: Clock, down_after: float = 3.0, failback_after: float = 10.0
             ) -> RegionMonitor:
-    settings = Settings(region_down_after_s=down_after,  # type: ignore[call-arg]
+    settings = Settings(region_down_after_s=down_after,
                         region_failback_after_s=failback_after)
     return RegionMonitor(settings, {"east": "e:9092", "west": "w:9092"}, clock=clock,
                          probe=False)
@@ -104,7 +104,7 @@ def test_region_redis_spec_names_known_regions() -> None:
 def test_subscription_matches_local_and_mirrored_requests_only() -> None:
     from stream.regions.policy import subscription_pattern
 
-    pattern = subscription_pattern(Settings(namespace="shop.v1").requests_topic,  # type: ignore[call-arg]
+    pattern = subscription_pattern(Settings(namespace="shop.v1").requests_topic,
                                    ["east", "south"])
     assert pattern.startswith("^")
     rx = re.compile(pattern)
@@ -256,7 +256,7 @@ def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_bat
 def test_exactly_once_with_regions_is_refused_with_the_way_out() -> None:
     from stream.regions.policy import FollowRegions
 
-    settings = Settings(regions="east=e:1;west=w:1",  # type: ignore[call-arg]
+    settings = Settings(regions="east=e:1;west=w:1",
                         guarantee="exactly-once")
     with pytest.raises(ConfigurationError, match="at-least-once"):
         FollowRegions(settings)

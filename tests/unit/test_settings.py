@@ -56,7 +56,7 @@ def test_dev_env_file_is_read_but_env_wins(monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_secret_is_not_shown_in_repr() -> None:
     s = Settings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u",
-                 sasl_password="hunter2")  # type: ignore[arg-type]
+                 sasl_password="hunter2")
     assert "hunter2" not in repr(s)
 
 
@@ -124,7 +124,7 @@ def test_every_flag_shows_its_environment_twin(command: list[str]) -> None:
         if not isinstance(param, click.Option) or param.name == "help":
             continue
         assert param.show_envvar, param.name
-        envvar = param.envvar or f"STREAMINFER_{'_'.join(command).upper()}_{param.name.upper()}"
+        envvar = param.envvar or f"STREAMINFER_{'_'.join(command).upper()}_{(param.name or '').upper()}"
         assert isinstance(envvar, str) and envvar.startswith("STREAMINFER_")
         assert f"env var: {envvar}" in text, f"{param.opts[0]} does not show {envvar}"
 
@@ -190,5 +190,5 @@ def test_every_setting_belongs_to_exactly_one_section_and_keeps_its_flat_name(
     assert section_of("redis_url") == "features" and section_of("sasl_username") == "security"
     monkeypatch.setenv("STREAMINFER_BATCH_MAX_RECORDS", "77")
     monkeypatch.setenv("STREAMINFER_REGION_LOOKBACK_S", "12.5")
-    s = Settings()  # type: ignore[call-arg]
+    s = Settings()
     assert (s.batch_max_records, s.region_lookback_s) == (77, 12.5)
