@@ -94,14 +94,29 @@ def print_tables(report: dict[str, Any]) -> None:
         if not s["available"]:
             t.add_row(s["system"], s["note"], "", "", "")
             continue
+        max_rate = f"{s['max_rate_p99_under_100ms']:,.0f}/s" if s["phases"] else "not measured"
         t.add_row(s["system"], f"{s['drain_per_s']:,.0f}", f"{s['cpu_s_per_1000']:.3f}",
-                  f"{s['peak_rss_mb']:.0f}", f"{s['max_rate_p99_under_100ms']:,.0f}/s")
+                  f"{s['peak_rss_mb']:.0f}", max_rate)
     for name, label in (("onnx_rows_per_s", "ceiling: ONNX alone (batch 500)"),
                         ("decode_encode_per_s", "ceiling: decode+encode alone"),
                         ("consume_decode_per_s", "ceiling: consume+decode only"),
                         ("produce_per_s", "ceiling: produce only")):
         t.add_row(label, f"{c[name]:,.0f}", "", "", "")
     console.print(t)
+    if any(s["phases"] for s in report["systems"]):
+        print_latency(console, report)
+    r = Table(title="ratios (same run; medians when a system ran several rounds)")
+    r.add_column("ratio")
+    r.add_column("value", justify="right")
+    for k, v in report["ratios"].items():
+        r.add_row(k.replace("_", " "), "n/a" if v is None else f"{v:.2f}")
+    console.print(r)
+
+
+def print_latency(console: Any, report: dict[str, Any]) -> None:
+    """The open-loop latency table."""
+    from rich.table import Table
+
     lat = Table(title=f"open-loop latency (intended send time -> prediction read), "
                       f"{report['seconds_per_rate']:g} s per rate")
     for col in ("system", "load", "rate req/s", "sent rate", "answered", "p50 ms", "p99 ms",
@@ -113,11 +128,3 @@ def print_tables(report: dict[str, Any]) -> None:
                         f"{p['send_rate']:,.0f}", f"{p['answered']}/{p['sent']}",
                         f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['p999_ms']:.1f}")
     console.print(lat)
-    r = Table(title="ratios (same run)")
-    r.add_column("ratio")
-    r.add_column("value", justify="right")
-    for k, v in report["ratios"].items():
-        r.add_row(k.replace("_", " "), "n/a" if v is None else f"{v:.2f}")
-    console.print(r)
-
-

@@ -223,8 +223,8 @@ def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common
     timed = TimedRequests(requests)
     results = []
     for system in systems:
-        say(f"{system}: drain {n}, then open loop at {', '.join(f'{x:.0%}' for x in loads)} "
-            f"of its capacity and {common_rate:g}/s")
+        say(f"{system}: drain {n}" + (f", then open loop at {', '.join(f'{x:.0%}' for x in loads)} "
+                                      f"of its capacity and {common_rate:g}/s" if loads else ""))
         results.append(measure(system, base, corpus, timed, seconds, common_rate, loads,
                                log_dir, profile))
     return {"requests": n, "seconds_per_rate": seconds, "common_rate": common_rate,

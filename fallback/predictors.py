@@ -198,7 +198,7 @@ class FallbackChain:
                 break
             try:
                 scores = predictor.predict([requests[i] for i in pending])
-            except Exception as exc:  # a broken fallback must not stop the others
+            except Exception as exc:  # noqa: BLE001 - a broken fallback must not stop the others
                 self._log_failure(predictor.kind, exc)
                 continue
             still = []

@@ -48,7 +48,7 @@ class RetryPolicy:
             except Exception as exc:
                 if not is_transient(exc) or attempt == self.attempts:
                     raise
-                wait = min(delay, self.max_s) * (0.5 + random.random() / 2)
+                wait = min(delay, self.max_s) * (0.5 + random.random() / 2)  # noqa: S311 - jitter for retries, not a secret
                 if clock() - start + wait > self.budget_s:
                     raise
                 sleep(wait)

@@ -69,7 +69,7 @@ def run_probe(model: OnnxModel, golden: Golden) -> ProbeResult:
     start = time.perf_counter()
     try:
         got = model.predict(golden.inputs)
-    except Exception as exc:  # any failure of the model is a failed probe, not a crash
+    except Exception as exc:  # noqa: BLE001 - any failure of the model is a failed probe, not a crash
         return ProbeResult(False, "error", f"{type(exc).__name__}: {exc}",
                            time.perf_counter() - start)
     seconds = time.perf_counter() - start

@@ -87,7 +87,7 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, **kwargs: Any) -> 
         _dev_up_regions(int(brokers), images.kafka, images.redis, s.namespace)
         return
     # One dev cluster per STREAMINFER_HOME: the name carries a hash of that folder.
-    home_tag = hashlib.sha1(str(state_dir().resolve()).encode()).hexdigest()[:6]
+    home_tag = hashlib.sha1(str(state_dir().resolve()).encode(), usedforsecurity=False).hexdigest()[:6]
     cluster = start_cluster(int(brokers), images.kafka, images.redis,
                             name_prefix=f"streaminfer-dev-{home_tag}", preferred_ports=True,
                             with_redis=redis_topology == "standalone")

@@ -34,7 +34,7 @@ def describe(settings: Settings) -> GroupView:
     admin = AdminClient({**kafka_config.admin(settings), "log_level": 2})
     try:
         desc = admin.describe_consumer_groups([settings.group])[settings.group].result(5)
-    except Exception:  # the group does not exist yet, or the broker is not reachable
+    except Exception:  # noqa: BLE001 - the group does not exist yet, or the broker is not reachable
         return GroupView("UNKNOWN", {})
     held = {m.member_id: len(m.assignment.topic_partitions) if m.assignment else 0
             for m in desc.members}

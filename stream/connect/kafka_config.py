@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from stream.exceptions import ConfigurationError
 from stream.settings import Settings
 
 
@@ -17,7 +18,8 @@ def common(settings: Settings) -> dict[str, Any]:
         "log.connection.close": False,
     }
     if settings.security_protocol.startswith("SASL"):
-        assert settings.sasl_password is not None  # checked by Settings
+        if settings.sasl_password is None:  # Settings checks it; never send a None password
+            raise ConfigurationError("security_protocol SASL_* needs --sasl-password")
         conf.update({
             "sasl.mechanism": settings.sasl_mechanism,
             "sasl.username": settings.sasl_username,

@@ -110,7 +110,7 @@ class RedisPool:
         for client in clients:
             try:
                 client.close()
-            except Exception as exc:  # closing must never stop a shutdown
+            except Exception as exc:  # noqa: BLE001 - closing must never stop a shutdown
                 log.debug("closing a Redis client: %s", exc)
 
 

@@ -136,11 +136,11 @@ class RunningCluster:
             if container is not None:
                 try:
                     container.stop()
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - best-effort cleanup of containers we started; logged
                     say(f"could not remove a container: {exc}")
         try:
             self.network.remove()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - best-effort cleanup of containers we started; logged
             say(f"could not remove network {self.network.name}: {exc}")
 
 
@@ -186,7 +186,7 @@ def wait_for_kafka(bootstrap: str, brokers: int, deadline_s: float,
             seen = len(admin.list_topics(timeout=2).brokers)
             if seen >= brokers:
                 return
-        except Exception:
+        except Exception:  # noqa: BLE001, S110 - best-effort cleanup of containers we started; logged
             pass
         time.sleep(0.5)
     logs = containers[0].get_wrapped_container().logs(tail=30).decode(errors="replace")

@@ -91,7 +91,7 @@ class RunningRegions:
         if self.mirrormaker is not None:
             try:
                 self.mirrormaker.remove(force=True)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - best-effort cleanup of a container we started; logged
                 say(f"could not remove the MirrorMaker container: {exc}")
         for cluster in self.clusters.values():
             cluster.stop()

@@ -157,7 +157,7 @@ class Lifecycle:
             try:
                 model = self._load_checked(desired.active)
                 active = (model, self._build_serving(model))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a version that fails to load or publish is reported; serving goes on
                 log.error("cannot switch to %s v%s (%s); still serving v%s", self.name,
                           desired.active, exc, active_version)
                 self._failed = desired
@@ -167,7 +167,7 @@ class Lifecycle:
             try:
                 canary = build_arm(self.settings, self._load_checked(desired.canary),
                                    self._canary_breaker_changed)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a version that fails to load or publish is reported; serving goes on
                 log.error("cannot load canary %s v%s (%s); no canary on this worker", self.name,
                           desired.canary, exc)
         shadow = self.shadow if self.shadow and self.shadow.version == desired.shadow else None
@@ -175,7 +175,7 @@ class Lifecycle:
             try:
                 shadow = ShadowScorer(self.settings, self._load_checked(desired.shadow),
                                       self.worker_id, self.metrics)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a version that fails to load or publish is reported; serving goes on
                 log.error("cannot load shadow %s v%s (%s); no shadow on this worker", self.name,
                           desired.shadow, exc)
         self._pending = Prepared(desired, active, canary, shadow)
@@ -282,7 +282,7 @@ class Lifecycle:
             self._unpublished = None
         except TransitionError:
             self._unpublished = None
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a version that fails to load or publish is reported; serving goes on
             log.error("could not publish the canary %s (%s); retrying in a second",
                       verdict.decision, exc)
             self._unpublished = verdict

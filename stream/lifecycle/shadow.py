@@ -80,7 +80,7 @@ class ShadowScorer:
                 shadow[index] = score
             if result.rejections:
                 error = str(result.rejections[0].error)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - shadow scoring never affects serving; the error is recorded
             error = str(exc)
         now = time.time_ns() // 10**6
         ok = errors = disagree = 0

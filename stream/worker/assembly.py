@@ -78,7 +78,7 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
     if config.backup_model is not None:
         try:
             backup_model = OnnxModel.load(config.backup_model, RuntimeOptions(1, 1, False))
-        except Exception as exc:  # a broken backup must not stop the primary
+        except Exception as exc:  # noqa: BLE001 - a broken backup must not stop the primary
             log.error("backup model %s not loaded (%s); that fallback is skipped",
                       config.backup_model, exc)
         else:

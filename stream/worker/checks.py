@@ -38,7 +38,7 @@ class Checks:
             return
         try:
             self.pool.get(control.settings).ping()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready, and says why
             if self.health.redis_ok:
                 log.warning("Redis does not answer a ping (%s): not ready (serving with "
                             "cached or default features)", exc)

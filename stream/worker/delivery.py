@@ -77,13 +77,15 @@ class DeliveryContext:
     def producer(self) -> ProducerPort:
         """The current producer (there is one while the loop runs)."""
         producer = self.clients.producer
-        assert producer is not None, "delivery used with no producer"
+        if producer is None:
+            raise RuntimeError("delivery used with no producer (the clients are closed)")
         return producer
 
     def consumer(self) -> ConsumerPort:
         """The current consumer (there is one while the loop runs)."""
         consumer = self.clients.consumer
-        assert consumer is not None, "delivery used with no consumer"
+        if consumer is None:
+            raise RuntimeError("delivery used with no consumer (the clients are closed)")
         return consumer
 
 

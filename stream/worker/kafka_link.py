@@ -88,7 +88,8 @@ class KafkaLink:
         if "group.instance.id" in conf:
             log.info("static group member %s: a restart within the session timeout (%d ms) "
                      "keeps the partitions", conf["group.instance.id"], s.session_timeout_ms)
-        assert self.rebalance is not None, "set the rebalance callbacks before opening"
+        if self.rebalance is None:
+            raise RuntimeError("set KafkaLink.rebalance before opening the clients")
         on_assign, on_revoke, on_lost = self.rebalance
         self.consumer.subscribe(self.subscription, on_assign=on_assign, on_revoke=on_revoke,
                                 on_lost=on_lost)

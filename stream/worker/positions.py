@@ -15,7 +15,8 @@ V = TypeVar("V")
 def position(msg: SourceRecord) -> tuple[str, int, int]:
     """(topic, partition, offset) of a consumed record (always set on records)."""
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-    assert topic is not None and partition is not None and offset is not None
+    if topic is None or partition is None or offset is None:
+        raise ValueError(f"a consumed record without a position: {topic}[{partition}]@{offset}")
     return topic, partition, offset
 
 

@@ -133,7 +133,7 @@ class PacedProducer(threading.Thread):
                 producer.send(request)
                 self.ids.append(request["request_id"])
             producer.flush(60)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - the producer thread hands its error to the test
             self.error = exc
         finally:
             self.finished.set()

@@ -106,7 +106,8 @@ def test_backup_drop_restore_and_resume_without_reprocessing(
 
     archive = tmp_path / "backup.tar.gz"
     out = cli(settings, "backup", "--out", str(archive))
-    assert "2 model versions" in out and "1 control records" in out
+    assert "2 model versions" in out
+    assert "1 control records" in out
     with tarfile.open(archive) as tar:
         names = set(tar.getnames())
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
@@ -126,10 +127,13 @@ def test_backup_drop_restore_and_resume_without_reprocessing(
     # Registry, active version and offsets are back.
     assert [i.version for i in DirectoryRegistry(restored.registry_path).list("fraud")] == ["1", "2"]
     state = current_state(restored, "fraud")
-    assert state is not None and (state["active_version"], state["previous_version"]) == ("2", "1")
+    assert state is not None
+    assert (state["active_version"], state["previous_version"]) == ("2", "1")
     assert group_offsets(restored, _admin(restored))[restored.group] == committed
     again = cli(restored, "restore", str(archive))  # idempotent
-    assert "already current" in again and "already present" in again and "left alone" in again
+    assert "already current" in again
+    assert "already present" in again
+    assert "left alone" in again
 
     # The topic data comes back (as replication would bring it), then a worker resumes.
     send(restored, first + second)

@@ -98,8 +98,10 @@ def test_a_bad_canary_is_rolled_back_automatically_and_every_request_is_answered
     rolled_back_after = time.time() - started
     state = current_state(settings, "fraud")
     assert state is not None
-    assert state["active_version"] == "1" and state["canary_version"] is None
-    assert state["reason"].startswith("error_rate:") and "canary-judge@" in state["actor"]
+    assert state["active_version"] == "1"
+    assert state["canary_version"] is None
+    assert state["reason"].startswith("error_rate:")
+    assert "canary-judge@" in state["actor"]
     rolled_at = state["at"]
     print(f"\ncanary v3 rolled back {rolled_back_after:.1f}s after it started: {state['reason']}")
 
@@ -123,13 +125,15 @@ def test_a_bad_canary_is_rolled_back_automatically_and_every_request_is_answered
     # v3's garbage never reached a client: its entities were answered by v1 instead.
     assert all(0.0 <= float(p["score"]) <= 1.0 for p in preds)  # type: ignore[arg-type]
     guarded = [p for p in preds if p["fallback_reason"] == "guardrail"]
-    assert guarded and {p["model_version"] for p in guarded} == {"1"}
+    assert guarded
+    assert {p["model_version"] for p in guarded} == {"1"}
     assert {p["fallback_kind"] for p in guarded} == {"active_version"}
     # Only entities of the canary's 10% were ever routed to it.
     assert all(to_canary(str(p["entity_id"]), 0.1) for p in guarded)
     # After the rollback (and a margin for in-flight batches) nothing goes to v3 any more.
     late = [p for p in preds if int(p["received_at"]) > rolled_at + 3000]  # type: ignore[call-overload]
-    assert late and not [p for p in late if p["fallback_reason"] == "guardrail"]
+    assert late
+    assert not [p for p in late if p["fallback_reason"] == "guardrail"]
     logs = "".join(w.log() for w in workers.started)
     assert "rolled back automatically: error rate" in logs
 
@@ -182,7 +186,8 @@ def test_shadow_version_scores_off_the_critical_path_with_diffs(
     by_id = {str(p["request_id"]): p for p in preds}
     for rid in wanted:
         rec = shadow[rid]
-        assert rec["active_version"] == "1" and rec["shadow_version"] == "2"
+        assert rec["active_version"] == "1"
+        assert rec["shadow_version"] == "2"
         assert rec["active_score"] == pytest.approx(by_id[rid]["score"])
         assert rec["delta"] == pytest.approx(rec["shadow_score"] - rec["active_score"])
     deltas = [abs(float(r["delta"])) for r in shadow.values()]
@@ -221,6 +226,7 @@ def test_undecodable_and_out_of_range_control_records_are_counted_and_ignored(
         state = follower.catch_up()
     finally:
         follower.close()
-    assert state["fraud"]["active_version"] == "1" and state["fraud"]["canary_version"] is None
+    assert state["fraud"]["active_version"] == "1"
+    assert state["fraud"]["canary_version"] is None
     assert follower.refused == {"undecodable": 1, "invalid": 1}
     assert sorted(seen) == ["invalid", "undecodable"]

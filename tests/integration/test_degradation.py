@@ -87,7 +87,8 @@ def test_poison_mix_each_bad_record_gets_one_dead_letter_with_the_right_stage(
     wait_until(lambda: len(collector.seen) >= total, 90, f"{total} outcomes")
     time.sleep(0.5)  # would reveal a second outcome for anything (none expected)
     tally = collector.tally(set(good + wrong_shape), garbage | unknown)
-    assert tally.predicted() == set(good) and tally.duplicates == 0
+    assert tally.predicted() == set(good)
+    assert tally.duplicates == 0
     letters = dead_letters(collector, settings)
     by_stage: dict[str, int] = {}
     for d in letters:
@@ -115,7 +116,8 @@ def test_a_failing_model_gets_fallbacks_the_breaker_opens_then_recovers(
     broken_ids = produce_all(settings, 300, seed=92)
     wait_for_all(collector, broken_ids, deadline_s=60)
     preds = predictions(collector, settings)
-    assert len(preds) == 300 and all(p["fallback"] for p in preds)
+    assert len(preds) == 300
+    assert all(p["fallback"] for p in preds)
     assert {p["fallback_reason"] for p in preds} <= {"model_error", "breaker_open"}
     assert "breaker_open" in {p["fallback_reason"] for p in preds}
     assert {p["fallback_kind"] for p in preds} == {"backup_model"}  # first in the order
@@ -233,7 +235,8 @@ def test_redis_outage_degrades_last_known_good_and_loses_nothing(
     wait_until(healthy_again, 30, "model predictions after Redis and the model are back")
     everything = phase1 + phase2 + phase3 + phase4
     tally = wait_for_all(collector, everything, deadline_s=30)
-    assert tally.answered() == len(everything) and tally.duplicates == 0
+    assert tally.answered() == len(everything)
+    assert tally.duplicates == 0
     report = check(everything, predictions(collector, settings),
                    dead_letters(collector, settings))
     assert report.ok(), report.summary()
@@ -267,7 +270,8 @@ def test_replay_answers_fixed_dead_letters_once(
     inspect = " ".join(re.sub("[│┃]", " ", streaminfer("dlq", "inspect", "--timeout", "2")).split())
     assert "infer NoFallbackError 60" in inspect
     dry = streaminfer("dlq", "replay", "--stage", "infer", "--dry-run", "--timeout", "2")
-    assert "60 selected" in dry and "would replay 60" in dry
+    assert "60 selected" in dry
+    assert "would replay 60" in dry
     out = streaminfer("dlq", "replay", "--stage", "infer", "--timeout", "2")
     assert "replayed 60" in out
     wait_until(lambda: collector.tally(set(ids), set()).predicted() == set(ids), 60,
@@ -276,10 +280,12 @@ def test_replay_answers_fixed_dead_letters_once(
     assert "60 already replayed before, replayed 0" in again
     time.sleep(1.0)  # a duplicate, if any, would arrive now
     final = collector.tally(set(ids), set())
-    assert final.predicted() == set(ids) and final.duplicates == 0
+    assert final.predicted() == set(ids)
+    assert final.duplicates == 0
     assert worker.proc.poll() is None
     replayed = [p for p in predictions(collector, settings) if p["request_id"] in set(ids)]
-    assert len(replayed) == 60 and not any(p["fallback"] for p in replayed)
+    assert len(replayed) == 60
+    assert not any(p["fallback"] for p in replayed)
 
 
 def test_tally_counts_each_outcome_once() -> None:
@@ -288,7 +294,9 @@ def test_tally_counts_each_outcome_once() -> None:
     tally = Tally(check(["a", "b", "c"], [{"request_id": "a"}, {"request_id": "b",
                                                               "fallback": True}],
                         [{"request_id": "c"}]))
-    assert tally.answered() == 3 and tally.predicted() == {"a", "b"} and tally.duplicates == 0
+    assert tally.answered() == 3
+    assert tally.predicted() == {"a", "b"}
+    assert tally.duplicates == 0
 
 
 def test_load_shedding_answers_low_priority_requests_with_fallbacks(

@@ -63,11 +63,14 @@ def test_backfill_get_and_predictions_that_depend_on_stored_features(
          "updated_at": 1_700_000_000_000} for i in range(3)]), parquet)
     assert "wrote 3 feature rows" in cli(settings, "features", "backfill", str(parquet)).stderr
     [view] = json.loads(cli(settings, "features", "get", "card-hot").stdout)
-    assert view["found"] and view["features"]["tx_count_5m"] == {"value": 9.0, "source": "store"}
+    assert view["found"]
+    assert view["features"]["tx_count_5m"] == {"value": 9.0, "source": "store"}
     assert view["features"]["avg_amount_30d"]["source"] == "default"
-    assert 0 <= view["age_s"] < 60 and view["ttl_s"] > 80_000
+    assert 0 <= view["age_s"] < 60
+    assert view["ttl_s"] > 80_000
     [cold] = json.loads(cli(settings, "features", "get", "card-nobody").stdout)
-    assert not cold["found"] and cold["age_s"] is None
+    assert not cold["found"]
+    assert cold["age_s"] is None
 
     collector = start_collector(settings)
     workers.start(settings, "feat0")
@@ -82,7 +85,8 @@ def test_backfill_get_and_predictions_that_depend_on_stored_features(
                  if t == settings.predictions_topic}
     diffs = [by_id[f"hot-{i}"]["score"] - by_id[f"cold-{i}"]["score"] for i in range(20)]
     # Same request features; only the stored ones differ: every hot score is higher.
-    assert min(diffs) > 0 and sorted(diffs)[10] > 0.3, diffs
+    assert min(diffs) > 0, diffs
+    assert sorted(diffs)[10] > 0.3, diffs
     assert all(not by_id[i]["fallback"] and by_id[i]["features_degraded"] == [] for i in ids)
 
     # Corrupt stored values (text, an overflowing int) used to kill the worker on every
@@ -104,7 +108,8 @@ def test_backfill_get_and_predictions_that_depend_on_stored_features(
                if t == settings.predictions_topic and v["request_id"] in set(bad_ids)]
         letters = [v for t, v, _ in collector.seen
                    if t == settings.dlq_topic and v.get("request_id") in set(bad_ids)]
-    assert len(got) == len(bad_ids) and not letters
+    assert len(got) == len(bad_ids)
+    assert not letters
     assert all(not p["fallback"] and p["features_degraded"] == ["card_activity"] for p in got)
     print(f"\ncorrupt stored features: {len(bad_ids)} requests sent, {len(got)} answered "
           f"(model predictions, flagged features_degraded), {len(letters)} dead letters, "

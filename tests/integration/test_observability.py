@@ -85,9 +85,11 @@ def test_metrics_after_a_known_workload_and_status(settings: Settings,
                             env=env, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
-    assert "STABLE, 1 member(s)" in text and "streaminfer.obs0" in text, text
+    assert "STABLE, 1 member(s)" in text, text
+    assert "streaminfer.obs0" in text, text
     assert "requests: lag 0" in text
-    assert "fraud v1" in text and url in text
+    assert "fraud v1" in text
+    assert url in text
 
 
 def run_in_thread(worker: Worker) -> threading.Thread:
@@ -189,7 +191,8 @@ def test_prometheus_from_the_compose_config_scrapes_the_workers(
         code, body = get(f"http://127.0.0.1:{web}/api/v1/rules")
         assert code == 200, body
         names = {r["name"] for g in json.loads(body)["data"]["groups"] for r in g["rules"]}
-        assert "StreaminferWorkerDown" in names and len(names) == 15
+        assert "StreaminferWorkerDown" in names
+        assert len(names) == 15
     finally:
         proc.terminate()
         proc.wait(30)

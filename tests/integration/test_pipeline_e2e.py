@@ -29,7 +29,8 @@ def test_10000_requests_over_4_partitions_and_2_workers(settings: Settings,
     tally = wait_for_all(collector, ids, deadline_s=120)
     collector.stop.set()
 
-    assert len(tally.predicted()) == 10_000 and tally.predicted() == set(ids)
+    assert len(tally.predicted()) == 10_000
+    assert tally.predicted() == set(ids)
     assert tally.dead == set()
     assert tally.duplicates == 0
     preds = [v for topic, v, _ in collector.seen if topic == settings.predictions_topic]
@@ -64,11 +65,14 @@ def test_a_garbage_message_does_not_stop_its_partition(settings: Settings,
     workers.start(settings, "w0")
     tally = wait_for_all(collector, ids, deadline_s=60, garbage={garbage})
     collector.stop.set()
-    assert tally.predicted() == set(ids) and tally.garbage_dead == 1
+    assert tally.predicted() == set(ids)
+    assert tally.garbage_dead == 1
 
     [letter] = [v for topic, v, _ in collector.seen if topic == settings.dlq_topic]
-    assert letter["value"] == garbage and letter["key"] == b"same-entity"
-    assert letter["stage"] == "decode" and letter["error_type"] == "NotSingleObjectError"
+    assert letter["value"] == garbage
+    assert letter["key"] == b"same-entity"
+    assert letter["stage"] == "decode"
+    assert letter["error_type"] == "NotSingleObjectError"
     assert letter["topic"] == settings.requests_topic
     # The partition moved past the garbage: the group commits its end offset (commits
     # follow the outcomes by up to the commit interval, so wait for it).
@@ -93,7 +97,8 @@ def test_worker_processes_flag_runs_n_consumers_and_stops_cleanly(settings: Sett
     wait_for_workers(settings, workers, 2)
     ids = produce_all(settings, 2000, seed=61)
     tally = wait_for_all(collector, ids, deadline_s=60)
-    assert tally.predicted() == set(ids) and tally.duplicates == 0
+    assert tally.predicted() == set(ids)
+    assert tally.duplicates == 0
     preds = [v for t, v, _ in collector.seen if t == settings.predictions_topic]
     assert {p["worker_id"] for p in preds} == {"multi-0", "multi-1"}
     assert supervisor.terminate(90) == 0

@@ -61,7 +61,8 @@ def test_mirrormaker_replicates_requests_and_model_control_both_ways(
     wait_until(lambda: count(west, f"east.{ns}.models") >= 1, 60, "the mirrored control topic",
                interval=1.0)
     state = current_state(mirrored_control, "fraud")
-    assert state is not None and state["active_version"] == "2"
+    assert state is not None
+    assert state["active_version"] == "2"
     # Replication never loops: west does not mirror east's copies back to east.
     assert count(east, f"west.east.{ns}.requests") == 0
 
@@ -85,13 +86,16 @@ def test_mirrormaker_replicates_requests_and_model_control_both_ways(
 
     # Heartbeats replicate like any topic: MirrorMaker picks the topic up at its next refresh.
     wait_until(lags_known, 60, "MirrorMaker heartbeats replicated both ways", interval=2.0)
-    assert report["east"]["reachable"] and report["west"]["reachable"]
+    assert report["east"]["reachable"]
+    assert report["west"]["reachable"]
     assert f"east.{ns}.requests" in report["west"]["mirrored_topics"]
     lag_into_west = report["west"]["replication_lag_ms"]["east"]
     lag_into_east = report["east"]["replication_lag_ms"]["west"]
     print(f"\nreplication lag east->west {lag_into_west} ms, west->east {lag_into_east} ms")
-    assert lag_into_west is not None and 0 <= lag_into_west < 30_000
-    assert lag_into_east is not None and 0 <= lag_into_east < 30_000
+    assert lag_into_west is not None
+    assert 0 <= lag_into_west < 30_000
+    assert lag_into_east is not None
+    assert 0 <= lag_into_east < 30_000
 
 
 def all_ids(settings: Settings, topic: str) -> set[str]:
@@ -122,7 +126,8 @@ def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_req
     print(f"\nacknowledged per region: {dict(producer.acked)}; re-sent: {producer.resent}; "
           f"events: {kinds}")
     assert ("failover", "east", "west") in kinds
-    assert producer.acked["east"] > 0 and producer.acked["west"] > 0
+    assert producer.acked["east"] > 0
+    assert producer.acked["west"] > 0
     assert sum(producer.acked.values()) == 3000  # every request acknowledged by some region
     assert producer.tracked == 0  # nothing held once all are acknowledged
     wait_until(lambda: count(east, east.requests_topic) >= producer.acked["east"], 60,
@@ -172,10 +177,12 @@ def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -
         up = run("dev", "up", "--regions", "2")
         assert "MirrorMaker 2 replicates" in up.stderr
         dev_env = (tmp_path / "dev.env").read_text()
-        assert "STREAMINFER_REGIONS='east=127.0.0.1:" in dev_env and ";west=127.0.0.1:" in dev_env
+        assert "STREAMINFER_REGIONS='east=127.0.0.1:" in dev_env
+        assert ";west=127.0.0.1:" in dev_env
         assert "STREAMINFER_REGION_REDIS='east=redis://" in dev_env
         status = run("dev", "status")
-        assert "mirrormaker" in status.stdout and "region west" in status.stdout
+        assert "mirrormaker" in status.stdout
+        assert "region west" in status.stdout
         assert status.stdout.count("running") >= 5  # 2 brokers, 2 Redis, MirrorMaker
         assert "already running" in run("dev", "up", "--regions", "2").stderr
 
@@ -189,7 +196,8 @@ def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -
         wait_until(lag_known, 90, "heartbeats replicated both ways", interval=2.0)
     finally:
         down = run("dev", "down", check=False)
-    assert down.returncode == 0 and "dev cluster removed" in down.stdout
+    assert down.returncode == 0
+    assert "dev cluster removed" in down.stdout
     assert "removed mirrormaker" in down.stderr
 
 

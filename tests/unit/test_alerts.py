@@ -91,4 +91,5 @@ def test_compose_stack_mounts_files_that_exist() -> None:
 def test_dashboard_panels_have_queries(panel_type: str) -> None:
     dashboard = json.loads((COMPOSE / "grafana" / "dashboards" / "streaminfer.json").read_text())
     panels = [p for p in dashboard["panels"] if p["type"] == panel_type]
-    assert panels and all(p["targets"] and p["targets"][0]["expr"] for p in panels)
+    assert panels
+    assert all(p["targets"] and p["targets"][0]["expr"] for p in panels)

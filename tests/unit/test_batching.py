@@ -13,7 +13,8 @@ def msgs(n: int, start: int = 0) -> list[FakeMessage]:
 def test_waits_for_the_first_record_then_takes_what_is_ready_without_waiting() -> None:
     source = ScriptedSource([msgs(1), msgs(3, 1), msgs(2, 4), []])
     records, errors = next_batch(source, max_records=100, max_linger_s=0.02)
-    assert [m.offset() for m in records] == list(range(6)) and errors == []
+    assert [m.offset() for m in records] == list(range(6))
+    assert errors == []
     assert source.calls == [(1, 0.02), (99, 0), (96, 0), (94, 0)]
 
 
@@ -27,13 +28,16 @@ def test_a_backlog_fills_the_batch_and_never_more() -> None:
 def test_a_lone_request_goes_at_once() -> None:
     source = ScriptedSource([msgs(1), []])
     records, _ = next_batch(source, max_records=500, max_linger_s=0.02)
-    assert len(records) == 1 and len(source.calls) == 2
+    assert len(records) == 1
+    assert len(source.calls) == 2
 
 
 def test_nothing_within_the_linger_is_an_empty_batch() -> None:
     source = ScriptedSource([])
     records, errors = next_batch(source, max_records=10, max_linger_s=0.05)
-    assert records == [] and errors == [] and source.calls == [(1, 0.05)]
+    assert records == []
+    assert errors == []
+    assert source.calls == [(1, 0.05)]
 
 
 def test_error_messages_are_returned_apart() -> None:

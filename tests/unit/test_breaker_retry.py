@@ -29,7 +29,8 @@ def test_opens_after_consecutive_failures_and_refuses_calls() -> None:
     for _ in range(3):
         assert breaker.allow()
         breaker.record_failure()
-    assert state_of(breaker) is BreakerState.OPEN and not breaker.allow()
+    assert state_of(breaker) is BreakerState.OPEN
+    assert not breaker.allow()
     assert changes == [("CLOSED", "OPEN")]
 
 
@@ -49,7 +50,8 @@ def test_half_open_probe_closes_on_success_and_reopens_on_failure() -> None:
     breaker.record_failure()
     clock[0] = 5.0
     assert state_of(breaker) is BreakerState.HALF_OPEN
-    assert breaker.allow() and not breaker.allow()  # one trial at a time
+    assert breaker.allow()
+    assert not breaker.allow()
     breaker.record_failure()
     assert state_of(breaker) is BreakerState.OPEN
     clock[0] = 10.0
@@ -72,7 +74,9 @@ def test_retry_retries_transient_errors_with_backoff() -> None:
 
     policy = RetryPolicy(attempts=3, base_s=0.1, max_s=1.0, budget_s=10)
     assert policy.call(flaky, sleep=sleeps.append) == "ok"
-    assert len(calls) == 3 and len(sleeps) == 2 and sleeps[1] > sleeps[0] * 0.9
+    assert len(calls) == 3
+    assert len(sleeps) == 2
+    assert sleeps[1] > sleeps[0] * 0.9
 
 
 def test_poison_errors_are_not_retried() -> None:

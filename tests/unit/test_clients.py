@@ -24,7 +24,8 @@ def test_json_lines_fill_defaults() -> None:
     [req] = list(requests_from_json_lines(['{"entity_id": "e", "model": "fraud", '
                                            '"features": {"amount": 3}}']))
     assert req["features"] == {"amount": 3.0}
-    assert len(req["request_id"]) == 32 and req["created_at"] > 0
+    assert len(req["request_id"]) == 32
+    assert req["created_at"] > 0
 
 
 @pytest.mark.parametrize(("line", "message"), [

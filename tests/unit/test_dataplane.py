@@ -64,4 +64,5 @@ def test_an_all_rejected_batch_does_not_call_the_model(plane: DataPlane) -> None
     for r in reqs:
         r["model"] = "other"
     result = plane.score(reqs)
-    assert result.indices == [] and len(result.rejections) == 2
+    assert result.indices == []
+    assert len(result.rejections) == 2

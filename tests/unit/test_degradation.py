@@ -82,7 +82,8 @@ def test_model_error_is_answered_by_the_chain_and_flagged(model: OnnxModel) -> N
     reqs[0]["features"]["ip_risk"] = 0.8  # the rule matches this one only
     result = pipeline_with(model, broken).process(messages(reqs))
     preds = decoded(result)
-    assert result.fallback == 4 and result.model == 0
+    assert result.fallback == 4
+    assert result.model == 0
     assert [p["fallback"] for p in preds] == [True] * 4
     assert {p["fallback_reason"] for p in preds} == {"model_error"}
     assert [p["fallback_kind"] for p in preds] == ["rules", "constant", "constant", "constant"]
@@ -99,14 +100,16 @@ def test_breaker_opens_and_stops_calling_the_model_then_recovers(model: OnnxMode
     pipeline = pipeline_with(model, predict, breaker=breaker)
     for _ in range(2):
         pipeline.process(messages(requests(2)))
-    assert state_of(breaker) is BreakerState.OPEN and predict.calls == 2
+    assert state_of(breaker) is BreakerState.OPEN
+    assert predict.calls == 2
     result = pipeline.process(messages(requests(3)))
     assert predict.calls == 2  # not called while open
     assert {p["fallback_reason"] for p in decoded(result)} == {"breaker_open"}
     predict.fn = model.predict  # the model is fixed
     clock[0] = 11.0  # open period over: half-open lets one trial batch through
     result = pipeline.process(messages(requests(3)))
-    assert predict.calls == 3 and result.model == 3
+    assert predict.calls == 3
+    assert result.model == 3
     assert state_of(breaker) is BreakerState.CLOSED
 
 
@@ -119,7 +122,8 @@ def test_past_deadline_requests_get_fallbacks_without_inference(model: OnnxModel
     result = pipeline_with(model, predict, sla_ms=5000).process(messages(reqs))
     preds = decoded(result)
     assert [p["fallback_reason"] for p in preds] == ["deadline", "deadline", None]
-    assert preds[2]["fallback"] is False and predict.calls == 1
+    assert preds[2]["fallback"] is False
+    assert predict.calls == 1
 
 
 def test_inference_timeout_bounds_the_wait_and_answers_with_fallbacks(
@@ -152,7 +156,8 @@ def test_missing_features_fall_back_or_dead_letter_with_stage_features(
                                                       (Condition("ip_risk", ">", 2.0),))])])
     result = pipeline_with(model, model.predict, chain=no_constant).process(messages(reqs))
     letters = decoded(result)
-    assert result.dead_letters == 2 and {d["stage"] for d in letters} == {"features"}
+    assert result.dead_letters == 2
+    assert {d["stage"] for d in letters} == {"features"}
 
 
 def test_non_finite_features_are_poison_not_fallbacks(model: OnnxModel) -> None:
@@ -248,7 +253,8 @@ def test_backup_model_timeouts_open_its_breaker_and_the_chain_moves_on(
     for _ in range(20):
         answers = chain.answer(_backup_requests(4))
         assert [a.kind for a in answers if a] == ["constant"] * 4
-    assert len(calls) == 3 and breaker.state is BreakerState.OPEN  # not called while open
+    assert len(calls) == 3
+    assert breaker.state is BreakerState.OPEN
     assert chain.failures == {"backup_model": 3}
     assert sum("fallback backup_model failed" in r.message for r in caplog.records) == 1
 

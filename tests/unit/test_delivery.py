@@ -69,7 +69,8 @@ def test_alo_commits_a_batch_only_once_its_deliveries_are_confirmed() -> None:
     alo = AtLeastOnce(h.ctx)
     first, second = batch(0, 10, 3, "a"), batch(1, 0, 2, "b")
     alo.send(*first)
-    assert h.consumer.commits == [] and h.durable == []
+    assert h.consumer.commits == []
+    assert h.durable == []
     assert alo.unsettled_ids() == {"a0", "a1", "a2"}
     alo.send(*second)  # settles the first while the second goes out
     assert h.durable == [[b"a0", b"a1", b"a2"]]
@@ -77,7 +78,8 @@ def test_alo_commits_a_batch_only_once_its_deliveries_are_confirmed() -> None:
     assert h.durable[-1] == [b"b0", b"b1"]
     # asynchronous commits, each after its batch's deliveries were confirmed
     assert h.consumer.commits == [([("t.requests", 0, 13)], True), ([("t.requests", 1, 2)], True)]
-    assert h.stats.rewinds == 0 and alo.unsettled_ids() == set()
+    assert h.stats.rewinds == 0
+    assert alo.unsettled_ids() == set()
 
 
 def test_alo_a_failed_delivery_rewinds_the_batch_and_the_one_computed_meanwhile() -> None:
@@ -86,7 +88,8 @@ def test_alo_a_failed_delivery_rewinds_the_batch_and_the_one_computed_meanwhile(
     alo.send(*batch(0, 10, 3, "a"))
     alo.send(*batch(1, 5, 2, "b"))
     assert sorted(h.consumer.seeks) == [("t.requests", 0, 10), ("t.requests", 1, 5)]
-    assert h.consumer.commits == [] and h.durable == []
+    assert h.consumer.commits == []
+    assert h.durable == []
     assert h.stats.rewinds == 1
     assert b"b0" not in h.producer.delivered  # the second batch never went out
     assert len(h.poison) == 0  # a timeout is transient: the redo sends it again
@@ -98,7 +101,8 @@ def test_alo_a_record_kafka_refuses_for_good_is_dead_lettered_on_the_redo() -> N
     records, result = batch(0, 10, 3, "a")
     alo.send(records, result)
     alo.idle()
-    assert h.consumer.seeks == [("t.requests", 0, 10)] and h.durable == []
+    assert h.consumer.seeks == [("t.requests", 0, 10)]
+    assert h.durable == []
     assert len(h.poison) == 1
 
     def dead_letter(msg: object, exc: Exception, rid: str | None) -> Outbound:
@@ -107,7 +111,8 @@ def test_alo_a_record_kafka_refuses_for_good_is_dead_lettered_on_the_redo() -> N
     redone = h.poison.apply(records, result, dead_letter)
     assert [o.outcome for o in redone.outbound] == ["model", "dead_letter", "model"]
     assert b"MSG_SIZE_TOO_LARGE" in redone.outbound[1].value
-    assert (redone.model, redone.dead_letters) == (2, 1) and len(h.poison) == 0
+    assert (redone.model, redone.dead_letters) == (2, 1)
+    assert len(h.poison) == 0
     alo.send(records, redone)
     alo.idle()
     assert h.durable == [[b"a0", b"a1", b"a2"]]
@@ -142,8 +147,10 @@ def test_alo_deliveries_never_reported_rewind_when_the_cluster_is_abandoned() ->
     alo = AtLeastOnce(h.ctx)
     alo.send(*batch(0, 3, 2, "a"))
     alo.idle()
-    assert h.consumer.seeks == [("t.requests", 0, 3)] and h.consumer.commits == []
-    assert h.durable == [] and h.stats.rewinds == 1
+    assert h.consumer.seeks == [("t.requests", 0, 3)]
+    assert h.consumer.commits == []
+    assert h.durable == []
+    assert h.stats.rewinds == 1
 
 
 def test_alo_drop_forgets_what_a_dead_consumer_read() -> None:
@@ -152,7 +159,9 @@ def test_alo_drop_forgets_what_a_dead_consumer_read() -> None:
     alo.send(*batch(0, 0, 2, "a"))
     alo.drop("consumer failed")
     alo.idle()
-    assert h.consumer.commits == [] and h.durable == [] and alo.unsettled_ids() == set()
+    assert h.consumer.commits == []
+    assert h.durable == []
+    assert alo.unsettled_ids() == set()
 
 
 # --- exactly-once ---------------------------------------------------------------------------
@@ -166,7 +175,8 @@ def test_eos_batches_are_durable_when_their_transaction_commits() -> None:
     delivery.send(*batch(0, 0, 2, "a"))
     delivery.send(*batch(1, 0, 1, "b"))
     assert h.producer.calls == ["begin", "send_offsets", "send_offsets"]
-    assert h.durable == [] and delivery.unsettled_ids() == {"a0", "a1", "b0"}
+    assert h.durable == []
+    assert delivery.unsettled_ids() == {"a0", "a1", "b0"}
     delivery.idle()
     assert h.producer.calls[-1] == "commit"
     assert h.durable == [[b"a0", b"a1"], [b"b0"]]
@@ -181,9 +191,11 @@ def test_eos_an_abortable_error_aborts_and_redoes_every_batch_of_the_transaction
     delivery.send(*batch(0, 4, 2, "a"))
     delivery.send(*batch(1, 8, 1, "b"))
     assert delivery.end() is False
-    assert "abort" in h.producer.calls and h.clients.recreated == 0
+    assert "abort" in h.producer.calls
+    assert h.clients.recreated == 0
     assert sorted(h.consumer.seeks) == [("t.requests", 0, 4), ("t.requests", 1, 8)]
-    assert h.durable == [] and h.stats.rewinds == 1
+    assert h.durable == []
+    assert h.stats.rewinds == 1
 
 
 def test_eos_a_fatal_error_recreates_the_producer_and_redoes() -> None:
@@ -192,7 +204,8 @@ def test_eos_a_fatal_error_recreates_the_producer_and_redoes() -> None:
                                                        fatal=True)]
     delivery.send(*batch(0, 4, 2, "a"))
     assert h.clients.recreated == 1
-    assert h.consumer.seeks == [("t.requests", 0, 4)] and h.durable == []
+    assert h.consumer.seeks == [("t.requests", 0, 4)]
+    assert h.durable == []
     delivery.send(*batch(0, 4, 2, "a"))  # the redo, on the new producer
     delivery.idle()
     assert h.producer.calls == ["begin", "send_offsets", "commit"]
@@ -206,7 +219,9 @@ def test_eos_a_commit_that_keeps_timing_out_is_fatal() -> None:
     delivery.send(*batch(0, 0, 1, "a"))
     delivery.idle()
     assert first.calls.count("commit") == 3  # retried within one transaction timeout
-    assert h.clients.recreated == 1 and h.durable == [] and h.stats.rewinds == 1
+    assert h.clients.recreated == 1
+    assert h.durable == []
+    assert h.stats.rewinds == 1
 
 
 def test_eos_an_abort_that_fails_fences_by_recreating_the_producer() -> None:
@@ -216,7 +231,8 @@ def test_eos_an_abort_that_fails_fences_by_recreating_the_producer() -> None:
     h.producer.fail_next["abort"] = [KafkaError(KafkaError._TRANSPORT, "gone")]
     delivery.send(*batch(0, 0, 1, "a"))
     delivery.idle()
-    assert h.clients.recreated == 1 and h.consumer.seeks == [("t.requests", 0, 0)]
+    assert h.clients.recreated == 1
+    assert h.consumer.seeks == [("t.requests", 0, 0)]
 
 
 def test_eos_revoke_in_the_middle_commits_the_open_transaction() -> None:
@@ -231,12 +247,14 @@ def test_eos_drop_aborts_by_fencing_and_redoes() -> None:
     h, delivery = eos()
     delivery.send(*batch(0, 2, 1, "a"))
     delivery.drop("consumer failed")
-    assert h.clients.recreated == 1 and h.durable == [] and h.stats.rewinds == 1
+    assert h.clients.recreated == 1
+    assert h.durable == []
+    assert h.stats.rewinds == 1
     delivery.idle()
     assert h.durable == []
 
 
-@pytest.mark.parametrize("code,retriable,kept", [
+@pytest.mark.parametrize(("code", "retriable", "kept"), [
     (KafkaError.MSG_SIZE_TOO_LARGE, False, True),
     (KafkaError.TOPIC_AUTHORIZATION_FAILED, False, True),
     (KafkaError._MSG_TIMED_OUT, False, False),

@@ -74,9 +74,11 @@ def test_cache_is_lru_with_a_freshness_ttl() -> None:
     cache.put("v", "b", {"x": 2.0}, 1)
     assert cache.fresh("v", "a") is not None  # a is now most recently used
     cache.put("v", "c", {"x": 3.0}, 1)  # evicts b
-    assert cache.any("v", "b") is None and cache.any("v", "a") is not None
+    assert cache.any("v", "b") is None
+    assert cache.any("v", "a") is not None
     clock[0] = 2.0
-    assert cache.fresh("v", "a") is None and cache.any("v", "a") is not None
+    assert cache.fresh("v", "a") is None
+    assert cache.any("v", "a") is not None
 
 
 def test_store_values_fill_requests_and_request_values_win(tmp_path: Path) -> None:
@@ -88,7 +90,9 @@ def test_store_values_fill_requests_and_request_values_win(tmp_path: Path) -> No
     flags, stats = enr.enrich(reqs)
     assert reqs[0]["features"] == {"cnt": 7.0, "avg": 100.0, "amount": 1.0}
     assert reqs[1]["features"] == {"cnt": 0.0, "avg": 5.0, "amount": 2.0}  # defaults
-    assert flags == [[], []] and stats.misses == 2 and stats.unknown_entities == 1
+    assert flags == [[], []]
+    assert stats.misses == 2
+    assert stats.unknown_entities == 1
     assert store.reads == 1  # one round trip for the whole batch
     enr_store, store2 = enricher(tmp_path, clock, precedence="store")
     store2.rows[("act", "e1")] = ({"cnt": 7.0, "avg": 9.0}, now_ms())
@@ -105,15 +109,18 @@ def test_cache_hits_skip_redis_and_failures_degrade_to_stale_then_defaults(
     enr.enrich([{"entity_id": "e1", "features": {}}])
     reads = store.reads
     _flags, stats = enr.enrich([{"entity_id": "e1", "features": {}}])
-    assert stats.hits == 1 and store.reads == reads  # fresh in the cache
+    assert stats.hits == 1
+    assert store.reads == reads
     clock[0] = 2.0  # cache row stale for serving, still within max staleness (30 s)
     store.fail = True
     req: dict[str, Any] = {"entity_id": "e1", "features": {}}
     flags, stats = enr.enrich([req])
-    assert flags == [["act"]] and req["features"]["cnt"] == 7.0  # stale cache row used
+    assert flags == [["act"]]
+    assert req["features"]["cnt"] == 7.0
     req2 = {"entity_id": "e9", "features": {}}
     flags, stats = enr.enrich([req2])
-    assert flags == [["act"]] and req2["features"] == {"cnt": 0.0, "avg": 5.0}  # defaults
+    assert flags == [["act"]]
+    assert req2["features"] == {"cnt": 0.0, "avg": 5.0}
     assert stats.degraded == {"act": 1}
 
 
@@ -134,7 +141,8 @@ def test_window_semantics_of_the_streaming_app() -> None:
               {"entity_id": "a", "amount": 2.0, "timestamp": 300_000 * 10 + 299_000},
               {"entity_id": "a", "amount": 4.0, "timestamp": 300_000 * 9 + 1}]  # earlier window
     got = expected_features(events)["a"]
-    assert got["tx_count_5m"] == 2.0 and got["tx_sum_5m"] == 3.0
+    assert got["tx_count_5m"] == 2.0
+    assert got["tx_sum_5m"] == 3.0
     assert got["last_event_at"] == 300_000 * 10 + 299_000
     assert window_key("a", 300_000 * 10 + 5, 300) == window_key("a", 300_000 * 10 + 299_000, 300)
     assert window_key("a", 300_000 * 9 + 1, 300) != window_key("a", 300_000 * 10, 300)
@@ -148,7 +156,8 @@ def test_window_semantics_of_the_streaming_app() -> None:
 def test_parse_value_refuses_what_the_type_forbids(raw: str | bytes, ftype: str, why: str) -> None:
     with pytest.raises(ValueError, match=why):
         parse_value(raw, ftype)
-    assert parse_value(b"3", "int") == 3.0 and parse_value("0.25") == 0.25
+    assert parse_value(b"3", "int") == 3.0
+    assert parse_value("0.25") == 0.25
 
 
 def test_a_corrupt_stored_value_degrades_that_feature_instead_of_failing(
@@ -166,7 +175,8 @@ def test_a_corrupt_stored_value_degrades_that_feature_instead_of_failing(
     assert flags == [["act"], ["act"]]
     assert reqs[0]["features"] == {"cnt": 7.0, "avg": 11.0}  # cached within staleness
     assert reqs[1]["features"] == {"cnt": 0.0, "avg": 5.0}  # no cached row: defaults
-    assert stats.corrupt == {"act": 3} and stats.degraded == {"act": 2}
+    assert stats.corrupt == {"act": 3}
+    assert stats.degraded == {"act": 2}
     assert ("act", "e2", "cnt", "not finite: '1e999'") in stats.corrupt_fields
     flags, _ = enr.enrich([{"entity_id": "e2", "features": {}}])
     assert flags == [["act"]]  # corrupt rows are not cached: flagged while stored

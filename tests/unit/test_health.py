@@ -85,7 +85,8 @@ def test_healthz_fails_when_the_loop_is_stuck(
     assert get(url + "/healthz")[0] == 200
     state.update(last_loop=time.monotonic() - 5)
     code, body = get(url + "/healthz")
-    assert code == 503 and json.loads(body)["status"] == "stuck"
+    assert code == 503
+    assert json.loads(body)["status"] == "stuck"
     state.beat()
     assert get(url + "/healthz")[0] == 200
 
@@ -104,4 +105,5 @@ def test_metrics_endpoint_serves_the_registry(
 def test_unknown_path_is_a_404_that_says_what_exists(
         served: tuple[HealthState, str, WorkerMetrics]) -> None:
     code, body = get(served[1] + "/nope")
-    assert code == 404 and b"/readyz" in body
+    assert code == 404
+    assert b"/readyz" in body

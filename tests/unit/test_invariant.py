@@ -21,15 +21,18 @@ def test_missing_duplicate_and_mixed_outcomes_are_reported() -> None:
                    [{"request_id": "b"}, {"request_id": "c"}],
                    unparseable=[b"junk"])
     assert not report.ok()
-    assert report.missing == {"d"} and report.duplicates == {"a": 2, "b": 2}
-    assert report.mixed == {"b"} and report.unparsed_dead == 0
+    assert report.missing == {"d"}
+    assert report.duplicates == {"a": 2, "b": 2}
+    assert report.mixed == {"b"}
+    assert report.unparsed_dead == 0
     assert not report.ok(allow_duplicates=True)  # missing and mixed still fail
     assert "missing 1" in report.summary()
 
 
 def test_duplicates_can_be_allowed_for_at_least_once() -> None:
     report = check(["a"], [{"request_id": "a"}, {"request_id": "a"}], [])
-    assert not report.ok() and report.ok(allow_duplicates=True)
+    assert not report.ok()
+    assert report.ok(allow_duplicates=True)
 
 
 def test_a_dead_letter_answered_after_replay_is_mixed_not_predicted_twice() -> None:
@@ -37,5 +40,6 @@ def test_a_dead_letter_answered_after_replay_is_mixed_not_predicted_twice() -> N
 
     report = check(["a", "b"], [{"request_id": "a"}, {"request_id": "b"}, {"request_id": "b"}],
                    [{"request_id": "a"}])
-    assert report.mixed == {"a"} and report.predicted_twice == {"b": 2}
+    assert report.mixed == {"a"}
+    assert report.predicted_twice == {"b": 2}
     assert report.duplicates == {"a": 2, "b": 2}

@@ -51,11 +51,15 @@ def test_a_dead_consumer_is_replaced_under_the_same_identity_then_a_twin_is_name
     fenced = KafkaError(KafkaError.FENCED_INSTANCE_ID, "fenced by a member with the same id")
     for _ in range(3):
         kl.replace_consumer(fenced)
-    assert len(consumers) == 4 and all(c.closed for c in consumers[:3])
-    assert kl.consumer is cast(Any, consumers[-1]) and consumers[-1].subscribed == ["streaminfer.requests"]
+    assert len(consumers) == 4
+    assert all(c.closed for c in consumers[:3])
+    assert kl.consumer is cast(Any, consumers[-1])
+    assert consumers[-1].subscribed == ["streaminfer.requests"]
     ids = {c.conf.get("group.instance.id") for c in consumers}
-    assert len(ids) == 1 and None not in ids  # one static identity throughout
-    assert kl.stats.consumer_recreations == 3 and kl.stats.assigned == set()
+    assert len(ids) == 1
+    assert None not in ids
+    assert kl.stats.consumer_recreations == 3
+    assert kl.stats.assigned == set()
     assert kl.health.group_joined is False
     with pytest.raises(KafkaOperationError, match="--worker-id 'w-7'"):
         kl.replace_consumer(fenced)  # a fourth within a minute: another live worker
@@ -65,7 +69,9 @@ def test_a_replaced_exactly_once_producer_keeps_its_transactional_id() -> None:
     kl, _, producers = link(guarantee="exactly-once")
     producers[0].pending.append((b"queued", lambda err, msg: None))
     kl.recreate_producer()
-    assert len(producers) == 2 and producers[0].pending == []  # the old queue is purged
+    assert len(producers) == 2
+    assert producers[0].pending == []
     assert producers[0].conf["transactional.id"] == producers[1].conf["transactional.id"]
     assert producers[1].calls == ["init"]  # init_transactions fences the old producer
-    assert kl.stats.producer_recreations == 1 and kl.producer is cast(Any, producers[1])
+    assert kl.stats.producer_recreations == 1
+    assert kl.producer is cast(Any, producers[1])

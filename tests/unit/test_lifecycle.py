@@ -62,7 +62,8 @@ def test_canary_share_routes_by_entity_and_every_prediction_names_its_version(
     pipeline = canary_pipeline(model, lambda m: np.full(len(m), 0.25), 0.5)
     result = pipeline.process(msgs)
     preds = [Decoder("Prediction")(o.value) for o in result.outbound]
-    assert result.model == 400 and result.fallback == 0
+    assert result.model == 400
+    assert result.fallback == 0
     for pred, req in zip(preds, reqs, strict=True):
         expected = "2" if to_canary(str(req["entity_id"]), 0.5) else "1"
         assert pred["model_version"] == expected
@@ -70,9 +71,11 @@ def test_canary_share_routes_by_entity_and_every_prediction_names_its_version(
             assert pred["score"] == 0.25
     routed = sum(1 for r in reqs if to_canary(str(r["entity_id"]), 0.5))
     assert 0 < routed < 400
-    assert result.arms[CANARY].requests == routed and result.arms[CANARY].version == "2"
+    assert result.arms[CANARY].requests == routed
+    assert result.arms[CANARY].version == "2"
     assert result.arms[ACTIVE].requests == 400 - routed
-    assert len(result.arms[CANARY].scores) == routed and result.arms[CANARY].errors == 0
+    assert len(result.arms[CANARY].scores) == routed
+    assert result.arms[CANARY].errors == 0
     assert len(result.scores) == 400 - routed  # the active version's scores only
 
 
@@ -89,7 +92,8 @@ def test_a_failing_canary_is_answered_by_the_active_version_and_counted(
     assert len(fallbacks) == routed == result.fallback
     assert {(p["model_version"], p["fallback_kind"], p["fallback_reason"])
             for p in fallbacks} == {("1", "active_version", "model_error")}
-    assert result.arms[CANARY].errors == routed and result.arms[CANARY].fallbacks == routed
+    assert result.arms[CANARY].errors == routed
+    assert result.arms[CANARY].fallbacks == routed
     assert result.fallback_reasons == {"model_error": routed}
 
 
@@ -111,12 +115,15 @@ def test_transitions_keep_what_they_do_not_change() -> None:
     s = transition(s, "fraud", "shadow", version="3", at_ms=2)
     s = transition(s, "fraud", "canary", version="2", share=0.1, at_ms=3)
     assert (s["canary_version"], s["canary_share"], s["canary_since"]) == ("2", 0.1, 3)
-    assert s["shadow_version"] == "3" and s["active_version"] == "1"
+    assert s["shadow_version"] == "3"
+    assert s["active_version"] == "1"
     rolled = transition(s, "fraud", "rollback", at_ms=4)  # with a canary: the canary ends
-    assert rolled["canary_version"] is None and rolled["active_version"] == "1"
+    assert rolled["canary_version"] is None
+    assert rolled["active_version"] == "1"
     promoted = transition(s, "fraud", "auto_promote", reason="healthy", actor="judge", at_ms=5)
     assert (promoted["active_version"], promoted["previous_version"]) == ("2", "1")
-    assert promoted["canary_version"] is None and promoted["shadow_version"] == "3"
+    assert promoted["canary_version"] is None
+    assert promoted["shadow_version"] == "3"
     back = transition(promoted, "fraud", "rollback", at_ms=6)
     assert (back["active_version"], back["previous_version"]) == ("1", "2")
     decoded = Decoder("ModelControl")(Encoder("ModelControl")(back))
@@ -178,7 +185,8 @@ def test_judge_waits_for_min_samples_then_rolls_back_on_error_rate() -> None:
     assert judge.verdict() is None
     feed(judge, clock, 20, {"errors": 5}, rng)
     verdict = judge.verdict()
-    assert verdict is not None and (verdict.decision, verdict.reason) == ("rollback", "error_rate")
+    assert verdict is not None
+    assert (verdict.decision, verdict.reason) == ("rollback", "error_rate")
     assert "error rate 0.500 vs active 0.000" in verdict.detail
 
 
@@ -193,7 +201,8 @@ def test_judge_rolls_back_on_each_figure(canary: dict[str, object], scores: tupl
     judge = CanaryJudge("2", T, since_s=clock.now, clock=clock)
     feed(judge, clock, 40, canary, rng, canary_scores=scores)
     verdict = judge.verdict()
-    assert verdict is not None and (verdict.decision, verdict.reason) == ("rollback", reason)
+    assert verdict is not None
+    assert (verdict.decision, verdict.reason) == ("rollback", reason)
 
 
 def test_a_healthy_canary_is_promoted_after_its_time_and_old_figures_leave_the_window() -> None:
@@ -206,7 +215,8 @@ def test_a_healthy_canary_is_promoted_after_its_time_and_old_figures_leave_the_w
     clock.now += 60
     feed(judge, clock, 40, {}, rng)
     verdict = judge.verdict()
-    assert verdict is not None and (verdict.decision, verdict.reason) == ("promote", "healthy")
+    assert verdict is not None
+    assert (verdict.decision, verdict.reason) == ("promote", "healthy")
 
 
 def test_psi_is_zero_for_equal_histograms_and_large_for_disjoint_ones() -> None:
@@ -237,8 +247,11 @@ def test_models_status_renders_state_figures_shadow_and_decisions() -> None:
     console = Console(width=160, record=True)
     console.print(render(report))
     text = console.export_text()
-    assert "v3 at 10.0%" in text and "try v3" in text and "100.00%" in text
-    assert "<= 1 ms" in text and "10.00%" in text
+    assert "v3 at 10.0%" in text
+    assert "try v3" in text
+    assert "100.00%" in text
+    assert "<= 1 ms" in text
+    assert "10.00%" in text
     assert "automatic rollback of v3 (error_rate)" in text
 
 
@@ -257,7 +270,8 @@ def test_invalid_control_records_are_named_and_never_published(
 
     state = {**transition(None, "fraud", "promote", version="1", at_ms=1), **change}
     found = control_problem(state)
-    assert found is not None and problem in found
+    assert found is not None
+    assert problem in found
     # Refused before any Kafka client exists (this address is never dialled).
     with pytest.raises(TransitionError, match="refusing to publish"):
         publish_state(Settings(bootstrap_servers="127.0.0.1:1"), state)

@@ -17,7 +17,8 @@ def test_json_lines_carry_context_fields() -> None:
     record.partition = 3
     record.offset = 42
     line = json.loads(JsonFormatter().format(record))
-    assert line["msg"] == "dead letter at decode" and line["level"] == "WARNING"
+    assert line["msg"] == "dead letter at decode"
+    assert line["level"] == "WARNING"
     assert (line["request_id"], line["partition"], line["offset"]) == ("r-1", 3, 42)
     assert "model_version" not in line
 

@@ -30,7 +30,8 @@ def edit_meta(model_dir: Path, **changes: object) -> None:
 
 def test_reference_model_loads_and_scores_a_batch_in_range() -> None:
     model = OnnxModel.load(DEFAULT_MODEL_DIR)
-    assert model.name == "fraud" and model.version == "1"
+    assert model.name == "fraud"
+    assert model.version == "1"
     assert model.meta.features == FEATURE_NAMES
     x = sample_features(np.random.default_rng(3), 256)
     scores = model.predict(x)

@@ -34,14 +34,17 @@ def request_messages(n: int) -> tuple[list[FakeMessage], list[dict[str, object]]
 def test_predictions_carry_request_model_version_and_provenance(model: OnnxModel) -> None:
     msgs, reqs = request_messages(20)
     result = make_pipeline(model).process(msgs)
-    assert result.model == 20 and result.dead_letters == 0
+    assert result.model == 20
+    assert result.dead_letters == 0
     dec = Decoder("Prediction")
     for out, req, msg in zip(result.outbound, reqs, msgs, strict=True):
         pred = dec(out.value)
-        assert out.topic == "ns.predictions" and out.key == msg.key()
+        assert out.topic == "ns.predictions"
+        assert out.key == msg.key()
         assert pred["request_id"] == req["request_id"]
         assert pred["entity_id"] == req["entity_id"]
-        assert pred["model_version"] == "1" and pred["fallback"] is False
+        assert pred["model_version"] == "1"
+        assert pred["fallback"] is False
         assert pred["source"] == {"topic": "t.requests", "partition": 2, "offset": msg.offset()}
         assert pred["created_at"] <= pred["received_at"] <= pred["predicted_at"]
         assert ("request_id", str(req["request_id"]).encode()) in out.headers
@@ -56,11 +59,14 @@ def test_garbage_in_the_middle_becomes_a_dead_letter_and_the_rest_is_answered(
     assert len(result.outbound) == 7
     assert [o.outcome for o in result.outbound].count("dead_letter") == 1
     dead = result.outbound[3]
-    assert dead.topic == "ns.dlq" and dead.key == b"g"
+    assert dead.topic == "ns.dlq"
+    assert dead.key == b"g"
     letter = Decoder("DeadLetter")(dead.value)
     assert letter["value"] == b"\x00garbage"
-    assert letter["stage"] == "decode" and letter["error_type"] == "NotSingleObjectError"
-    assert letter["offset"] == 99 and letter["headers"] == [{"key": "h", "value": b"v"}]
+    assert letter["stage"] == "decode"
+    assert letter["error_type"] == "NotSingleObjectError"
+    assert letter["offset"] == 99
+    assert letter["headers"] == [{"key": "h", "value": b"v"}]
     headers = dict(dead.headers)
     assert headers["__connect.errors.stage"] == b"decode"
     assert headers["__connect.errors.offset"] == b"99"

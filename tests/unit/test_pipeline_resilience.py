@@ -70,8 +70,10 @@ def test_one_record_that_breaks_the_code_is_dead_lettered_and_the_rest_answered(
     assert [o.outcome for o in result.outbound].count("model") == 7
     dead = result.outbound[5]
     letter = Decoder("DeadLetter")(dead.value)
-    assert dead.outcome == "dead_letter" and letter["stage"] == "internal"
-    assert letter["value"] == msgs[5].value() and "ZeroDivisionError" in letter["error_message"]
+    assert dead.outcome == "dead_letter"
+    assert letter["stage"] == "internal"
+    assert letter["value"] == msgs[5].value()
+    assert "ZeroDivisionError" in letter["error_message"]
     assert result.internal_errors == {"batch": 2, "record": 1}
     assert all(Decoder("Prediction")(o.value)["request_id"] != poison
                for o in result.outbound if o.outcome == "model")
@@ -84,7 +86,8 @@ def test_a_batch_that_always_fails_is_dead_lettered_not_raised(model: OnnxModel)
     msgs, _ = messages(4)
     pipeline = Pipeline(DataPlane(model, predict=broken), "ns.predictions", "ns.dlq", "w-1")
     result = pipeline.process(msgs)
-    assert result.dead_letters == 4 and len(result.outbound) == 4
+    assert result.dead_letters == 4
+    assert len(result.outbound) == 4
     letters = [Decoder("DeadLetter")(o.value) for o in result.outbound]
     assert {x["stage"] for x in letters} == {"internal"}
     assert all("RuntimeError: bug in every call" in x["error_message"] for x in letters)
@@ -98,9 +101,11 @@ def test_corrupt_redis_values_are_served_degraded(model: OnnxModel) -> None:
     result = with_store(model, store).process(msgs)
     assert result.model == 5
     preds = [Decoder("Prediction")(o.value) for o in result.outbound]
-    assert preds[0]["features_degraded"] == [VIEW] and preds[1]["features_degraded"] == [VIEW]
+    assert preds[0]["features_degraded"] == [VIEW]
+    assert preds[1]["features_degraded"] == [VIEW]
     assert preds[2]["features_degraded"] == []
-    assert result.enrich_stats is not None and result.enrich_stats.corrupt == {VIEW: 2}
+    assert result.enrich_stats is not None
+    assert result.enrich_stats.corrupt == {VIEW: 2}
 
 
 FIELDS = ["tx_count_5m", "tx_sum_1h", "velocity_ratio", "_updated_at", "declines_24h"]
@@ -151,7 +156,8 @@ def test_serving_paths_built_for_swaps_share_one_redis_client_and_feature_cache(
     builds = [build_serving(settings, model, "w", lambda *_: None, pool) for _ in range(3)]
     enrichers = [b.pipeline.degradation.enricher for b in builds]
     assert all(e is not None for e in enrichers)
-    assert len({id(e.store.client) for e in enrichers if e}) == 1 and len(pool) == 1
+    assert len({id(e.store.client) for e in enrichers if e}) == 1
+    assert len(pool) == 1
     assert len({id(e.cache) for e in enrichers if e}) == 1  # rows survive a model swap
     for b in builds:
         b.close()

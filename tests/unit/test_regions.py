@@ -42,12 +42,14 @@ def test_a_region_is_down_only_after_the_configured_silence() -> None:
     m.record("west", True)
     clock.now += 2.9
     m.record("east", False, "timeout")
-    assert not m.is_down("east") and m.choose("east") is None
+    assert not m.is_down("east")
+    assert m.choose("east") is None
     clock.now += 0.2  # 3.1 s since east's last answer
     m.record("west", True)
     assert m.is_down("east")
     move = m.choose("east")
-    assert move is not None and (move.kind, move.source, move.target) == ("failover", "east",
+    assert move is not None
+    assert (move.kind, move.source, move.target) == ("failover", "east",
                                                                           "west")
     assert "3 s" in move.reason
 
@@ -56,7 +58,8 @@ def test_no_move_when_no_other_region_answers() -> None:
     clock = Clock()
     m = monitor(clock)
     clock.now += 5
-    assert m.is_down("east") and m.choose("east") is None
+    assert m.is_down("east")
+    assert m.choose("east") is None
 
 
 def test_failback_waits_for_unbroken_health_of_the_preferred_region() -> None:
@@ -76,7 +79,8 @@ def test_failback_waits_for_unbroken_health_of_the_preferred_region() -> None:
     m.record("east", True)
     m.record("west", True)
     move = m.choose("west")
-    assert move is not None and (move.kind, move.target) == ("failback", "east")
+    assert move is not None
+    assert (move.kind, move.target) == ("failback", "east")
     assert m.choose("east") is None  # already in the preferred region
 
 
@@ -108,7 +112,8 @@ def test_subscription_matches_local_and_mirrored_requests_only() -> None:
                                    ["east", "south"])
     assert pattern.startswith("^")
     rx = re.compile(pattern)
-    assert rx.match("shop.v1.requests") and rx.match("east.shop.v1.requests")
+    assert rx.match("shop.v1.requests")
+    assert rx.match("east.shop.v1.requests")
     assert rx.match("south.shop.v1.requests")
     for other in ("west.shop.v1.requests", "shopXv1.requests", "east.shop.v1.predictions",
                   "east.west.shop.v1.requests", "shop.v1.requests.x"):
@@ -168,7 +173,8 @@ def test_the_reader_passes_each_request_id_once_and_never_holds_back_on_redis_tr
     down = UniqueCounts()
     assert len(list(unique([record("a"), record("a")], FirstSeen(FakeRedis(fail=True), "ns",
                                                                    "g", 60), down))) == 2
-    assert down.unchecked == 2 and down.dropped == 0
+    assert down.unchecked == 2
+    assert down.dropped == 0
 
 
 def test_answered_ids_are_recorded_in_every_region_and_a_dead_one_is_skipped() -> None:
@@ -190,7 +196,8 @@ def test_ids_a_dead_region_missed_are_written_when_it_returns_or_the_worker_move
     store.replicas = [("west", there, breaker)]
     store.record(["r1"])
     store.record(["r2"])
-    assert list(store.pending["west"]) == ["r1", "r2"] and not there.data
+    assert list(store.pending["west"]) == ["r1", "r2"]
+    assert not there.data
     there.fail = False  # west's Redis is back: the next record writes the backlog first
     store.record(["r3"])
     assert set(there.data) == {"ns:answered:{r1}", "ns:answered:{r2}", "ns:answered:{r3}"}
@@ -199,7 +206,8 @@ def test_ids_a_dead_region_missed_are_written_when_it_returns_or_the_worker_move
     store.pending["west"] = deque(["r4"])
     moved = AnsweredStore(there, "ns", 60, CircuitBreaker("redis"))
     assert moved.adopt_pending(store.pending, "west") == 1
-    assert "ns:answered:{r4}" in there.data and "west" not in moved.pending
+    assert "ns:answered:{r4}" in there.data
+    assert "west" not in moved.pending
 
 
 def test_a_dead_regions_backlog_is_a_bounded_ring(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -212,7 +220,8 @@ def test_a_dead_regions_backlog_is_a_bounded_ring(monkeypatch: pytest.MonkeyPatc
     for i in range(0, 40, 4):
         store.record([f"r{j}" for j in range(i, i + 4)])
     assert list(store.pending["west"]) == ["r35", "r36", "r37", "r38", "r39"]  # the newest
-    assert store.pending_size() == 5 and store.pending_dropped == 35
+    assert store.pending_size() == 5
+    assert store.pending_dropped == 35
 
 
 class FakeAnswered:

@@ -19,8 +19,10 @@ from stream.cli.main import cli
 def test_publish_list_fetch_and_load(tmp_path: Path) -> None:
     registry = DirectoryRegistry(tmp_path / "reg")
     info = registry.publish(DEFAULT_MODEL_DIR, "fraud", "2", {"owner": "risk"})
-    assert info.version == "2" and info.tags == {"owner": "risk"}
-    assert info.feature_views == ["card_activity"] and len(info.signature["features"]) == 30
+    assert info.version == "2"
+    assert info.tags == {"owner": "risk"}
+    assert info.feature_views == ["card_activity"]
+    assert len(info.signature["features"]) == 30
     assert {"model.onnx", "model.json", "golden.json", "backup/model.onnx"} <= set(info.files)
     folder = registry.fetch("fraud", "2")
     model = OnnxModel.load(folder)
@@ -74,4 +76,5 @@ def test_cli_publish_and_list(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "published fraud v7" in result.output
     listed = runner.invoke(cli, ["models", "list"])
     [row] = [json.loads(line) for line in listed.output.splitlines()]
-    assert row["version"] == "7" and row["tags"] == {"stage": "canary"}
+    assert row["version"] == "7"
+    assert row["tags"] == {"stage": "canary"}

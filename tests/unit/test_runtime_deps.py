@@ -28,4 +28,5 @@ print("ok")
 def test_the_worker_imports_and_runs_without_the_dev_extras() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True,
                           timeout=120, check=False)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -36,6 +36,7 @@ def test_a_spawned_worker_process_receives_the_real_password() -> None:
 
 def test_secrets_are_masked_when_shown_and_kept_for_subprocess_environments() -> None:
     settings = sasl_settings()
-    assert SECRET not in repr(settings) and SECRET not in str(settings)
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings)
     assert SECRET not in settings.model_dump_json()
     assert to_env(settings)["STREAMINFER_SASL_PASSWORD"] == SECRET

@@ -16,7 +16,8 @@ def test_environment_variables_set_fields(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("STREAMINFER_BATCH_MAX_RECORDS", "64")
     monkeypatch.setenv("STREAMINFER_GUARANTEE", "exactly-once")
     s = load_settings()
-    assert s.batch_max_records == 64 and s.guarantee == "exactly-once"
+    assert s.batch_max_records == 64
+    assert s.guarantee == "exactly-once"
 
 
 def test_flags_win_over_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -30,8 +31,10 @@ def test_bad_value_names_setting_flag_and_variable(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigurationError) as info:
         load_settings()
     text = str(info.value)
-    assert "batch_max_records" in text and "--batch-max-records" in text
-    assert "STREAMINFER_BATCH_MAX_RECORDS" in text and "'lots'" in text
+    assert "batch_max_records" in text
+    assert "--batch-max-records" in text
+    assert "STREAMINFER_BATCH_MAX_RECORDS" in text
+    assert "'lots'" in text
 
 
 def test_min_isr_above_replication_factor_is_refused() -> None:
@@ -66,7 +69,8 @@ def test_librdkafka_config_for_each_guarantee() -> None:
     assert consumer["enable.auto.commit"] is False
     assert consumer["partition.assignment.strategy"] == "cooperative-sticky"
     producer = worker_producer(alo, "w")
-    assert producer["acks"] == "all" and producer["enable.idempotence"] is True
+    assert producer["acks"] == "all"
+    assert producer["enable.idempotence"] is True
     assert "transactional.id" not in producer
     eos_settings = load_settings(guarantee="exactly-once")
     eos = worker_producer(eos_settings, "w")
@@ -125,7 +129,8 @@ def test_every_flag_shows_its_environment_twin(command: list[str]) -> None:
             continue
         assert param.show_envvar, param.name
         envvar = param.envvar or f"STREAMINFER_{'_'.join(command).upper()}_{(param.name or '').upper()}"
-        assert isinstance(envvar, str) and envvar.startswith("STREAMINFER_")
+        assert isinstance(envvar, str)
+        assert envvar.startswith("STREAMINFER_")
         assert f"env var: {envvar}" in text, f"{param.opts[0]} does not show {envvar}"
 
 
@@ -187,7 +192,8 @@ def test_every_setting_belongs_to_exactly_one_section_and_keeps_its_flat_name(
     per_section = [f for cls in SECTIONS.values() for f in cls.model_fields]
     assert sorted(per_section) == sorted(Settings.model_fields)  # none twice, none outside
     assert section_of("commit_interval_ms") == "worker"
-    assert section_of("redis_url") == "features" and section_of("sasl_username") == "security"
+    assert section_of("redis_url") == "features"
+    assert section_of("sasl_username") == "security"
     monkeypatch.setenv("STREAMINFER_BATCH_MAX_RECORDS", "77")
     monkeypatch.setenv("STREAMINFER_REGION_LOOKBACK_S", "12.5")
     s = Settings()
