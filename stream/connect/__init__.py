@@ -1,0 +1,1 @@
+"""Turning settings into clients: librdkafka configuration, Redis clients, topics, groups."""

@@ -1,0 +1,1 @@
+"""Adapters of the feature pipeline: the faust-streaming app that writes Redis."""

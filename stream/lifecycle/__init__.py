@@ -1,0 +1,1 @@
+"""Model versions at run time: the control topic, following it, shadow scoring, status."""
