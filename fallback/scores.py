@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import redis
 
 from fallback.breaker import CircuitBreaker
+from fallback.redis_client import RedisClient
 from fallback.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class RedisScoreStore:
     showed to be a sixth of the worker's time.
     """
 
-    def __init__(self, client: Any, namespace: str, breaker: CircuitBreaker,
+    def __init__(self, client: RedisClient, namespace: str, breaker: CircuitBreaker,
                  retry: RetryPolicy | None = None, refresh_s: float = 10.0,
                  max_tracked: int = 200_000, clock: Any = time.monotonic) -> None:
         self.client = client

@@ -23,6 +23,7 @@ from typing import Any
 import redis
 
 from fallback.breaker import CircuitBreaker
+from fallback.redis_client import RedisClient
 
 log = logging.getLogger(__name__)
 # Answered ids kept per region whose Redis does not answer (a ring: the oldest go first;
@@ -33,7 +34,7 @@ PENDING_MAX = 200_000
 class AnsweredStore:
     """Which request ids have a prediction already."""
 
-    def __init__(self, client: Any, namespace: str, ttl_s: float,
+    def __init__(self, client: RedisClient, namespace: str, ttl_s: float,
                  breaker: CircuitBreaker) -> None:
         self.client = client
         self.namespace = namespace
@@ -101,7 +102,7 @@ class AnsweredStore:
             return 0
         return len(mine)
 
-    def _record_in(self, client: Any, breaker: CircuitBreaker, request_ids: Sequence[str],
+    def _record_in(self, client: RedisClient, breaker: CircuitBreaker, request_ids: Sequence[str],
                    where: str, force: bool = False) -> bool:
         if not request_ids:
             return True

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import redis
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from fallback.redis_client import RedisClient
 from processors.features.store import UPDATED_AT, RedisFeatureStore
 
 
@@ -74,7 +75,7 @@ class FakeStore(RedisFeatureStore):
     made to fail like Redis. ``rows`` hold numbers, ``raw`` hold fields as stored text."""
 
     def __init__(self) -> None:
-        super().__init__(None, "t")
+        super().__init__(cast(RedisClient, None), "t")  # _fetch is overridden: no client
         self.rows: dict[tuple[str, str], tuple[dict[str, float], int | None]] = {}
         self.raw: dict[tuple[str, str], dict[str, bytes | str]] = {}
         self.fail = False

@@ -10,7 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+
+from redis.typing import EncodableT, FieldT
+
+from fallback.redis_client import RedisClient
 
 UPDATED_AT = "_updated_at"
 FLOAT32_MAX = 3.4028234663852886e38  # models take float32 inputs: larger values become inf
@@ -58,7 +61,7 @@ class StoredRow:
 class RedisFeatureStore:
     """Reads and writes feature hashes."""
 
-    def __init__(self, client: Any, namespace: str) -> None:
+    def __init__(self, client: RedisClient, namespace: str) -> None:
         """``client``: redis.Redis (standalone or Sentinel master) or RedisCluster."""
         self.client = client
         self.namespace = namespace
@@ -113,7 +116,7 @@ class RedisFeatureStore:
         now = time.time_ns() // 1_000_000
         for view, entity, values, updated in rows:
             key = self.key(view, entity)
-            mapping: dict[str, str] = {k: repr(float(v)) for k, v in values.items()}
+            mapping: dict[FieldT, EncodableT] = {k: repr(float(v)) for k, v in values.items()}
             mapping[UPDATED_AT] = str(updated if updated is not None else now)
             pipe.hset(key, mapping=mapping)
             pipe.expire(key, ttl_s[view])

@@ -17,11 +17,11 @@ import redis
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
+from fallback.redis_client import AsyncRedisClient, RedisClient
 from processors.features.cache import FeatureCache
 from stream.exceptions import ConfigurationError
 from stream.settings import Settings
 
-RedisClient = Any  # redis.Redis or redis.cluster.RedisCluster: same commands and pipelines
 log = logging.getLogger(__name__)
 
 
@@ -50,8 +50,10 @@ def make_redis(settings: Settings, timeout_s: float = 0.25,
     if settings.redis_mode == "sentinel":
         sentinel = Sentinel(sentinel_hosts(settings), socket_timeout=timeout_s,
                             socket_connect_timeout=timeout_s)
-        return sentinel.master_for(settings.redis_master_name, socket_timeout=timeout_s,
-                                   socket_connect_timeout=timeout_s, **named)
+        master: redis.Redis = sentinel.master_for(
+            settings.redis_master_name, socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s, **named)
+        return master
     # One attempt per call: our circuit breaker, not the client, decides when to try again,
     # so a dead cluster costs one timeout per batch until the breaker opens.
     return RedisCluster.from_url(settings.redis_url, socket_timeout=timeout_s,
@@ -114,7 +116,7 @@ class RedisPool:
                 log.debug("closing a Redis client: %s", exc)
 
 
-def make_async_redis(settings: Settings, timeout_s: float = 2.0) -> RedisClient:
+def make_async_redis(settings: Settings, timeout_s: float = 2.0) -> AsyncRedisClient:
     """The asyncio twin of :func:`make_redis` (for the faust feature app)."""
     import redis.asyncio as aioredis
     from redis.asyncio.cluster import RedisCluster as AsyncCluster
@@ -123,6 +125,8 @@ def make_async_redis(settings: Settings, timeout_s: float = 2.0) -> RedisClient:
     if settings.redis_mode == "standalone":
         return aioredis.from_url(settings.redis_url, socket_timeout=timeout_s)
     if settings.redis_mode == "sentinel":
-        return AsyncSentinel(sentinel_hosts(settings), socket_timeout=timeout_s).master_for(
+        master: aioredis.Redis = AsyncSentinel(
+            sentinel_hosts(settings), socket_timeout=timeout_s).master_for(
             settings.redis_master_name, socket_timeout=timeout_s)
+        return master
     return AsyncCluster.from_url(settings.redis_url, socket_timeout=timeout_s)

@@ -43,8 +43,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import faust
+from redis.typing import EncodableT, FieldT
 
 from fallback.deadletter import DeadLetterWriter
+from fallback.redis_client import AsyncRedisClient
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder
 
@@ -160,7 +162,7 @@ def expected_features(events: list[dict[str, Any]]) -> dict[str, dict[str, float
     return out
 
 
-def build_app(namespace: str, bootstrap_servers: str, redis_client: Any, partitions: int,
+def build_app(namespace: str, bootstrap_servers: str, redis_client: AsyncRedisClient, partitions: int,
               replication_factor: int, guarantee: str = "exactly_once",
               session_timeout_s: float = 10.0, datadir: str | None = None,
               report_sizes: Callable[[dict[str, int]], None] | None = None) -> faust.App:
@@ -242,7 +244,7 @@ def build_app(namespace: str, bootstrap_servers: str, redis_client: Any, partiti
                     _drop(sums, key)
                 _drop(last_event, idle)
             key = f"{namespace}:fv:{VIEW}:{{{entity}}}"
-            mapping: dict[str | bytes, str | bytes | float | int] = {
+            mapping: dict[FieldT, EncodableT] = {
                 k: repr(float(v)) for k, v in values.items()}
             mapping["_updated_at"] = str(time.time_ns() // 10**6)
             await client.hset(key, mapping=mapping)

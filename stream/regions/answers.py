@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 from confluent_kafka import Consumer
 
+from fallback.redis_client import RedisClient
 from stream.clients import ReadRecord
 from stream.connect import kafka_config
 from stream.settings import Settings
@@ -57,7 +57,7 @@ class UniqueCounts:
 class FirstSeen:
     """``SET NX`` per request_id: True the first time an id is offered to this group."""
 
-    def __init__(self, client: Any, namespace: str, group: str, ttl_s: float) -> None:
+    def __init__(self, client: RedisClient, namespace: str, group: str, ttl_s: float) -> None:
         self.client = client
         self.prefix = f"{namespace}:delivered:{group}"
         self.ttl_s = max(1, int(ttl_s))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -12,6 +12,7 @@ import pytest
 from fallback.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from fallback.config import Condition, Rule
 from fallback.predictors import ConstantPredictor, FallbackChain, RulesPredictor
+from fallback.redis_client import RedisClient
 from fallback.shedding import LoadShedder
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError
@@ -197,7 +198,7 @@ def test_last_known_good_writes_are_thinned_per_entity() -> None:
     from fallback.scores import RedisScoreStore
 
     now = [100.0]
-    store = RedisScoreStore(None, "ns", CircuitBreaker("redis"), refresh_s=10.0,
+    store = RedisScoreStore(cast(RedisClient, None), "ns", CircuitBreaker("redis"), refresh_s=10.0,
                             clock=lambda: now[0])
     batch = [("a", 0.1), ("b", 0.2), ("a", 0.3)]
     assert sorted(store.due("m", batch)) == [("a", 0.3), ("b", 0.2)]  # the last score wins
@@ -215,7 +216,7 @@ def test_thinned_lkg_writes_never_take_the_breakers_half_open_trial() -> None:
     now = [0.0]
     breaker = CircuitBreaker("redis", BreakerConfig(failure_threshold=1, open_seconds=1.0),
                              clock=lambda: now[0])
-    store = RedisScoreStore(None, "ns", breaker, refresh_s=10.0, clock=lambda: now[0])
+    store = RedisScoreStore(cast(RedisClient, None), "ns", breaker, refresh_s=10.0, clock=lambda: now[0])
     assert store.due("m", [("a", 0.1)]) == [("a", 0.1)]  # a was just written
     breaker.record_failure()
     assert state_of(breaker) is BreakerState.OPEN

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
 
 from fallback.breaker import BreakerConfig, CircuitBreaker
+from fallback.redis_client import RedisClient
 from processors.dedupe import AnsweredStore
 from stream.clients import ReadRecord
 from stream.exceptions import ConfigurationError
@@ -120,6 +121,11 @@ def test_subscription_matches_local_and_mirrored_requests_only() -> None:
         assert not rx.match(other), other
 
 
+def as_client(fake: FakeRedis) -> RedisClient:
+    """The fake where the stores take a redis-py client (it has the commands they call)."""
+    return cast(RedisClient, fake)
+
+
 class FakeRedis:
     """Just what FirstSeen and AnsweredStore use."""
 
@@ -165,13 +171,13 @@ def test_the_reader_passes_each_request_id_once_and_never_holds_back_on_redis_tr
     counts = UniqueCounts()
     records = [record("a"), record("b"), record("a", "east.ns.predictions"), record(None),
                record(None), record("b")]
-    out = list(unique(records, FirstSeen(store, "ns", "g", 60), counts))
+    out = list(unique(records, FirstSeen(as_client(store), "ns", "g", 60), counts))
     assert [r.value for r in out] == [{"request_id": "a"}, {"request_id": "b"},
                                       {"error": "undecodable"}, {"error": "undecodable"}]
     assert (counts.read, counts.passed, counts.dropped, counts.unchecked) == (6, 4, 2, 0)
     # Another group sees everything once again; Redis down: records pass, counted unchecked.
     down = UniqueCounts()
-    assert len(list(unique([record("a"), record("a")], FirstSeen(FakeRedis(fail=True), "ns",
+    assert len(list(unique([record("a"), record("a")], FirstSeen(as_client(FakeRedis(fail=True)), "ns",
                                                                    "g", 60), down))) == 2
     assert down.unchecked == 2
     assert down.dropped == 0
@@ -180,7 +186,7 @@ def test_the_reader_passes_each_request_id_once_and_never_holds_back_on_redis_tr
 def test_answered_ids_are_recorded_in_every_region_and_a_dead_one_is_skipped() -> None:
     here, there, dead = FakeRedis(), FakeRedis(), FakeRedis(fail=True)
     breaker = CircuitBreaker("dead", BreakerConfig(failure_threshold=1, open_seconds=60))
-    store = AnsweredStore(here, "ns", 60, CircuitBreaker("redis"))
+    store = AnsweredStore(as_client(here), "ns", 60, CircuitBreaker("redis"))
     store.replicas = [("west", there, CircuitBreaker("west")), ("south", dead, breaker)]
     store.record(["r1", "r2"])
     assert set(here.data) == set(there.data) == {"ns:answered:{r1}", "ns:answered:{r2}"}
@@ -192,7 +198,7 @@ def test_answered_ids_are_recorded_in_every_region_and_a_dead_one_is_skipped() -
 def test_ids_a_dead_region_missed_are_written_when_it_returns_or_the_worker_moves_there() -> None:
     here, there = FakeRedis(), FakeRedis(fail=True)
     breaker = CircuitBreaker("west", BreakerConfig(failure_threshold=1, open_seconds=0.0))
-    store = AnsweredStore(here, "ns", 60, CircuitBreaker("redis"))
+    store = AnsweredStore(as_client(here), "ns", 60, CircuitBreaker("redis"))
     store.replicas = [("west", there, breaker)]
     store.record(["r1"])
     store.record(["r2"])
@@ -204,7 +210,7 @@ def test_ids_a_dead_region_missed_are_written_when_it_returns_or_the_worker_move
     assert list(store.pending["west"]) == []
     # A worker moving to west takes the backlog along and writes it there.
     store.pending["west"] = deque(["r4"])
-    moved = AnsweredStore(there, "ns", 60, CircuitBreaker("redis"))
+    moved = AnsweredStore(as_client(there), "ns", 60, CircuitBreaker("redis"))
     assert moved.adopt_pending(store.pending, "west") == 1
     assert "ns:answered:{r4}" in there.data
     assert "west" not in moved.pending
@@ -214,7 +220,7 @@ def test_a_dead_regions_backlog_is_a_bounded_ring(monkeypatch: pytest.MonkeyPatc
     from processors import dedupe
 
     monkeypatch.setattr(dedupe, "PENDING_MAX", 5)
-    store = AnsweredStore(FakeRedis(), "ns", 60, CircuitBreaker("redis"))
+    store = AnsweredStore(as_client(FakeRedis()), "ns", 60, CircuitBreaker("redis"))
     store.replicas = [("west", FakeRedis(fail=True), CircuitBreaker(
         "west", BreakerConfig(failure_threshold=1, open_seconds=60)))]
     for i in range(0, 40, 4):
