@@ -38,3 +38,14 @@ def test_no_class_has_more_methods_than_the_budget() -> None:
 
 def test_the_budget_sees_every_package() -> None:
     assert len(sources()) > 100  # a wrong ROOT would pass the checks above vacuously
+
+
+def test_the_runtime_package_shows_its_concerns_at_the_top() -> None:
+    """``stream/`` lists a handful of modules and one package per concern, not fifty files."""
+    stream = ROOT / "stream"
+    modules = sorted(p.name for p in stream.glob("*.py") if p.name != "__init__.py")
+    packages = sorted(p.name for p in stream.iterdir() if (p / "__init__.py").exists())
+    assert len(modules) <= 5, modules
+    assert {"worker", "regions", "cli", "devcluster", "settings"} <= set(packages), packages
+    for package in packages:  # each says what it is for
+        assert ast.get_docstring(ast.parse((stream / package / "__init__.py").read_text())), package
