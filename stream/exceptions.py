@@ -6,7 +6,7 @@ from __future__ import annotations
 from schemas.exceptions import StreaminferError
 
 __all__ = ["ConfigurationError", "InfrastructureError", "KafkaOperationError",
-           "StreaminferError"]
+           "KafkaUnreachableError", "StreaminferError", "UnknownTopicError"]
 
 
 class ConfigurationError(StreaminferError):
@@ -23,3 +23,11 @@ class KafkaOperationError(StreaminferError):
     def __init__(self, message: str, *, retriable: bool = False) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class KafkaUnreachableError(KafkaOperationError):
+    """Kafka did not answer at the configured address within the connect timeout."""
+
+
+class UnknownTopicError(ConfigurationError):
+    """A topic (or a whole namespace) a command was pointed at does not exist."""

@@ -17,6 +17,7 @@ from stream.exceptions import StreaminferError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100,
                                 "auto_envvar_prefix": "STREAMINFER"})
+@click.version_option(package_name="streaminfer", prog_name="streaminfer")
 def cli() -> None:
     """streaminfer: Kafka-native ML inference that keeps answering while parts fail.
 

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from stream.cli.options import CONNECTION, TOPICS, resolve, settings_options
+from stream.connect.reachability import require_kafka
 
 REGISTRY = ("registry_dir",)
 
@@ -49,6 +50,7 @@ def _change(kwargs: dict[str, Any], name: str, action: str, verify: str | None =
     from stream.lifecycle.control import change as apply_change
 
     s = resolve(kwargs, CONNECTION, REGISTRY)
+    require_kafka(s)
     if verify is not None:
         DirectoryRegistry(s.registry_path).fetch(name, verify)  # refuse unknown/corrupt versions
     return apply_change(s, name, action, **change)
@@ -162,6 +164,7 @@ def models_status(name: str, metrics_urls: tuple[str, ...], as_json: bool,
     from stream.lifecycle.version_status import collect, render
 
     s = resolve(kwargs, CONNECTION, REGISTRY)
+    require_kafka(s)
     report = collect(s, name, list(metrics_urls))
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -181,6 +184,7 @@ def backup(out: Path, **kwargs: Any) -> None:
     from stream.tools.backup import write_backup
 
     s = resolve(kwargs, CONNECTION, REGISTRY)
+    require_kafka(s)
     summary = write_backup(s, out)
     click.echo(f"wrote {out}: {summary}")
 
@@ -196,5 +200,6 @@ def restore(archive: Path, force: bool, **kwargs: Any) -> None:
     from stream.tools.backup import restore_backup
 
     s = resolve(kwargs, CONNECTION, TOPICS, REGISTRY)
+    require_kafka(s)
     for line in restore_backup(s, archive, force=force):
         click.echo(line)

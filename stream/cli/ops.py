@@ -18,6 +18,7 @@ from stream.cli.options import (
     resolve,
     settings_options,
 )
+from stream.connect.reachability import require_kafka, require_namespace, require_topic
 
 
 # --- dlq ------------------------------------------------------------------------------
@@ -38,6 +39,7 @@ def dlq_inspect(timeout: float, **kwargs: Any) -> None:
     from stream.tools.dlq import inspect
 
     s = resolve(kwargs, CONNECTION)
+    require_topic(s, require_kafka(s), s.dlq_topic)
     groups = inspect(s, timeout)
     table = Table(title=f"{s.dlq_topic}: {sum(g.count for g in groups):,} dead letters")
     for col in ("stage", "error", "count", "first", "last", "sample", "request ids"):
@@ -71,6 +73,7 @@ def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
     from stream.tools.dlq import Selection, replay
 
     s = resolve(kwargs, CONNECTION, REDIS)
+    require_topic(s, require_kafka(s), s.dlq_topic)
     report = replay(s, Selection(stages, error_types, request_ids), dry_run, timeout, target)
     verb = "would replay" if dry_run else "replayed"
     click.echo(f"scanned {report.scanned} dead letters, {report.selected} selected, "
@@ -93,6 +96,7 @@ def status(metrics_urls: tuple[str, ...], interval: float, **kwargs: Any) -> Non
     from stream.observability.status import render
 
     s = resolve(kwargs, CONNECTION)
+    require_namespace(s, require_kafka(s))
     console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(render(s, list(metrics_urls), interval))
 

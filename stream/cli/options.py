@@ -61,7 +61,7 @@ def settings_options(*fields: str) -> Callable[[F], F]:
 
 
 CONNECTION = ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username",
-              "sasl_password", "namespace", "log_level", "log_format")
+              "sasl_password", "namespace", "connect_timeout_s", "log_level", "log_format")
 TOPICS = ("partitions", "replication_factor", "min_insync_replicas")
 WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "model_path",
           "onnx_intra_op_threads", "onnx_inter_op_threads", "onnx_allow_spinning", "processes",

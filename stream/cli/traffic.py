@@ -16,12 +16,39 @@ from stream.cli.options import (
     resolve,
     settings_options,
 )
+from stream.connect.reachability import require_kafka, require_namespace, require_topic
 
 
 # --- topics ---------------------------------------------------------------------------
 @click.group()
 def topics() -> None:
     """Topic administration."""
+
+
+@topics.command("list")
+@click.option("--all", "all_namespaces", is_flag=True, help="Every topic, not only this namespace's.")
+@settings_options(*CONNECTION)
+def topics_list(all_namespaces: bool, **kwargs: Any) -> None:
+    """The namespace's topics with their partitions and replication factor (and the other
+    namespaces on the cluster)."""
+    from stream.connect.reachability import namespaces
+
+    s = resolve(kwargs, CONNECTION)
+    metadata = require_kafka(s)
+    prefix = f"{s.namespace}."
+    shown = sorted(t for t in metadata.topics
+                   if all_namespaces or t.startswith(prefix) or t.endswith(f".{prefix}requests"))
+    for name in shown:
+        parts = metadata.topics[name].partitions
+        replicas = min((len(p.replicas) for p in parts.values()), default=0)
+        click.echo(f"{name:<50} partitions={len(parts):<4} rf={replicas}")
+    others = [ns for ns in namespaces(metadata) if ns != s.namespace and "." not in ns]
+    if not shown:
+        click.echo(f"namespace {s.namespace!r} has no topics at {s.bootstrap_servers}; "
+                   "`streaminfer topics ensure` creates them", err=True)
+    if others and not all_namespaces:
+        click.echo(f"other namespaces here: {', '.join(others)} (--namespace, or --all)",
+                   err=True)
 
 
 @topics.command("ensure")
@@ -37,6 +64,7 @@ def topics_ensure(**kwargs: Any) -> None:
     for region, bootstrap in where.items():
         if region:
             click.echo(f"region {region} ({bootstrap}):")
+        require_kafka(region_settings(s, bootstrap))
         for t in ensure_topics(region_settings(s, bootstrap)):
             verb = "created" if t.created else "exists "
             click.echo(f"{verb} {t.name:<40} partitions={t.partitions} rf={t.replication_factor}")
@@ -66,6 +94,8 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
     from stream.tools.producing import send_paced
 
     s = resolve(kwargs, CONNECTION, REGIONS)
+    if not s.regions:  # with regions, the failover producer moves past a region that is down
+        require_topic(s, require_kafka(s), s.requests_topic)
     total: int | None
     if file_ is None:
         source = synthetic_requests(count, model=model, entities=entities, seed=seed)
@@ -95,7 +125,8 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
 
 @click.command()
 @click.option("--topic", default="predictions", show_default=True,
-              help="predictions, dlq, requests, or a full topic name.", show_envvar=True)
+              help="predictions, dlq, requests, shadow, events, models, or a full topic name.",
+              show_envvar=True)
 @click.option("--count", type=int, default=None, help="Stop after this many records.", show_envvar=True)
 @click.option("--timeout", type=float, default=None,
               help="Stop after this many seconds without a record.", show_envvar=True)
@@ -108,7 +139,9 @@ def consume(topic: str, count: int | None, timeout: float | None, from_beginning
 
     s = resolve(kwargs, CONNECTION)
     name = {"predictions": s.predictions_topic, "dlq": s.dlq_topic,
-            "requests": s.requests_topic}.get(topic, topic)
+            "requests": s.requests_topic, "shadow": s.shadow_topic, "events": s.events_topic,
+            "models": f"{s.namespace}.models"}.get(topic, topic)
+    require_topic(s, require_kafka(s), name)
     n = 0
     for record in TopicReader(s, name, count=count, timeout=timeout,
                               from_beginning=from_beginning):
@@ -142,6 +175,7 @@ def answers(count: int | None, timeout: float | None, from_beginning: bool, grou
     from stream.regions.failover import parse_regions
 
     s = resolve(kwargs, CONNECTION, REGIONS, REDIS)
+    require_namespace(s, require_kafka(s))
     here = [n for n, b in parse_regions(s.regions).items() if b == s.bootstrap_servers] \
         if s.regions else []
     others = [n for n in (parse_regions(s.regions) if s.regions else {}) if n not in here]

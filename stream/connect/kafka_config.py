@@ -6,6 +6,7 @@ import uuid
 from typing import Any
 
 from stream.exceptions import ConfigurationError
+from stream.observability.kafka_logs import kafka_logger
 from stream.settings import Settings
 
 
@@ -16,6 +17,7 @@ def common(settings: Settings) -> dict[str, Any]:
         "security.protocol": settings.security_protocol,
         "client.id": f"streaminfer-{settings.namespace}",
         "log.connection.close": False,
+        "logger": kafka_logger(),  # librdkafka's lines through our logging, repeats folded
     }
     if settings.security_protocol.startswith("SASL"):
         if settings.sasl_password is None:  # Settings checks it; never send a None password

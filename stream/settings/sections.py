@@ -37,6 +37,10 @@ class KafkaSection(BaseModel):
     min_insync_replicas: int = Field(
         2, ge=1, le=32, description="min.insync.replicas on create (<= replication factor)."
     )
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=300, description="How long a command waits for Kafka to answer before "
+                                       "it stops with an error naming the address (workers "
+                                       "keep retrying instead).")
 
 
 class SecuritySection(BaseModel):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from stream.connect.topics import ensure_topics
 from stream.exceptions import ConfigurationError
+from stream.settings import Settings, to_env
 from tests.integration.conftest import Endpoints, make_settings
 
 pytestmark = pytest.mark.integration
@@ -36,3 +40,38 @@ def test_replication_factor_above_broker_count_is_refused(cluster: Endpoints) ->
     settings = make_settings(cluster, replication_factor=3, min_insync_replicas=2)
     with pytest.raises(ConfigurationError, match=r"replication_factor 3 .* exceeds the 1 broker"):
         ensure_topics(settings)
+
+
+def streaminfer(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command line, pointed at the test cluster and namespace."""
+    return subprocess.run([sys.executable, "-m", "stream.cli.main", *args],
+                          env=to_env(settings, connect_timeout_s=5), capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_a_misspelt_topic_or_namespace_is_named_with_the_ones_that_exist(
+        settings: Settings) -> None:
+    typo = streaminfer(settings, "consume", "--topic", "predictons", "--timeout", "1")
+    assert typo.returncode == 2, typo.stderr
+    assert f"topic predictons does not exist at {settings.bootstrap_servers}" in typo.stderr
+    assert "predictions" in typo.stderr
+    assert "requests" in typo.stderr  # the namespace's real topics are listed
+    nowhere = settings.model_copy(update={"namespace": "no-such-namespace"})
+    for command in (["status"], ["consume"], ["dlq", "inspect"]):
+        done = streaminfer(nowhere, *command)
+        assert done.returncode == 2, (command, done.stderr)
+        assert "no-such-namespace" in done.stderr
+        assert "Traceback" not in done.stderr
+    status = streaminfer(nowhere, "status")
+    assert settings.namespace in status.stderr  # the namespaces that do exist are named
+    assert "topics ensure" in status.stderr
+
+
+def test_topics_list_shows_the_namespace_and_names_the_others(settings: Settings) -> None:
+    done = streaminfer(settings, "topics", "list")
+    assert done.returncode == 0, done.stderr
+    listed = [line.split()[0] for line in done.stdout.splitlines()]
+    assert settings.requests_topic in listed
+    assert settings.predictions_topic in listed
+    assert all(name.startswith(f"{settings.namespace}.") for name in listed)
+    assert "partitions=" in done.stdout

@@ -1,0 +1,63 @@
+"""Fail fast when Kafka is not there, and when a topic is misspelt.
+
+A command (not a worker: workers keep retrying and say so through /readyz) asks the
+cluster for its metadata once, with ``--connect-timeout-s`` as the deadline. No answer is
+one clear line naming the address and what to try, instead of librdkafka retrying
+forever; a topic that is not there names the topics that are.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata
+
+from stream.connect import kafka_config
+from stream.exceptions import KafkaUnreachableError, UnknownTopicError
+from stream.settings import Settings
+
+
+def require_kafka(settings: Settings) -> ClusterMetadata:
+    """The cluster's metadata, or :class:`KafkaUnreachableError` after the timeout."""
+    admin = AdminClient(kafka_config.admin(settings))
+    try:
+        return admin.list_topics(timeout=settings.connect_timeout_s)
+    except KafkaException as exc:
+        raise KafkaUnreachableError(
+            f"Kafka at {settings.bootstrap_servers} did not answer within "
+            f"{settings.connect_timeout_s:g} s ({exc.args[0].str()}). Start the local cluster "
+            "with `streaminfer dev up`, or point --bootstrap-servers "
+            "(STREAMINFER_BOOTSTRAP_SERVERS) at a running one; --connect-timeout-s waits "
+            "longer.") from exc
+
+
+def namespaces(metadata: ClusterMetadata) -> list[str]:
+    """Namespaces present on the cluster (those with a ``<ns>.requests`` topic)."""
+    return sorted(t.removesuffix(".requests") for t in metadata.topics
+                  if t.endswith(".requests") and t.count(".requests") == 1)
+
+
+def require_namespace(settings: Settings, metadata: ClusterMetadata) -> None:
+    """:class:`UnknownTopicError` when the namespace's request topic does not exist."""
+    if settings.requests_topic in metadata.topics:
+        return
+    others = namespaces(metadata)
+    raise UnknownTopicError(
+        f"namespace {settings.namespace!r} has no topics at {settings.bootstrap_servers} "
+        f"({settings.requests_topic} does not exist); "
+        + (f"namespaces there: {', '.join(others)}; set --namespace" if others
+           else "no namespace there yet")
+        + "; `streaminfer topics ensure` creates a namespace's topics")
+
+
+def require_topic(settings: Settings, metadata: ClusterMetadata, topic: str) -> None:
+    """:class:`UnknownTopicError` naming the namespace's topics when ``topic`` is absent."""
+    if topic in metadata.topics:
+        return
+    prefix = settings.namespace + "."
+    ours = sorted(t for t in metadata.topics if t.startswith(prefix))
+    short = ", ".join(t.removeprefix(prefix) for t in ours)
+    raise UnknownTopicError(
+        f"topic {topic} does not exist at {settings.bootstrap_servers}; "
+        + (f"the topics of namespace {settings.namespace!r} are: {short}" if ours
+           else f"namespace {settings.namespace!r} has no topics there (set --namespace, or "
+                "create them with `streaminfer topics ensure`)"))

@@ -1,0 +1,70 @@
+"""A command pointed at an address where no Kafka answers stops in seconds with one line
+that names the address and what to try; librdkafka's own lines go through our logging,
+with repeats folded."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stream.observability.kafka_logs import RepeatFilter
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", [
+    ["consume", "--topic", "predictions"],
+    ["produce", "--count", "5"],
+    ["topics", "ensure"],
+    ["status"],
+    ["dlq", "inspect"],
+])
+def test_a_command_without_kafka_stops_in_seconds_with_one_clear_line(
+        command: list[str], tmp_path: object) -> None:
+    address = f"127.0.0.1:{free_port()}"  # nothing listens there
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMINFER_")}
+    env.update(STREAMINFER_HOME=str(tmp_path), STREAMINFER_BOOTSTRAP_SERVERS=address,
+               STREAMINFER_CONNECT_TIMEOUT_S="1")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "stream.cli.main", *command], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    took = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, done.stderr
+    assert f"Kafka at {address} did not answer within 1 s" in errors[0]
+    assert "streaminfer dev up" in errors[0]
+    assert "Traceback" not in done.stderr
+    assert len(lines) <= 4, done.stderr  # no stream of raw librdkafka lines
+    assert took < 30, took
+
+
+def test_repeated_librdkafka_lines_are_folded_per_window() -> None:
+    now = [0.0]
+    folded = RepeatFilter(window_s=30, clock=lambda: now[0])
+
+    def line(msg: str) -> logging.LogRecord:
+        return logging.LogRecord("streaminfer.librdkafka", logging.ERROR, __file__, 1,
+                                 "%s [%s] %s", ("FAIL", "rdkafka#producer-1", msg), None)
+
+    refused = "127.0.0.1:{}/bootstrap: Connect to ipv4#127.0.0.1:{} failed: Connection refused"
+    assert folded.filter(line(refused.format(9999, 9999)))
+    for port in (9999, 9998, 9999):  # digits differ: still the same kind of line
+        now[0] += 1
+        assert not folded.filter(line(refused.format(port, port)))
+    assert folded.filter(line("a different line"))
+    now[0] += 30
+    again = line(refused.format(9999, 9999))
+    assert folded.filter(again)
+    assert "(and 3 like it in the last 30 s)" in again.getMessage()
