@@ -3,7 +3,10 @@
 The parent forwards SIGTERM/SIGINT to the children, waits for them to finish their
 batch and leave the group, and exits 0 when they all did. A child that dies on its
 own (crash, OOM kill) is restarted with backoff, at most ``MAX_RESTARTS`` times a
-minute; the group rebalances its partitions meanwhile.
+minute; the group rebalances its partitions meanwhile. What a restart cannot fix (a bad
+model directory, invalid settings) is checked once in the parent before any child starts
+(:func:`preflight`), and a child that stops on such an error exits with
+``EXIT_CANNOT_HEAL``, which stops the supervisor instead of restarting it.
 """
 
 from __future__ import annotations
@@ -11,16 +14,34 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import signal
+import sys
 import time
 from collections import deque
 from typing import Any
 
+from processors.exceptions import ModelLoadError
+from stream.exceptions import ConfigurationError
 from stream.observability.logsetup import configure
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_RESTARTS = 5
 STOP_GRACE_S = 60.0
+EXIT_CANNOT_HEAL = 2  # a child's exit code for errors a restart cannot fix
+
+
+def preflight(settings: Settings) -> None:
+    """Load the served model once (and its fallback section) so a bad directory is one
+    clear error before any worker process starts. A registry model is checked by the
+    workers: it needs the control topic."""
+    if settings.registry_model:
+        return
+    from fallback.config import FallbackConfig
+    from processors.model import OnnxModel, RuntimeOptions
+
+    model = OnnxModel.load(settings.model_path, RuntimeOptions(1, 1, False))
+    FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent,
+                         str(model.source.parent / "model.json"))
 
 
 def run_one(settings: Settings, index: int) -> None:
@@ -36,13 +57,17 @@ def run_one(settings: Settings, index: int) -> None:
     configure(settings.log_level, settings.log_format)
     worker_id = f"{settings.worker_id or default_worker_id()}-{index}" \
         if settings.processes > 1 else None
-    # Stable only when --worker-id was given: host-pid-based ids change on every start.
-    worker = make_worker(settings, worker_id, stable_id=settings.worker_id is not None)
-    worker.install_signal_handlers()
-    # Ctrl-C reaches the whole process group; the parent turns it into one SIGTERM per
-    # child, so a child ignores SIGINT (else it would count two signals and exit hard).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker.run()
+    try:
+        # Stable only when --worker-id was given: host-pid-based ids change on every start.
+        worker = make_worker(settings, worker_id, stable_id=settings.worker_id is not None)
+        worker.install_signal_handlers()
+        # Ctrl-C reaches the whole process group; the parent turns it into one SIGTERM per
+        # child, so a child ignores SIGINT (else it would count two signals and exit hard).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        worker.run()
+    except (ConfigurationError, ModelLoadError) as exc:
+        log.error("worker process %d cannot start: %s", index, exc)
+        sys.exit(EXIT_CANNOT_HEAL)
 
 
 def child_args(settings: Settings, index: int) -> tuple[Settings, int]:
@@ -52,6 +77,7 @@ def child_args(settings: Settings, index: int) -> tuple[Settings, int]:
 
 def supervise(settings: Settings) -> int:
     """Start ``settings.processes`` workers and keep them running until a signal."""
+    preflight(settings)
     ctx = mp.get_context("spawn")
     stopping = False
 
@@ -77,6 +103,10 @@ def supervise(settings: Settings) -> int:
             if proc.is_alive() or stopping:
                 continue
             log.error("worker process %d (pid %s) exited with %s", i, proc.pid, proc.exitcode)
+            if proc.exitcode == EXIT_CANNOT_HEAL:
+                log.error("a restart cannot fix that (see the error above): stopping")
+                stopping = True
+                break
             now = time.monotonic()
             while restarts and now - restarts[0] > 60:
                 restarts.popleft()

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -68,3 +69,22 @@ def test_repeated_librdkafka_lines_are_folded_per_window() -> None:
     again = line(refused.format(9999, 9999))
     assert folded.filter(again)
     assert "(and 3 like it in the last 30 s)" in again.getMessage()
+
+
+def test_a_bad_model_directory_stops_a_multi_process_worker_once_and_clearly(
+        tmp_path: Path) -> None:
+    bad = tmp_path / "model"
+    bad.mkdir()
+    (bad / "model.json").write_text('{"name": "fraud"}')  # no version, no features
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMINFER_")}
+    env.update(STREAMINFER_HOME=str(tmp_path), STREAMINFER_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "stream.cli.main", "worker", "--processes",
+                           "2", "--model-path", str(bad)], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("error:") == 1, done.stderr
+    assert str(bad) in done.stderr
+    assert "Traceback" not in done.stderr
+    assert "started worker process" not in done.stderr  # checked before any child
+    assert time.monotonic() - started < 20
