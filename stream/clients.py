@@ -65,7 +65,10 @@ def requests_from_json_lines(lines: Iterable[str], source: str = "<stdin>"
                              ) -> Iterator[dict[str, Any]]:
     """Parse JSON-lines requests; ``request_id`` and ``created_at`` are filled when absent.
 
-    A bad line raises ConfigurationError naming the source and line number.
+    One JSON object per line: ``entity_id`` (string), ``model`` (string), ``features``
+    (an object of name: number); optional ``request_id``, ``created_at`` (epoch ms),
+    ``deadline_ms`` (epoch ms), ``priority`` (int). Blank lines are skipped. A bad line
+    raises ConfigurationError naming the source, the line number and what is wrong.
     """
     for number, line in enumerate(lines, start=1):
         line = line.strip()
@@ -85,7 +88,13 @@ def requests_from_json_lines(lines: Iterable[str], source: str = "<stdin>"
         obj.setdefault("request_id", uuid.uuid4().hex)
         obj.setdefault("created_at", now_ms())
         obj.setdefault("deadline_ms", None)
-        obj["features"] = {str(k): float(v) for k, v in obj["features"].items()}
+        features: dict[str, float] = {}
+        for name, value in obj["features"].items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigurationError(f"{source}:{number}: feature {name!r} must be a number, "
+                                         f"got {value!r}")
+            features[str(name)] = float(value)
+        obj["features"] = features
         yield obj
 
 

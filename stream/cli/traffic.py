@@ -77,7 +77,9 @@ def topics_ensure(**kwargs: Any) -> None:
 @click.option("--rate", type=float, default=0.0, show_default=True,
               help="Requests per second; 0 sends as fast as possible.", show_envvar=True)
 @click.option("--file", "file_", type=click.Path(allow_dash=True, path_type=Path), default=None,
-              help="JSON-lines requests to send ('-' for stdin) instead of synthetic ones.",
+              help="JSON-lines requests to send ('-' for stdin) instead of synthetic ones: one "
+                   "object per line with entity_id, model and features (name: number); "
+                   "request_id, created_at, deadline_ms (epoch ms) and priority optional.",
               envvar="STREAMINFER_PRODUCE_FILE", show_envvar=True)
 @click.option("--model", default="fraud", show_default=True,
               help="Model name for synthetic requests.", show_envvar=True)

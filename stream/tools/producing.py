@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from stream.exceptions import ConfigurationError
+
 
 class Sender(Protocol):
     """RequestProducer or FailoverProducer."""
@@ -37,21 +39,28 @@ def send_paced(producer: Sender, requests: Iterable[Mapping[str, Any]], total: i
     wall0 = time.time_ns() // 1_000_000
     with progress_bar() as bar:
         task = bar.add_task(label, total=total, rate="")
-        for i, request in enumerate(requests):
-            req = dict(request)
-            if rate > 0:
-                due = start + i / rate
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                req["created_at"] = wall0 + int(i * 1000 / rate)
-            producer.send(req)
-            sent += 1
-            if ids is not None:
-                ids.append(req["request_id"])
-            if i % 200 == 0:
-                elapsed = max(time.monotonic() - start, 1e-6)
-                bar.update(task, completed=i + 1, rate=f"{(i + 1) / elapsed:,.0f}/s")
+        try:
+            for i, request in enumerate(requests):
+                req = dict(request)
+                if rate > 0:
+                    due = start + i / rate
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    req["created_at"] = wall0 + int(i * 1000 / rate)
+                producer.send(req)
+                sent += 1
+                if ids is not None:
+                    ids.append(req["request_id"])
+                if i % 200 == 0:
+                    elapsed = max(time.monotonic() - start, 1e-6)
+                    bar.update(task, completed=i + 1, rate=f"{(i + 1) / elapsed:,.0f}/s")
+        except ConfigurationError as exc:  # a bad input line: say what already went out
+            producer.flush()
+            raise ConfigurationError(
+                f"{exc}. The {sent} requests before it were sent (and flushed); fix the "
+                "line and send the rest from it (`tail -n +LINE FILE | streaminfer produce "
+                "--file -`)") from exc
         producer.flush()
         elapsed = max(time.monotonic() - start, 1e-6)
         bar.update(task, completed=sent, rate=f"{sent / elapsed:,.0f}/s")
