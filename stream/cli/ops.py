@@ -62,23 +62,24 @@ def dlq_inspect(timeout: float, **kwargs: Any) -> None:
               help="Replay this request (repeatable).")
 @click.option("--to", "target", default=None, show_envvar=True,
               help="Topic to replay into (default: each dead letter's original topic).")
+@click.option("--max-attempts", type=int, default=3, show_default=True, show_envvar=True,
+              help="Leave alone requests dead-lettered this many times already.")
 @click.option("--dry-run", is_flag=True, show_envvar=True, help="Only count what would be replayed.")
 @click.option("--timeout", type=float, default=5.0, show_default=True, show_envvar=True,
               help="Stop reading the DLQ after this many idle seconds.")
 @settings_options(*CONNECTION, *REDIS)
 def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
-               request_ids: tuple[str, ...], target: str | None, dry_run: bool, timeout: float,
-               **kwargs: Any) -> None:
-    """Re-inject selected dead letters after a fix (each one once; keeps request ids)."""
+               request_ids: tuple[str, ...], target: str | None, max_attempts: int,
+               dry_run: bool, timeout: float, **kwargs: Any) -> None:
+    """Re-inject selected dead letters after a fix (each one once; keeps request ids).
+    Dead letters of stage decode are skipped unless --stage decode names them."""
     from stream.tools.dlq import Selection, replay
 
     s = resolve(kwargs, CONNECTION, REDIS)
     require_topic(s, require_kafka(s), s.dlq_topic)
-    report = replay(s, Selection(stages, error_types, request_ids), dry_run, timeout, target)
-    verb = "would replay" if dry_run else "replayed"
-    click.echo(f"scanned {report.scanned} dead letters, {report.selected} selected, "
-               f"{report.already_replayed} already replayed before, {verb} "
-               f"{report.selected - report.already_replayed if dry_run else report.replayed}")
+    report = replay(s, Selection(stages, error_types, request_ids, max_attempts), dry_run,
+                    timeout, target)
+    click.echo(report.summary(dry_run))
 
 
 # --- status ---------------------------------------------------------------------------

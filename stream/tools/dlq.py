@@ -7,6 +7,12 @@ even when it is past its deadline), adding ``streaminfer.replay_of``
 plus one). Every replayed dead letter is recorded in Redis (``<ns>:dlq:replayed``), so
 replaying twice never sends the same dead letter twice, and reads stop at the DLQ's end
 as it was when the command started, so new dead letters cannot feed a replay loop.
+
+Replay sends only what can succeed: a dead letter of stage ``decode`` holds bytes no
+reader understood, and the same bytes fail the same way, so those are skipped unless
+``--stage decode`` asks for them (after shipping a schema that reads them); and a request
+dead-lettered ``max_attempts`` times already is left alone. The report says how many
+were skipped and why.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ def inspect(settings: Settings, timeout: float = 5.0) -> list[Group]:
     return sorted(groups.values(), key=lambda g: -g.count)
 
 
+UNREPLAYABLE_STAGES = ("decode",)  # the same bytes fail the same way
+MAX_ATTEMPTS = 3
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which dead letters to replay (all given criteria must hold)."""
@@ -67,6 +77,16 @@ class Selection:
     stages: tuple[str, ...] = ()
     error_types: tuple[str, ...] = ()
     request_ids: tuple[str, ...] = ()
+    max_attempts: int = MAX_ATTEMPTS
+
+    def skip_reason(self, v: dict[str, Any]) -> str | None:
+        """Why a selected dead letter is not replayed: "unreplayable" (its stage fails the
+        same way again, unless asked for by --stage) or "attempts" (tried enough)."""
+        if v["stage"] in UNREPLAYABLE_STAGES and v["stage"] not in self.stages:
+            return "unreplayable"
+        if int(v.get("attempt", 1)) >= self.max_attempts:
+            return "attempts"
+        return None
 
     def matches(self, v: dict[str, Any]) -> bool:
         """Does this dead letter fall in the selection?"""
@@ -83,6 +103,22 @@ class ReplayReport:
     selected: int = 0
     already_replayed: int = 0
     replayed: int = 0
+    skipped_unreplayable: int = 0  # stage decode: the same bytes would fail again
+    skipped_attempts: int = 0  # dead-lettered max_attempts times already
+
+    def summary(self, dry_run: bool) -> str:
+        """One line for the operator."""
+        verb = "would replay" if dry_run else "replayed"
+        done = (self.selected - self.already_replayed - self.skipped_unreplayable
+                - self.skipped_attempts) if dry_run else self.replayed
+        out = (f"scanned {self.scanned} dead letters, {self.selected} selected, "
+               f"{self.already_replayed} already replayed before, {verb} {done}")
+        if self.skipped_unreplayable:
+            out += (f"; skipped {self.skipped_unreplayable} of stage decode (the same bytes "
+                    "fail again; --stage decode replays them after a schema fix)")
+        if self.skipped_attempts:
+            out += f"; skipped {self.skipped_attempts} tried --max-attempts times already"
+        return out
 
 
 def replay(settings: Settings, selection: Selection, dry_run: bool, timeout: float = 5.0,
@@ -107,6 +143,13 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, timeout: flo
         coordinate = f"{record.topic}:{record.partition}:{record.offset}"
         if client.sismember(ledger, coordinate):
             report.already_replayed += 1
+            continue
+        why = selection.skip_reason(v)
+        if why == "unreplayable":
+            report.skipped_unreplayable += 1
+            continue
+        if why == "attempts":
+            report.skipped_attempts += 1
             continue
         if producer is None:
             continue

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 
 from processors.model import DEFAULT_MODEL_DIR
 from processors.outcomes import check
@@ -267,8 +268,20 @@ def test_replay_answers_fixed_dead_letters_once(
         assert result.returncode == 0, result.stderr
         return result.stdout
 
-    inspect = " ".join(re.sub("[│┃]", " ", streaminfer("dlq", "inspect", "--timeout", "2")).split())
+    garbage = Producer({"bootstrap.servers": settings.bootstrap_servers})
+    garbage.produce(settings.requests_topic, b"not avro", b"g")  # a decode dead letter
+    garbage.flush(10)
+
+    def inspected() -> str:
+        return " ".join(re.sub("[│┃]", " ", streaminfer("dlq", "inspect", "--timeout", "2")).split())
+
+    wait_until(lambda: "decode" in inspected(), 60, "the garbage record dead-lettered")
+    inspect = inspected()
     assert "infer NoFallbackError 60" in inspect
+    everything = streaminfer("dlq", "replay", "--dry-run", "--timeout", "2")
+    assert "61 selected" in everything
+    assert "would replay 60" in everything  # the undecodable record would only fail again
+    assert "skipped 1 of stage decode" in everything
     dry = streaminfer("dlq", "replay", "--stage", "infer", "--dry-run", "--timeout", "2")
     assert "60 selected" in dry
     assert "would replay 60" in dry

@@ -88,3 +88,21 @@ def test_a_bad_model_directory_stops_a_multi_process_worker_once_and_clearly(
     assert "Traceback" not in done.stderr
     assert "started worker process" not in done.stderr  # checked before any child
     assert time.monotonic() - started < 20
+
+
+def test_replay_leaves_alone_what_cannot_succeed_and_says_so() -> None:
+    from stream.tools.dlq import ReplayReport, Selection
+
+    anything = Selection()
+    assert anything.skip_reason({"stage": "decode", "attempt": 1}) == "unreplayable"
+    assert anything.skip_reason({"stage": "infer", "attempt": 1}) is None
+    assert anything.skip_reason({"stage": "infer", "attempt": 3}) == "attempts"
+    asked = Selection(stages=("decode",), max_attempts=5)
+    assert asked.skip_reason({"stage": "decode", "attempt": 4}) is None
+    report = ReplayReport(scanned=10, selected=10, already_replayed=2, skipped_unreplayable=3,
+                          skipped_attempts=1)
+    line = report.summary(dry_run=True)
+    assert "would replay 4" in line
+    assert "skipped 3 of stage decode" in line
+    assert "--stage decode" in line
+    assert "skipped 1 tried --max-attempts times already" in line

@@ -29,7 +29,7 @@ class Collecting:
         self.flushed += 1
 
 
-@pytest.mark.parametrize("line,problem", [
+@pytest.mark.parametrize(("line", "problem"), [
     ('{"entity_id": "e1", "model": "fraud", "features": {"amount": "12,5"}}',
      "feature 'amount' must be a number, got '12,5'"),
     ('{"entity_id": "e1", "model": "fraud", "features": {"amount": true}}',
