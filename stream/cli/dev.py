@@ -57,9 +57,15 @@ def dev_images(**kwargs: Any) -> None:
               show_default=True, show_envvar=True,
               help="2: regions east and west (each with its Kafka and Redis) and MirrorMaker 2 "
                    "replicating the namespace's topics both ways; clients get --regions.")
+@click.option("--replace", is_flag=True, show_envvar=True,
+              help="Discard a running dev cluster of another layout (its topics and Redis "
+                   "data are deleted) instead of refusing.")
 @settings_options(*DEV, "namespace")
-def dev_up(brokers: str, redis_topology: str, n_regions: str, **kwargs: Any) -> None:
-    """Start Kafka (KRaft) and Redis; print and record the connection settings."""
+def dev_up(brokers: str, redis_topology: str, n_regions: str, replace: bool,
+           **kwargs: Any) -> None:
+    """Start Kafka (KRaft) and Redis; print and record the connection settings. A running
+    dev cluster of the same layout is reused; one of another layout is refused (its data
+    is kept) unless --replace."""
     from stream.devcluster import state
     from stream.devcluster.cluster import start_cluster
     from stream.devcluster.engine import ensure_engine
@@ -71,13 +77,23 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, **kwargs: Any) -> 
     if current is not None:
         statuses = state.container_status(current)
         mode = (current.redis_env or {}).get("STREAMINFER_REDIS_MODE", "standalone")
-        if (all(v == "running" for v in statuses.values()) and current.brokers == int(brokers)
-                and mode == redis_topology
-                and len(current.regions or {"": ""}) == int(n_regions)):
+        running = all(v == "running" for v in statuses.values())
+        have = _layout(current.brokers, mode, len(current.regions or {"": ""}))
+        want = _layout(int(brokers), redis_topology, int(n_regions))
+        if running and have == want:
             say("the dev cluster is already running")
             _print_env(current.env())
             return
-        say(f"the recorded dev cluster is not healthy ({statuses}): replacing it")
+        if running and not replace:
+            raise click.UsageError(
+                f"a dev cluster with {have} is running; this asks for {want}. Its topics and "
+                "Redis data are kept: stop it with `streaminfer dev down` first, or pass "
+                "--replace to discard it.")
+        if running:
+            say(f"replacing the running dev cluster ({have}) with {want} (--replace)")
+        else:
+            broken = {n: s for n, s in statuses.items() if s != "running"}
+            say(f"the recorded dev cluster is not running ({broken}): replacing it")
         state.remove(current)
     ensure_engine()
     images = ensure_images(s.kafka_image, s.redis_image)
@@ -86,10 +102,8 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, **kwargs: Any) -> 
             raise click.UsageError("--regions 2 runs one standalone Redis per region")
         _dev_up_regions(int(brokers), images.kafka, images.redis, s.namespace)
         return
-    # One dev cluster per STREAMINFER_HOME: the name carries a hash of that folder.
-    home_tag = hashlib.sha1(str(state_dir().resolve()).encode(), usedforsecurity=False).hexdigest()[:6]
     cluster = start_cluster(int(brokers), images.kafka, images.redis,
-                            name_prefix=f"streaminfer-dev-{home_tag}", preferred_ports=True,
+                            name_prefix=_name_prefix(), preferred_ports=True,
                             with_redis=redis_topology == "standalone")
     names = {f"kafka-{i}": c.get_wrapped_container().id for i, c in cluster.kafka.items()}
     if cluster.redis is not None:
@@ -120,6 +134,19 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, **kwargs: Any) -> 
     _print_env(record.env())
 
 
+def _name_prefix() -> str:
+    """Container names of this dev cluster: one per STREAMINFER_HOME, so the name carries
+    a hash of that folder (``streaminfer-dev-<hash>-kafka-1``)."""
+    home = str(state_dir().resolve()).encode()
+    return f"streaminfer-dev-{hashlib.sha1(home, usedforsecurity=False).hexdigest()[:6]}"
+
+
+def _layout(brokers: int, redis: str, regions: int) -> str:
+    """How a dev cluster is laid out, in words."""
+    where = "two regions" if regions == 2 else "one region"
+    return f"{brokers} broker(s) per region, {redis} Redis, {where}"
+
+
 def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace: str) -> None:
     """Regions east and west plus MirrorMaker 2, recorded like a single cluster."""
     from stream.devcluster import state
@@ -128,7 +155,7 @@ def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace:
     from stream.devcluster.regions import start_regions
 
     running = start_regions(brokers, kafka_image, redis_image, ensure_mirrormaker_image(),
-                            namespace)
+                            namespace, name_prefix=_name_prefix())
     names: dict[str, str] = {}
     for region, cluster in running.clusters.items():
         names.update({f"{region}-kafka-{i}": c.get_wrapped_container().id

@@ -98,15 +98,19 @@ class RunningRegions:
 
 
 def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_image: str,
-                  namespace: str, deadline_s: float = 180.0) -> RunningRegions:
-    """Start east and west (``brokers`` nodes each, one Redis each) and MirrorMaker 2."""
+                  namespace: str, deadline_s: float = 180.0,
+                  name_prefix: str | None = None) -> RunningRegions:
+    """Start east and west (``brokers`` nodes each, one Redis each) and MirrorMaker 2;
+    with ``name_prefix`` the containers are named ``<prefix>-<region>-kafka-1`` ... and
+    ``<prefix>-mirrormaker``."""
     regions = RunningRegions({})
     try:
         for name in REGIONS:
             say(f"region {name}:")
-            regions.clusters[name] = start_cluster(brokers, kafka_image, redis_image,
-                                                   deadline_s=deadline_s,
-                                                   alias_prefix=f"{name}-")
+            regions.clusters[name] = start_cluster(
+                brokers, kafka_image, redis_image, deadline_s=deadline_s,
+                alias_prefix=f"{name}-",
+                name_prefix=f"{name_prefix}-{name}" if name_prefix else None)
         bootstrap = {n: c.internal_bootstrap for n, c in regions.clusters.items()}
         regions.properties = mm2_properties(namespace, bootstrap, min(3, brokers))
         client = docker.from_env()
@@ -115,7 +119,8 @@ def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_
                   f"{' and '.join(REGIONS)}"):
             container = client.containers.create(
                 mirrormaker_image, environment={"MM2_PROPERTIES": regions.properties},
-                network=first.network.name, labels={LABEL: first.network.name}, detach=True)
+                network=first.network.name, labels={LABEL: first.network.name}, detach=True,
+                name=f"{name_prefix}-mirrormaker" if name_prefix else None)
             regions.mirrormaker = container
             for cluster in others:
                 client.networks.get(cluster.network.name).connect(container)

@@ -51,6 +51,17 @@ def test_dev_cluster_lifecycle_and_clients(tmp_path: Path) -> None:
         assert len(lines) == 50
         assert {line["value"]["model"] for line in lines} == {"fraud"}
         assert all(line["key"] == line["value"]["entity_id"] for line in lines)
+
+        # Another layout over the running cluster is refused, and nothing is touched.
+        other = run(tmp_path, "dev", "up", "--regions", "2", check=False)
+        assert other.returncode != 0, other.stderr
+        assert "dev down" in other.stderr
+        assert "--replace" in other.stderr
+        assert json.loads((tmp_path / "dev.json").read_text()) == state
+        assert run(tmp_path, "dev", "status").stdout.count("running") == 2
+        kept = run(tmp_path, "consume", "--topic", "requests", "--from-beginning",
+                   "--count", "50", "--timeout", "30")
+        assert len(kept.stdout.splitlines()) == 50  # the data survived
     finally:
         run(tmp_path, "dev", "down")
     client = docker.from_env()

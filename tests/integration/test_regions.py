@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import docker
 import pytest
 from confluent_kafka import Consumer
 
@@ -185,6 +186,12 @@ def test_dev_up_regions_2_records_both_regions_and_mirrormaker(tmp_path: Path) -
         assert "region west" in status.stdout
         assert status.stdout.count("running") >= 5  # 2 brokers, 2 Redis, MirrorMaker
         assert "already running" in run("dev", "up", "--regions", "2").stderr
+        recorded = json.loads((tmp_path / "dev.json").read_text())["containers"]
+        client = docker.from_env()
+        named = [client.containers.get(cid).name for cid in recorded.values()]
+        assert all(n.startswith("streaminfer-dev-") for n in named), named
+        assert any(n.endswith("-east-kafka-1") for n in named), named
+        assert any(n.endswith("-mirrormaker") for n in named), named
 
         def lag_known() -> bool:
             done = run("regions", "status", "--json", check=False)
