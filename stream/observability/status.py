@@ -55,6 +55,34 @@ def scrape(url: str, timeout: float = 3.0) -> WorkerSample:
     return sample
 
 
+@dataclass(frozen=True)
+class Shares:
+    """A worker's figures over the window between two scrapes, and since it started."""
+
+    consumed_per_s: float
+    window_answers: float
+    fallback_pct: float | None  # None: nothing answered in the window
+    dead_letter_pct: float | None
+    total_answers: float
+    total_fallback_pct: float | None
+
+
+def shares(a: WorkerSample, b: WorkerSample, interval_s: float) -> Shares:
+    """Rates and shares over the window ``a`` -> ``b`` (what is happening now) and the
+    lifetime totals of ``b`` (what happened since the worker started)."""
+    delta = {k: b.outcomes.get(k, 0.0) - a.outcomes.get(k, 0.0) for k in b.outcomes}
+    window = sum(delta.values())
+    total = sum(b.outcomes.values())
+
+    def pct(part: float, whole: float) -> float | None:
+        return 100 * part / whole if whole > 0 else None
+
+    return Shares((b.consumed - a.consumed) / interval_s, window,
+                  pct(delta.get("fallback", 0.0), window),
+                  pct(delta.get("dead_letter", 0.0), window), total,
+                  pct(b.outcomes.get("fallback", 0.0), total))
+
+
 @dataclass
 class PartitionLag:
     """Committed offset and end of one request partition."""
@@ -127,22 +155,24 @@ def render(settings: Settings, urls: list[str], interval_s: float) -> Group:
     if endpoints:
         time.sleep(interval_s)
     second = {u: scrape(u) for u in endpoints}
-    workers = Table(title=f"workers ({len(endpoints)} metrics endpoint(s); rates over "
-                          f"{interval_s:g}s)")
-    for col in ("worker", "endpoint", "model", "probe", "consumed/s", "fallback %", "dead letter %",
-                "total answered"):
+    workers = Table(title=f"workers ({len(endpoints)} metrics endpoint(s)); the last "
+                          f"{interval_s:g}s, and totals since each worker started")
+    for col in ("worker", "endpoint", "model", "probe", "consumed/s", "fallback %",
+                "dead letter %", "answered (total)", "fallback % (total)"):
         workers.add_column(col)
+
+    def show(pct: float | None) -> str:
+        return "idle" if pct is None else f"{pct:.2f}"
+
     for url in endpoints:
         a, b = first[url], second[url]
-        if b.error is not None:
-            workers.add_row(names.get(url, "?"), url, "-", "-", "unreachable", "-", "-",
-                            b.error[:40])
+        if b.error is not None or a.error is not None:
+            workers.add_row(names.get(url, "?"), url, "-", "-", "unreachable", "-", "-", "-",
+                            (b.error or a.error or "")[:40])
             continue
-        rate = (b.consumed - a.consumed) / interval_s
-        total = sum(b.outcomes.values()) or 1.0
+        sh = shares(a, b, interval_s)
         workers.add_row(
             names.get(url, "?"), url, ", ".join(b.models) or "-", "ok" if b.probe_ok else "FAILING",
-            f"{rate:,.0f}", f"{100 * b.outcomes.get('fallback', 0) / total:.2f}",
-            f"{100 * b.outcomes.get('dead_letter', 0) / total:.2f}",
-            f"{sum(b.outcomes.values()):,.0f}")
+            f"{sh.consumed_per_s:,.0f}", show(sh.fallback_pct), show(sh.dead_letter_pct),
+            f"{sh.total_answers:,.0f}", show(sh.total_fallback_pct))
     return Group(group, lag_table, workers)

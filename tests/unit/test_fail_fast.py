@@ -106,3 +106,17 @@ def test_replay_leaves_alone_what_cannot_succeed_and_says_so() -> None:
     assert "skipped 3 of stage decode" in line
     assert "--stage decode" in line
     assert "skipped 1 tried --max-attempts times already" in line
+
+
+def test_status_shares_are_over_the_window_not_the_lifetime() -> None:
+    from stream.observability.status import WorkerSample, shares
+
+    before = WorkerSample("u", consumed=1000, outcomes={"model": 600, "fallback": 400})
+    after = WorkerSample("u", consumed=1200, outcomes={"model": 800, "fallback": 400})
+    now = shares(before, after, 2.0)
+    assert now.consumed_per_s == 100
+    assert now.fallback_pct == 0.0  # recovered: no fallbacks in the window
+    assert now.total_fallback_pct == pytest.approx(100 * 400 / 1200)  # the drill's history
+    idle = shares(after, after, 2.0)
+    assert idle.fallback_pct is None  # nothing answered: not 0 %, not the lifetime share
+    assert idle.total_answers == 1200
