@@ -133,6 +133,19 @@ def models_rollback(name: str, reason: str, **kwargs: Any) -> None:
     click.echo(_describe(_change(kwargs, name, "rollback", reason=reason)))
 
 
+def shipped_model_hint() -> str:
+    """What a newcomer serves without a registry, and how to publish it."""
+    from processors.model import DEFAULT_MODEL_DIR
+
+    meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    name, version = meta.get("name", "fraud"), meta.get("version", "1")
+    return (f"Workers without --registry-model serve the shipped model {name} v{version} from "
+            f"{DEFAULT_MODEL_DIR}. To manage versions, publish and promote it: "
+            f"`streaminfer models publish {DEFAULT_MODEL_DIR} --name {name} --version "
+            f"{version}` then `streaminfer models promote {name} {version}`, and start "
+            f"workers with --registry-model {name}.")
+
+
 @models.command("list")
 @click.option("--name", default=None, show_envvar=True, help="Only this model.")
 @settings_options("registry_dir", "log_level")
@@ -141,7 +154,11 @@ def models_list(name: str | None, **kwargs: Any) -> None:
     from processors.registry.directory import DirectoryRegistry
 
     s = resolve(kwargs, ("registry_dir", "log_level"))
-    for info in DirectoryRegistry(s.registry_path).list(name):
+    listed = DirectoryRegistry(s.registry_path).list(name)
+    if not listed:
+        click.echo(f"no published versions{f' of {name}' if name else ''} in {s.registry_path}. "
+                   + shipped_model_hint(), err=True)
+    for info in listed:
         click.echo(json.dumps({
             "name": info.name, "version": info.version,
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(info.created_at)),
@@ -166,6 +183,9 @@ def models_status(name: str, metrics_urls: tuple[str, ...], as_json: bool,
     s = resolve(kwargs, CONNECTION, REGISTRY)
     require_kafka(s)
     report = collect(s, name, list(metrics_urls))
+    if report["control"] is None and not report["published"]:
+        click.echo(f"{name}: no control record and no published version. "
+                   + shipped_model_hint(), err=True)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
