@@ -69,6 +69,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "max_poll_interval_ms", "fetch_min_bytes",
           "commit_interval_ms", "producer_linger_ms", "producer_compression", "delivery_timeout_ms",
           "health_port", "health_host", "watchdog_s", "probe_interval_s", "stats_interval_ms",
+          "metrics_created_series",
           "breaker_failures", "breaker_open_s", "lkg_refresh_s", "shed_max_lag", "shed_min_priority",
           "chaos_file", "redis_url", "redis_mode", "redis_sentinels", "redis_master_name",
           "feature_cache_size", "feature_cache_ttl_s",

@@ -44,7 +44,8 @@ def worker_consumer(settings: Settings, worker_id: str = "",
     """
     conf: dict[str, Any] = {
         **common(settings),
-        "client.id": f"streaminfer.{worker_id or settings.namespace}",
+        # Group member ids start with the client id: namespace and worker, for `status`.
+        "client.id": f"streaminfer.{settings.namespace}" + (f".{worker_id}" if worker_id else ""),
         "group.id": settings.group,
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,

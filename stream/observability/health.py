@@ -13,6 +13,13 @@ backup model, other regions' Redis) are shown but do not fail it: the active mod
 answers at full quality. A worker that is not ready keeps serving degraded; readiness
 tells an orchestrator and an operator that it is degraded, and why. Both endpoints
 answer JSON that names every check.
+
+On Kubernetes, point the liveness probe at /healthz and the readiness probe at /readyz:
+liveness never fails because Kafka, Redis or the model are down (a restart would not
+bring them back), so a worker rides out an outage instead of crash-looping.
+
+/metrics answers GET and HEAD, in the Prometheus text format or, when the scraper's
+Accept header asks for it, OpenMetrics. ``/`` lists the endpoints.
 """
 
 from __future__ import annotations
@@ -24,10 +31,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 # Breakers whose open (or half-open) state makes a worker unready: the active model's.
 READINESS_BREAKERS = ("model",)
+ENDPOINTS = {
+    "/healthz": "liveness: the worker loop went round within the watchdog period",
+    "/readyz": "readiness: serving at full quality now (every check named)",
+    "/metrics": "Prometheus metrics (OpenMetrics when the Accept header asks)",
+}
 
 
 @dataclass
@@ -147,28 +160,38 @@ class HealthServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                self._answer(body=True)
+
+            def do_HEAD(self) -> None:
+                self._answer(body=False)
+
+            def _answer(self, body: bool) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                    encoder, ctype = choose_encoder(self.headers.get("Accept") or "")
+                    self._send(200, encoder(registry), ctype, body)
                 elif path == "/healthz":
-                    ok, body = state.liveness()
-                    self._json(200 if ok else 503, body)
+                    ok, out = state.liveness()
+                    self._json(200 if ok else 503, out, body)
                 elif path == "/readyz":
-                    ok, body = state.readiness()
-                    self._json(200 if ok else 503, body)
+                    ok, out = state.readiness()
+                    self._json(200 if ok else 503, out, body)
+                elif path == "/":
+                    self._json(200, {"endpoints": ENDPOINTS}, body)
                 else:
-                    self._json(404, {"error": f"no such endpoint {path}; try /healthz, "
-                                              "/readyz or /metrics"})
+                    self._json(404, {"error": f"no such endpoint {path}; try "
+                                              f"{', '.join(ENDPOINTS)}"}, body)
 
-            def _json(self, code: int, body: dict[str, Any]) -> None:
-                self._send(code, json.dumps(body).encode(), "application/json")
+            def _json(self, code: int, out: dict[str, Any], body: bool) -> None:
+                self._send(code, json.dumps(out).encode(), "application/json", body)
 
-            def _send(self, code: int, payload: bytes, ctype: str) -> None:
+            def _send(self, code: int, payload: bytes, ctype: str, body: bool) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if body:
+                    self.wfile.write(payload)
 
             def log_message(self, format: str, *args: Any) -> None:
                 return  # scrapes every few seconds must not flood the logs

@@ -28,7 +28,8 @@ class KafkaSection(BaseModel):
     )
     namespace: str = Field(
         "streaminfer", pattern=r"^[A-Za-z0-9._-]{1,100}$",
-        description="Topic prefix: <namespace>.requests, .predictions, .dlq.",
+        description="Topic prefix of the six topics: <namespace>.requests, .predictions, .dlq, "
+                    ".events, .shadow and .models (the control topic).",
     )
     partitions: int = Field(4, ge=1, le=10_000, description="Partitions per topic on create.")
     replication_factor: int = Field(
@@ -240,6 +241,9 @@ class ObservabilitySection(BaseModel):
     stats_interval_ms: int = Field(
         5000, ge=0, description="librdkafka statistics interval for lag/latency metrics (0: off)."
     )
+    metrics_created_series: bool = Field(
+        True, description="Expose the *_created series of counters and histograms (off: "
+                          "fewer series for Prometheus to store; rates do not need them).")
     log_format: Literal["auto", "json", "text"] = Field(
         "auto", description="Log format: json, text, or auto (text on a terminal, else json)."
     )

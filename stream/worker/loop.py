@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from processors.model import OnnxModel
 from processors.pipeline import Pipeline
@@ -73,6 +73,8 @@ class Worker:
         stable = (worker_id is not None or settings.worker_id is not None) \
             if stable_id is None else stable_id
         self.stats = WorkerStats()
+        if not settings.metrics_created_series:
+            disable_created_metrics()  # process-wide, before any metric is created
         self.metrics = WorkerMetrics.create(registry or CollectorRegistry())
         # One Redis client per endpoint for the worker's life (swaps and moves reuse it).
         self.redis_pool = RedisPool(f"streaminfer:{self.worker_id}")

@@ -86,7 +86,7 @@ def test_metrics_after_a_known_workload_and_status(settings: Settings,
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert "STABLE, 1 member(s)" in text, text
-    assert "streaminfer.obs0" in text, text
+    assert f"streaminfer.{settings.namespace}.obs0" in text, text
     assert "requests: lag 0" in text
     assert "fraud v1" in text
     assert url in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -107,3 +108,22 @@ def test_unknown_path_is_a_404_that_says_what_exists(
     code, body = get(served[1] + "/nope")
     assert code == 404
     assert b"/readyz" in body
+
+
+def test_metrics_answer_head_and_openmetrics_and_the_root_lists_endpoints(
+        served: tuple[HealthState, str, WorkerMetrics]) -> None:
+    _, url, metrics = served
+    metrics.outcomes.labels("fraud", "1", "model", "").inc(1)
+    head = urllib.request.Request(url + "/metrics", method="HEAD")
+    with urllib.request.urlopen(head, timeout=5) as resp:
+        assert resp.status == 200
+        assert int(resp.headers["Content-Length"]) > 0
+        assert resp.read() == b""
+    asked = urllib.request.Request(
+        url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    with urllib.request.urlopen(asked, timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert resp.read().rstrip().endswith(b"# EOF")
+    code, body = get(url + "/")
+    assert code == 200
+    assert set(json.loads(body)["endpoints"]) == {"/healthz", "/readyz", "/metrics"}
