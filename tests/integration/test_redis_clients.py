@@ -23,10 +23,10 @@ from tests.integration.helpers import (
 )
 
 pytestmark = pytest.mark.integration
-SWAPS = 20
+SWAPS = 10  # enough to see growth: each swap used to add clients
 
 
-def test_twenty_model_swaps_do_not_grow_the_redis_connections(
+def test_repeated_model_swaps_do_not_grow_the_redis_connections(
         cluster: Endpoints, workers: WorkerPool, tmp_path: Path) -> None:
     registry = DirectoryRegistry(tmp_path / "registry")
     for version in ("1", "2"):

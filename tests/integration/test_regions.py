@@ -38,8 +38,10 @@ def request_ids(settings: Settings, topic: str, n: int) -> set[str]:
     return ids
 
 
-def test_mirrormaker_replicates_requests_and_model_control_both_ways(
+def test_mirrormaker_replicates_requests_and_model_control_both_ways_then_produce_fails_over(
         regions: tuple[RunningRegions, str]) -> None:
+    """Replication both ways; then, on the same two regions (a second pair costs 15 s of
+    the test command's budget), east goes down and `produce --regions` moves to west."""
     running, ns = regions
     east, west, spec = both_regions(running, ns)
     sent = produce_all(east, 500, seed=61)
@@ -97,6 +99,7 @@ def test_mirrormaker_replicates_requests_and_model_control_both_ways(
     assert 0 <= lag_into_west < 30_000
     assert lag_into_east is not None
     assert 0 <= lag_into_east < 30_000
+    produce_command_reports_where_requests_went(running, ns)
 
 
 def all_ids(settings: Settings, topic: str) -> set[str]:
@@ -137,15 +140,15 @@ def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_req
     assert {r["request_id"] for r in requests} <= stored  # nothing acknowledged was lost
 
 
-def test_produce_command_with_regions_reports_where_requests_went(
-        regions: tuple[RunningRegions, str]) -> None:
+def produce_command_reports_where_requests_went(running: RunningRegions, ns: str) -> None:
+    """East stopped: `produce --regions` fails over and says where its requests went."""
     import subprocess
     import sys
 
     from stream.settings import to_env
 
-    running, ns = regions
     east, west, spec = both_regions(running, ns)
+    before = count(west, west.requests_topic)
     running.clusters["east"].kafka[1].get_wrapped_container().stop(timeout=1)  # east is down
     env = to_env(east, regions=spec, region_down_after_s=2.0, region_failback_after_s=600.0)
     done = subprocess.run([sys.executable, "-m", "stream.cli.main", "produce", "--count", "200",
@@ -153,7 +156,7 @@ def test_produce_command_with_regions_reports_where_requests_went(
     assert done.returncode == 0, done.stderr[-2000:]
     assert "acknowledged by west 200" in done.stderr
     assert "failover east->west" in done.stderr
-    assert count(west, west.requests_topic) == 200
+    assert count(west, west.requests_topic) == before + 200
 
 
 @pytest.mark.extended  # `dev up --regions 2` end to end (36 s): `bash compose/test.sh --extended`
