@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from fallback.ratelimit import RateLimitedLog
 from processors.records import BatchResult
 from stream.settings import blocking_budget_ms
 from stream.worker.delivery import Batch, DeliveryContext, produce_all, rewind, sent_request_ids
@@ -24,6 +25,7 @@ from stream.worker.poison import Failures
 from stream.worker.positions import next_offsets
 
 log = logging.getLogger(__name__)
+_COMMIT_FAILURES = RateLimitedLog(log, burst=1, period_s=10.0)
 
 
 @dataclass
@@ -79,9 +81,15 @@ class AtLeastOnce:
 
     def on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
         failed = [p for p in parts if p.error is not None]
-        if err is not None or failed:
-            log.warning("commit failed (records may be answered twice; a later commit "
-                        "covers them): %s", err or failed[0].error)
+        if err is None and not failed:
+            return
+        error = err or failed[0].error
+        # During a rebalance every queued asynchronous commit is refused the same way (57
+        # lines at once after a kill in the tour): one line per kind per 10 s says it.
+        key = error.name() if isinstance(error, KafkaError) else str(error)
+        _COMMIT_FAILURES.warning(key, "commit failed (records may be answered twice; a later "
+                                      "commit or the partition's next owner covers them): %s",
+                                 error)
 
     def _settle(self, redo_also: Batch | None = None, sync_commit: bool = False) -> bool:
         """Finish the batch in flight: wait for its delivery reports, then commit its

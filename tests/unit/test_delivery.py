@@ -267,3 +267,16 @@ def test_only_errors_retrying_cannot_fix_mark_a_record_as_poison(code: int, retr
     ledger = PoisonLedger()
     ledger.note(records, result, [(0, KafkaError(code, "x", retriable=retriable))])
     assert (len(ledger) == 1) is kept
+
+
+def test_a_burst_of_refused_async_commits_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    from confluent_kafka import TopicPartition
+
+    alo = AtLeastOnce(Harness().ctx)
+    refused = KafkaError(KafkaError.ILLEGAL_GENERATION, "generation ended")
+    with caplog.at_level("WARNING", logger="stream.worker.at_least_once"):
+        for _ in range(57):  # what a rebalance after a kill queued in the tour
+            alo.on_commit(refused, [TopicPartition("t.requests", 0, 10)])
+    lines = [r for r in caplog.records if "commit failed" in r.getMessage()]
+    assert len(lines) == 1
+    assert "ILLEGAL_GENERATION" in lines[0].getMessage()
