@@ -155,7 +155,7 @@ def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace:
     from stream.devcluster.regions import start_regions
 
     running = start_regions(brokers, kafka_image, redis_image, ensure_mirrormaker_image(),
-                            namespace, name_prefix=_name_prefix())
+                            namespace, name_prefix=_name_prefix(), wait_for_replication=True)
     names: dict[str, str] = {}
     for region, cluster in running.clusters.items():
         names.update({f"{region}-kafka-{i}": c.get_wrapped_container().id

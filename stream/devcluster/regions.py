@@ -10,6 +10,7 @@ host reach each region on its own published 127.0.0.1 ports.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,12 +98,35 @@ class RunningRegions:
             cluster.stop()
 
 
+def _await_heartbeats(regions: RunningRegions, deadline_s: float) -> None:
+    """Until each region holds a heartbeat replicated from every other one."""
+    from stream.regions.replication_status import newest_heartbeat
+    from stream.settings import Settings
+
+    at = {name: Settings(bootstrap_servers=c.bootstrap_servers)
+          for name, c in regions.clusters.items()}
+    end = time.monotonic() + deadline_s
+    missing = [(s, t) for t in at for s in at if s != t]
+    while missing:
+        missing = [(s, t) for s, t in missing if newest_heartbeat(at[t], f"{s}.heartbeats") is None]
+        if not missing:
+            return
+        if time.monotonic() > end:
+            raise InfrastructureError(
+                f"MirrorMaker did not replicate {', '.join(f'{s}->{t}' for s, t in missing)} "
+                f"within {deadline_s:.0f} s; its log:\n{regions.logs()}")
+        time.sleep(1.0)
+
+
 def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_image: str,
                   namespace: str, deadline_s: float = 180.0,
-                  name_prefix: str | None = None) -> RunningRegions:
+                  name_prefix: str | None = None,
+                  wait_for_replication: bool = False) -> RunningRegions:
     """Start east and west (``brokers`` nodes each, one Redis each) and MirrorMaker 2;
     with ``name_prefix`` the containers are named ``<prefix>-<region>-kafka-1`` ... and
-    ``<prefix>-mirrormaker``."""
+    ``<prefix>-mirrormaker``. MirrorMaker restarts when it fails (a region down while it
+    starts made it exit for good); ``wait_for_replication`` returns only once its
+    heartbeats arrive in both regions (about 20 s after start)."""
     regions = RunningRegions({})
     try:
         for name in REGIONS:
@@ -120,7 +144,8 @@ def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_
             container = client.containers.create(
                 mirrormaker_image, environment={"MM2_PROPERTIES": regions.properties},
                 network=first.network.name, labels={LABEL: first.network.name}, detach=True,
-                name=f"{name_prefix}-mirrormaker" if name_prefix else None)
+                name=f"{name_prefix}-mirrormaker" if name_prefix else None,
+                restart_policy={"Name": "on-failure"})
             regions.mirrormaker = container
             for cluster in others:
                 client.networks.get(cluster.network.name).connect(container)
@@ -128,6 +153,9 @@ def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_
             container.reload()
             if container.status == "exited":
                 raise InfrastructureError("MirrorMaker exited at start:\n" + regions.logs())
+        if wait_for_replication:
+            with step("waiting for MirrorMaker to replicate both ways (heartbeats)"):
+                _await_heartbeats(regions, deadline_s)
     except BaseException:
         regions.stop()
         raise
