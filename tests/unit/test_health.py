@@ -127,3 +127,25 @@ def test_metrics_answer_head_and_openmetrics_and_the_root_lists_endpoints(
     code, body = get(url + "/")
     assert code == 200
     assert set(json.loads(body)["endpoints"]) == {"/healthz", "/readyz", "/metrics"}
+
+
+def test_metrics_created_series_can_be_dropped() -> None:
+    """Process-wide in prometheus_client, so checked in a child process."""
+    import subprocess
+    import sys
+
+    probe = (
+        "from prometheus_client import generate_latest\n"
+        "from stream.settings import Settings\n"
+        "from stream.worker.loop import Worker\n"
+        "import sys\n"
+        "w = Worker(Settings(bootstrap_servers='127.0.0.1:1', metrics_created_series="
+        "sys.argv[1] == 'on'))\n"
+        "w.metrics.outcomes.labels('fraud', '1', 'model', '').inc()\n"
+        "print(generate_latest(w.metrics.registry).decode())\n")
+    for flag, expected in (("on", True), ("off", False)):
+        done = subprocess.run([sys.executable, "-c", probe, flag], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "streaminfer_outcomes_total{" in done.stdout
+        assert ("streaminfer_outcomes_created{" in done.stdout) is expected
