@@ -11,7 +11,7 @@ from stream.cli.dev import dev
 from stream.cli.models import backup, models, restore
 from stream.cli.ops import demo, dlq, regions, status
 from stream.cli.serve import features, worker
-from stream.cli.traffic import answers, consume, produce, topics
+from stream.cli.traffic import answers, check, consume, produce, topics
 from stream.exceptions import StreaminferError
 
 
@@ -26,8 +26,8 @@ def cli() -> None:
     """
 
 
-for command in (dev, topics, produce, consume, answers, worker, dlq, features, status, regions,
-                demo, models, backup, restore):
+for command in (dev, topics, produce, consume, answers, check, worker, dlq, features, status,
+                regions, demo, models, backup, restore):
     cli.add_command(command)
 
 

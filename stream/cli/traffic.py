@@ -86,13 +86,17 @@ def topics_ensure(**kwargs: Any) -> None:
 @click.option("--entities", type=int, default=10_000, show_default=True,
               help="Distinct entity ids (Zipf-distributed) for synthetic requests.", show_envvar=True)
 @click.option("--seed", type=int, default=None, help="Random seed for synthetic requests.", show_envvar=True)
+@click.option("--record", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              show_envvar=True, help="Write each sent request's id, entity and content digest "
+                                     "here (JSON lines), for `streaminfer check`.")
 @settings_options(*CONNECTION, *REGIONS)
 def produce(count: int, rate: float, file_: Path | None, model: str, entities: int,
-            seed: int | None, **kwargs: Any) -> None:
+            seed: int | None, record: Path | None, **kwargs: Any) -> None:
     """Send inference requests to <namespace>.requests (of the first healthy region when
     --regions is set)."""
     from stream.clients import RequestProducer, requests_from_json_lines, synthetic_requests
     from stream.regions.failover import FailoverProducer
+    from stream.tools.check import Recorder
     from stream.tools.producing import send_paced
 
     s = resolve(kwargs, CONNECTION, REGIONS)
@@ -106,12 +110,15 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
         source, total = requests_from_json_lines(sys.stdin, "<stdin>"), None
     else:
         source, total = requests_from_json_lines(file_.open(), str(file_)), None
+    out = record.open("w") if record is not None else None
     if s.regions:
         regional = FailoverProducer(s)
         try:
-            sent = send_paced(regional, source, total, rate)
+            sent = send_paced(Recorder(regional, out) if out else regional, source, total, rate)
         finally:
             regional.close()
+            if out:
+                out.close()
         where = ", ".join(f"{n} {c}" for n, c in regional.acked.items())
         moves = "; ".join(f"{e.kind} {e.source}->{e.target} ({e.reason})"
                           for e in regional.events)
@@ -120,9 +127,43 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
                    f"{regional.tracked}" + (f"; {moves}" if moves else ""), err=True)
         return
     producer = RequestProducer(s)
-    sent = send_paced(producer, source, total, rate)
-    click.echo(f"sent {sent} requests to {producer.topic} ({producer.delivered} delivered)",
-               err=True)
+    try:
+        sent = send_paced(Recorder(producer, out) if out else producer, source, total, rate)
+    finally:
+        if out:
+            out.close()
+    click.echo(f"sent {sent} requests to {producer.topic} ({producer.delivered} delivered)"
+               + (f"; recorded in {record}" if record else ""), err=True)
+
+
+@click.command()
+@click.argument("record", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--timeout", type=float, default=10.0, show_default=True, show_envvar=True,
+              help="Stop reading a topic after this many idle seconds.")
+@click.option("--allow-duplicates", is_flag=True, show_envvar=True,
+              help="At-least-once: answered twice is counted, not a failure.")
+@settings_options(*CONNECTION, *REGIONS)
+def check(record: Path, timeout: float, allow_duplicates: bool, **kwargs: Any) -> None:
+    """Judge what a `produce --record RECORD` run sent: each request answered exactly once
+    (a prediction or a dead letter), for the recorded entity, by a version that served
+    then; per region with --regions. Exit 1 when anything is wrong."""
+    from stream.tools.check import record_file, run_check
+
+    s = resolve(kwargs, CONNECTION, REGIONS)
+    recorded = record_file(record)
+    if not s.regions:
+        require_kafka(s)
+    verdicts = run_check(s, recorded, timeout)
+    for verdict in verdicts:
+        click.echo(verdict.line())
+    bad = [v for v in verdicts if not v.ok(allow_duplicates)]
+    if bad:
+        for v in bad:
+            sample = sorted(v.outcomes.missing)[:3] + sorted(v.outcomes.duplicates)[:3]
+            click.echo(f"{v.region}: FAILED (examples: {', '.join(sample) or '-'})", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(recorded)} recorded requests, each answered "
+               + ("at least once" if allow_duplicates else "exactly once"))
 
 
 @click.command()
