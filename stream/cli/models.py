@@ -135,10 +135,10 @@ def models_rollback(name: str, reason: str, **kwargs: Any) -> None:
 
 def shipped_model_hint() -> str:
     """What a newcomer serves without a registry, and how to publish it."""
-    from processors.model import DEFAULT_MODEL_DIR
+    from processors.model import DEFAULT_MODEL_DIR, ModelMetadata
 
-    meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
-    name, version = meta.get("name", "fraud"), meta.get("version", "1")
+    meta = ModelMetadata.from_file(DEFAULT_MODEL_DIR / "model.json")
+    name, version = meta.name, meta.version
     return (f"Workers without --registry-model serve the shipped model {name} v{version} from "
             f"{DEFAULT_MODEL_DIR}. To manage versions, publish and promote it: "
             f"`streaminfer models publish {DEFAULT_MODEL_DIR} --name {name} --version "

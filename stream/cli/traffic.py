@@ -42,7 +42,8 @@ def topics_list(all_namespaces: bool, **kwargs: Any) -> None:
         parts = metadata.topics[name].partitions
         replicas = min((len(p.replicas) for p in parts.values()), default=0)
         click.echo(f"{name:<50} partitions={len(parts):<4} rf={replicas}")
-    others = [ns for ns in namespaces(metadata) if ns != s.namespace and "." not in ns]
+    others = [ns for ns in namespaces(metadata) if ns != s.namespace
+              and not ns.endswith(f".{s.namespace}")]  # not this namespace's mirrored copies
     if not shown:
         click.echo(f"namespace {s.namespace!r} has no topics at {s.bootstrap_servers}; "
                    "`streaminfer topics ensure` creates them", err=True)

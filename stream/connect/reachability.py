@@ -31,9 +31,9 @@ def require_kafka(settings: Settings) -> ClusterMetadata:
 
 
 def namespaces(metadata: ClusterMetadata) -> list[str]:
-    """Namespaces present on the cluster (those with a ``<ns>.requests`` topic)."""
-    return sorted(t.removesuffix(".requests") for t in metadata.topics
-                  if t.endswith(".requests") and t.count(".requests") == 1)
+    """Namespaces present on the cluster (those with a ``<ns>.requests`` topic; a
+    MirrorMaker copy shows as ``<region>.<ns>``)."""
+    return sorted(t.removesuffix(".requests") for t in metadata.topics if t.endswith(".requests"))
 
 
 def require_namespace(settings: Settings, metadata: ClusterMetadata) -> None:

@@ -159,26 +159,21 @@ def judge(region: str, recorded: Mapping[str, Recorded],
 
 
 def read_topics(settings: Settings, topics: list[str], timeout: float) -> list[dict[str, Any]]:
-    """Every decodable value of ``topics`` up to their current end (read_committed)."""
+    """Every decodable value of those of ``topics`` that exist, up to their current end
+    (read_committed)."""
     from stream.clients import TopicReader
 
-    present = [t for t in topics if _exists(settings, t)]
-    if not present:
+    if not topics:
         return []
-    return [r.value for r in TopicReader(settings, present, timeout=timeout,
+    return [r.value for r in TopicReader(settings, topics, timeout=timeout,
                                          from_beginning=True, until_end=True)
             if r.value is not None]
-
-
-def _exists(settings: Settings, topic: str) -> bool:
-    from stream.connect.reachability import require_kafka
-
-    return topic in require_kafka(settings).topics
 
 
 def run_check(settings: Settings, recorded: Mapping[str, Recorded], timeout: float = 10.0
               ) -> list[RegionVerdict]:
     """Read each region (or the one cluster) and judge it."""
+    from stream.connect.reachability import require_kafka
     from stream.regions.failover import parse_regions, region_settings
 
     regions = parse_regions(settings.regions) if settings.regions else {"": settings.bootstrap_servers}
@@ -186,12 +181,14 @@ def run_check(settings: Settings, recorded: Mapping[str, Recorded], timeout: flo
     for name, bootstrap in regions.items():
         here = region_settings(settings, bootstrap) if name else settings
         others = [o for o in regions if o != name]
+        present = require_kafka(here).topics  # one metadata request per region
         own = [here.predictions_topic, here.dlq_topic]
-        mirrored = [f"{o}.{t}" for o in others for t in own]
-        values = read_topics(here, own + mirrored, timeout)
+        answers = [t for t in own + [f"{o}.{t}" for o in others for t in own] if t in present]
+        values = read_topics(here, answers, timeout)
         predictions = [v for v in values if "score" in v]
         dead = [v for v in values if "stage" in v]
-        history = VersionHistory(read_topics(here, [f"{here.namespace}.models"], timeout))
+        control = [t for t in [f"{here.namespace}.models"] if t in present]
+        history = VersionHistory(read_topics(here, control, timeout))
         verdicts.append(judge(name or "cluster", recorded, predictions, dead, history))
     return verdicts
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from processors.pipeline import now_ms
 from processors.records import BatchResult
 from stream.observability.metrics import WorkerMetrics
-from stream.worker.delivery import Batch
+from stream.worker.delivery import Batch, sent_request_ids
 from stream.worker.model_control import ModelControl
 from stream.worker.stats import WorkerStats
 
@@ -26,17 +26,20 @@ class Accounting:
         self.requests_topic = requests_topic
         self.reachable = reachable
 
-    def suppress_answered(self, result: BatchResult, unsettled: set[str]) -> BatchResult:
+    def suppress_answered(self, result: BatchResult,
+                          unsettled: Callable[[], set[str]]) -> BatchResult:
         """Mark predictions whose request was answered already (see processors.dedupe): by
         Redis, by a batch still in flight (``unsettled``: sent, not yet recorded), or
         earlier in this batch (the same request read from two topics, e.g. mirrored and
-        re-sent). Dead letters always go out."""
+        re-sent). Dead letters always go out. ``unsettled`` is asked only when duplicate
+        suppression is on (it walks the batches in flight)."""
         store = self.control.serving.answered
         if store is None:
             return result
         ids = [o.request_id for o in result.outbound
                if o.outcome != "dead_letter" and o.request_id is not None]
-        seen = store.answered(ids) | {rid for rid in ids if rid in unsettled}
+        in_flight = unsettled()
+        seen = store.answered(ids) | {rid for rid in ids if rid in in_flight}
         first: set[str] = set()
         skipped: set[int] = set()
         for i, o in enumerate(result.outbound):
@@ -61,8 +64,7 @@ class Accounting:
         """A batch's outcomes are durable: record its ids, stats and metrics."""
         serving = self.control.serving
         if serving.answered is not None:
-            serving.answered.record([o.request_id for o in result.sent()
-                                     if o.outcome != "dead_letter" and o.request_id is not None])
+            serving.answered.record(sorted(sent_request_ids([result])))
         self.reachable()
         st = self.stats
         st.consumed += len(records)

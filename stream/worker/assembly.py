@@ -48,14 +48,19 @@ class Serving:
             self.backup_runner.close()
 
 
+def fallback_config(model: OnnxModel) -> FallbackConfig:
+    """The validated ``fallback`` section of the model's ``model.json``."""
+    return FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent,
+                                str(model.source.parent / "model.json"))
+
+
 def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
                   on_breaker_change: OnChange, pool: RedisPool | None = None) -> Serving:
     """Everything between a decoded batch and its outcomes, for one model. Redis clients
     and the feature cache come from ``pool`` (one per endpoint for the worker's life)."""
     if pool is None:  # not "pool or ...": an empty pool is falsy (it has a length)
         pool = RedisPool(f"streaminfer:{worker_id}")
-    where = str(model.source.parent / "model.json")
-    config = FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent, where)
+    config = fallback_config(model)
     breaker_cfg = BreakerConfig(failure_threshold=settings.breaker_failures,
                                 open_seconds=settings.breaker_open_s)
     model_breaker = CircuitBreaker("model", breaker_cfg, on_breaker_change)
@@ -109,8 +114,7 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
 
 def build_arm(settings: Settings, model: OnnxModel, on_breaker_change: OnChange) -> Arm:
     """A canary arm: the version's own runner (its inference timeout) and its own breaker."""
-    where = str(model.source.parent / "model.json")
-    config = FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent, where)
+    config = fallback_config(model)
     breaker = CircuitBreaker("canary", BreakerConfig(failure_threshold=settings.breaker_failures,
                                                      open_seconds=settings.breaker_open_s),
                              on_breaker_change)

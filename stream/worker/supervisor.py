@@ -36,12 +36,10 @@ def preflight(settings: Settings) -> None:
     workers: it needs the control topic."""
     if settings.registry_model:
         return
-    from fallback.config import FallbackConfig
     from processors.model import OnnxModel, RuntimeOptions
+    from stream.worker.assembly import fallback_config
 
-    model = OnnxModel.load(settings.model_path, RuntimeOptions(1, 1, False))
-    FallbackConfig.parse(model.meta.raw.get("fallback"), model.source.parent,
-                         str(model.source.parent / "model.json"))
+    fallback_config(OnnxModel.load(settings.model_path, RuntimeOptions(1, 1, False)))
 
 
 def run_one(settings: Settings, index: int) -> None:

@@ -21,6 +21,14 @@ def settings_env(settings: Settings, **overrides: object) -> dict[str, str]:
     return to_env(settings, **overrides)
 
 
+def streaminfer(settings: Settings, *args: str, timeout: float = 120,
+                **overrides: object) -> subprocess.CompletedProcess[str]:
+    """Run the command line against these settings; the caller checks the exit code."""
+    return subprocess.run([sys.executable, "-m", "stream.cli.main", *args],
+                          env=settings_env(settings, **overrides), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
 def wait_until(condition: Callable[[], bool], deadline_s: float, what: str,
                interval: float = 0.1) -> None:
     """Poll ``condition`` until true; fail naming ``what`` after the deadline."""

@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from stream.settings import Settings
-from tests.integration.helpers import WorkerPool, settings_env, wait_for_workers, wait_until
+from tests.integration.helpers import WorkerPool, streaminfer, wait_for_workers, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def streaminfer(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stream.cli.main", *args],
-                          env=settings_env(settings), capture_output=True, text=True,
-                          timeout=120, check=False)
 
 
 def test_check_passes_a_recorded_run_and_names_a_lost_request(

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 from stream.connect.topics import ensure_topics
 from stream.exceptions import ConfigurationError
-from stream.settings import Settings, to_env
+from stream.settings import Settings
 from tests.integration.conftest import Endpoints, make_settings
+from tests.integration.helpers import streaminfer
 
 pytestmark = pytest.mark.integration
 
@@ -40,13 +38,6 @@ def test_replication_factor_above_broker_count_is_refused(cluster: Endpoints) ->
     settings = make_settings(cluster, replication_factor=3, min_insync_replicas=2)
     with pytest.raises(ConfigurationError, match=r"replication_factor 3 .* exceeds the 1 broker"):
         ensure_topics(settings)
-
-
-def streaminfer(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """The command line, pointed at the test cluster and namespace."""
-    return subprocess.run([sys.executable, "-m", "stream.cli.main", *args],
-                          env=to_env(settings, connect_timeout_s=5), capture_output=True,
-                          text=True, timeout=60, check=False)
 
 
 def test_a_misspelt_topic_or_namespace_is_named_with_the_ones_that_exist(

@@ -259,7 +259,7 @@ def test_a_request_is_answered_once_across_redis_the_batch_in_flight_and_the_bat
     flying = BatchResult([out("r2"), out("r9")], 2, 0, 0, skipped=frozenset({1}))
     batch = BatchResult([out("r1"), out("r2"), out("r3"), out("r3"), out("r9"),
                          out(None, "dead_letter"), out("r4", "dead_letter")], 5, 0, 2)
-    result = accounting.suppress_answered(batch, sent_request_ids([flying]))
+    result = accounting.suppress_answered(batch, lambda: sent_request_ids([flying]))
     # r1: Redis knows it; r2: sent by the batch in flight; the second r3: earlier in this
     # batch. r9 was skipped in flight (not sent there), so it is answered here. Dead letters
     # always go out.
