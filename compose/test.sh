@@ -3,7 +3,7 @@
 # Kafka and Redis in containers). Extra arguments go to pytest.
 # With --extended first: the long scenarios instead (marker "extended": two more region
 # outage kinds, three brokers per region, dev up --regions 2, the two-region compose stack),
-# about 6 minutes more.
+# about 7.5 minutes more (measured: 7 min 23 s).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then

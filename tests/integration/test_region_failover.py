@@ -122,7 +122,7 @@ class Outage:
 
 
 # The default suite runs the stop scenario; pause and cut-off network run with
-# `bash compose/test.sh --extended` (about 3.5 minutes more).
+# `bash compose/test.sh --extended` (the two of them about 3.5 minutes more).
 @pytest.mark.parametrize("how", ["stop", pytest.param("pause", marks=pytest.mark.extended),
                                  pytest.param("disconnect", marks=pytest.mark.extended)])
 def test_worker_fails_over_to_west_and_back_without_losing_or_repeating_an_answer(
