@@ -45,16 +45,17 @@ def features() -> None:
 
 @features.command("run")
 @settings_options(*CONNECTION, *TOPICS, *REDIS, "session_timeout_ms", "health_port",
-                  "health_host")
+                  "health_host", "feature_app_stall_s")
 def features_run(**kwargs: Any) -> None:
     """Run the streaming feature pipeline (faust-streaming): <ns>.events -> Redis.
-    With --health-port, /metrics serves its table sizes (streaminfer_feature_app_entries)."""
+    With --health-port, /metrics serves its table sizes (streaminfer_feature_app_entries).
+    A watchdog restarts the process when it stops consuming (--feature-app-stall-s)."""
     from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-    from stream.features.faust_app import build_app, run
+    from stream.features.faust_app import app_ready, build_app, run
 
     s = resolve(kwargs, CONNECTION, TOPICS, REDIS,
-                  ("session_timeout_ms", "health_port", "health_host"))
+                  ("session_timeout_ms", "health_port", "health_host", "feature_app_stall_s"))
     from stream.connect.redis_pool import make_async_redis
 
     report: Any = None
@@ -74,6 +75,13 @@ def features_run(**kwargs: Any) -> None:
     app = build_app(s.namespace, s.bootstrap_servers, make_async_redis(s), s.partitions,
                     s.replication_factor, session_timeout_s=s.session_timeout_ms / 1000,
                     datadir=str(datadir), report_sizes=report)
+    if s.feature_app_stall_s > 0:
+        from stream.connect import kafka_config
+        from stream.features.watchdog import GroupProgress, Watchdog
+
+        probe = GroupProgress(kafka_config.admin(s), f"{s.namespace}-features", s.events_topic)
+        Watchdog(probe, lambda: app_ready(app), s.feature_app_stall_s,
+                 interval_s=min(5.0, s.feature_app_stall_s / 3)).start()
     run(app, {"DEBUG": "debug", "INFO": "info"}.get(s.log_level, "warn"))
 
 

@@ -163,6 +163,11 @@ class FeaturesSection(BaseModel):
     redis_master_name: str = Field(
         "streaminfer", description="Sentinel mode: the monitored master's name."
     )
+    feature_app_stall_s: float = Field(
+        45.0, ge=0,
+        description="features run: restart the app when it is ready, events wait and no "
+                    "offset was committed for this long (0: never; docs/features.md).",
+    )
 
 
 class LifecycleSection(BaseModel):

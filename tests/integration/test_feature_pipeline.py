@@ -17,7 +17,7 @@ import redis
 from confluent_kafka import Producer
 
 from schemas.serde import Encoder
-from stream.features.faust_app import expected_features
+from stream.features.aggregates import expected_features
 from stream.settings import Settings
 from tests.integration.helpers import settings_env, wait_until
 
@@ -102,6 +102,18 @@ def test_aggregates_match_and_a_killed_app_counts_nothing_twice(
             raise AssertionError(f"stored != expected (stored, expected): {over}\n"
                                  f"{tail[:6000]}") from None
         from stream.clients import TopicReader
+        from stream.connect import kafka_config
+        from stream.features.watchdog import GroupProgress
+
+        # What the watchdog reads (its own client): the group catches up with the topic.
+        probe = GroupProgress(kafka_config.admin(settings), f"{settings.namespace}-features",
+                              settings.events_topic)
+        try:
+            wait_until(lambda: probe().lag == 0, 30, "the feature app's group to commit "
+                       "every event (lag 0)", interval=0.5)
+            assert probe().end == 603  # 600 events and 3 undecodable ones
+        finally:
+            probe.close()
 
         letters = [r.value for r in TopicReader(settings, settings.dlq_topic, timeout=5,
                                                 until_end=True) if r.value]

@@ -14,7 +14,7 @@ from processors.features.enrich import FeatureEnricher
 from processors.features.store import UPDATED_AT, parse_value
 from processors.features.views import FeatureConfigError, FeatureRepo
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
-from stream.features.faust_app import expected_features, window_key
+from stream.features.aggregates import expected_features, window_key
 from tests.fakes import FakeStore
 
 REPO = {"entity": "card", "request_features": ["amount"],
@@ -183,7 +183,7 @@ def test_a_corrupt_stored_value_degrades_that_feature_instead_of_failing(
 
 
 def test_old_windows_expire_across_gaps_in_event_time() -> None:
-    from stream.features.faust_app import expired_windows
+    from stream.features.aggregates import expired_windows
 
     hour = 3_600_000
     keys = [window_key("c", t, 3600) for t in (0, 5 * hour, 9 * hour)] \
@@ -208,3 +208,35 @@ def test_idle_entities_are_swept_per_partition_by_event_time() -> None:
     assert sweep.expired(0, latest.get) == ["a"]  # b's newer event keeps it
     assert sweep.expired(1, latest.get) == []  # another partition's clock
     assert len(sweep) == 3
+
+
+def test_an_event_is_counted_once_however_often_it_is_replayed() -> None:
+    from stream.features import aggregates
+
+    events = [(0, 10, 300_000 * 10 + 5, 1.0), (0, 11, 300_000 * 10 + 7, 2.0),
+              (0, 12, 300_000 * 9 + 1, 4.0)]
+    state = None
+    for partition, offset, ts, amount in events + events[:2] + events:  # replays
+        if state is not None and aggregates.includes(state, partition, offset):
+            continue
+        state = aggregates.apply(state, partition, offset, ts, amount)
+    assert state is not None
+    got = aggregates.features(state)
+    want = aggregates.expected_features(
+        [{"entity_id": "a", "amount": a, "timestamp": t} for _, _, t, a in events])["a"]
+    assert got == want
+    assert state["seen"] == {"0": 12}
+    # Another partition's offsets are tracked apart: offset 5 there is new.
+    assert not aggregates.includes(state, 1, 5)
+    assert aggregates.includes(state, 0, 11)
+
+
+def test_an_entity_entry_keeps_only_recent_windows() -> None:
+    from stream.features import aggregates
+
+    hour = 3_600_000
+    state = None
+    for i, ts in enumerate([0, 5 * hour, 9 * hour]):
+        state = aggregates.apply(state, 0, i, ts, 1.0)
+    assert state is not None
+    assert sorted(state["w"]) == ["300|32400000", "3600|32400000"]  # the 0 h and 5 h ones went
