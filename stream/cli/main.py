@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from stream.cli.chaos import chaos
 from stream.cli.dev import dev
 from stream.cli.models import backup, models, restore
 from stream.cli.ops import demo, dlq, regions, status
@@ -27,7 +28,7 @@ def cli() -> None:
 
 
 for command in (dev, topics, produce, consume, answers, check, worker, dlq, features, status,
-                regions, demo, models, backup, restore):
+                regions, demo, models, backup, restore, chaos):
     cli.add_command(command)
 
 

@@ -1,0 +1,65 @@
+"""The shape every fault has, and the context it acts in."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from stream.chaos.load import Answers, Load
+from stream.chaos.target import Containers, Fleet
+from stream.devcluster.progress import say
+from stream.settings import Settings
+
+
+@dataclass
+class Context:
+    """What a fault may touch during one scenario."""
+
+    settings: Settings
+    containers: Containers
+    fleet: Fleet
+    load: Load
+    answers: Answers
+    notes: list[str] = field(default_factory=list)  # what the fault did, for the report
+
+    def note(self, text: str) -> None:
+        """Record and show one thing the fault did."""
+        self.notes.append(text)
+        say(f"  fault: {text}")
+
+
+class Fault:
+    """A fault: ``inject`` at the fault time, ``heal`` after ``hold_s`` (both may block
+    while they act). ``needs`` checks the target before the scenario starts, so a run
+    refuses a fault it cannot inject instead of failing halfway."""
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+    hold_s: float = 10.0
+
+    def needs(self, ctx: Context) -> None:
+        """Raise ConfigurationError when this target cannot take the fault."""
+
+    def inject(self, ctx: Context) -> None:
+        """Start the fault."""
+        raise NotImplementedError
+
+    def heal(self, ctx: Context) -> None:
+        """End the fault (restart, resume, reconnect)."""
+
+    def evidence(self, ctx: Context) -> str | None:
+        """Why the fault had no visible effect, if it had none (None: it had one)."""
+        return None
+
+
+def wait_for(condition: Callable[[], bool], deadline_s: float, what: str,
+             interval: float = 0.2) -> None:
+    """Poll ``condition`` until true; raise TimeoutError naming ``what`` after the deadline."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")

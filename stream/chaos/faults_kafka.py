@@ -1,0 +1,227 @@
+"""Broker faults: leader and controller kills, a paused broker, a rolling restart, a broker
+cut off the network, and latency with packet loss on the path to a broker."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+from confluent_kafka.admin import AdminClient
+
+from stream.chaos.fault import Context, Fault, wait_for
+from stream.connect import kafka_config
+from stream.devcluster.cluster import CONTROLLER_PORT
+from stream.exceptions import ConfigurationError
+
+
+def _admin(ctx: Context) -> AdminClient:
+    return AdminClient({**kafka_config.admin(ctx.settings), "log_level": 2})
+
+
+def leader_of(ctx: Context, partition: int = 0) -> int:
+    """The broker leading ``partition`` of the request topic now."""
+    meta = _admin(ctx).list_topics(ctx.settings.requests_topic, timeout=10)
+    return int(meta.topics[ctx.settings.requests_topic].partitions[partition].leader)
+
+
+def brokers_up(ctx: Context) -> set[int]:
+    """Broker ids the cluster's metadata lists."""
+    try:
+        return set(_admin(ctx).list_topics(timeout=5).brokers)
+    except Exception:  # noqa: BLE001 - no answer: none known to be up
+        return set()
+
+
+def in_sync(ctx: Context, node: int) -> bool:
+    """``node`` is back in every request partition's ISR it is a replica of."""
+    try:
+        meta = _admin(ctx).list_topics(ctx.settings.requests_topic, timeout=5)
+    except Exception:  # noqa: BLE001 - a broker outage: not yet
+        return False
+    parts = meta.topics[ctx.settings.requests_topic].partitions.values()
+    return all(node in p.isrs for p in parts if node in p.replicas)
+
+
+def restart_broker(ctx: Context, node: int, deadline_s: float = 90.0) -> None:
+    """Start a stopped broker container and wait until it is back in sync."""
+    ctx.containers.docker(ctx.containers.brokers[node]).start()
+    wait_for(lambda: node in brokers_up(ctx) and in_sync(ctx, node), deadline_s,
+             f"broker {node} to rejoin and catch up")
+
+
+def active_controller(ctx: Context) -> int:
+    """The KRaft quorum leader, asked of the quorum itself (a client's metadata names an
+    arbitrary broker as "controller" under KRaft)."""
+    node, cid = next(iter(ctx.containers.brokers.items()))
+    alias = f"{ctx.containers.alias_prefix}kafka-{node}:{CONTROLLER_PORT}"
+    out = ctx.containers.docker(cid).exec_run(
+        ["java", "-cp", "/opt/kafka/libs/*", "org.apache.kafka.tools.MetadataQuorumCommand",
+         "--bootstrap-controller", alias, "describe", "--status"])
+    match = re.search(r"LeaderId:\s*(\d+)", out.output.decode(errors="replace"))
+    if out.exit_code != 0 or match is None:
+        raise RuntimeError(f"cannot find the active controller: {out.output[-300:]!r}")
+    return int(match.group(1))
+
+
+@dataclass
+class LeaderKill(Fault):
+    """SIGKILL the broker leading request partition 0, ``times`` times in a row (each
+    time the new leader is found from metadata); each is restarted before the next."""
+
+    name: ClassVar[str] = "leader-kill"
+    summary: ClassVar[str] = "SIGKILL the leader of a request partition (repeatedly)"
+    hold_s: float = 5.0
+    times: int = 2
+
+    def needs(self, ctx: Context) -> None:
+        ctx.containers.require_brokers(self.name, 3)
+
+    def inject(self, ctx: Context) -> None:
+        for round_ in range(self.times):
+            node = leader_of(ctx)
+            ctx.containers.docker(ctx.containers.brokers[node]).kill()
+            ctx.note(f"killed broker {node}, leader of partition 0 (kill {round_ + 1}/{self.times})")
+            wait_for(lambda n=node: leader_of(ctx) not in (n, -1), 60,  # type: ignore[misc]
+                     "a new leader for partition 0")
+            if round_ + 1 < self.times:
+                time.sleep(self.hold_s)
+                restart_broker(ctx, node)
+            else:
+                self._last = node
+
+    def heal(self, ctx: Context) -> None:
+        restart_broker(ctx, self._last)
+        ctx.note(f"broker {self._last} back in sync")
+
+
+@dataclass
+class ControllerKill(Fault):
+    """SIGKILL the active KRaft controller; restart it after ``hold_s``."""
+
+    name: ClassVar[str] = "controller-kill"
+    summary: ClassVar[str] = "SIGKILL the active KRaft controller"
+    hold_s: float = 10.0
+
+    def needs(self, ctx: Context) -> None:
+        ctx.containers.require_brokers(self.name, 3)
+
+    def inject(self, ctx: Context) -> None:
+        self._node = active_controller(ctx)
+        ctx.containers.docker(ctx.containers.brokers[self._node]).kill()
+        ctx.note(f"killed node {self._node}, the active controller")
+
+    def heal(self, ctx: Context) -> None:
+        restart_broker(ctx, self._node)
+        ctx.note(f"node {self._node} back; controller now {active_controller(ctx)}")
+
+
+@dataclass
+class BrokerPause(Fault):
+    """Freeze a broker (SIGSTOP of its processes) past its session timeout, then thaw it."""
+
+    name: ClassVar[str] = "broker-pause"
+    summary: ClassVar[str] = "SIGSTOP a broker past its session timeout, then SIGCONT"
+    hold_s: float = 15.0
+
+    def needs(self, ctx: Context) -> None:
+        ctx.containers.require_brokers(self.name, 3)
+
+    def inject(self, ctx: Context) -> None:
+        self._node = leader_of(ctx)
+        ctx.containers.docker(ctx.containers.brokers[self._node]).pause()
+        ctx.note(f"paused broker {self._node} (leader of partition 0) for {self.hold_s:.0f}s")
+
+    def heal(self, ctx: Context) -> None:
+        ctx.containers.docker(ctx.containers.brokers[self._node]).unpause()
+        wait_for(lambda: in_sync(ctx, self._node), 90, f"broker {self._node} back in sync")
+        ctx.note(f"broker {self._node} resumed and back in sync")
+
+
+@dataclass
+class RollingRestart(Fault):
+    """Restart every broker in turn (SIGTERM, wait until it is back in sync, next)."""
+
+    name: ClassVar[str] = "rolling-restart"
+    summary: ClassVar[str] = "restart every broker in turn, waiting for each to catch up"
+    hold_s: float = 0.0
+
+    def needs(self, ctx: Context) -> None:
+        ctx.containers.require_brokers(self.name, 3)
+
+    def inject(self, ctx: Context) -> None:
+        for node, cid in sorted(ctx.containers.brokers.items()):
+            ctx.containers.docker(cid).stop(timeout=30)
+            restart_broker(ctx, node)
+            ctx.note(f"broker {node} restarted and back in sync")
+
+
+@dataclass
+class BrokerCut(Fault):
+    """Disconnect the leader of partition 0 from the cluster's network (the others keep a
+    quorum), then reconnect it under its alias."""
+
+    name: ClassVar[str] = "broker-cut"
+    summary: ClassVar[str] = "cut a broker off the network while the others keep a quorum"
+    hold_s: float = 15.0
+
+    def needs(self, ctx: Context) -> None:
+        ctx.containers.require_brokers(self.name, 3)
+        if ctx.containers.network is None:
+            raise ConfigurationError("broker-cut needs the cluster's Docker network")
+
+    def _network(self, ctx: Context) -> object:
+        import docker
+
+        return docker.from_env().networks.get(ctx.containers.network)
+
+    def inject(self, ctx: Context) -> None:
+        self._node = leader_of(ctx)
+        self._network(ctx).disconnect(ctx.containers.brokers[self._node])  # type: ignore[attr-defined]
+        ctx.note(f"cut broker {self._node} (leader of partition 0) off the network")
+
+    def heal(self, ctx: Context) -> None:
+        alias = f"{ctx.containers.alias_prefix}kafka-{self._node}"
+        self._network(ctx).connect(ctx.containers.brokers[self._node],  # type: ignore[attr-defined]
+                                   aliases=[alias])
+        wait_for(lambda: in_sync(ctx, self._node), 120, f"broker {self._node} back in sync")
+        ctx.note(f"broker {self._node} reconnected and back in sync")
+
+
+@dataclass
+class Netem(Fault):
+    """Added latency and packet loss on every packet a broker sends (``tc netem`` in the
+    broker container's network namespace, run from the host: needs root and tc)."""
+
+    name: ClassVar[str] = "netem"
+    summary: ClassVar[str] = "latency and packet loss on the path to a broker (tc netem)"
+    hold_s: float = 15.0
+    delay_ms: int = 100
+    jitter_ms: int = 20
+    loss_pct: float = 5.0
+
+    def needs(self, ctx: Context) -> None:
+        ctx.containers.require_brokers(self.name, 1)
+        if shutil.which("nsenter") is None or shutil.which("tc") is None:
+            raise ConfigurationError("netem needs nsenter and tc on this host (Debian: "
+                                     "apt-get install util-linux iproute2) and root")
+
+    def _tc(self, ctx: Context, *args: str) -> None:
+        pid = ctx.containers.docker(ctx.containers.brokers[self._node]).attrs["State"]["Pid"]
+        subprocess.run(["nsenter", "-t", str(pid), "-n", "tc", "qdisc", *args, "dev", "eth0",  # noqa: S603, S607
+                        "root", *(["netem", "delay", f"{self.delay_ms}ms", f"{self.jitter_ms}ms",
+                                   "loss", f"{self.loss_pct}%"] if args[0] == "add" else [])],
+                       check=True, capture_output=True, timeout=30)
+
+    def inject(self, ctx: Context) -> None:
+        self._node = leader_of(ctx)
+        self._tc(ctx, "add")
+        ctx.note(f"broker {self._node}: +{self.delay_ms}±{self.jitter_ms} ms, "
+                 f"{self.loss_pct:g}% loss")
+
+    def heal(self, ctx: Context) -> None:
+        self._tc(ctx, "del")
+        ctx.note(f"broker {self._node}: netem removed")

@@ -1,0 +1,90 @@
+"""Worker faults: a SIGKILL mid-transaction, a zombie, and an overload ramp."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from stream.chaos.fault import Context, Fault
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of a process, from /proc (None when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class WorkerKill(Fault):
+    """SIGKILL a worker while it serves (under load it is inside a transaction or a batch)
+    and start it again at once under the same id, as a supervisor would: with a stable
+    identity it fences its own unfinished transaction and takes its partitions back."""
+
+    name: ClassVar[str] = "worker-kill"
+    summary: ClassVar[str] = "SIGKILL a worker mid-transaction; restart it with the same id"
+    hold_s: float = 0.0
+
+    def inject(self, ctx: Context) -> None:
+        ctx.fleet.kill(0)
+        ctx.note(f"SIGKILLed worker {ctx.fleet.worker_id(0)}")
+        ctx.fleet.start(0)
+        ctx.note(f"restarted {ctx.fleet.worker_id(0)}")
+
+
+@dataclass
+class ZombieWorker(Fault):
+    """SIGSTOP a worker for longer than its session and transaction timeouts, then
+    SIGCONT it: the group has moved its partitions on, and whatever the zombie then tries
+    to write or commit must never become visible (the checker counts duplicates)."""
+
+    name: ClassVar[str] = "zombie-worker"
+    summary: ClassVar[str] = "SIGSTOP a worker past session and transaction timeouts, then SIGCONT"
+    hold_s: float = 0.0  # set from the settings at inject
+
+    def inject(self, ctx: Context) -> None:
+        s = ctx.settings
+        self.hold_s = max(s.session_timeout_ms, s.transaction_timeout_ms) / 1000 + 3
+        ctx.fleet.signal(0, signal.SIGSTOP)
+        ctx.note(f"SIGSTOPped {ctx.fleet.worker_id(0)} for {self.hold_s:.0f}s (session "
+                 f"{s.session_timeout_ms} ms, transaction {s.transaction_timeout_ms} ms)")
+
+    def heal(self, ctx: Context) -> None:
+        ctx.fleet.signal(0, signal.SIGCONT)
+        ctx.note(f"SIGCONT {ctx.fleet.worker_id(0)}: a zombie now, it must be fenced")
+
+
+@dataclass
+class Overload(Fault):
+    """Offer ``factor`` times the rate for ``hold_s``: lag grows, then drains; worker
+    memory is sampled before and at the peak (bounded means under ``max_growth_mb``)."""
+
+    name: ClassVar[str] = "overload"
+    summary: ClassVar[str] = "offer several times the rate for a bounded time, then back"
+    hold_s: float = 15.0
+    factor: float = 4.0
+    max_growth_mb: float = 300.0
+
+    def inject(self, ctx: Context) -> None:
+        self._base = ctx.load.rate
+        self._rss0 = {pid: rss_mb(pid) or 0.0 for pid in ctx.fleet.pids()}
+        ctx.load.rate = self._base * self.factor
+        ctx.note(f"offered rate {self._base:g}/s -> {ctx.load.rate:g}/s for {self.hold_s:.0f}s")
+
+    def heal(self, ctx: Context) -> None:
+        peak = {pid: rss_mb(pid) or 0.0 for pid in ctx.fleet.pids()}
+        ctx.load.rate = self._base
+        self.growth = max((peak[p] - self._rss0.get(p, peak[p]) for p in peak), default=0.0)
+        ctx.note(f"rate back to {self._base:g}/s; worker RSS grew at most {self.growth:.0f} MB")
+
+    def evidence(self, ctx: Context) -> str | None:
+        if self.growth > self.max_growth_mb:
+            return f"worker memory grew {self.growth:.0f} MB > {self.max_growth_mb:.0f} MB"
+        return None
+

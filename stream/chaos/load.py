@@ -1,0 +1,158 @@
+"""Open-loop load with a record of what Kafka accepted, and the answers as they arrive.
+
+The load sends at a fixed rate whatever happens to the cluster (open loop: a stall does
+not slow the offered rate down, it queues, as real clients do). Each request's intended
+send time is its ``created_at``; a request is *recorded* only when Kafka acknowledged
+it, so a write the producer gave up on during an outage is counted as refused, not
+lost. The rate can change mid-run (the overload fault ramps it).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from schemas.serde import Encoder
+from stream.clients import AnyDecoder, now_ms, synthetic_requests
+from stream.connect import kafka_config
+from stream.settings import Settings
+from stream.tools.check import Recorded, digest
+
+
+@dataclass(frozen=True)
+class Sent:
+    """An acknowledged request: what the checker needs and when it was meant to go."""
+
+    record: Recorded
+    created_at: int
+
+
+class Load(threading.Thread):
+    """Sends synthetic requests at ``rate``/s until stopped or ``max_requests`` sent."""
+
+    def __init__(self, settings: Settings, rate: float, max_requests: int,
+                 entities: int = 500, seed: int = 7) -> None:
+        super().__init__(name="chaos-load", daemon=True)
+        self.rate = rate
+        self.max_requests = max_requests
+        self._requests: Iterator[dict[str, Any]] = synthetic_requests(
+            max_requests, entities=entities, seed=seed)
+        self._producer = Producer({**kafka_config.client_producer(settings),
+                                   "delivery.timeout.ms": 120_000})
+        self._encode = Encoder("InferenceRequest")
+        self._topic = settings.requests_topic
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.sent: dict[str, Sent] = {}
+        self.offered = 0
+        self.refused: list[str] = []  # delivery errors: Kafka did not take these
+        self.error: BaseException | None = None
+
+    def _delivered(self, err: KafkaError | None, msg: Any, sent: Sent) -> None:
+        with self._lock:
+            if err is None:
+                self.sent[sent.record.request_id] = sent
+            else:
+                self.refused.append(f"{sent.record.request_id}: {err}")
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - reported by the runner, which fails the run
+            self.error = exc
+
+    def _run(self) -> None:
+        due = time.monotonic()
+        wall = float(now_ms())
+        for req in self._requests:
+            if self._stop.is_set():
+                break
+            rate = max(self.rate, 0.1)
+            delay = due - time.monotonic()
+            if delay > 0:
+                self._stop.wait(delay)
+            req["created_at"] = int(wall)
+            sent = Sent(Recorded(req["request_id"], req["entity_id"], digest(req)),
+                        req["created_at"])
+            while True:
+                try:
+                    self._producer.produce(
+                        self._topic, self._encode(req), req["entity_id"].encode(),
+                        on_delivery=functools.partial(self._delivered, sent=sent))
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+            self.offered += 1
+            self._producer.poll(0)
+            due += 1.0 / rate
+            wall += 1000.0 / rate
+        self._producer.flush(150)
+
+    def stop(self) -> None:
+        """Stop offering; the thread flushes what is queued and ends."""
+        self._stop.set()
+
+    def recorded(self) -> dict[str, Recorded]:
+        """What Kafka acknowledged, for the checker."""
+        with self._lock:
+            return {k: v.record for k, v in self.sent.items()}
+
+
+class Answers(threading.Thread):
+    """Reads predictions and dead letters (read_committed) from the start; notes when
+    each request's first answer arrived."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="chaos-answers", daemon=True)
+        self._consumer = Consumer(kafka_config.tail_consumer(settings, None, True))
+        self._topics = [settings.predictions_topic, settings.dlq_topic]
+        self._decode = AnyDecoder()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.first_at: dict[str, int] = {}  # request id -> wall ms of its first answer
+        self.degraded: int = 0  # predictions flagged features_degraded
+        self.fallback: int = 0
+        self.dead: int = 0
+
+    def run(self) -> None:
+        self._consumer.subscribe(self._topics)
+        try:
+            while not self._stop.is_set():
+                for msg in self._consumer.consume(500, 0.2):
+                    raw = msg.value()
+                    if msg.error() is not None or raw is None:
+                        continue
+                    try:
+                        value = self._decode(raw)
+                    except Exception:  # noqa: BLE001, S112 - not ours to judge here; the checker reads again
+                        continue
+                    self._note(value)
+        finally:
+            self._consumer.close()
+
+    def _note(self, value: dict[str, Any]) -> None:
+        rid = value.get("request_id") or value.get("original_request_id")
+        with self._lock:
+            if "stage" in value:
+                self.dead += 1
+            elif value.get("fallback"):
+                self.fallback += 1
+            if value.get("features_degraded"):
+                self.degraded += 1
+            if rid and rid not in self.first_at:
+                self.first_at[str(rid)] = now_ms()
+
+    def answered(self, ids: Iterator[str] | list[str]) -> int:
+        """How many of ``ids`` have an answer."""
+        with self._lock:
+            return sum(1 for i in ids if i in self.first_at)
+
+    def stop(self) -> None:
+        """Stop reading."""
+        self._stop.set()

@@ -1,0 +1,44 @@
+"""The chaos report: a table on the terminal and the same rows as JSON."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from stream.chaos.runner import Result
+
+
+def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def table(results: Sequence[Result], title: str = "chaos run") -> str:
+    """Rendered table: scenario, fault, requests, lost, duplicates, recovery, p99, verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=title)
+    for col in ("scenario", "fault", "requests", "refused", "lost", "dup", "recovery (goal)",
+                "p99 before", "p99 during", "answered/s during", "verdict"):
+        t.add_column(col)
+    for r in results:
+        f = r.figures
+        goal = "" if r.goal_s is None else f" (≤{r.goal_s:.0f}s)"
+        t.add_row(r.scenario, r.fault, f"{r.requests:,}", str(r.refused), str(r.lost),
+                  str(r.duplicates),
+                  (_fmt(f.recovery_s, "s") if f else "-") + goal,
+                  _fmt(f.p99_before_ms if f else None, " ms", 0),
+                  _fmt(f.p99_during_ms if f else None, " ms", 0),
+                  _fmt(f.answered_per_s_during if f else None, "", 0),
+                  "pass" if r.ok else "FAIL: " + "; ".join(r.problems))
+    console = Console(file=sys.stdout, width=200, record=True)
+    with console.capture() as cap:
+        console.print(t)
+    return cap.get()
+
+
+def write_json(results: Sequence[Result], path: Path, meta: dict[str, object]) -> None:
+    """The same rows, with the run's parameters."""
+    path.write_text(json.dumps({**meta, "results": [r.as_dict() for r in results]}, indent=2))

@@ -1,0 +1,165 @@
+"""One scenario end to end: workers up, steady load, the fault, recovery, the checker.
+
+Each scenario gets a namespace of its own (topics, group, Redis keys), so scenarios
+never see each other's requests. The verdict: the shared outcome checker
+(:func:`stream.tools.check.run_check`) finds nothing lost (nor, under exactly-once,
+answered twice), recovery happened (and within the scenario's goal, where it has one),
+no worker died on its own, and the fault had the effect it is there for.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream.chaos.fault import Context, Fault, wait_for
+from stream.chaos.load import Answers, Load
+from stream.chaos.measure import FaultFigures, Timeline, recovery
+from stream.chaos.target import Containers, Fleet
+from stream.clients import now_ms
+from stream.connect.groups import wait_until_serving
+from stream.connect.topics import ensure_topics
+from stream.devcluster.progress import say
+from stream.settings import Settings
+from stream.tools.check import run_check
+
+
+@dataclass
+class Scenario:
+    """A fault under a guarantee, with a recovery goal when the product promises one."""
+
+    fault: Fault
+    guarantee: str = "exactly-once"
+    goal_s: float | None = None
+
+    @property
+    def name(self) -> str:
+        """``<fault>`` or ``<fault>/alo`` for at-least-once."""
+        return self.fault.name + ("" if self.guarantee == "exactly-once" else "/alo")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How hard and how long: offered rate, workers, and the phases' lengths."""
+
+    rate: float = 100.0
+    workers: int = 2
+    warmup_s: float = 8.0
+    after_s: float = 15.0
+    drain_s: float = 120.0
+
+
+@dataclass
+class Result:
+    """One scenario's outcome, as the report prints it."""
+
+    scenario: str
+    fault: str
+    requests: int
+    refused: int
+    lost: int
+    duplicates: int
+    figures: FaultFigures | None
+    goal_s: float | None
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Passed: no problem found."""
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the JSON report."""
+        f = self.figures
+        return {"scenario": self.scenario, "fault": self.fault, "requests": self.requests,
+                "refused": self.refused, "lost": self.lost, "duplicates": self.duplicates,
+                "recovery_s": None if f is None else f.recovery_s, "goal_s": self.goal_s,
+                "p99_before_ms": None if f is None else f.p99_before_ms,
+                "p99_during_ms": None if f is None else f.p99_during_ms,
+                "answered_per_s_during": None if f is None else f.answered_per_s_during,
+                "verdict": "pass" if self.ok else "fail", "problems": self.problems,
+                "notes": self.notes}
+
+
+def run_scenario(base: Settings, containers: Containers, scenario: Scenario, plan: Plan,
+                 log_dir: Path) -> Result:
+    """Run one scenario and judge it."""
+    tag = f"{scenario.fault.name}-{uuid.uuid4().hex[:6]}"
+    settings = base.model_copy(update={"namespace": f"{base.namespace}-chaos-{tag}",
+                                       "guarantee": scenario.guarantee})
+    ensure_topics(settings)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    fleet = Fleet(settings, log_dir / tag)
+    (log_dir / tag).mkdir(exist_ok=True)
+    answers = Answers(settings)
+    load = Load(settings, plan.rate, max_requests=int(plan.rate * 3600))
+    ctx = Context(settings, containers, fleet, load, answers)
+    scenario.fault.needs(ctx)
+    say(f"scenario {scenario.name}: {scenario.fault.summary} ({settings.namespace})")
+    problems: list[str] = []
+    figures = None
+    try:
+        answers.start()
+        for i in range(plan.workers):
+            fleet.start(i)
+        wait_until_serving(settings, plan.workers, settings.partitions, 90,
+                           hint=f"worker logs in {log_dir / tag}")
+        load.start()
+        wait_for(lambda: answers.answered(list(load.sent)) >= plan.rate * plan.warmup_s / 2,
+                 plan.warmup_s + 60, "the first answers before the fault")
+        time.sleep(plan.warmup_s)  # a steady baseline: the p99 the bound is derived from
+        fault_ms = now_ms()
+        scenario.fault.inject(ctx)
+        time.sleep(scenario.fault.hold_s)  # the fault's length is the scenario's point
+        scenario.fault.heal(ctx)
+        time.sleep(plan.after_s)  # load keeps flowing after the heal: recovery is measured
+        load.stop()
+        load.join(180)
+        end_ms = now_ms()
+        sent = dict(load.sent)
+        say(f"  load stopped: {len(sent)} acknowledged, {len(load.refused)} refused; "
+            "waiting for every answer")
+        try:
+            wait_for(lambda: answers.answered(list(sent)) == len(sent), plan.drain_s,
+                     "every acknowledged request to be answered", interval=1.0)
+        except TimeoutError as exc:
+            problems.append(str(exc))
+        figures = recovery(Timeline.build({k: v.created_at for k, v in sent.items()},
+                                          dict(answers.first_at)), fault_ms, end_ms)
+    finally:
+        load.stop()
+        answers.stop()
+        fleet.stop_all()
+    verdicts = run_check(settings, load.recorded())
+    lost = sum(len(v.outcomes.missing) for v in verdicts)
+    dups = sum(len(v.outcomes.duplicates) for v in verdicts)
+    problems += _judge(scenario, ctx, verdicts, figures, fleet, load)
+    return Result(scenario.name, scenario.fault.summary, len(load.sent), len(load.refused),
+                  lost, dups, figures, scenario.goal_s, problems, ctx.notes)
+
+
+def _judge(scenario: Scenario, ctx: Context, verdicts: list[Any], figures: FaultFigures | None,
+           fleet: Fleet, load: Load) -> list[str]:
+    problems = []
+    at_least_once = scenario.guarantee == "at-least-once"
+    for v in verdicts:
+        if not v.ok(allow_duplicates=at_least_once):
+            problems.append(v.line())
+    if load.error is not None:
+        problems.append(f"the load generator failed: {load.error}")
+    if figures is None or figures.recovery_s is None:
+        problems.append("did not recover: requests kept missing the latency bound to the end")
+    elif scenario.goal_s is not None and figures.recovery_s > scenario.goal_s:
+        problems.append(f"recovery {figures.recovery_s:.1f}s > goal {scenario.goal_s:.0f}s")
+    died = {fleet.worker_id(i): code for i, code in fleet.exited().items()
+            if code not in (0, -15, -9)}
+    if died:
+        problems.append(f"workers exited on their own: {died}")
+    missing = scenario.fault.evidence(ctx)
+    if missing:
+        problems.append(missing)
+    return problems

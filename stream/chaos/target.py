@@ -1,0 +1,111 @@
+"""What a chaos run can act on: the cluster's containers and the run's worker processes."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream.exceptions import ConfigurationError
+from stream.settings import Settings
+from stream.settings.environment import to_env
+
+
+@dataclass
+class Containers:
+    """Container ids by role: brokers by node id, Redis, MirrorMaker; the network the
+    brokers share (a network cut disconnects a broker from it) and each broker's alias."""
+
+    brokers: dict[int, str] = field(default_factory=dict)
+    redis: str | None = None
+    mirrormaker: str | None = None
+    network: str | None = None
+    alias_prefix: str = ""
+
+    @classmethod
+    def from_dev_state(cls, state: Any) -> Containers:
+        """From ``streaminfer dev up``'s record (single region)."""
+        brokers = {int(name.rsplit("-", 1)[1]): cid for name, cid in state.containers.items()
+                   if name.startswith("kafka-")}
+        return cls(brokers, state.containers.get("redis"), state.containers.get("mirrormaker"),
+                   state.network)
+
+    @classmethod
+    def from_running(cls, running: Any) -> Containers:
+        """From a :class:`stream.devcluster.cluster.RunningCluster` (tests)."""
+        return cls({i: c.get_wrapped_container().id for i, c in running.kafka.items()},
+                   running.redis.get_wrapped_container().id if running.redis else None,
+                   None, running.network.name, running.alias_prefix)
+
+    def docker(self, cid: str) -> Any:
+        """The docker-py container object."""
+        import docker
+
+        return docker.from_env().containers.get(cid)
+
+    def require_brokers(self, fault: str, at_least: int = 1) -> None:
+        """Refuse a fault the cluster cannot take."""
+        if len(self.brokers) < at_least:
+            raise ConfigurationError(
+                f"fault {fault} needs {at_least} brokers in containers this run can reach; "
+                f"have {len(self.brokers)} (start one with `streaminfer dev up --brokers 3`)")
+
+
+class Fleet:
+    """The run's own workers: ``streaminfer worker`` processes with stable ids
+    (``chaos-0``...), logging to ``log_dir``; killed, paused and restarted by index."""
+
+    def __init__(self, settings: Settings, log_dir: Path, **overrides: Any) -> None:
+        self.settings = settings
+        self.log_dir = log_dir
+        self.env = to_env(settings, **overrides)
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    def worker_id(self, index: int) -> str:
+        """The stable id of worker ``index``."""
+        return f"chaos-{index}"
+
+    def start(self, index: int) -> None:
+        """Start (or restart) worker ``index``."""
+        log = (self.log_dir / f"{self.worker_id(index)}.log").open("ab")
+        self.procs[index] = subprocess.Popen(  # noqa: S603 - our own worker command
+            [sys.executable, "-m", "stream.cli.main", "worker", "--worker-id",
+             self.worker_id(index)], env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def signal(self, index: int, signum: int) -> None:
+        """Send a signal to worker ``index``."""
+        self.procs[index].send_signal(signum)
+
+    def kill(self, index: int) -> None:
+        """SIGKILL worker ``index`` and reap it."""
+        self.procs[index].kill()
+        self.procs[index].wait(30)
+
+    def pids(self) -> list[int]:
+        """Pids of the workers that run."""
+        return [p.pid for p in self.procs.values() if p.poll() is None]
+
+    def exited(self) -> dict[int, int]:
+        """Workers that ended on their own: index -> exit code."""
+        return {i: p.returncode for i, p in self.procs.items() if p.poll() is not None}
+
+    def stop_all(self, grace_s: float = 30.0) -> None:
+        """SIGTERM every worker, SIGKILL what is left after ``grace_s``."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGCONT)  # a paused worker cannot act on SIGTERM
+                    p.terminate()
+        end = time.monotonic() + grace_s
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(10)

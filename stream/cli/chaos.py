@@ -1,0 +1,102 @@
+"""``streaminfer chaos list|run``: game days against the dev cluster (or your own)."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from stream.cli.options import CONNECTION, TOPICS, WORKER, resolve, settings_options
+from stream.exceptions import ConfigurationError
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h`` -> seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if match is None:
+        raise ConfigurationError(f"--soak {text!r}: give a duration such as 600s, 30m or 2h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+@click.group()
+def chaos() -> None:
+    """Inject faults into a live cluster under load; check every request; time recovery."""
+
+
+@chaos.command("list")
+def chaos_list() -> None:
+    """The scenarios, their guarantee and recovery goal."""
+    from stream.chaos.catalog import SCENARIOS
+
+    for name, make in SCENARIOS.items():
+        sc = make()
+        goal = "" if sc.goal_s is None else f", recovery goal {sc.goal_s:.0f}s"
+        click.echo(f"{name:<16} {sc.fault.summary} ({sc.guarantee}{goal})")
+
+
+@chaos.command("run")
+@click.option("--scenario", "names", multiple=True,
+              help="Scenario name (repeatable or comma-separated; default: all). "
+                   "`streaminfer chaos list` names them.")
+@click.option("--rate", type=float, default=100.0, show_default=True,
+              help="Requests per second offered throughout (open loop).")
+@click.option("--workers", "n_workers", type=int, default=2, show_default=True,
+              help="Worker processes the run starts (and kills, pauses, restarts).")
+@click.option("--warmup-s", type=float, default=8.0, show_default=True,
+              help="Steady load before the fault (the latency baseline).")
+@click.option("--after-s", type=float, default=15.0, show_default=True,
+              help="Load after the fault is healed.")
+@click.option("--hold-s", type=float, default=None,
+              help="How long each fault lasts before it is healed (default: per fault).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the results as JSON here.")
+@click.option("--soak", default=None, help="Repeat the scenarios until this much time "
+              "has passed (600s, 30m, 2h), then summarise.")
+@settings_options(*CONNECTION, *TOPICS, *WORKER)
+def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: float,
+              after_s: float, hold_s: float | None, json_path: Path | None, soak: str | None,
+              **kwargs: Any) -> None:
+    """Run scenarios against the dev cluster (`streaminfer dev up --brokers 3`): each
+    gets its own namespace, workers and load; the fault; recovery; then `check`.
+    Against a cluster not started by `dev up`, only faults needing no containers run
+    (worker-kill, zombie-worker, overload). Exit 1 when any scenario fails."""
+    from stream.chaos.catalog import scenarios
+    from stream.chaos.report import table, write_json
+    from stream.chaos.runner import Plan, Result, run_scenario
+    from stream.chaos.target import Containers
+    from stream.devcluster import state
+    from stream.settings import state_dir
+
+    s = resolve(kwargs, CONNECTION, TOPICS, WORKER)
+    wanted = [n.strip() for name in names for n in name.split(",") if n.strip()]
+    dev = state.load()
+    containers = (Containers.from_dev_state(dev)
+                  if dev is not None and dev.bootstrap_servers == s.bootstrap_servers
+                  else Containers())
+    plan = Plan(rate=rate, workers=n_workers, warmup_s=warmup_s, after_s=after_s)
+    until = time.monotonic() + (parse_duration(soak) if soak else 0)
+    log_dir = state_dir() / "chaos" / time.strftime("%Y%m%d-%H%M%S")
+    results: list[Result] = []
+    rounds = 0
+    while True:
+        rounds += 1
+        for sc in scenarios(wanted):
+            if hold_s is not None:
+                sc.fault.hold_s = hold_s
+            results.append(run_scenario(s, containers, sc, plan, log_dir))
+            click.echo(table(results[-1:], title=f"round {rounds}: {sc.name}"))
+        if soak is None or time.monotonic() >= until:
+            break
+    click.echo(table(results, title=f"chaos run: {len(results)} scenario runs in {rounds} "
+                     f"round(s), {sum(r.ok for r in results)} passed (logs: {log_dir})"))
+    if json_path is not None:
+        write_json(results, json_path, {"rate": rate, "workers": n_workers, "rounds": rounds,
+                                        "bootstrap_servers": s.bootstrap_servers})
+        click.echo(f"wrote {json_path}", err=True)
+    if not all(r.ok for r in results):
+        failed = sorted({r.scenario for r in results if not r.ok})
+        click.echo(f"failed: {', '.join(failed)}; worker logs under {log_dir}", err=True)
+        raise SystemExit(1)
