@@ -19,7 +19,7 @@ from stream.chaos.faults_kafka import (
 )
 from stream.chaos.faults_redis import RedisCorrupt, RedisKill, RedisPause
 from stream.chaos.faults_workers import Overload, WorkerKill, ZombieWorker
-from stream.chaos.runner import Scenario
+from stream.chaos.scenario import Scenario
 from stream.exceptions import ConfigurationError
 
 EOS, ALO = "exactly-once", "at-least-once"

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from stream.chaos.load import Answers, Load
+from stream.chaos.open_loop import Answers, Load
 from stream.chaos.target import Containers, Fleet
 from stream.devcluster.progress import say
 from stream.settings import Settings
@@ -23,6 +23,14 @@ class Context:
     load: Load
     answers: Answers
     notes: list[str] = field(default_factory=list)  # what the fault did, for the report
+    marks: list[int] = field(default_factory=list)  # injection times (wall ms), if several
+
+    def mark(self) -> None:
+        """A fault that strikes several times marks each strike; recovery is measured
+        from each one, and the worst is reported."""
+        from stream.clients import now_ms
+
+        self.marks.append(now_ms())
 
     def note(self, text: str) -> None:
         """Record and show one thing the fault did."""

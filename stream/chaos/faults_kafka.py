@@ -76,6 +76,7 @@ class LeaderKill(Fault):
     summary: ClassVar[str] = "SIGKILL the leader of a request partition (repeatedly)"
     hold_s: float = 5.0
     times: int = 2
+    settle_s: float = 15.0
 
     def needs(self, ctx: Context) -> None:
         ctx.containers.require_brokers(self.name, 3)
@@ -83,6 +84,7 @@ class LeaderKill(Fault):
     def inject(self, ctx: Context) -> None:
         for round_ in range(self.times):
             node = leader_of(ctx)
+            ctx.mark()
             ctx.containers.docker(ctx.containers.brokers[node]).kill()
             ctx.note(f"killed broker {node}, leader of partition 0 (kill {round_ + 1}/{self.times})")
             wait_for(lambda n=node: leader_of(ctx) not in (n, -1), 60,  # type: ignore[misc]
@@ -90,6 +92,9 @@ class LeaderKill(Fault):
             if round_ + 1 < self.times:
                 time.sleep(self.hold_s)
                 restart_broker(ctx, node)
+                # Let the rejoin settle (leaders and coordinators move back) so that the
+                # next strike is measured on its own.
+                time.sleep(self.settle_s)
             else:
                 self._last = node
 

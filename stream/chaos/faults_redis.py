@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from processors.features.store import RedisFeatureStore
+from processors.features.views import FeatureRepo
 from stream.chaos.fault import Context, Fault
+from stream.connect.redis_pool import make_redis
 from stream.exceptions import ConfigurationError
 
 
@@ -13,6 +16,17 @@ def _need_redis(ctx: Context, name: str) -> None:
     if ctx.containers.redis is None:
         raise ConfigurationError(f"{name} needs the Redis container of a dev cluster "
                                  "(standalone: `streaminfer dev up`)")
+
+
+def _feature_store(ctx: Context) -> tuple[FeatureRepo, RedisFeatureStore]:
+    """The served model's feature views and the store they live in."""
+    s = ctx.settings
+    model_dir = s.model_path if s.model_path.is_dir() else s.model_path.parent
+    repo = FeatureRepo.for_model(model_dir)
+    if repo is None:
+        raise ConfigurationError(f"redis-corrupt: the model at {model_dir} reads no stored "
+                                 "features, so corrupt values would go unread")
+    return repo, RedisFeatureStore(make_redis(s, timeout_s=5.0), s.namespace)
 
 
 @dataclass
@@ -65,10 +79,11 @@ class RedisCorrupt(Fault):
     hold_s: float = 10.0
     entities: int = 500
 
-    def inject(self, ctx: Context) -> None:
-        from stream.cli.features import repo_for, store_for
+    def needs(self, ctx: Context) -> None:
+        _feature_store(ctx)
 
-        repo, store = repo_for(ctx.settings), store_for(ctx.settings)
+    def inject(self, ctx: Context) -> None:
+        repo, store = _feature_store(ctx)
         self._degraded0 = ctx.answers.degraded
         pipe = store.client.pipeline(transaction=False)
         for view in repo.views:
@@ -81,9 +96,7 @@ class RedisCorrupt(Fault):
         ctx.note(f"wrote garbage into {len(repo.views)} view(s) of {self.entities} entities")
 
     def heal(self, ctx: Context) -> None:
-        from stream.cli.features import repo_for, store_for
-
-        repo, store = repo_for(ctx.settings), store_for(ctx.settings)
+        repo, store = _feature_store(ctx)
         pipe = store.client.pipeline(transaction=False)
         for view in repo.views:
             for i in range(self.entities):

@@ -2,15 +2,18 @@
 
 Latency of a request: from its intended send time (``created_at``, open loop) to the
 moment its first answer was read back (read_committed), so it includes every wait a
-client would see. Recovery time: from the fault's injection to the first moment from
-which every request sent during ``settle_s`` seconds was answered within the latency
-bound, the bound being ``max(floor_ms, 3 x the p99 before the fault)``. A fault that
+client would see. Recovery time: from the fault's injection to the first send time from
+which every request sent during the next ``settle_s`` seconds was answered within the
+latency bound (a later blip does not undo a recovery; a fault injected again is measured
+again from that injection), the bound being ``max(500 ms, 2 x the p99 before the fault)`` (that p99 over
+requests answered before the fault). A fault that
 never slowed anything down recovers in 0 s; one after which requests never again meet
 the bound has no recovery time (the verdict fails).
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -57,25 +60,32 @@ class FaultFigures:
     answered_per_s_during: float
 
 
-def recovery(timeline: Timeline, fault_ms: int, end_ms: int, floor_ms: float = 1000.0,
-             settle_s: float = 3.0) -> FaultFigures:
-    """Figures for a fault injected at ``fault_ms``; requests sent up to ``end_ms`` count."""
-    before = timeline.p99(fault_ms - 30_000, fault_ms)
-    bound = max(floor_ms, 3 * before) if before is not None else floor_ms
+def recovery(timeline: Timeline, fault_ms: int, end_ms: int, floor_ms: float = 500.0,
+             settle_s: float = 3.0, baseline_s: float = 8.0) -> FaultFigures:
+    """Figures for a fault injected at ``fault_ms``; requests sent up to ``end_ms`` count;
+    the p99 of the ``baseline_s`` before the fault sets the latency bound."""
+    # The baseline: requests sent in the period before the fault *and answered before it*
+    # (one in flight at the fault is the fault's, not the baseline's).
+    before = percentile([lat for c, lat in timeline.between(fault_ms - int(baseline_s * 1000),
+                                                            fault_ms)
+                         if lat is not None and c + lat < fault_ms], 0.99)
+    bound = max(floor_ms, 2 * before) if before is not None else floor_ms
     after = timeline.between(fault_ms, end_ms)
     settle_ms = int(settle_s * 1000)
     recovered_at: int | None = None
-    # Walk back from the end: the latest request that missed the bound (or was never
-    # answered) ends the disturbance; recovery is the next send time after it, provided
-    # a full settle period of good requests follows.
-    bad = [c for c, lat in after if lat is None or lat > bound]
+    # The first send time from which every request of a full settle period met the bound.
+    good = [c for c, lat in after if lat is not None and lat <= bound]
+    bad = sorted(c for c, lat in after if lat is None or lat > bound)
     if not bad:
         recovered_at = fault_ms
     else:
-        last_bad = max(bad)
-        good_after = [c for c, _ in after if c > last_bad]
-        if good_after and max(good_after) - min(good_after) >= settle_ms:
-            recovered_at = min(good_after)
+        for c in good:
+            if c + settle_ms > end_ms:
+                break
+            i = bisect.bisect_left(bad, c)
+            if i == len(bad) or bad[i] > c + settle_ms:
+                recovered_at = c
+                break
     window_end = recovered_at if recovered_at is not None and recovered_at > fault_ms else end_ms
     during = [lat for c, lat in after if c < max(window_end, fault_ms + 1000) and lat is not None]
     span_s = max(1.0, (window_end - fault_ms) / 1000)
@@ -83,3 +93,8 @@ def recovery(timeline: Timeline, fault_ms: int, end_ms: int, floor_ms: float = 1
         recovery_s=None if recovered_at is None else (recovered_at - fault_ms) / 1000,
         bound_ms=bound, p99_before_ms=before, p99_during_ms=percentile(during, 0.99),
         answered_per_s_during=len(during) / span_s)
+
+
+def worst(figures: Sequence[FaultFigures]) -> FaultFigures:
+    """Of several strikes' figures, the slowest recovery (no recovery is the worst)."""
+    return max(figures, key=lambda f: math.inf if f.recovery_s is None else f.recovery_s)

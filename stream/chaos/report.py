@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from stream.chaos.runner import Result
+from stream.chaos.scenario import Result
 
 
 def _fmt(value: float | None, unit: str, digits: int = 1) -> str:

@@ -65,7 +65,7 @@ def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: flo
     (worker-kill, zombie-worker, overload). Exit 1 when any scenario fails."""
     from stream.chaos.catalog import scenarios
     from stream.chaos.report import table, write_json
-    from stream.chaos.runner import Plan, Result, run_scenario
+    from stream.chaos.scenario import Plan, Result, run_scenario
     from stream.chaos.target import Containers
     from stream.devcluster import state
     from stream.settings import state_dir

@@ -92,6 +92,11 @@ def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str,
         "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": rf,
         "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": isr,
         "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+        # A SIGKILLed broker keeps its partitions until the controller fences it after
+        # this session timeout (Kafka's default 9 s, heartbeat 2 s): 4 s brings a
+        # partition-leader kill's recovery under 10 s (docs/operations.md, chaos).
+        "KAFKA_BROKER_SESSION_TIMEOUT_MS": "4000",
+        "KAFKA_BROKER_HEARTBEAT_INTERVAL_MS": "1000",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
         "KAFKA_NUM_PARTITIONS": "4",
         "KAFKA_LOG_DIRS": "/var/lib/kafka/data",

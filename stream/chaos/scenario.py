@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from stream.chaos.fault import Context, Fault, wait_for
-from stream.chaos.load import Answers, Load
-from stream.chaos.measure import FaultFigures, Timeline, recovery
+from stream.chaos.measure import FaultFigures, Timeline, recovery, worst
+from stream.chaos.open_loop import Answers, Load
 from stream.chaos.target import Containers, Fleet
 from stream.clients import now_ms
 from stream.connect.groups import wait_until_serving
@@ -128,8 +128,12 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
                      "every acknowledged request to be answered", interval=1.0)
         except TimeoutError as exc:
             problems.append(str(exc))
-        figures = recovery(Timeline.build({k: v.created_at for k, v in sent.items()},
-                                          dict(answers.first_at)), fault_ms, end_ms)
+        timeline = Timeline.build({k: v.created_at for k, v in sent.items()},
+                                  dict(answers.first_at))
+        marks = ctx.marks or [fault_ms]
+        each = [recovery(timeline, m, [*marks, end_ms][i + 1], baseline_s=plan.warmup_s)
+                for i, m in enumerate(marks)]
+        figures = worst(each)
     finally:
         load.stop()
         answers.stop()

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
 from schemas.serde import Encoder
 from stream.clients import AnyDecoder, now_ms, synthetic_requests
@@ -47,7 +47,7 @@ class Load(threading.Thread):
                                    "delivery.timeout.ms": 120_000})
         self._encode = Encoder("InferenceRequest")
         self._topic = settings.requests_topic
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._lock = threading.Lock()
         self.sent: dict[str, Sent] = {}
         self.offered = 0
@@ -71,12 +71,12 @@ class Load(threading.Thread):
         due = time.monotonic()
         wall = float(now_ms())
         for req in self._requests:
-            if self._stop.is_set():
+            if self._halt.is_set():
                 break
             rate = max(self.rate, 0.1)
             delay = due - time.monotonic()
             if delay > 0:
-                self._stop.wait(delay)
+                self._halt.wait(delay)
             req["created_at"] = int(wall)
             sent = Sent(Recorded(req["request_id"], req["entity_id"], digest(req)),
                         req["created_at"])
@@ -96,7 +96,7 @@ class Load(threading.Thread):
 
     def stop(self) -> None:
         """Stop offering; the thread flushes what is queued and ends."""
-        self._stop.set()
+        self._halt.set()
 
     def recorded(self) -> dict[str, Recorded]:
         """What Kafka acknowledged, for the checker."""
@@ -113,7 +113,7 @@ class Answers(threading.Thread):
         self._consumer = Consumer(kafka_config.tail_consumer(settings, None, True))
         self._topics = [settings.predictions_topic, settings.dlq_topic]
         self._decode = AnyDecoder()
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._lock = threading.Lock()
         self.first_at: dict[str, int] = {}  # request id -> wall ms of its first answer
         self.degraded: int = 0  # predictions flagged features_degraded
@@ -121,9 +121,15 @@ class Answers(threading.Thread):
         self.dead: int = 0
 
     def run(self) -> None:
-        self._consumer.subscribe(self._topics)
+        # assign, not subscribe: no group join delays the first answers (latency is
+        # measured from their arrival here)
+        tps = []
+        for topic in self._topics:
+            meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
+            tps += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+        self._consumer.assign(tps)
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 for msg in self._consumer.consume(500, 0.2):
                     raw = msg.value()
                     if msg.error() is not None or raw is None:
@@ -155,4 +161,4 @@ class Answers(threading.Thread):
 
     def stop(self) -> None:
         """Stop reading."""
-        self._stop.set()
+        self._halt.set()
