@@ -213,16 +213,25 @@ class Netem(Fault):
         if shutil.which("nsenter") is None or shutil.which("tc") is None:
             raise ConfigurationError("netem needs nsenter and tc on this host (Debian: "
                                      "apt-get install util-linux iproute2) and root")
+        self._node = leader_of(ctx)
+        try:  # a zero-delay netem qdisc, at once removed: does this kernel have sch_netem?
+            self._tc(ctx, "add", delay_ms=0)
+            self._tc(ctx, "del")
+        except subprocess.CalledProcessError as exc:
+            raise ConfigurationError(
+                "netem: this kernel cannot add a netem qdisc (tc said: "
+                f"{exc.stderr.decode(errors='replace').strip()}); run it on a host whose "
+                "kernel has sch_netem") from exc
 
-    def _tc(self, ctx: Context, *args: str) -> None:
+    def _tc(self, ctx: Context, action: str, delay_ms: int | None = None) -> None:
         pid = ctx.containers.docker(ctx.containers.brokers[self._node]).attrs["State"]["Pid"]
-        subprocess.run(["nsenter", "-t", str(pid), "-n", "tc", "qdisc", *args, "dev", "eth0",  # noqa: S603, S607
-                        "root", *(["netem", "delay", f"{self.delay_ms}ms", f"{self.jitter_ms}ms",
-                                   "loss", f"{self.loss_pct}%"] if args[0] == "add" else [])],
-                       check=True, capture_output=True, timeout=30)
+        delay = self.delay_ms if delay_ms is None else delay_ms
+        netem = (["netem", "delay", f"{delay}ms", f"{self.jitter_ms if delay else 0}ms",
+                  "loss", f"{self.loss_pct if delay else 0}%"] if action == "add" else [])
+        subprocess.run(["nsenter", "-t", str(pid), "-n", "tc", "qdisc", action, "dev", "eth0",  # noqa: S603, S607
+                        "root", *netem], check=True, capture_output=True, timeout=30)
 
     def inject(self, ctx: Context) -> None:
-        self._node = leader_of(ctx)
         self._tc(ctx, "add")
         ctx.note(f"broker {self._node}: +{self.delay_ms}±{self.jitter_ms} ms, "
                  f"{self.loss_pct:g}% loss")

@@ -50,6 +50,7 @@ class Plan:
     warmup_s: float = 8.0
     after_s: float = 15.0
     drain_s: float = 120.0
+    enforce_goals: bool = True  # a missed recovery goal fails the scenario (tests: noted)
 
 
 @dataclass
@@ -113,9 +114,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
                  plan.warmup_s + 60, "the first answers before the fault")
         time.sleep(plan.warmup_s)  # a steady baseline: the p99 the bound is derived from
         fault_ms = now_ms()
-        scenario.fault.inject(ctx)
-        time.sleep(scenario.fault.hold_s)  # the fault's length is the scenario's point
-        scenario.fault.heal(ctx)
+        _strike(scenario.fault, ctx, problems)
         time.sleep(plan.after_s)  # load keeps flowing after the heal: recovery is measured
         load.stop()
         load.join(180)
@@ -141,13 +140,29 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
     verdicts = run_check(settings, load.recorded())
     lost = sum(len(v.outcomes.missing) for v in verdicts)
     dups = sum(len(v.outcomes.duplicates) for v in verdicts)
-    problems += _judge(scenario, ctx, verdicts, figures, fleet, load)
+    problems += _judge(scenario, ctx, verdicts, figures, fleet, load, plan)
     return Result(scenario.name, scenario.fault.summary, len(load.sent), len(load.refused),
                   lost, dups, figures, scenario.goal_s, problems, ctx.notes)
 
 
+def _strike(fault: Fault, ctx: Context, problems: list[str]) -> None:
+    """Inject, hold, heal; a fault that fails to act is a failed scenario, and the heal
+    runs whatever happened (a half-injected fault must not outlive its scenario)."""
+    try:
+        fault.inject(ctx)
+        time.sleep(fault.hold_s)  # the fault's length is the scenario's point
+    except Exception as exc:  # noqa: BLE001 - reported as the scenario's failure
+        problems.append(f"the fault failed: {type(exc).__name__}: {exc}")
+    finally:
+        try:
+            fault.heal(ctx)
+        except Exception as exc:  # noqa: BLE001 - reported; the cluster may need a look
+            problems.append(f"healing the fault failed: {type(exc).__name__}: {exc}; check "
+                            "the cluster (`streaminfer dev status`)")
+
+
 def _judge(scenario: Scenario, ctx: Context, verdicts: list[Any], figures: FaultFigures | None,
-           fleet: Fleet, load: Load) -> list[str]:
+           fleet: Fleet, load: Load, plan: Plan) -> list[str]:
     problems = []
     at_least_once = scenario.guarantee == "at-least-once"
     for v in verdicts:
@@ -158,7 +173,11 @@ def _judge(scenario: Scenario, ctx: Context, verdicts: list[Any], figures: Fault
     if figures is None or figures.recovery_s is None:
         problems.append("did not recover: requests kept missing the latency bound to the end")
     elif scenario.goal_s is not None and figures.recovery_s > scenario.goal_s:
-        problems.append(f"recovery {figures.recovery_s:.1f}s > goal {scenario.goal_s:.0f}s")
+        missed = f"recovery {figures.recovery_s:.1f}s > goal {scenario.goal_s:.0f}s"
+        if plan.enforce_goals:
+            problems.append(missed)
+        else:
+            ctx.note(missed + " (not enforced)")
     died = {fleet.worker_id(i): code for i, code in fleet.exited().items()
             if code not in (0, -15, -9)}
     if died:

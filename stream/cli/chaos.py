@@ -80,22 +80,36 @@ def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: flo
     until = time.monotonic() + (parse_duration(soak) if soak else 0)
     log_dir = state_dir() / "chaos" / time.strftime("%Y%m%d-%H%M%S")
     results: list[Result] = []
+    skipped: dict[str, str] = {}
     rounds = 0
     while True:
         rounds += 1
         for sc in scenarios(wanted):
             if hold_s is not None:
                 sc.fault.hold_s = hold_s
-            results.append(run_scenario(s, containers, sc, plan, log_dir))
+            try:
+                results.append(run_scenario(s, containers, sc, plan, log_dir))
+            except ConfigurationError as exc:  # this target cannot take the fault
+                skipped[sc.name] = str(exc)
+                click.echo(f"skipped {sc.name}: {exc}", err=True)
+                continue
+            except Exception as exc:  # noqa: BLE001 - one scenario's crash fails it, not the run
+                results.append(Result(sc.name, sc.fault.summary, 0, 0, 0, 0, None, sc.goal_s,
+                                      [f"aborted: {type(exc).__name__}: {exc}"]))
             click.echo(table(results[-1:], title=f"round {rounds}: {sc.name}"))
         if soak is None or time.monotonic() >= until:
             break
     click.echo(table(results, title=f"chaos run: {len(results)} scenario runs in {rounds} "
                      f"round(s), {sum(r.ok for r in results)} passed (logs: {log_dir})"))
+    for name, why in skipped.items():
+        click.echo(f"skipped {name}: {why}", err=True)
     if json_path is not None:
         write_json(results, json_path, {"rate": rate, "workers": n_workers, "rounds": rounds,
-                                        "bootstrap_servers": s.bootstrap_servers})
+                                        "bootstrap_servers": s.bootstrap_servers,
+                                        "skipped": skipped})
         click.echo(f"wrote {json_path}", err=True)
+    if not results:
+        raise ConfigurationError("no scenario could run against this target (see skipped)")
     if not all(r.ok for r in results):
         failed = sorted({r.scenario for r in results if not r.ok})
         click.echo(f"failed: {', '.join(failed)}; worker logs under {log_dir}", err=True)
