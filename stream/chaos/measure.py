@@ -2,10 +2,11 @@
 
 Latency of a request: from its intended send time (``created_at``, open loop) to the
 moment its first answer was read back (read_committed), so it includes every wait a
-client would see. Recovery time: from the fault's injection to the first send time from
-which every request sent during the next ``settle_s`` seconds was answered within the
-latency bound (a later blip does not undo a recovery; a fault injected again is measured
-again from that injection), the bound being ``max(500 ms, 2 x the p99 before the fault)`` (that p99 over
+client would see. Recovery time: from the fault's injection to the end of the last
+second (of send time) in which more than 10 % of the requests missed the latency bound
+or were never answered, provided at least ``settle_s`` seconds of good flow follow (a
+lone slow request is a blip, not an outage; a fault injected again is measured from
+that injection), the bound being ``max(500 ms, 2 x the p99 before the fault)`` (that p99 over
 requests answered before the fault). A fault that
 never slowed anything down recovers in 0 s; one after which requests never again meet
 the bound has no recovery time (the verdict fails).
@@ -13,7 +14,6 @@ the bound has no recovery time (the verdict fails).
 
 from __future__ import annotations
 
-import bisect
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -60,8 +60,24 @@ class FaultFigures:
     answered_per_s_during: float
 
 
+def settled_at(after: Sequence[tuple[int, float | None]], bound: float, fault_ms: int,
+               end_ms: int, settle_s: float, blip_share: float) -> int | None:
+    """The end of the last one-second bucket (by send time) in which more than
+    ``blip_share`` of the requests missed ``bound`` or were never answered, provided
+    ``settle_s`` of good buckets follow it; ``fault_ms`` when no bucket was bad."""
+    buckets: dict[int, list[bool]] = {}
+    for c, lat in after:
+        buckets.setdefault((c - fault_ms) // 1000, []).append(lat is None or lat > bound)
+    bad = [b for b, misses in buckets.items() if sum(misses) > blip_share * len(misses)]
+    if not bad:
+        return fault_ms
+    recovered = fault_ms + (max(bad) + 1) * 1000
+    return recovered if end_ms - recovered >= settle_s * 1000 else None
+
+
 def recovery(timeline: Timeline, fault_ms: int, end_ms: int, floor_ms: float = 500.0,
-             settle_s: float = 3.0, baseline_s: float = 8.0) -> FaultFigures:
+             settle_s: float = 3.0, baseline_s: float = 8.0,
+             blip_share: float = 0.1) -> FaultFigures:
     """Figures for a fault injected at ``fault_ms``; requests sent up to ``end_ms`` count;
     the p99 of the ``baseline_s`` before the fault sets the latency bound."""
     # The baseline: requests sent in the period before the fault *and answered before it*
@@ -71,21 +87,7 @@ def recovery(timeline: Timeline, fault_ms: int, end_ms: int, floor_ms: float = 5
                          if lat is not None and c + lat < fault_ms], 0.99)
     bound = max(floor_ms, 2 * before) if before is not None else floor_ms
     after = timeline.between(fault_ms, end_ms)
-    settle_ms = int(settle_s * 1000)
-    recovered_at: int | None = None
-    # The first send time from which every request of a full settle period met the bound.
-    good = [c for c, lat in after if lat is not None and lat <= bound]
-    bad = sorted(c for c, lat in after if lat is None or lat > bound)
-    if not bad:
-        recovered_at = fault_ms
-    else:
-        for c in good:
-            if c + settle_ms > end_ms:
-                break
-            i = bisect.bisect_left(bad, c)
-            if i == len(bad) or bad[i] > c + settle_ms:
-                recovered_at = c
-                break
+    recovered_at = settled_at(after, bound, fault_ms, end_ms, settle_s, blip_share)
     window_end = recovered_at if recovered_at is not None and recovered_at > fault_ms else end_ms
     during = [lat for c, lat in after if c < max(window_end, fault_ms + 1000) and lat is not None]
     span_s = max(1.0, (window_end - fault_ms) / 1000)

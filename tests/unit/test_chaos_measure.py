@@ -72,3 +72,17 @@ def test_worst_of_several_strikes_prefers_no_recovery() -> None:
     lost = recovery(timeline(flow(0, 10_000, 100), {"x": (12_000, None)}), 10_000, 30_000)
     assert worst([ok, lost]) is lost
     assert worst([ok]) is ok
+
+
+def test_a_later_outage_is_not_hidden_by_a_good_start() -> None:
+    # Fine for 5 s after the fault, then nothing answered: not recovered (a first-good-
+    # window rule called this 0 s once, with 5,800 requests unanswered).
+    later_lost = {f"x{t}": (t, None) for t in range(15_000, 30_000, 10)}
+    tl = timeline(flow(0, 15_000, 100), later_lost)
+    assert recovery(tl, fault_ms=10_000, end_ms=30_000).recovery_s is None
+
+
+def test_a_lone_slow_request_is_a_blip_not_an_outage() -> None:
+    blip = {"slow": (20_000, 9000.0)}  # one of about 100 sent in that second
+    fig = recovery(timeline(flow(0, 30_000, 100), blip), fault_ms=10_000, end_ms=30_000)
+    assert fig.recovery_s == 0.0
