@@ -205,6 +205,7 @@ class FakeClients:
         self.producer: FakeProducer | None = producer or FakeProducer()
         self.recreated = 0
 
-    def recreate_producer(self) -> None:
+    def recreate_producer(self, abandon: bool = False) -> None:
         self.recreated += 1
+        self.abandoned = getattr(self, "abandoned", 0) + int(abandon)
         self.producer = FakeProducer()

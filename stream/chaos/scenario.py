@@ -126,7 +126,8 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
             wait_for(lambda: answers.answered(list(sent)) == len(sent), plan.drain_s,
                      "every acknowledged request to be answered", interval=1.0)
         except TimeoutError as exc:
-            problems.append(str(exc))
+            fleet.dump_stacks()
+            problems.append(f"{exc} (each worker's thread stacks are at the end of its log)")
         timeline = Timeline.build({k: v.created_at for k, v in sent.items()},
                                   dict(answers.first_at))
         marks = ctx.marks or [fault_ms]

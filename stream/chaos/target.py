@@ -87,6 +87,14 @@ class Fleet:
         self.procs[index].kill()
         self.procs[index].wait(30)
 
+    def dump_stacks(self) -> None:
+        """Ask every running worker to write its thread stacks to its log (SIGUSR1)."""
+        for p in self.procs.values():
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)  # faulthandler writes at once; give the files a moment
+
     def pids(self) -> list[int]:
         """Pids of the workers that run."""
         return [p.pid for p in self.procs.values() if p.poll() is None]

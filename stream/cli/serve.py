@@ -25,13 +25,19 @@ from stream.settings import state_dir
 @click.command()
 @settings_options(*CONNECTION, *WORKER, *WORKER_REGIONS)
 def worker(**kwargs: Any) -> None:
-    """Run inference workers (consume requests, predict, produce, commit)."""
+    """Run inference workers (consume requests, predict, produce, commit).
+    `kill -USR1 <pid>` writes every thread's stack to the worker's log."""
+    import faulthandler
+    import signal
+
     from stream.worker.loop import make_worker
     from stream.worker.supervisor import supervise
 
     s = resolve(kwargs, CONNECTION, WORKER, WORKER_REGIONS)
     if s.processes > 1:
         sys.exit(supervise(s))
+    # In C, so it answers even when the main thread is stuck inside a librdkafka call.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     w = make_worker(s)
     w.install_signal_handlers()
     w.run()

@@ -17,12 +17,14 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from processors.records import BatchResult
+from stream.worker.bounded_call import BoundedCaller, Wedged
 from stream.worker.delivery import Batch, DeliveryContext, produce_all, rewind, sent_request_ids
 from stream.worker.poison import Failures
 from stream.worker.positions import next_offsets
 
 log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 3
+OFFSETS_TIMEOUT_S = 10.0
 
 
 @dataclass
@@ -40,11 +42,18 @@ class ExactlyOnce:
     def __init__(self, ctx: DeliveryContext) -> None:
         self.ctx = ctx
         self.txn: Transaction | None = None
+        self.caller = BoundedCaller("send-offsets")
 
     @property
     def timeout_s(self) -> float:
         """Bound of every blocking transactional call."""
         return self.ctx.settings.transaction_timeout_ms / 1000
+
+    @property
+    def offsets_timeout_s(self) -> float:
+        """Bound of adding offsets: normally milliseconds; past this the producer is
+        given up (and the batch redone) rather than waited for."""
+        return min(self.timeout_s, OFFSETS_TIMEOUT_S)
 
     def send(self, records: Batch, result: BatchResult) -> None:
         """Add a batch (its outcomes and its offsets) to the open transaction; commit the
@@ -57,10 +66,17 @@ class ExactlyOnce:
                 self.txn = Transaction(time.monotonic(), time.perf_counter())
             self.txn.batches.append((records, result, failures))
             produce_all(producer, result, failures)
-            producer.send_offsets_to_transaction(
-                next_offsets(records), consumer.consumer_group_metadata(), self.timeout_s)
+            offsets, group = next_offsets(records), consumer.consumer_group_metadata()
+            self.caller.call(lambda: producer.send_offsets_to_transaction(
+                offsets, group, self.offsets_timeout_s), self.offsets_timeout_s + 2)
         except KafkaException as exc:
             self._abort(exc.args[0])
+            return
+        except Wedged as exc:
+            log.error("send_offsets_to_transaction %s (librdkafka#5456/#5511: the group "
+                      "coordinator's broker went away); abandoning the producer", exc)
+            self._abort(KafkaError(KafkaError._FATAL, f"send_offsets_to_transaction {exc}"),
+                        abandon=True)
             return
         if time.monotonic() - self.txn.opened >= self.ctx.settings.commit_interval_ms / 1000:
             self.end()
@@ -106,14 +122,17 @@ class ExactlyOnce:
             self.ctx.on_durable(records, result)
         return True
 
-    def _abort(self, err: KafkaError) -> None:
+    def _abort(self, err: KafkaError, abandon: bool = False) -> None:
         """Abort (or, when that is impossible, fence by recreating the producer) and redo
-        every batch of the transaction."""
+        every batch of the transaction. ``abandon``: the producer is stuck inside a call;
+        do not touch it, start a new one."""
         txn, self.txn = self.txn, None
         batches = txn.batches if txn is not None else []
         for records, result, failures in batches:
             self.ctx.poison.note(records, result, failures)
-        if err.txn_requires_abort():
+        if abandon:
+            self.ctx.clients.recreate_producer(abandon=True)
+        elif err.txn_requires_abort():
             log.warning("transaction aborted (%s); redoing its %d batch(es)", err, len(batches))
             try:
                 self.ctx.producer().abort_transaction(self.timeout_s)

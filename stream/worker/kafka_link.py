@@ -125,10 +125,12 @@ class KafkaLink:
         self.health.update(kafka_reachable=True, kafka_detail="ok")
 
     # --- replacing ------------------------------------------------------------------
-    def recreate_producer(self) -> None:
-        """Drop the producer's queue and start a new one (fencing the old one)."""
+    def recreate_producer(self, abandon: bool = False) -> None:
+        """Drop the producer's queue and start a new one (fencing the old one). With
+        ``abandon`` the old one is stuck inside a call on another thread: it is left
+        alone (not purged, not closed here) and goes when that call ends."""
         old = self.producer
-        if old is not None:
+        if old is not None and not abandon:
             with contextlib.suppress(Exception):
                 old.purge()
         self.stats.producer_recreations += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -126,6 +127,16 @@ def test_readyz_follows_the_model_probe(cluster: Endpoints) -> None:
     finally:
         worker.stop_event.set()
         thread.join(30)
+
+
+def test_sigusr1_writes_every_threads_stack_to_the_worker_log(
+        settings: Settings, workers: WorkerPool) -> None:
+    proc = workers.start(settings, "dump0")
+    wait_for_workers(settings, workers, 1)
+    proc.proc.send_signal(signal.SIGUSR1)
+    wait_until(lambda: "most recent call first" in proc.log(), 10, "a stack dump in the log")
+    assert "stream/worker/loop.py" in proc.log()  # the main thread, inside the serve loop
+    assert proc.proc.poll() is None  # a dump, not a death
 
 
 def test_healthz_fails_while_the_loop_is_stuck(cluster: Endpoints) -> None:

@@ -212,6 +212,36 @@ def test_eos_a_fatal_error_recreates_the_producer_and_redoes() -> None:
     assert h.durable == [[b"a0", b"a1"]]
 
 
+def test_eos_a_send_offsets_that_never_returns_abandons_the_producer_and_redoes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # librdkafka#5456/#5511: the call can block past its timeout when the group
+    # coordinator's broker dies. Ours gives up on it and on the producer.
+    import threading
+
+    from stream.worker import exactly_once
+
+    monkeypatch.setattr(exactly_once, "OFFSETS_TIMEOUT_S", 0.05)
+    h, delivery = eos()
+    stuck = threading.Event()
+    wedged = h.producer
+
+    def hang(*_args: object, **_kw: object) -> None:
+        stuck.wait(30)
+
+    wedged.send_offsets_to_transaction = hang  # type: ignore[method-assign]
+    try:
+        delivery.send(*batch(0, 4, 2, "a"))
+        assert h.clients.recreated == 1
+        assert h.clients.abandoned == 1  # not purged or aborted: it is busy in the call
+        assert "abort" not in wedged.calls
+        assert h.consumer.seeks == [("t.requests", 0, 4)]
+        delivery.send(*batch(0, 4, 2, "a"))  # the redo, on the new producer
+        delivery.idle()
+        assert h.durable == [[b"a0", b"a1"]]
+    finally:
+        stuck.set()
+
+
 def test_eos_a_commit_that_keeps_timing_out_is_fatal() -> None:
     h, delivery = eos()
     first = h.producer
