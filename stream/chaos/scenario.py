@@ -131,7 +131,8 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         timeline = Timeline.build({k: v.created_at for k, v in sent.items()},
                                   dict(answers.first_at))
         marks = ctx.marks or [fault_ms]
-        each = [recovery(timeline, m, [*marks, end_ms][i + 1], baseline_s=plan.warmup_s)
+        each = [recovery(timeline, m, [*marks, end_ms][i + 1], baseline_s=plan.warmup_s,
+                         next_strike=i + 1 < len(marks))
                 for i, m in enumerate(marks)]
         figures = worst(each)
     finally:

@@ -86,3 +86,12 @@ def test_a_lone_slow_request_is_a_blip_not_an_outage() -> None:
     blip = {"slow": (20_000, 9000.0)}  # one of about 100 sent in that second
     fig = recovery(timeline(flow(0, 30_000, 100), blip), fault_ms=10_000, end_ms=30_000)
     assert fig.recovery_s == 0.0
+
+
+def test_requests_caught_by_the_next_strike_belong_to_it() -> None:
+    # Strike 1 at 10 s recovers at 15 s; strike 2 at 40 s delays what was in flight.
+    first = {f"a{t}": (t, float(15_000 - t)) for t in range(10_000, 14_000, 10)}
+    second = {f"b{t}": (t, 8000.0) for t in range(39_800, 40_000, 10)}
+    tl = timeline(flow(0, 10_000, 100), first, flow(14_000, 39_800, 100), second)
+    fig = recovery(tl, fault_ms=10_000, end_ms=40_000, next_strike=True)
+    assert fig.recovery_s == pytest.approx(4.0, abs=1.0)
