@@ -2,7 +2,8 @@
 # README command 2: lint, type-check and run the tests (unit + integration on real
 # Kafka and Redis in containers). Extra arguments go to pytest.
 # With --extended first: the long scenarios instead (marker "extended": two more region
-# outage kinds, three brokers per region, dev up --regions 2, the two-region compose stack),
+# outage kinds, three brokers per region, dev up --regions 2, the two-region compose stack,
+# three workers SIGKILLed under exactly-once),
 # about 7.5 minutes more (measured: 7 min 23 s).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"

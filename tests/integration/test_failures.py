@@ -64,6 +64,9 @@ def test_sigkill_one_of_three_workers_loses_nothing_at_least_once(
     assert predictions_by(collector, "w1") + predictions_by(collector, "w2") > 0
 
 
+# Extended: a worker SIGKILLed under exactly-once is covered in the test command by
+# test_restart.py's exactly-once case and the chaos zombie and leader-kill scenarios.
+@pytest.mark.extended
 def test_sigkill_exactly_once_gives_every_request_exactly_one_prediction(
         cluster: object, workers: WorkerPool) -> None:
     from stream.connect.topics import ensure_topics
