@@ -225,10 +225,15 @@ class Netem(Fault):
 
     def _tc(self, ctx: Context, action: str, delay_ms: int | None = None) -> None:
         pid = ctx.containers.docker(ctx.containers.brokers[self._node]).attrs["State"]["Pid"]
+        # The interface's name is not always eth0 (a reconnected container gets eth1...).
+        links = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show"],  # noqa: S603, S607
+                               check=True, capture_output=True, text=True, timeout=30).stdout
+        device = next((line.split(":")[1].strip().split("@")[0] for line in links.splitlines()
+                       if ": lo:" not in line), "eth0")
         delay = self.delay_ms if delay_ms is None else delay_ms
         netem = (["netem", "delay", f"{delay}ms", f"{self.jitter_ms if delay else 0}ms",
                   "loss", f"{self.loss_pct if delay else 0}%"] if action == "add" else [])
-        subprocess.run(["nsenter", "-t", str(pid), "-n", "tc", "qdisc", action, "dev", "eth0",  # noqa: S603, S607
+        subprocess.run(["nsenter", "-t", str(pid), "-n", "tc", "qdisc", action, "dev", device,  # noqa: S603, S607
                         "root", *netem], check=True, capture_output=True, timeout=30)
 
     def inject(self, ctx: Context) -> None:

@@ -51,6 +51,7 @@ class Plan:
     after_s: float = 15.0
     drain_s: float = 120.0
     enforce_goals: bool = True  # a missed recovery goal fails the scenario (tests: noted)
+    max_extra_s: float = 60.0  # load kept on past after_s while answers still lag
 
 
 @dataclass
@@ -116,6 +117,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         fault_ms = now_ms()
         _strike(scenario.fault, ctx, problems)
         time.sleep(plan.after_s)  # load keeps flowing after the heal: recovery is measured
+        _until_flowing(load, answers, plan)
         load.stop()
         load.join(180)
         end_ms = now_ms()
@@ -145,6 +147,21 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
     problems += _judge(scenario, ctx, verdicts, figures, fleet, load, plan)
     return Result(scenario.name, scenario.fault.summary, len(load.sent), len(load.refused),
                   lost, dups, figures, scenario.goal_s, problems, ctx.notes)
+
+
+def _until_flowing(load: Load, answers: Answers, plan: Plan, settle_s: float = 3.0) -> None:
+    """Keep the load on until answers flow again (95 % of the requests sent 2-4 s ago are
+    answered), then ``settle_s`` more, so the run ends on good flow that recovery can be
+    measured against; at most ``plan.max_extra_s``. A fault's aftermath may come after
+    its heal (a reconnected broker stalled clients for 13 s in one run)."""
+    end = time.monotonic() + plan.max_extra_s
+    while time.monotonic() < end:
+        now = now_ms()
+        recent = [k for k, v in list(load.sent.items()) if now - 4000 <= v.created_at < now - 2000]
+        if recent and answers.answered(recent) >= 0.95 * len(recent):
+            time.sleep(settle_s)  # the good flow recovery needs to see
+            return
+        time.sleep(0.5)
 
 
 def _strike(fault: Fault, ctx: Context, problems: list[str]) -> None:
