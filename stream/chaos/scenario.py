@@ -117,7 +117,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         fault_ms = now_ms()
         _strike(scenario.fault, ctx, problems)
         time.sleep(plan.after_s)  # load keeps flowing after the heal: recovery is measured
-        _until_flowing(load, answers, plan)
+        _until_flowing(load, answers, plan, (ctx.marks or [fault_ms])[-1])
         load.stop()
         load.join(180)
         end_ms = now_ms()
@@ -149,19 +149,19 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
                   lost, dups, figures, scenario.goal_s, problems, ctx.notes)
 
 
-def _until_flowing(load: Load, answers: Answers, plan: Plan, settle_s: float = 3.0) -> None:
-    """Keep the load on until answers flow again (95 % of the requests sent 2-4 s ago are
-    answered), then ``settle_s`` more, so the run ends on good flow that recovery can be
-    measured against; at most ``plan.max_extra_s``. A fault's aftermath may come after
-    its heal (a reconnected broker stalled clients for 13 s in one run)."""
+def _until_flowing(load: Load, answers: Answers, plan: Plan, strike_ms: int) -> None:
+    """Keep the load on until the flow has recovered by the report's own measure (for
+    the requests sent so far, minus the last 3 s that may still be in flight), so that
+    the run does not end inside a fault's aftermath; at most ``plan.max_extra_s``. The
+    aftermath may come after the heal (a reconnected broker stalled clients for 13 s)."""
     end = time.monotonic() + plan.max_extra_s
     while time.monotonic() < end:
-        now = now_ms()
-        recent = [k for k, v in list(load.sent.items()) if now - 4000 <= v.created_at < now - 2000]
-        if recent and answers.answered(recent) >= 0.95 * len(recent):
-            time.sleep(settle_s)  # the good flow recovery needs to see
+        sent = {k: v.created_at for k, v in list(load.sent.items())}
+        timeline = Timeline.build(sent, dict(answers.first_at))
+        if recovery(timeline, strike_ms, now_ms() - 3000,
+                    baseline_s=plan.warmup_s).recovery_s is not None:
             return
-        time.sleep(0.5)
+        time.sleep(1.0)
 
 
 def _strike(fault: Fault, ctx: Context, problems: list[str]) -> None:
