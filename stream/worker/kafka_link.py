@@ -77,8 +77,24 @@ class KafkaLink:
         self.transactional_id = conf.get("transactional.id")
         producer = self._producer_factory({**conf, **self._extras("producer")})
         if self.eos:
-            producer.init_transactions(self.settings.transaction_timeout_ms / 1000)
+            self._init_transactions(producer)
         return producer
+
+    def _init_transactions(self, producer: Producer) -> None:
+        """``init_transactions``, retrying retriable errors within one transaction timeout:
+        right after a predecessor under the same id was abandoned mid-call, the broker
+        answers CONCURRENT_TRANSACTIONS until that session's operation ends."""
+        deadline = time.monotonic() + self.settings.transaction_timeout_ms / 1000
+        while True:
+            try:
+                producer.init_transactions(max(0.1, deadline - time.monotonic()))
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if not err.retriable() or time.monotonic() >= deadline:
+                    raise
+                log.warning("init_transactions: %s; retrying", err)
+                time.sleep(0.5)
 
     def _open_consumer(self) -> None:
         s = self.settings

@@ -75,3 +75,20 @@ def test_a_replaced_exactly_once_producer_keeps_its_transactional_id() -> None:
     assert producers[1].calls == ["init"]  # init_transactions fences the old producer
     assert kl.stats.producer_recreations == 1
     assert kl.producer is cast(Any, producers[1])
+
+
+def test_init_transactions_retries_while_the_abandoned_session_is_still_busy() -> None:
+    kl, _, producers = link(guarantee="exactly-once", transaction_timeout_ms=5000)
+    busy = KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "another operation ongoing",
+                      retriable=True)
+    original = kl._producer_factory
+
+    def flaky(conf: dict[str, Any]) -> Any:
+        producer: Any = original(conf)
+        producer.fail_next["init"] = [busy]
+        return producer
+
+    kl._producer_factory = flaky
+    kl.recreate_producer(abandon=True)
+    assert producers[-1].calls == ["init", "init"]  # refused once, then done
+    assert producers[0].calls == ["init"]  # the abandoned one was not touched
