@@ -9,7 +9,9 @@ from typing import ClassVar
 
 from stream.chaos.open_loop import Answers, Load
 from stream.chaos.target import Containers, Fleet
+from stream.clients import now_ms
 from stream.devcluster.progress import say
+from stream.exceptions import ConfigurationError
 from stream.settings import Settings
 
 
@@ -28,8 +30,6 @@ class Context:
     def mark(self) -> None:
         """A fault that strikes several times marks each strike; recovery is measured
         from each one, and the worst is reported."""
-        from stream.clients import now_ms
-
         self.marks.append(now_ms())
 
     def note(self, text: str) -> None:
@@ -45,10 +45,17 @@ class Fault:
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    min_brokers: ClassVar[int] = 0  # broker containers the fault needs to reach
+    redis_container: ClassVar[bool] = False  # needs the Redis container of a dev cluster
     hold_s: float = 10.0
 
     def needs(self, ctx: Context) -> None:
         """Raise ConfigurationError when this target cannot take the fault."""
+        if self.min_brokers:
+            ctx.containers.require_brokers(self.name, self.min_brokers)
+        if self.redis_container and ctx.containers.redis is None:
+            raise ConfigurationError(f"{self.name} needs the Redis container of a dev "
+                                     "cluster (standalone: `streaminfer dev up`)")
 
     def inject(self, ctx: Context) -> None:
         """Start the fault."""

@@ -74,12 +74,10 @@ class LeaderKill(Fault):
 
     name: ClassVar[str] = "leader-kill"
     summary: ClassVar[str] = "SIGKILL the leader of a request partition (repeatedly)"
+    min_brokers: ClassVar[int] = 3
     hold_s: float = 5.0
     times: int = 2
     settle_s: float = 15.0
-
-    def needs(self, ctx: Context) -> None:
-        ctx.containers.require_brokers(self.name, 3)
 
     def inject(self, ctx: Context) -> None:
         for round_ in range(self.times):
@@ -109,10 +107,8 @@ class ControllerKill(Fault):
 
     name: ClassVar[str] = "controller-kill"
     summary: ClassVar[str] = "SIGKILL the active KRaft controller"
+    min_brokers: ClassVar[int] = 3
     hold_s: float = 10.0
-
-    def needs(self, ctx: Context) -> None:
-        ctx.containers.require_brokers(self.name, 3)
 
     def inject(self, ctx: Context) -> None:
         self._node = active_controller(ctx)
@@ -130,10 +126,8 @@ class BrokerPause(Fault):
 
     name: ClassVar[str] = "broker-pause"
     summary: ClassVar[str] = "SIGSTOP a broker past its session timeout, then SIGCONT"
+    min_brokers: ClassVar[int] = 3
     hold_s: float = 15.0
-
-    def needs(self, ctx: Context) -> None:
-        ctx.containers.require_brokers(self.name, 3)
 
     def inject(self, ctx: Context) -> None:
         self._node = leader_of(ctx)
@@ -152,10 +146,8 @@ class RollingRestart(Fault):
 
     name: ClassVar[str] = "rolling-restart"
     summary: ClassVar[str] = "restart every broker in turn, waiting for each to catch up"
+    min_brokers: ClassVar[int] = 3
     hold_s: float = 0.0
-
-    def needs(self, ctx: Context) -> None:
-        ctx.containers.require_brokers(self.name, 3)
 
     def inject(self, ctx: Context) -> None:
         for node, cid in sorted(ctx.containers.brokers.items()):
@@ -171,10 +163,11 @@ class BrokerCut(Fault):
 
     name: ClassVar[str] = "broker-cut"
     summary: ClassVar[str] = "cut a broker off the network while the others keep a quorum"
+    min_brokers: ClassVar[int] = 3
     hold_s: float = 15.0
 
     def needs(self, ctx: Context) -> None:
-        ctx.containers.require_brokers(self.name, 3)
+        super().needs(ctx)
         if ctx.containers.network is None:
             raise ConfigurationError("broker-cut needs the cluster's Docker network")
 
@@ -203,13 +196,14 @@ class Netem(Fault):
 
     name: ClassVar[str] = "netem"
     summary: ClassVar[str] = "latency and packet loss on the path to a broker (tc netem)"
+    min_brokers: ClassVar[int] = 1
     hold_s: float = 15.0
     delay_ms: int = 100
     jitter_ms: int = 20
     loss_pct: float = 5.0
 
     def needs(self, ctx: Context) -> None:
-        ctx.containers.require_brokers(self.name, 1)
+        super().needs(ctx)
         if shutil.which("nsenter") is None or shutil.which("tc") is None:
             raise ConfigurationError("netem needs nsenter and tc on this host (Debian: "
                                      "apt-get install util-linux iproute2) and root")

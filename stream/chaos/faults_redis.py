@@ -8,25 +8,13 @@ from typing import ClassVar
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
 from stream.chaos.fault import Context, Fault
-from stream.connect.redis_pool import make_redis
-from stream.exceptions import ConfigurationError
-
-
-def _need_redis(ctx: Context, name: str) -> None:
-    if ctx.containers.redis is None:
-        raise ConfigurationError(f"{name} needs the Redis container of a dev cluster "
-                                 "(standalone: `streaminfer dev up`)")
+from stream.cli.features import repo_for, store_for
 
 
 def _feature_store(ctx: Context) -> tuple[FeatureRepo, RedisFeatureStore]:
-    """The served model's feature views and the store they live in."""
-    s = ctx.settings
-    model_dir = s.model_path if s.model_path.is_dir() else s.model_path.parent
-    repo = FeatureRepo.for_model(model_dir)
-    if repo is None:
-        raise ConfigurationError(f"redis-corrupt: the model at {model_dir} reads no stored "
-                                 "features, so corrupt values would go unread")
-    return repo, RedisFeatureStore(make_redis(s, timeout_s=5.0), s.namespace)
+    """The served model's feature views and the store they live in (the ones
+    `streaminfer features get` uses; an error when the model reads no stored features)."""
+    return repo_for(ctx.settings), store_for(ctx.settings)
 
 
 @dataclass
@@ -35,10 +23,8 @@ class RedisKill(Fault):
 
     name: ClassVar[str] = "redis-kill"
     summary: ClassVar[str] = "SIGKILL Redis, restart it empty"
+    redis_container: ClassVar[bool] = True
     hold_s: float = 10.0
-
-    def needs(self, ctx: Context) -> None:
-        _need_redis(ctx, self.name)
 
     def inject(self, ctx: Context) -> None:
         ctx.containers.docker(str(ctx.containers.redis)).kill()
@@ -55,10 +41,8 @@ class RedisPause(Fault):
 
     name: ClassVar[str] = "redis-pause"
     summary: ClassVar[str] = "freeze Redis (SIGSTOP), then thaw it"
+    redis_container: ClassVar[bool] = True
     hold_s: float = 10.0
-
-    def needs(self, ctx: Context) -> None:
-        _need_redis(ctx, self.name)
 
     def inject(self, ctx: Context) -> None:
         ctx.containers.docker(str(ctx.containers.redis)).pause()

@@ -50,7 +50,6 @@ class Load(threading.Thread):
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self.sent: dict[str, Sent] = {}
-        self.offered = 0
         self.refused: list[str] = []  # delivery errors: Kafka did not take these
         self.error: BaseException | None = None
 
@@ -88,7 +87,6 @@ class Load(threading.Thread):
                     break
                 except BufferError:
                     self._producer.poll(0.05)
-            self.offered += 1
             self._producer.poll(0)
             due += 1.0 / rate
             wall += 1000.0 / rate
@@ -117,8 +115,6 @@ class Answers(threading.Thread):
         self._lock = threading.Lock()
         self.first_at: dict[str, int] = {}  # request id -> wall ms of its first answer
         self.degraded: int = 0  # predictions flagged features_degraded
-        self.fallback: int = 0
-        self.dead: int = 0
 
     def run(self) -> None:
         # assign, not subscribe: no group join delays the first answers (latency is
@@ -143,12 +139,8 @@ class Answers(threading.Thread):
             self._consumer.close()
 
     def _note(self, value: dict[str, Any]) -> None:
-        rid = value.get("request_id") or value.get("original_request_id")
+        rid = value.get("request_id")
         with self._lock:
-            if "stage" in value:
-                self.dead += 1
-            elif value.get("fallback"):
-                self.fallback += 1
             if value.get("features_degraded"):
                 self.degraded += 1
             if rid and rid not in self.first_at:

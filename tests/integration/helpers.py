@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from stream.chaos.fault import wait_for
 from stream.clients import RequestProducer, synthetic_requests
 from stream.settings import Settings, to_env
 from stream.tools.demo import Collector, Tally
@@ -31,13 +32,12 @@ def streaminfer(settings: Settings, *args: str, timeout: float = 120,
 
 def wait_until(condition: Callable[[], bool], deadline_s: float, what: str,
                interval: float = 0.1) -> None:
-    """Poll ``condition`` until true; fail naming ``what`` after the deadline."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+    """Poll ``condition`` until true; fail naming ``what`` after the deadline (the
+    product's own wait, as a test failure)."""
+    try:
+        wait_for(condition, deadline_s, what, interval)
+    except TimeoutError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 class WorkerProcess:

@@ -5,25 +5,15 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from stream.chaos.faults_workers import rss_mb
 from stream.settings import Settings
 from tests.integration.helpers import settings_env
 
 pytestmark = pytest.mark.integration
 COUNT = 200_000
-
-
-def rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
 
 
 def test_produce_regions_memory_stays_flat_over_a_long_stream(settings: Settings) -> None:
