@@ -1,7 +1,8 @@
 """The scenarios ``streaminfer chaos run`` knows, with their guarantees and goals.
 
 Goals are the product's promises (issue 18): a partition-leader kill recovers within
-10 s and a worker kill with a stable identity within 5 s; the other scenarios report
+10 s, a worker kill with a stable identity within 5 s, and a region failover within
+10 s of its detection (``--region-down-after-s``); the other scenarios report
 their recovery time and are judged on loss, duplicates and evidence of effect.
 """
 
@@ -18,6 +19,7 @@ from stream.chaos.faults_kafka import (
     RollingRestart,
 )
 from stream.chaos.faults_redis import RedisCorrupt, RedisKill, RedisPause
+from stream.chaos.faults_regions import MirrorMakerKill, RegionCut, RegionPause, RegionStop
 from stream.chaos.faults_workers import Overload, WorkerKill, ZombieWorker
 from stream.chaos.scenario import Scenario
 from stream.exceptions import ConfigurationError
@@ -37,7 +39,13 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "redis-pause": lambda: Scenario(RedisPause(), ALO),
     "redis-corrupt": lambda: Scenario(RedisCorrupt(), ALO),
     "overload": lambda: Scenario(Overload(), ALO),
+    # two regions (`dev up --regions 2`); regional workers run at-least-once
+    "region-stop": lambda: Scenario(RegionStop(), ALO, goal_s=10.0),
+    "region-pause": lambda: Scenario(RegionPause(), ALO, goal_s=10.0),
+    "region-cut": lambda: Scenario(RegionCut(), ALO, goal_s=10.0),
+    "mirrormaker-kill": lambda: Scenario(MirrorMakerKill(), ALO),
 }
+REGIONAL = ("region-stop", "region-pause", "region-cut", "mirrormaker-kill")
 SINGLE_BROKER = ("netem", "worker-kill", "zombie-worker", "redis-kill", "redis-pause",
                  "redis-corrupt", "overload")
 

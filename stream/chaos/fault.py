@@ -26,11 +26,13 @@ class Context:
     answers: Answers
     notes: list[str] = field(default_factory=list)  # what the fault did, for the report
     marks: list[int] = field(default_factory=list)  # injection times (wall ms), if several
+    labels: list[str] = field(default_factory=list)  # what each mark was
 
-    def mark(self) -> None:
+    def mark(self, label: str = "") -> None:
         """A fault that strikes several times marks each strike; recovery is measured
-        from each one, and the worst is reported."""
+        from each one, and the worst is reported (each one in the notes)."""
         self.marks.append(now_ms())
+        self.labels.append(label or f"strike {len(self.marks)}")
 
     def note(self, text: str) -> None:
         """Record and show one thing the fault did."""
@@ -47,6 +49,9 @@ class Fault:
     summary: ClassVar[str] = ""
     min_brokers: ClassVar[int] = 0  # broker containers the fault needs to reach
     redis_container: ClassVar[bool] = False  # needs the Redis container of a dev cluster
+    regional: ClassVar[bool] = False  # acts on a region: workers and load follow --regions
+    aftermath_s: ClassVar[float] = 0.0  # extra time after the heal for ``settled`` to come true
+    goal_strikes: ClassVar[tuple[int, ...] | None] = None  # marks the goal judges (None: all)
     hold_s: float = 10.0
 
     def needs(self, ctx: Context) -> None:
@@ -67,6 +72,19 @@ class Fault:
     def evidence(self, ctx: Context) -> str | None:
         """Why the fault had no visible effect, if it had none (None: it had one)."""
         return None
+
+    def settled(self, ctx: Context) -> bool:
+        """After the heal: whether what the fault moved is back in place (the load stays
+        on until then, within the plan's limit)."""
+        return True
+
+    def after(self, ctx: Context) -> None:
+        """At the end of the scenario: note anything the fault set off."""
+
+    def detection_s(self, ctx: Context) -> float:
+        """The part of the recovery time the product spends deciding the fault is real
+        (a region is declared down after ``--region-down-after-s``); goals exclude it."""
+        return 0.0
 
 
 def wait_for(condition: Callable[[], bool], deadline_s: float, what: str,

@@ -21,6 +21,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from schemas.serde import Encoder
 from stream.clients import AnyDecoder, now_ms, synthetic_requests
 from stream.connect import kafka_config
+from stream.exceptions import KafkaOperationError
+from stream.regions.failover import FailoverProducer, parse_regions, region_settings
 from stream.settings import Settings
 from stream.tools.check import Recorded, digest
 
@@ -45,6 +47,11 @@ class Load(threading.Thread):
             max_requests, entities=entities, seed=seed)
         self._producer = Producer({**kafka_config.client_producer(settings),
                                    "delivery.timeout.ms": 120_000})
+        # Two regions: the region-aware producer, as clients there run it (it moves to
+        # the next region when one stops acknowledging, and back).
+        self.failover = (FailoverProducer(settings, on_acked=self._acked)
+                         if settings.regions else None)
+        self._waiting: dict[str, Sent] = {}  # with failover: sent, not yet acknowledged
         self._encode = Encoder("InferenceRequest")
         self._topic = settings.requests_topic
         self._halt = threading.Event()
@@ -59,6 +66,12 @@ class Load(threading.Thread):
                 self.sent[sent.record.request_id] = sent
             else:
                 self.refused.append(f"{sent.record.request_id}: {err}")
+
+    def _acked(self, request_id: str, _region: str) -> None:
+        with self._lock:
+            sent = self._waiting.pop(request_id, None)
+            if sent is not None:
+                self.sent[request_id] = sent
 
     def run(self) -> None:
         try:
@@ -79,7 +92,11 @@ class Load(threading.Thread):
             req["created_at"] = int(wall)
             sent = Sent(Recorded(req["request_id"], req["entity_id"], digest(req)),
                         req["created_at"])
-            while True:
+            if self.failover is not None:
+                with self._lock:
+                    self._waiting[sent.record.request_id] = sent
+                self.failover.send(req)
+            while self.failover is None:
                 try:
                     self._producer.produce(
                         self._topic, self._encode(req), req["entity_id"].encode(),
@@ -90,7 +107,16 @@ class Load(threading.Thread):
             self._producer.poll(0)
             due += 1.0 / rate
             wall += 1000.0 / rate
-        self._producer.flush(150)
+        if self.failover is None:
+            self._producer.flush(150)
+            return
+        try:
+            self.failover.flush(150)
+        except KafkaOperationError:
+            if not self.failover.refused:
+                raise  # unacknowledged in every region: the runner reports it
+        self.refused += [f"{rid}: {err}" for rid, err in self.failover.refused.items()]
+        self.failover.close()
 
     def stop(self) -> None:
         """Stop offering; the thread flushes what is queued and ends."""
@@ -104,11 +130,16 @@ class Load(threading.Thread):
 
 class Answers(threading.Thread):
     """Reads predictions and dead letters (read_committed) from the start; notes when
-    each request's first answer arrived."""
+    each request's first answer arrived. With two regions it reads each region's own
+    topics (what its workers wrote, not MirrorMaker's copies): an answer counts when it
+    first appears anywhere."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(name="chaos-answers", daemon=True)
-        self._consumer = Consumer(kafka_config.tail_consumer(settings, None, True))
+        where = ([region_settings(settings, b) for b in parse_regions(settings.regions).values()]
+                 if settings.regions else [settings])
+        self._consumers = [Consumer({**kafka_config.tail_consumer(s, None, True), "log_level": 2})
+                           for s in where]
         self._topics = [settings.predictions_topic, settings.dlq_topic]
         self._decode = AnyDecoder()
         self._halt = threading.Event()
@@ -119,24 +150,28 @@ class Answers(threading.Thread):
     def run(self) -> None:
         # assign, not subscribe: no group join delays the first answers (latency is
         # measured from their arrival here)
-        tps = []
-        for topic in self._topics:
-            meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
-            tps += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-        self._consumer.assign(tps)
+        for consumer in self._consumers:
+            tps = []
+            for topic in self._topics:
+                meta = consumer.list_topics(topic, timeout=10).topics[topic]
+                tps += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
+            consumer.assign(tps)
+        wait = 0.2 / len(self._consumers)
         try:
             while not self._halt.is_set():
-                for msg in self._consumer.consume(500, 0.2):
-                    raw = msg.value()
-                    if msg.error() is not None or raw is None:
-                        continue
-                    try:
-                        value = self._decode(raw)
-                    except Exception:  # noqa: BLE001, S112 - not ours to judge here; the checker reads again
-                        continue
-                    self._note(value)
+                for consumer in self._consumers:
+                    for msg in consumer.consume(500, wait):
+                        raw = msg.value()
+                        if msg.error() is not None or raw is None:
+                            continue
+                        try:
+                            value = self._decode(raw)
+                        except Exception:  # noqa: BLE001, S112 - not ours to judge here; the checker reads again
+                            continue
+                        self._note(value)
         finally:
-            self._consumer.close()
+            for consumer in self._consumers:
+                consumer.close()
 
     def _note(self, value: dict[str, Any]) -> None:
         rid = value.get("request_id")

@@ -26,14 +26,34 @@ class Containers:
     mirrormaker: str | None = None
     network: str | None = None
     alias_prefix: str = ""
+    regions: dict[str, Containers] = field(default_factory=dict)  # two-region clusters
 
     @classmethod
     def from_dev_state(cls, state: Any) -> Containers:
-        """From ``streaminfer dev up``'s record (single region)."""
-        brokers = {int(name.rsplit("-", 1)[1]): cid for name, cid in state.containers.items()
-                   if name.startswith("kafka-")}
-        return cls(brokers, state.containers.get("redis"), state.containers.get("mirrormaker"),
-                   state.network)
+        """From ``streaminfer dev up``'s record (one region, or two: the first region's
+        containers at the top level, each region's in ``regions``)."""
+        if not state.regions:
+            brokers = {int(name.rsplit("-", 1)[1]): cid
+                       for name, cid in state.containers.items() if name.startswith("kafka-")}
+            return cls(brokers, state.containers.get("redis"), None, state.network)
+        networks = [state.network, *state.extra_networks]
+        regions = {}
+        for region, network in zip(state.regions, networks, strict=False):
+            brokers = {int(name.rsplit("-", 1)[1]): cid for name, cid in state.containers.items()
+                       if name.startswith(f"{region}-kafka-")}
+            regions[region] = cls(brokers, state.containers.get(f"{region}-redis"), None,
+                                  network, f"{region}-")
+        first = next(iter(regions.values()))
+        return cls(first.brokers, first.redis, state.containers.get("mirrormaker"),
+                   first.network, first.alias_prefix, regions)
+
+    @classmethod
+    def from_regions(cls, running: Any) -> Containers:
+        """From a :class:`stream.devcluster.regions.RunningRegions` (tests)."""
+        regions = {name: cls.from_running(c) for name, c in running.clusters.items()}
+        first = next(iter(regions.values()))
+        return cls(first.brokers, first.redis, running.mirrormaker.id, first.network,
+                   first.alias_prefix, regions)
 
     @classmethod
     def from_running(cls, running: Any) -> Containers:
@@ -86,6 +106,11 @@ class Fleet:
         """SIGKILL worker ``index`` and reap it."""
         self.procs[index].kill()
         self.procs[index].wait(30)
+
+    def log_text(self, index: int) -> str:
+        """What worker ``index`` logged so far."""
+        path = self.log_dir / f"{self.worker_id(index)}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def dump_stacks(self) -> None:
         """Ask every running worker to write its thread stacks to its log (SIGUSR1)."""

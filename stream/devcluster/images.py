@@ -7,8 +7,9 @@ from what the package registries serve:
   and ``docker import``;
 * ``streaminfer/kafka``: the base plus Apache Kafka jars resolved from Maven Central;
 * ``streaminfer/redis``: the base running Debian's redis-server;
-* ``streaminfer/mirrormaker``: the base plus MirrorMaker 2 (connect-mirror) jars, built
-  only when two regions are asked for.
+* ``streaminfer/mirrormaker``: the base plus MirrorMaker 2 (connect-mirror) jars and our
+  watchdog (``compose/mirrormaker/WatchedMirrorMaker.java``, compiled here with the
+  machine's JDK), built only when two regions are asked for.
 
 Every image carries a label with the hash of its recipe; a build whose recipe is
 unchanged is skipped, so a cached rebuild takes about a second. Image names are
@@ -177,14 +178,41 @@ def _jars(kind: str, what: str) -> Path:
     return lib
 
 
-def _build(name: str, recipe_dir: Path, base: str, recipe: str, lib: Path | None) -> None:
+def _watchdog_jar(lib: Path) -> Path:
+    """Compile the MirrorMaker watchdog against the resolved jars (once per source)."""
+    source = compose_dir() / "mirrormaker" / "WatchedMirrorMaker.java"
+    jar = cache_dir() / f"mm2-watchdog-{_hash_files(source, extra=lib.name)}.jar"
+    if jar.exists():
+        return jar
+    javac, jar_tool = shutil.which("javac"), shutil.which("jar")
+    if javac is None or jar_tool is None:
+        raise InfrastructureError(
+            "a JDK (javac, jar) is needed to build the MirrorMaker watchdog; install one "
+            "(apt-get install openjdk-17-jdk-headless) or set the MirrorMaker image setting "
+            "to an image you can pull")
+    with tempfile.TemporaryDirectory(prefix="mm2-watchdog-", dir=cache_dir()) as tmp, \
+            step("compiling the MirrorMaker watchdog"):
+        for cmd in ([javac, "--release", "17", "-cp", f"{lib}/*", "-d", tmp, str(source)],
+                    [jar_tool, "cf", f"{jar}.part", "-C", tmp, "."]):
+            result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise InfrastructureError(f"{Path(cmd[0]).name} failed on {source}:\n"
+                                          f"{(result.stdout + result.stderr)[-2000:]}")
+        Path(f"{jar}.part").rename(jar)
+    return jar
+
+
+def _build(name: str, recipe_dir: Path, base: str, recipe: str, lib: Path | None,
+           extra_jars: tuple[Path, ...] = ()) -> None:
     with tempfile.TemporaryDirectory(prefix="ctx-", dir=cache_dir()) as tmp:
         ctx = Path(tmp)
         for item in recipe_dir.iterdir():
-            if item.is_file() and item.name != "pom.xml":
+            if item.is_file() and item.name != "pom.xml" and item.suffix != ".java":
                 shutil.copy2(item, ctx / item.name)
         if lib is not None:
             shutil.copytree(lib, ctx / "lib", ignore=shutil.ignore_patterns(".complete"))
+            for jar in extra_jars:
+                shutil.copy2(jar, ctx / "lib" / jar.name)
         with step(f"building image {name}"):
             env = {**os.environ, "DOCKER_BUILDKIT": "0"}
             result = subprocess.run(
@@ -236,7 +264,7 @@ def ensure_mirrormaker_image(image: str = DEFAULT_MIRRORMAKER_IMAGE) -> str:
     files = sorted(p for p in recipe_dir.iterdir() if p.is_file())
     recipe = _hash_files(*files, extra=base)
     if _image_label(image) != recipe:
-        _build(image, recipe_dir, base, recipe,
-               _jars("mirrormaker", f"MirrorMaker 2 {MIRRORMAKER_VERSION}"))
+        lib = _jars("mirrormaker", f"MirrorMaker 2 {MIRRORMAKER_VERSION}")
+        _build(image, recipe_dir, base, recipe, lib, (_watchdog_jar(lib),))
     say(f"image ready: {image}")
     return image

@@ -22,15 +22,18 @@ from stream.exceptions import InfrastructureError
 
 REGIONS = ("east", "west")
 MIRRORED = ("requests", "predictions", "dlq", "models")
+CHAOS_SUFFIX = r"(-chaos-[a-z0-9-]+)?"  # `streaminfer chaos run` scenario namespaces
 
 
 def mm2_properties(namespace: str, bootstrap: dict[str, str], replication_factor: int = 1,
                    interval_s: int = 5) -> str:
     """MirrorMaker 2 configuration: every region replicates the namespace's requests,
     predictions, dead letters and model control topic to every other region, with
-    checkpoints and group offset sync; intervals short enough for tests."""
-    topics = re.escape(namespace) + r"\.(" + "|".join(MIRRORED) + ")"
-    groups = re.escape(namespace) + r"\..*"
+    checkpoints and group offset sync; intervals short enough for tests. Chaos scenarios'
+    namespaces (``<namespace>-chaos-<scenario>``) are replicated too."""
+    own = re.escape(namespace) + CHAOS_SUFFIX
+    topics = own + r"\.(" + "|".join(MIRRORED) + ")"
+    groups = own + r"\..*"
     rf = replication_factor
     lines = [f"clusters = {', '.join(bootstrap)}"]
     lines += [f"{name}.bootstrap.servers = {servers}" for name, servers in bootstrap.items()]

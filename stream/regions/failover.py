@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +80,10 @@ REFUSED_KEPT = 1000  # refused request ids kept for the error message and tests
 class FailoverProducer:
     """Produces InferenceRequests to the first healthy region of ``settings.regions``."""
 
-    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+    def __init__(self, settings: Settings, topic: str | None = None,
+                 on_acked: Callable[[str, str], None] | None = None) -> None:
+        """``on_acked(request_id, region)`` is called once per acknowledged request (from
+        the thread that polls), for callers that keep their own record."""
         if not settings.regions:
             raise ConfigurationError("FailoverProducer needs --regions / STREAMINFER_REGIONS")
         self.settings = settings
@@ -102,6 +105,7 @@ class FailoverProducer:
         self._producers: dict[str, Producer] = {}
         self._lock = threading.Lock()
         self._monitor: RegionMonitor | None = None
+        self._on_acked = on_acked
 
     def _producer(self, region: str) -> Producer:
         if region not in self._producers:
@@ -119,6 +123,8 @@ class FailoverProducer:
                 if err is None:
                     if self._pending.pop(request_id, None) is not None:
                         self.acked[region] += 1
+                        if self._on_acked is not None:
+                            self._on_acked(request_id, region)
                     return
                 if err.code() not in REGION_DOWN_CODES and not err.retriable():
                     self.refused_total += 1  # this record, not the region

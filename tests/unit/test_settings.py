@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -168,9 +170,14 @@ def test_mm2_properties_replicate_the_namespace_both_ways_with_offset_sync() -> 
     text = mm2_properties("ns.x", {"east": "east-kafka-1:19092", "west": "west-kafka-1:19092"})
     lines = set(text.splitlines())
     assert {"clusters = east, west", "east->west.enabled = true", "west->east.enabled = true",
-            r"east->west.topics = ns\.x\.(requests|predictions|dlq|models)",
+            r"east->west.topics = ns\.x(-chaos-[a-z0-9-]+)?\.(requests|predictions|dlq|models)",
             "sync.group.offsets.enabled = true", "emit.checkpoints.enabled = true",
             "east.bootstrap.servers = east-kafka-1:19092"} <= lines
+    # the namespace's topics and those of its chaos scenarios, nothing else
+    topics = re.compile(text.split("east->west.topics = ")[1].splitlines()[0])
+    assert topics.fullmatch("ns.x.requests") and topics.fullmatch("ns.x-chaos-region-stop-1a2b3c.dlq")
+    assert not topics.fullmatch("nsAx.requests") and not topics.fullmatch("ns.x.other.requests")
+    assert not topics.fullmatch("ns.x-other.requests")
 
 
 def test_mirrormaker_heartbeat_values_decode() -> None:

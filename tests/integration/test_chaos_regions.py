@@ -1,0 +1,142 @@
+"""Two-region chaos with real clusters and a real MirrorMaker 2: a region stopped under
+load and restored (producer and workers fail over and back, nothing lost in either
+region's view), and MirrorMaker's watchdog restarting a MirrorMaker whose replication
+stalled. The pause, cut-off and MirrorMaker-kill scenarios run in `--extended`."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from stream.chaos.catalog import SCENARIOS
+from stream.chaos.report import table
+from stream.chaos.scenario import Plan, run_scenario
+from stream.chaos.target import Containers
+from stream.devcluster.cluster import LABEL, free_port
+from stream.devcluster.regions import RunningRegions, mm2_properties
+from stream.settings import Settings
+from tests.integration.conftest import ensure_test_images
+from tests.integration.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def two_regions() -> Iterator[tuple[RunningRegions, str]]:
+    """East and west with MirrorMaker 2 replicating both ways, for this module."""
+    from stream.devcluster.images import ensure_mirrormaker_image
+    from stream.devcluster.regions import start_regions
+
+    images = ensure_test_images()
+    namespace = f"cr-{uuid.uuid4().hex[:8]}"
+    running = start_regions(1, images.kafka, images.redis, ensure_mirrormaker_image(),
+                            namespace, wait_for_replication=True)
+    try:
+        yield running, namespace
+    finally:
+        running.stop()
+
+
+def regional_settings(running: RunningRegions, namespace: str) -> Settings:
+    east, west = running.clusters["east"], running.clusters["west"]
+    return Settings(
+        bootstrap_servers=east.bootstrap_servers, redis_url=east.redis_url,
+        namespace=namespace, partitions=4, replication_factor=1, min_insync_replicas=1,
+        session_timeout_ms=6000, batch_max_records=200, batch_max_linger_ms=20,
+        regions=f"east={east.bootstrap_servers};west={west.bootstrap_servers}",
+        region_redis=f"east={east.redis_url};west={west.redis_url}",
+        region_down_after_s=3.0, region_failback_after_s=4.0)
+
+
+@pytest.mark.parametrize("name", [
+    "region-stop",
+    pytest.param("region-pause", marks=pytest.mark.extended),
+    pytest.param("region-cut", marks=pytest.mark.extended),
+    pytest.param("mirrormaker-kill", marks=pytest.mark.extended),
+])
+def test_region_fault_under_load_loses_nothing_and_everyone_comes_home(
+        two_regions: tuple[RunningRegions, str], tmp_path: Path, name: str) -> None:
+    running, namespace = two_regions
+    scenario = SCENARIOS[name]()
+    scenario.fault.hold_s = 10.0
+    plan = Plan(rate=100.0, workers=2, warmup_s=5.0, after_s=5.0, enforce_goals=False)
+    result = run_scenario(regional_settings(running, namespace),
+                          Containers.from_regions(running), scenario, plan, tmp_path)
+    print(table([result], title=name))
+    print("\n".join(result.notes))
+    assert result.ok, result.problems
+    assert result.requests >= 100 * (5 + 10 + 5) * 0.9, result.requests
+    assert result.lost == 0
+    assert result.figures is not None
+    assert result.figures.recovery_s is not None
+    if name != "mirrormaker-kill":
+        assert any("failed over and back" in n for n in result.notes), result.notes
+
+
+def test_mirrormaker_watchdog_restarts_mirrormaker_when_replication_stalls(
+        two_regions: tuple[RunningRegions, str]) -> None:
+    """A MirrorMaker whose replicated heartbeats stop advancing while both regions answer
+    exits (code 3) and its restart policy starts it again; its metrics show the idle time.
+
+    The stall is made, not waited for: the module's MirrorMaker stops and one that emits
+    no heartbeats takes its place (same clusters, same flows), so nothing new arrives in
+    ``east.heartbeats`` on west while both clusters answer."""
+    running, namespace = two_regions
+    assert running.mirrormaker is not None
+    running.mirrormaker.stop(timeout=5)
+    bootstrap = {n: c.internal_bootstrap for n, c in running.clusters.items()}
+    props = mm2_properties(namespace, bootstrap).replace(
+        "emit.heartbeats.enabled = true", "emit.heartbeats.enabled = false")
+    port = free_port()
+    client = docker.from_env()
+    east_net, west_net = (c.network.name for c in running.clusters.values())
+    stalled = client.containers.create(
+        running.mirrormaker.image.id, detach=True, network=east_net,
+        environment={"MM2_PROPERTIES": props, "MM2_WATCHDOG_STALL_S": "8",
+                     "MM2_WATCHDOG_GRACE_S": "5", "MM2_WATCHDOG_INTERVAL_S": "1"},
+        labels={LABEL: east_net}, restart_policy={"Name": "on-failure"},
+        ports={"9500/tcp": ("127.0.0.1", port)})
+    try:
+        client.networks.get(west_net).connect(stalled)
+        stalled.start()
+        metrics: dict[str, float] = {}
+
+        def scraped() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                return False
+            metrics.update({m[0]: float(m[1]) for m in re.findall(
+                r"^(streaminfer_mirrormaker_\S+) (\S+)$", text, re.M)})
+            return 'streaminfer_mirrormaker_cluster_up{cluster="west"}' in metrics
+
+        wait_until(scraped, 60, "MirrorMaker's watchdog metrics", 0.5)
+        assert metrics["streaminfer_mirrormaker_stall_limit_seconds"] == 8
+        started = metrics["streaminfer_mirrormaker_start_time_seconds"]
+
+        def restarted() -> bool:
+            stalled.reload()
+            return int(stalled.attrs["RestartCount"]) >= 1
+
+        wait_until(restarted, 90, "the watchdog to stop the stalled MirrorMaker and Docker "
+                   "to restart it", 1.0)
+        logs = stalled.logs().decode(errors="replace")
+        assert re.search(r"watchdog: replication (east->west|west->east) has not advanced "
+                         r"for 8 s while both clusters answer", logs), logs[-3000:]
+        # The new process serves metrics again, with a later start time.
+        metrics.clear()
+        wait_until(lambda: scraped() and metrics["streaminfer_mirrormaker_start_time_seconds"]
+                   > started, 60, "the restarted MirrorMaker's metrics", 0.5)
+        assert metrics['streaminfer_mirrormaker_cluster_up{cluster="east"}'] == 1
+        idle = metrics['streaminfer_mirrormaker_replication_idle_seconds{source="east",'
+                       'target="west"}']
+        assert 0 <= idle < 60
+    finally:
+        stalled.remove(force=True)
