@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from stream.chaos.fault import Context, Fault
+from stream.chaos.fault import Context, Fault, wait_for
 from stream.chaos.target import Containers
-from stream.exceptions import ConfigurationError
+from stream.connect.reachability import require_kafka
+from stream.exceptions import ConfigurationError, KafkaUnreachableError
 from stream.regions.failover import parse_regions, region_settings
 from stream.regions.replication_status import newest_heartbeat
+from stream.settings import Settings
 
 FRESH_MS = 10_000  # a replicated heartbeat younger than this: replication runs
 SWITCH = re.compile(r"(failover|failback) done: serving (\w+)")
@@ -36,6 +38,15 @@ def replicating(ctx: Context) -> bool:
                 newest = newest_heartbeat(at, f"{source}.heartbeats")
                 if newest is None or newest < now - FRESH_MS:
                     return False
+    return True
+
+
+def _answers(settings: Settings) -> bool:
+    """The region's Kafka answers a metadata request."""
+    try:
+        require_kafka(settings.model_copy(update={"connect_timeout_s": 2.0}))
+    except KafkaUnreachableError:
+        return False
     return True
 
 
@@ -125,7 +136,7 @@ class RegionOutage(RegionFault):
 
     def heal(self, ctx: Context) -> None:
         name, region = self.home(ctx)
-        ctx.mark("failback")
+        started = time.monotonic()
         redis = ctx.containers.docker(str(region.redis)) if region.redis else None
         brokers = {node: ctx.containers.docker(cid) for node, cid in region.brokers.items()}
         if self.how == "stop":
@@ -140,7 +151,13 @@ class RegionOutage(RegionFault):
                 network.connect(c, aliases=[f"{region.alias_prefix}kafka-{node}"])
             if redis is not None:
                 redis.unpause()
-        ctx.note(f"region {name} restored")
+        # The failback is measured from when the region answers again: a stopped broker
+        # takes a while to come back, and meanwhile the other region serves.
+        at = region_settings(ctx.settings, parse_regions(str(ctx.settings.regions))[name])
+        wait_for(lambda: _answers(at), 180, f"region {name}'s Kafka to answer again")
+        ctx.mark("failback")
+        ctx.note(f"region {name} restored; its Kafka answered "
+                 f"{time.monotonic() - started:.1f} s after the {self.how}'s end")
 
     def settled(self, ctx: Context) -> bool:
         """Producer and every worker are home again, and replication runs both ways."""
