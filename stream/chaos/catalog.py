@@ -18,7 +18,7 @@ from stream.chaos.faults_kafka import (
     Netem,
     RollingRestart,
 )
-from stream.chaos.faults_redis import RedisCorrupt, RedisKill, RedisPause
+from stream.chaos.faults_redis import RedisCorrupt, RedisFailover, RedisKill, RedisPause
 from stream.chaos.faults_regions import MirrorMakerKill, RegionCut, RegionPause, RegionStop
 from stream.chaos.faults_workers import Overload, WorkerKill, ZombieWorker
 from stream.chaos.scenario import Scenario
@@ -38,6 +38,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "redis-kill": lambda: Scenario(RedisKill(), ALO),
     "redis-pause": lambda: Scenario(RedisPause(), ALO),
     "redis-corrupt": lambda: Scenario(RedisCorrupt(), ALO),
+    "redis-failover": lambda: Scenario(RedisFailover(), ALO),
     "overload": lambda: Scenario(Overload(), ALO),
     # two regions (`dev up --regions 2`); regional workers run at-least-once
     "region-stop": lambda: Scenario(RegionStop(), ALO, goal_s=10.0),
@@ -47,7 +48,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
 }
 REGIONAL = ("region-stop", "region-pause", "region-cut", "mirrormaker-kill")
 SINGLE_BROKER = ("netem", "worker-kill", "zombie-worker", "redis-kill", "redis-pause",
-                 "redis-corrupt", "overload")
+                 "redis-corrupt", "redis-failover", "overload")
 
 
 def scenarios(names: list[str]) -> list[Scenario]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from stream.chaos.open_loop import Answers, Load
 from stream.chaos.target import Containers, Fleet
@@ -96,3 +96,23 @@ def wait_for(condition: Callable[[], bool], deadline_s: float, what: str,
             return
         time.sleep(interval)
     raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+
+
+def pause(container: Any, tries: int = 5) -> None:
+    """``docker pause`` with retries: the cgroup freezer can fail to freeze a busy
+    container ("unable to freeze") and succeed a moment later."""
+    for attempt in range(tries):
+        try:
+            container.pause()
+            return
+        except Exception:  # docker.errors.APIError; the last one is raised
+            if attempt == tries - 1:
+                raise
+            time.sleep(0.5)
+
+
+def unpause(container: Any) -> None:
+    """``docker unpause`` if the container is paused (a failed pause left it running)."""
+    container.reload()
+    if container.status == "paused":
+        container.unpause()

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 from confluent_kafka.admin import AdminClient
 
-from stream.chaos.fault import Context, Fault, wait_for
+from stream.chaos.fault import Context, Fault, pause, unpause, wait_for
 from stream.connect import kafka_config
 from stream.devcluster.cluster import CONTROLLER_PORT
 from stream.exceptions import ConfigurationError
@@ -131,11 +131,11 @@ class BrokerPause(Fault):
 
     def inject(self, ctx: Context) -> None:
         self._node = leader_of(ctx)
-        ctx.containers.docker(ctx.containers.brokers[self._node]).pause()
+        pause(ctx.containers.docker(ctx.containers.brokers[self._node]))
         ctx.note(f"paused broker {self._node} (leader of partition 0) for {self.hold_s:.0f}s")
 
     def heal(self, ctx: Context) -> None:
-        ctx.containers.docker(ctx.containers.brokers[self._node]).unpause()
+        unpause(ctx.containers.docker(ctx.containers.brokers[self._node]))
         wait_for(lambda: in_sync(ctx, self._node), 90, f"broker {self._node} back in sync")
         ctx.note(f"broker {self._node} resumed and back in sync")
 

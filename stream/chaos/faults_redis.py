@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
-from stream.chaos.fault import Context, Fault
+from stream.chaos.fault import Context, Fault, pause, unpause, wait_for
 from stream.cli.features import repo_for, store_for
+from stream.exceptions import ConfigurationError
 
 
 def _feature_store(ctx: Context) -> tuple[FeatureRepo, RedisFeatureStore]:
@@ -45,11 +47,11 @@ class RedisPause(Fault):
     hold_s: float = 10.0
 
     def inject(self, ctx: Context) -> None:
-        ctx.containers.docker(str(ctx.containers.redis)).pause()
+        pause(ctx.containers.docker(str(ctx.containers.redis)))
         ctx.note("paused Redis")
 
     def heal(self, ctx: Context) -> None:
-        ctx.containers.docker(str(ctx.containers.redis)).unpause()
+        unpause(ctx.containers.docker(str(ctx.containers.redis)))
         ctx.note("Redis resumed")
 
 
@@ -91,4 +93,62 @@ class RedisCorrupt(Fault):
     def evidence(self, ctx: Context) -> str | None:
         if ctx.answers.degraded <= self._degraded0:
             return "no prediction was flagged features_degraded: the corrupt values were never read"
+        return None
+
+
+@dataclass
+class RedisFailover(Fault):
+    """SIGKILL the Sentinel-monitored primary; the sentinels promote the replica and the
+    workers must follow it. The old primary is started again (empty: no persistence in
+    the dev topology) and the sentinels make it a replica of the new one."""
+
+    name: ClassVar[str] = "redis-failover"
+    summary: ClassVar[str] = "SIGKILL the Redis primary under Sentinel; a replica takes over"
+    hold_s: float = 10.0
+
+    def needs(self, ctx: Context) -> None:
+        if ctx.settings.redis_mode != "sentinel" or not ctx.settings.redis_sentinels:
+            raise ConfigurationError("redis-failover needs Redis under Sentinel "
+                                     "(`streaminfer dev up --redis sentinel`)")
+        if not ctx.containers.redis_nodes:
+            raise ConfigurationError("redis-failover needs the Redis containers of "
+                                     "`streaminfer dev up --redis sentinel`")
+
+    def _sentinel(self, ctx: Context) -> Any:
+        from redis.sentinel import Sentinel
+
+        hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]))
+                 for h in str(ctx.settings.redis_sentinels).split(",")]
+        return Sentinel(hosts, socket_timeout=1)
+
+    def _primary(self, ctx: Context) -> tuple[str, int] | None:
+        try:
+            host, port = self._sentinel(ctx).discover_master(ctx.settings.redis_master_name)
+        except Exception:  # noqa: BLE001 - during a failover the sentinels may not agree yet
+            return None
+        return str(host), int(port)
+
+    def inject(self, ctx: Context) -> None:
+        primary = self._primary(ctx)
+        if primary is None:
+            raise RuntimeError("the sentinels name no primary; check `redis-cli -p <sentinel> "
+                               "sentinel masters`")
+        self._old = primary
+        self._container = ctx.containers.redis_node_on_port(primary[1])
+        started = time.monotonic()
+        ctx.containers.docker(self._container).kill()
+        ctx.note(f"killed the Redis primary on port {primary[1]}")
+        wait_for(lambda: self._primary(ctx) not in (None, self._old), 60,
+                 "the sentinels to promote a replica")
+        ctx.note(f"the sentinels promoted port {self._primary(ctx)} after "
+                 f"{time.monotonic() - started:.1f} s")
+
+    def heal(self, ctx: Context) -> None:
+        ctx.containers.docker(self._container).start()
+        ctx.note(f"the old primary (port {self._old[1]}) started again; the sentinels make "
+                 "it a replica")
+
+    def evidence(self, ctx: Context) -> str | None:
+        if self._primary(ctx) == self._old:
+            return "the primary is the one that was killed: no failover happened"
         return None

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from stream.chaos.fault import Context, Fault, wait_for
+from stream.chaos.fault import Context, Fault, pause, unpause, wait_for
 from stream.chaos.target import Containers
 from stream.connect.reachability import require_kafka
 from stream.exceptions import ConfigurationError, KafkaUnreachableError
@@ -115,13 +115,13 @@ class RegionOutage(RegionFault):
                 c.stop(timeout=1)
         elif self.how == "pause":
             for c in [*([redis] if redis else []), *brokers]:
-                c.pause()
+                pause(c)
         else:
             network = self._network(region)
             for c in brokers:
                 network.disconnect(c)
             if redis is not None:
-                redis.pause()
+                pause(redis)
         ctx.note(f"region {name}: Kafka and Redis {self.how_done}")
 
     @property
@@ -144,13 +144,13 @@ class RegionOutage(RegionFault):
                 c.start()
         elif self.how == "pause":
             for c in [*([redis] if redis else []), *brokers.values()]:
-                c.unpause()
+                unpause(c)
         else:
             network = self._network(region)
             for node, c in brokers.items():
                 network.connect(c, aliases=[f"{region.alias_prefix}kafka-{node}"])
             if redis is not None:
-                redis.unpause()
+                unpause(redis)
         # The failback is measured from when the region answers again: a stopped broker
         # takes a while to come back, and meanwhile the other region serves.
         at = region_settings(ctx.settings, parse_regions(str(ctx.settings.regions))[name])

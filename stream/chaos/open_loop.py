@@ -122,6 +122,11 @@ class Load(threading.Thread):
         """Stop offering; the thread flushes what is queued and ends."""
         self._halt.set()
 
+    def created_at(self) -> dict[str, int]:
+        """Intended send time of every acknowledged request so far (a snapshot)."""
+        with self._lock:
+            return {k: v.created_at for k, v in self.sent.items()}
+
     def recorded(self) -> dict[str, Recorded]:
         """What Kafka acknowledged, for the checker."""
         with self._lock:

@@ -116,7 +116,8 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         wait_until_serving(settings, plan.workers, settings.partitions * regions, 90,
                            hint=f"worker logs in {log_dir / tag}")
         load.start()
-        wait_for(lambda: answers.answered(list(load.sent)) >= plan.rate * plan.warmup_s / 2,
+        wait_for(lambda: answers.answered(list(load.created_at()))
+                 >= plan.rate * plan.warmup_s / 2,
                  plan.warmup_s + 60, "the first answers before the fault")
         time.sleep(plan.warmup_s)  # a steady baseline: the p99 the bound is derived from
         fault_ms = now_ms()
@@ -192,12 +193,20 @@ def _until_flowing(fault: Fault, ctx: Context, plan: Plan, strike_ms: int,
     clients for 13 s; a region's failback waits for --region-failback-after-s)."""
     limit = plan.max_extra_s + fault.aftermath_s
     end = time.monotonic() + limit
+    settled_ms: int | None = None  # when the fault was first seen settled
     while time.monotonic() < end:
-        sent = {k: v.created_at for k, v in list(ctx.load.sent.items())}
-        timeline = Timeline.build(sent, dict(ctx.answers.first_at))
-        if recovery(timeline, strike_ms, now_ms() - 3000,
-                    baseline_s=plan.warmup_s).recovery_s is not None and fault.settled(ctx):
-            return
+        if settled_ms is None and fault.settled(ctx):
+            # a fault with no aftermath is settled at its strike
+            settled_ms = now_ms() if fault.aftermath_s else strike_ms - 3000
+        # judged up to 3 s ago (answers still in flight), and only once that window
+        # reaches 3 s past the settling: a move back (failback) has its own blip
+        judged_to = now_ms() - 3000
+        if settled_ms is not None and judged_to > settled_ms + 3000:
+            sent = ctx.load.created_at()
+            timeline = Timeline.build(sent, dict(ctx.answers.first_at))
+            if recovery(timeline, strike_ms, judged_to,
+                        baseline_s=plan.warmup_s).recovery_s is not None:
+                return
         time.sleep(1.0)
     if not fault.settled(ctx):
         problems.append(f"{fault.name} did not settle within {limit:.0f} s after the "

@@ -27,6 +27,7 @@ class Containers:
     network: str | None = None
     alias_prefix: str = ""
     regions: dict[str, Containers] = field(default_factory=dict)  # two-region clusters
+    redis_nodes: dict[str, str] = field(default_factory=dict)  # Sentinel: name -> id
 
     @classmethod
     def from_dev_state(cls, state: Any) -> Containers:
@@ -35,7 +36,10 @@ class Containers:
         if not state.regions:
             brokers = {int(name.rsplit("-", 1)[1]): cid
                        for name, cid in state.containers.items() if name.startswith("kafka-")}
-            return cls(brokers, state.containers.get("redis"), None, state.network)
+            nodes = {name: cid for name, cid in state.containers.items()
+                     if name in ("redis-master", "redis-replica")}
+            return cls(brokers, state.containers.get("redis"), None, state.network,
+                       redis_nodes=nodes)
         networks = [state.network, *state.extra_networks]
         regions = {}
         for region, network in zip(state.regions, networks, strict=False):
@@ -67,6 +71,14 @@ class Containers:
         import docker
 
         return docker.from_env().containers.get(cid)
+
+    def redis_node_on_port(self, port: int) -> str:
+        """The Sentinel-topology Redis container listening on ``port`` (host network:
+        the port is in its command line)."""
+        for cid in self.redis_nodes.values():
+            if f"--port {port}" in " ".join(self.docker(cid).attrs["Config"]["Cmd"] or []):
+                return cid
+        raise ConfigurationError(f"no Redis container of this cluster listens on port {port}")
 
     def require_brokers(self, fault: str, at_least: int = 1) -> None:
         """Refuse a fault the cluster cannot take."""

@@ -59,8 +59,9 @@ def chaos_list() -> None:
 def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: float,
               after_s: float, hold_s: float | None, json_path: Path | None, soak: str | None,
               **kwargs: Any) -> None:
-    """Run scenarios against the dev cluster (`streaminfer dev up --brokers 3`): each
-    gets its own namespace, workers and load; the fault; recovery; then `check`.
+    """Run scenarios against the dev cluster (`streaminfer dev up --brokers 3`; the
+    region scenarios need `dev up --regions 2`): each gets its own namespace, workers
+    and load; the fault; recovery; then `check`.
     Against a cluster not started by `dev up`, only faults needing no containers run
     (worker-kill, zombie-worker, overload, redis-corrupt). Exit 1 when any scenario fails."""
     from stream.chaos.catalog import scenarios

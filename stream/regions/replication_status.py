@@ -117,7 +117,8 @@ def render(report: dict[str, Any]) -> Any:
         table.add_column(col)
     for r in report["regions"]:
         lag = ", ".join(f"from {src}: " + ("no heartbeats" if ms is None else f"{ms / 1000:.1f} s")
-                        + (" (stalled? restart MirrorMaker)" if ms is not None
+                        + (" (stalled? its watchdog restarts MirrorMaker after "
+                           "MM2_WATCHDOG_STALL_S; its log says why)" if ms is not None
                            and ms > STALLED_MS else "")
                         for src, ms in r["replication_lag_ms"].items()) or "-"
         table.add_row(r["region"], "yes" if r["reachable"] else f"NO ({r.get('error', '')})",

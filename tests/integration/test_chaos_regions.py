@@ -64,14 +64,14 @@ def test_region_fault_under_load_loses_nothing_and_everyone_comes_home(
         two_regions: tuple[RunningRegions, str], tmp_path: Path, name: str) -> None:
     running, namespace = two_regions
     scenario = SCENARIOS[name]()
-    scenario.fault.hold_s = 10.0
+    scenario.fault.hold_s = 15.0
     plan = Plan(rate=100.0, workers=2, warmup_s=5.0, after_s=5.0, enforce_goals=False)
     result = run_scenario(regional_settings(running, namespace),
                           Containers.from_regions(running), scenario, plan, tmp_path)
     print(table([result], title=name))
     print("\n".join(result.notes))
     assert result.ok, result.problems
-    assert result.requests >= 100 * (5 + 10 + 5) * 0.9, result.requests
+    assert result.requests >= 100 * (5 + 15 + 5) * 0.9, result.requests
     assert result.lost == 0
     assert result.figures is not None
     assert result.figures.recovery_s is not None

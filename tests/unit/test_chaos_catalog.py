@@ -45,3 +45,43 @@ def test_chaos_list_names_every_scenario() -> None:
     assert out.exit_code == 0, out.output
     for name in SCENARIOS:
         assert name in out.output
+
+
+def test_region_scenarios_are_regional_at_least_once_and_judge_the_failover() -> None:
+    from stream.chaos.catalog import REGIONAL
+
+    for name in REGIONAL:
+        sc = SCENARIOS[name]()
+        assert sc.fault.regional
+        assert sc.guarantee == "at-least-once"  # workers following regions refuse EOS
+    for name in ("region-stop", "region-pause", "region-cut"):
+        sc = SCENARIOS[name]()
+        assert sc.goal_s == 10.0
+        assert sc.fault.goal_strikes == (0,)  # the failover; the failback is reported
+    assert not any(SCENARIOS[n]().fault.regional for n in SCENARIOS if n not in REGIONAL)
+
+
+def test_containers_from_a_two_region_dev_record_and_a_sentinel_one() -> None:
+    from stream.chaos.target import Containers
+    from stream.devcluster.state import DevState
+
+    two = DevState("127.0.0.1:9092", "redis://127.0.0.1:6379/0", 1,
+                   {"east-kafka-1": "e1", "east-redis": "er", "west-kafka-1": "w1",
+                    "west-redis": "wr", "mirrormaker": "mm"}, "net-east", "k", "r", 0.0,
+                   regions={"east": "127.0.0.1:9092", "west": "127.0.0.1:9192"},
+                   extra_networks=["net-west"])
+    c = Containers.from_dev_state(two)
+    assert c.brokers == {1: "e1"}
+    assert (c.redis, c.mirrormaker, c.network) == ("er", "mm", "net-east")
+    assert {n: (r.brokers, r.redis, r.network, r.alias_prefix) for n, r in c.regions.items()} == {
+        "east": ({1: "e1"}, "er", "net-east", "east-"),
+        "west": ({1: "w1"}, "wr", "net-west", "west-")}
+    sentinel = DevState("127.0.0.1:9092", "redis://127.0.0.1:7000/0", 3,
+                        {"kafka-1": "k1", "kafka-2": "k2", "kafka-3": "k3",
+                         "redis-master": "m", "redis-replica": "r", "sentinel-1": "s1"},
+                        "net", "k", "r", 0.0)
+    c = Containers.from_dev_state(sentinel)
+    assert c.brokers == {1: "k1", 2: "k2", 3: "k3"}
+    assert c.redis_nodes == {"redis-master": "m", "redis-replica": "r"}
+    assert not c.regions
+    assert c.mirrormaker is None
