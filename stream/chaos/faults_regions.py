@@ -89,7 +89,7 @@ class RegionFault(Fault):
     def after(self, ctx: Context) -> None:
         """Note whether MirrorMaker's watchdog had to restart it."""
         restarts = mirrormaker_restarts(ctx) - self._restarts
-        if restarts:
+        if restarts > 0:
             ctx.note(f"MirrorMaker stalled and its watchdog restarted it {restarts} time(s)")
 
 
@@ -231,6 +231,7 @@ class MirrorMakerKill(RegionFault):
         container.reload()
         if container.status != "running":
             container.start()
+        self._restarts = mirrormaker_restarts(ctx)  # a manual start resets Docker's count
         self._started_at = time.monotonic()
         self._resumed: float | None = None
         ctx.note("MirrorMaker started again")
