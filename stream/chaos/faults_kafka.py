@@ -8,13 +8,14 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from confluent_kafka.admin import AdminClient
 
 from stream.chaos.fault import Context, Fault, pause, unpause, wait_for
+from stream.chaos.toxiproxy import NetnsProxy, ensure_toxiproxy
 from stream.connect import kafka_config
-from stream.devcluster.cluster import CONTROLLER_PORT
+from stream.devcluster.cluster import CONTROLLER_PORT, EXTERNAL_PORT
 from stream.exceptions import ConfigurationError
 
 
@@ -191,11 +192,13 @@ class BrokerCut(Fault):
 
 @dataclass
 class Netem(Fault):
-    """Added latency and packet loss on every packet a broker sends (``tc netem`` in the
-    broker container's network namespace, run from the host: needs root and tc)."""
+    """Added latency and packet loss on what a broker sends its clients: ``tc netem`` in
+    the broker container's network namespace where the kernel has ``sch_netem``, else
+    Toxiproxy in that namespace plus an iptables loss rule (:mod:`stream.chaos.toxiproxy`).
+    Run from the host: needs root."""
 
     name: ClassVar[str] = "netem"
-    summary: ClassVar[str] = "latency and packet loss on the path to a broker (tc netem)"
+    summary: ClassVar[str] = "latency and packet loss on the path to a broker (netem/Toxiproxy)"
     min_brokers: ClassVar[int] = 1
     hold_s: float = 15.0
     delay_ms: int = 100
@@ -208,17 +211,21 @@ class Netem(Fault):
             raise ConfigurationError("netem needs nsenter and tc on this host (Debian: "
                                      "apt-get install util-linux iproute2) and root")
         self._node = leader_of(ctx)
+        self._proxy: NetnsProxy | None = None
         try:  # a zero-delay netem qdisc, at once removed: does this kernel have sch_netem?
             self._tc(ctx, "add", delay_ms=0)
             self._tc(ctx, "del")
-        except subprocess.CalledProcessError as exc:
-            raise ConfigurationError(
-                "netem: this kernel cannot add a netem qdisc (tc said: "
-                f"{exc.stderr.decode(errors='replace').strip()}); run it on a host whose "
-                "kernel has sch_netem") from exc
+            self._how = "tc netem"
+        except subprocess.CalledProcessError:
+            NetnsProxy.check_tools()
+            ensure_toxiproxy()
+            self._how = "Toxiproxy + iptables (this kernel has no sch_netem)"
+
+    def _container(self, ctx: Context) -> Any:
+        return ctx.containers.docker(ctx.containers.brokers[self._node])
 
     def _tc(self, ctx: Context, action: str, delay_ms: int | None = None) -> None:
-        pid = ctx.containers.docker(ctx.containers.brokers[self._node]).attrs["State"]["Pid"]
+        pid = self._container(ctx).attrs["State"]["Pid"]
         # The interface's name is not always eth0 (a reconnected container gets eth1...).
         links = subprocess.run(["nsenter", "-t", str(pid), "-n", "ip", "-o", "link", "show"],  # noqa: S603, S607
                                check=True, capture_output=True, text=True, timeout=30).stdout
@@ -231,10 +238,21 @@ class Netem(Fault):
                         "root", *netem], check=True, capture_output=True, timeout=30)
 
     def inject(self, ctx: Context) -> None:
-        self._tc(ctx, "add")
+        if self._how == "tc netem":
+            self._tc(ctx, "add")
+        else:
+            container = self._container(ctx)
+            ip = next(n["IPAddress"] for n in container.attrs["NetworkSettings"]["Networks"]
+                      .values() if n.get("IPAddress"))
+            self._proxy = NetnsProxy(container.attrs["State"]["Pid"], ip, EXTERNAL_PORT)
+            self._proxy.start(self.delay_ms, self.jitter_ms, self.loss_pct)
         ctx.note(f"broker {self._node}: +{self.delay_ms}±{self.jitter_ms} ms, "
-                 f"{self.loss_pct:g}% loss")
+                 f"{self.loss_pct:g}% loss on what it sends clients ({self._how})")
 
     def heal(self, ctx: Context) -> None:
-        self._tc(ctx, "del")
-        ctx.note(f"broker {self._node}: netem removed")
+        if self._proxy is not None:
+            self._proxy.stop()
+            self._proxy = None
+        elif self._how == "tc netem":
+            self._tc(ctx, "del")
+        ctx.note(f"broker {self._node}: latency and loss removed")

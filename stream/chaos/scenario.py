@@ -116,9 +116,11 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         wait_until_serving(settings, plan.workers, settings.partitions * regions, 90,
                            hint=f"worker logs in {log_dir / tag}")
         load.start()
-        wait_for(lambda: answers.answered(list(load.created_at()))
-                 >= plan.rate * plan.warmup_s / 2,
-                 plan.warmup_s + 60, "the first answers before the fault")
+        # A fresh cluster can take a while before every partition flows (a transaction
+        # coordinator still loading its log): the baseline starts only once it does.
+        wait_for(lambda: _steady(load, answers), 120,
+                 "a steady flow before the fault (every request sent 2-5 s ago answered)",
+                 interval=0.5)
         time.sleep(plan.warmup_s)  # a steady baseline: the p99 the bound is derived from
         fault_ms = now_ms()
         _strike(scenario.fault, ctx, problems)
@@ -162,6 +164,14 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
     problems += _judge(scenario, ctx, verdicts, figures, goal_figures, fleet, load, plan)
     return Result(scenario.name, scenario.fault.summary, len(load.sent), len(load.refused),
                   lost, dups, figures, scenario.goal_s, problems, ctx.notes)
+
+
+def _steady(load: Load, answers: Answers) -> bool:
+    """Every request sent between 5 and 2 s ago has an answer (at least a second's worth
+    of them): the flow is steady enough to measure a baseline."""
+    now = now_ms()
+    recent = [rid for rid, at in load.created_at().items() if now - 5000 <= at <= now - 2000]
+    return len(recent) >= load.rate and answers.answered(recent) == len(recent)
 
 
 def _prepare_topics(settings: Settings) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from stream.chaos.faults_kafka import BrokerCut, LeaderKill
+from stream.chaos.faults_kafka import BrokerCut, LeaderKill, Netem
 from stream.chaos.faults_redis import RedisCorrupt
 from stream.chaos.faults_workers import ZombieWorker
 from stream.chaos.report import table
@@ -83,6 +83,20 @@ def test_a_broker_cut_off_the_network(three: RunningCluster, tmp_path: Path) -> 
                           Scenario(BrokerCut(hold_s=8.0), "exactly-once"), PLAN, tmp_path)
     judged(result)
     assert any("reconnected and back in sync" in n for n in result.notes)
+
+
+@pytest.mark.extended
+def test_latency_and_loss_on_the_path_to_a_broker(three: RunningCluster, tmp_path: Path) -> None:
+    """tc netem where the kernel has it, else Toxiproxy in the broker's namespace."""
+    result = run_scenario(rf3(three), Containers.from_running(three),
+                          Scenario(Netem(hold_s=8.0), "at-least-once"), PLAN, tmp_path)
+    judged(result, guarantee_dups_allowed=True)
+    assert any("+100±20 ms, 5% loss" in n for n in result.notes), result.notes
+    # the requests sent during the fault were slower than before it
+    assert result.figures is not None
+    assert result.figures.p99_during_ms is not None
+    assert result.figures.p99_before_ms is not None
+    assert result.figures.p99_during_ms > result.figures.p99_before_ms
 
 
 def test_a_zombie_worker_is_fenced(cluster: Endpoints, tmp_path: Path) -> None:
