@@ -203,7 +203,8 @@ def test_prometheus_from_the_compose_config_scrapes_the_workers(
         assert code == 200, body
         names = {r["name"] for g in json.loads(body)["data"]["groups"] for r in g["rules"]}
         assert "StreaminferWorkerDown" in names
-        assert len(names) == 15
+        assert len(names) == 17  # worker alerts and MirrorMaker watchdog alerts
+        assert "StreaminferReplicationStalled" in names
     finally:
         proc.terminate()
         proc.wait(30)
