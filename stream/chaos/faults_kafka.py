@@ -98,8 +98,14 @@ class LeaderKill(Fault):
                 self._last = node
 
     def heal(self, ctx: Context) -> None:
-        restart_broker(ctx, self._last)
-        ctx.note(f"broker {self._last} back in sync")
+        # Started, not awaited here: the load goes on while it rejoins, and the scenario
+        # lasts until it is back in sync (``settled``) unless the plan says otherwise.
+        ctx.containers.docker(ctx.containers.brokers[self._last]).start()
+        ctx.note(f"broker {self._last} started again")
+
+    def settled(self, ctx: Context) -> bool:
+        """The killed broker is back and in every request partition's ISR."""
+        return self._last in brokers_up(ctx) and in_sync(ctx, self._last)
 
 
 @dataclass

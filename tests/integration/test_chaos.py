@@ -8,6 +8,7 @@ goals are printed, not enforced here (machines differ; `chaos run` enforces them
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -66,14 +67,6 @@ def test_three_broker_topics_are_rf3_with_min_isr_2(three: RunningCluster) -> No
     assert admin.describe_configs([res])[res].result(10)["min.insync.replicas"].value == "2"
 
 
-def test_partition_leader_kill_under_exactly_once(three: RunningCluster, tmp_path: Path) -> None:
-    fault = LeaderKill(hold_s=2.0, times=1)
-    result = run_scenario(rf3(three), Containers.from_running(three),
-                          Scenario(fault, "exactly-once", goal_s=10.0), PLAN, tmp_path)
-    judged(result)
-    assert any("killed broker" in n for n in result.notes)
-
-
 def test_a_broker_cut_off_the_network(three: RunningCluster, tmp_path: Path) -> None:
     result = run_scenario(rf3(three), Containers.from_running(three),
                           Scenario(BrokerCut(hold_s=8.0), "exactly-once"), PLAN, tmp_path)
@@ -93,6 +86,17 @@ def test_latency_and_loss_on_the_path_to_a_broker(three: RunningCluster, tmp_pat
     assert result.figures.p99_during_ms is not None
     assert result.figures.p99_before_ms is not None
     assert result.figures.p99_during_ms > result.figures.p99_before_ms
+
+
+def test_partition_leader_kill_under_exactly_once(three: RunningCluster, tmp_path: Path) -> None:
+    fault = LeaderKill(hold_s=2.0, times=1)
+    # The last scenario on the module's cluster: it need not wait for the killed broker
+    # to rejoin (about 45 s here); `chaos run` does, and starts the next on a whole cluster.
+    plan = dataclasses.replace(PLAN, until_settled=False)
+    result = run_scenario(rf3(three), Containers.from_running(three),
+                          Scenario(fault, "exactly-once", goal_s=10.0), plan, tmp_path)
+    judged(result)
+    assert any("killed broker" in n for n in result.notes)
 
 
 def test_a_zombie_worker_is_fenced(cluster: Endpoints, tmp_path: Path) -> None:

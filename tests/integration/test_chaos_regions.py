@@ -64,14 +64,14 @@ def test_region_fault_under_load_loses_nothing_and_everyone_comes_home(
         two_regions: tuple[RunningRegions, str], tmp_path: Path, name: str) -> None:
     running, namespace = two_regions
     scenario = SCENARIOS[name]()
-    scenario.fault.hold_s = 15.0
-    plan = Plan(rate=100.0, workers=2, warmup_s=5.0, after_s=5.0, enforce_goals=False)
+    scenario.fault.hold_s = 12.0
+    plan = Plan(rate=100.0, workers=2, warmup_s=4.0, after_s=4.0, enforce_goals=False)
     result = run_scenario(regional_settings(running, namespace),
                           Containers.from_regions(running), scenario, plan, tmp_path)
     print(table([result], title=name))
     print("\n".join(result.notes))
     assert result.ok, result.problems
-    assert result.requests >= 100 * (5 + 15 + 5) * 0.9, result.requests
+    assert result.requests >= 100 * (4 + 12 + 4) * 0.9, result.requests
     assert result.lost == 0
     assert result.figures is not None
     assert result.figures.recovery_s is not None
@@ -98,8 +98,8 @@ def test_mirrormaker_watchdog_restarts_mirrormaker_when_replication_stalls(
     east_net, west_net = (c.network.name for c in running.clusters.values())
     stalled = client.containers.create(
         running.mirrormaker.image.id, detach=True, network=east_net,
-        environment={"MM2_PROPERTIES": props, "MM2_WATCHDOG_STALL_S": "8",
-                     "MM2_WATCHDOG_GRACE_S": "5", "MM2_WATCHDOG_INTERVAL_S": "1"},
+        environment={"MM2_PROPERTIES": props, "MM2_WATCHDOG_STALL_S": "5",
+                     "MM2_WATCHDOG_GRACE_S": "3", "MM2_WATCHDOG_INTERVAL_S": "1"},
         labels={LABEL: east_net}, restart_policy={"Name": "on-failure"},
         ports={"9500/tcp": ("127.0.0.1", port)})
     try:
@@ -118,7 +118,7 @@ def test_mirrormaker_watchdog_restarts_mirrormaker_when_replication_stalls(
             return 'streaminfer_mirrormaker_cluster_up{cluster="west"}' in metrics
 
         wait_until(scraped, 60, "MirrorMaker's watchdog metrics", 0.5)
-        assert metrics["streaminfer_mirrormaker_stall_limit_seconds"] == 8
+        assert metrics["streaminfer_mirrormaker_stall_limit_seconds"] == 5
         started = metrics["streaminfer_mirrormaker_start_time_seconds"]
 
         def restarted() -> bool:
@@ -129,7 +129,7 @@ def test_mirrormaker_watchdog_restarts_mirrormaker_when_replication_stalls(
                    "to restart it", 1.0)
         logs = stalled.logs().decode(errors="replace")
         assert re.search(r"watchdog: replication (east->west|west->east) has not advanced "
-                         r"for 8 s while both clusters answer", logs), logs[-3000:]
+                         r"for 5 s while both clusters answer", logs), logs[-3000:]
         # The new process serves metrics again, with a later start time.
         metrics.clear()
         wait_until(lambda: scraped() and metrics["streaminfer_mirrormaker_start_time_seconds"]

@@ -106,6 +106,10 @@ def all_ids(settings: Settings, topic: str) -> set[str]:
     return request_ids(settings, topic, count(settings, topic))
 
 
+# `--extended`: the chaos scenario region-stop (test_chaos_regions.py, in the test command)
+# runs the same producer through a region outage and back and checks every acknowledged
+# request answered; this one adds 1,000 requests/s and the producer's own counters.
+@pytest.mark.extended
 def test_producer_fails_over_to_west_and_back_without_losing_an_acknowledged_request(
         regions: tuple[RunningRegions, str]) -> None:
     from stream.clients import synthetic_requests
