@@ -123,7 +123,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         # A fresh cluster can take a while before every partition flows (a transaction
         # coordinator still loading its log): the baseline starts only once it does.
         wait_for(lambda: _steady(load, answers), 120,
-                 "a steady flow before the fault (every request sent 2-5 s ago answered)",
+                 "a steady flow before the fault (98 % of the requests sent 4-8 s ago answered)",
                  interval=0.5)
         time.sleep(plan.warmup_s)  # a steady baseline: the p99 the bound is derived from
         fault_ms = now_ms()
@@ -194,11 +194,12 @@ def _await_whole(containers: Containers, settings: Settings) -> None:
 
 
 def _steady(load: Load, answers: Answers) -> bool:
-    """Every request sent between 5 and 2 s ago has an answer (at least a second's worth
-    of them): the flow is steady enough to measure a baseline."""
+    """At least 98 % of the requests sent between 8 and 4 s ago have an answer (and there
+    are at least two seconds' worth): the flow is steady enough to measure a baseline.
+    Not 100 %: under exactly-once on a busy two-core machine a p99 of 3 s is normal."""
     now = now_ms()
-    recent = [rid for rid, at in load.created_at().items() if now - 5000 <= at <= now - 2000]
-    return len(recent) >= load.rate and answers.answered(recent) == len(recent)
+    recent = [rid for rid, at in load.created_at().items() if now - 8000 <= at <= now - 4000]
+    return len(recent) >= 2 * load.rate and answers.answered(recent) >= 0.98 * len(recent)
 
 
 def _prepare_topics(settings: Settings) -> int:

@@ -58,6 +58,7 @@ class KafkaLink:
         self.on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None
         self.rebalance: tuple[Rebalance, Rebalance, Rebalance] | None = None  # assign, revoke, lost
         self._consumer_recreations: list[float] = []  # monotonic times, the last minute
+        self.stopping: Callable[[], bool] = lambda: False  # the worker is shutting down
 
     # --- building -------------------------------------------------------------------
     def open(self) -> None:
@@ -81,20 +82,42 @@ class KafkaLink:
         return producer
 
     def _init_transactions(self, producer: Producer) -> None:
-        """``init_transactions``, retrying retriable errors within one transaction timeout:
-        right after a predecessor under the same id was abandoned mid-call, the broker
-        answers CONCURRENT_TRANSACTIONS until that session's operation ends."""
-        deadline = time.monotonic() + self.settings.transaction_timeout_ms / 1000
+        """``init_transactions``, retrying retriable errors: right after a predecessor
+        under the same id was abandoned mid-call, the broker answers
+        CONCURRENT_TRANSACTIONS until that session's operation ends; after a broker died,
+        the call times out while the new coordinator loads and aborts the predecessor's
+        transaction (on two cores, with the dead broker restarting, longer than one
+        transaction timeout). A worker that gives up here exits; two live brokers of
+        three are no reason to. So it keeps trying for ``init_patience_s()`` (unless
+        the worker is stopping), saying so, then raises."""
+        started = time.monotonic()
+        deadline = started + self.init_patience_s()
+        call_s = self.settings.transaction_timeout_ms / 1000
+        said = False
         while True:
             try:
-                producer.init_transactions(max(0.1, deadline - time.monotonic()))
+                producer.init_transactions(max(0.1, min(call_s, deadline - time.monotonic())))
+                if said:
+                    log.info("init_transactions done after %.1f s", time.monotonic() - started)
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]
-                if not err.retriable() or time.monotonic() >= deadline:
+                if not err.retriable() or time.monotonic() >= deadline or self.stopping():
                     raise
-                log.warning("init_transactions: %s; retrying", err)
+                if time.monotonic() - started >= call_s and not said:
+                    said = True
+                    log.error("init_transactions still failing after %.0f s (%s); retrying "
+                              "until %.0f s: the transaction coordinator is moving or loading",
+                              time.monotonic() - started, err, self.init_patience_s())
+                    self.health.update(kafka_detail=f"init_transactions: {err}")
+                else:
+                    log.warning("init_transactions: %s; retrying", err)
                 time.sleep(0.5)
+
+    def init_patience_s(self) -> float:
+        """How long a new transactional producer keeps retrying: three transaction
+        timeouts, at least two minutes."""
+        return max(3 * self.settings.transaction_timeout_ms / 1000, 120.0)
 
     def _open_consumer(self) -> None:
         s = self.settings

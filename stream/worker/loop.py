@@ -98,6 +98,7 @@ class Worker:
         self.delivery: Delivery = ExactlyOnce(ctx) if self.eos else AtLeastOnce(ctx)
         self.link.on_commit = self.delivery.on_commit
         self.stop_event = threading.Event()
+        self.link.stopping = self.stop_event.is_set
         self.server: HealthServer | None = None
         self._next_probe = 0.0
         self.placement.attach(self)

@@ -31,6 +31,29 @@ pytestmark = pytest.mark.integration
 PLAN = Plan(rate=50.0, workers=2, warmup_s=3.0, after_s=4.0, drain_s=90.0, enforce_goals=False)
 
 
+# Single-broker scenarios first, before the module's three brokers exist (their JVMs
+# would compete for the two cores), then the three-broker ones; the leader kill last.
+def test_a_zombie_worker_is_fenced(cluster: Endpoints, tmp_path: Path) -> None:
+    # Transaction timeout = session timeout: the zombie sleeps past both in 9 s.
+    settings = make_settings(cluster, transaction_timeout_ms=6000, session_timeout_ms=6000)
+    ensure_topics(settings)
+    result = run_scenario(settings, Containers(), Scenario(ZombieWorker(), "exactly-once"),
+                          PLAN, tmp_path)
+    judged(result)
+    zombie_log = next(tmp_path.rglob("chaos-0.log")).read_text()
+    # It woke up to a group that had moved on: its partitions were taken from it (and a
+    # transaction it still held, refused); nothing of it is visible (no duplicate above).
+    assert any(sign in zombie_log for sign in ("partitions lost", "ILLEGAL_GENERATION",
+                                               "FENCED", "UNKNOWN_MEMBER_ID")), zombie_log[-3000:]
+
+
+def test_redis_fed_corrupt_feature_values(settings: Settings, tmp_path: Path) -> None:
+    fault = RedisCorrupt(hold_s=5.0)
+    result = run_scenario(settings, Containers(), Scenario(fault, "at-least-once"), PLAN,
+                          tmp_path)
+    judged(result, guarantee_dups_allowed=True)
+
+
 @pytest.fixture(scope="module")
 def three() -> Iterator[RunningCluster]:
     images = ensure_test_images()
@@ -97,24 +120,3 @@ def test_partition_leader_kill_under_exactly_once(three: RunningCluster, tmp_pat
                           Scenario(fault, "exactly-once", goal_s=10.0), plan, tmp_path)
     judged(result)
     assert any("killed broker" in n for n in result.notes)
-
-
-def test_a_zombie_worker_is_fenced(cluster: Endpoints, tmp_path: Path) -> None:
-    # Transaction timeout = session timeout: the zombie sleeps past both in 9 s.
-    settings = make_settings(cluster, transaction_timeout_ms=6000, session_timeout_ms=6000)
-    ensure_topics(settings)
-    result = run_scenario(settings, Containers(), Scenario(ZombieWorker(), "exactly-once"),
-                          PLAN, tmp_path)
-    judged(result)
-    zombie_log = next(tmp_path.rglob("chaos-0.log")).read_text()
-    # It woke up to a group that had moved on: its partitions were taken from it (and a
-    # transaction it still held, refused); nothing of it is visible (no duplicate above).
-    assert any(sign in zombie_log for sign in ("partitions lost", "ILLEGAL_GENERATION",
-                                               "FENCED", "UNKNOWN_MEMBER_ID")), zombie_log[-3000:]
-
-
-def test_redis_fed_corrupt_feature_values(settings: Settings, tmp_path: Path) -> None:
-    fault = RedisCorrupt(hold_s=5.0)
-    result = run_scenario(settings, Containers(), Scenario(fault, "at-least-once"), PLAN,
-                          tmp_path)
-    judged(result, guarantee_dups_allowed=True)

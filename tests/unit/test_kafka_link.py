@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import CollectorRegistry
 
 from stream.exceptions import KafkaOperationError
@@ -92,3 +92,28 @@ def test_init_transactions_retries_while_the_abandoned_session_is_still_busy() -
     kl.recreate_producer(abandon=True)
     assert producers[-1].calls == ["init", "init"]  # refused once, then done
     assert producers[0].calls == ["init"]  # the abandoned one was not touched
+
+
+def test_init_transactions_outlasts_a_coordinator_that_times_out_for_a_while() -> None:
+    """After a broker died, init_transactions times out until the new coordinator has
+    loaded: the link keeps trying past one transaction timeout instead of raising (the
+    worker would exit), and stops trying when the worker stops."""
+    kl, _, producers = link(guarantee="exactly-once", transaction_timeout_ms=1000)
+    timed_out = KafkaError(KafkaError._TIMED_OUT, "Timed out waiting for operation to finish",
+                           retriable=True)
+    original = kl._producer_factory
+
+    def slow(conf: dict[str, Any]) -> Any:
+        producer: Any = original(conf)
+        producer.fail_next["init"] = [timed_out] * 4  # 4 x 0.5 s > one 1 s timeout
+        return producer
+
+    kl._producer_factory = slow
+    kl.recreate_producer()
+    assert producers[-1].calls == ["init"] * 5
+    assert kl.init_patience_s() == 120.0
+    assert "init_transactions" in kl.health.kafka_detail
+
+    kl.stopping = lambda: True  # a stopping worker does not wait for the coordinator
+    with pytest.raises(KafkaException):
+        kl.recreate_producer()
