@@ -140,7 +140,8 @@ class RedisFailover(Fault):
         ctx.note(f"killed the Redis primary on port {primary[1]}")
         wait_for(lambda: self._primary(ctx) not in (None, self._old), 60,
                  "the sentinels to promote a replica")
-        ctx.note(f"the sentinels promoted port {self._primary(ctx)} after "
+        promoted = self._primary(ctx)
+        ctx.note(f"the sentinels promoted port {promoted[1] if promoted else '?'} after "
                  f"{time.monotonic() - started:.1f} s")
 
     def heal(self, ctx: Context) -> None:
