@@ -20,7 +20,7 @@ from stream.chaos.faults_kafka import (
 )
 from stream.chaos.faults_redis import RedisCorrupt, RedisFailover, RedisKill, RedisPause
 from stream.chaos.faults_regions import MirrorMakerKill, RegionCut, RegionPause, RegionStop
-from stream.chaos.faults_workers import Overload, WorkerKill, ZombieWorker
+from stream.chaos.faults_workers import Overload, OverloadShed, WorkerKill, ZombieWorker
 from stream.chaos.scenario import Scenario
 from stream.exceptions import ConfigurationError
 
@@ -40,6 +40,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "redis-corrupt": lambda: Scenario(RedisCorrupt(), ALO),
     "redis-failover": lambda: Scenario(RedisFailover(), ALO),
     "overload": lambda: Scenario(Overload(), ALO),
+    "overload-shed": lambda: Scenario(OverloadShed(), ALO),
     # two regions (`dev up --regions 2`); regional workers run at-least-once
     "region-stop": lambda: Scenario(RegionStop(), ALO, goal_s=10.0),
     "region-pause": lambda: Scenario(RegionPause(), ALO, goal_s=10.0),
@@ -48,7 +49,7 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
 }
 REGIONAL = ("region-stop", "region-pause", "region-cut", "mirrormaker-kill")
 SINGLE_BROKER = ("netem", "worker-kill", "zombie-worker", "redis-kill", "redis-pause",
-                 "redis-corrupt", "redis-failover", "overload")
+                 "redis-corrupt", "redis-failover", "overload", "overload-shed")
 
 
 def scenarios(names: list[str]) -> list[Scenario]:

@@ -73,6 +73,10 @@ class Fault:
         """Why the fault had no visible effect, if it had none (None: it had one)."""
         return None
 
+    def worker_settings(self) -> dict[str, Any]:
+        """Settings the scenario's workers run with for this fault (e.g. load shedding)."""
+        return {}
+
     def settled(self, ctx: Context) -> bool:
         """After the heal: whether what the fault moved is back in place (the load stays
         on until then, within the plan's limit)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from stream.chaos.fault import Context, Fault
 
@@ -63,19 +63,29 @@ class ZombieWorker(Fault):
 @dataclass
 class Overload(Fault):
     """Offer ``factor`` times the rate for ``hold_s``: lag grows, then drains; worker
-    memory is sampled before and at the peak (bounded means under ``max_growth_mb``)."""
+    memory is sampled before and at the peak (bounded means under ``max_growth_mb``).
+    With ``shed_max_lag`` the workers shed load past that partition lag (requests of
+    priority below 1, which synthetic requests are, get a fallback flagged shed_load):
+    some must be shed; without it, none may be."""
 
     name: ClassVar[str] = "overload"
     summary: ClassVar[str] = "offer several times the rate for a bounded time, then back"
     hold_s: float = 15.0
     factor: float = 4.0
     max_growth_mb: float = 300.0
+    shed_max_lag: int | None = None
+
+    def worker_settings(self) -> dict[str, Any]:
+        return {} if self.shed_max_lag is None else {"shed_max_lag": self.shed_max_lag}
 
     def inject(self, ctx: Context) -> None:
         self._base = ctx.load.rate
+        self._shed0 = ctx.answers.shed
         self._rss0 = {pid: rss_mb(pid) or 0.0 for pid in ctx.fleet.pids()}
         ctx.load.rate = self._base * self.factor
-        ctx.note(f"offered rate {self._base:g}/s -> {ctx.load.rate:g}/s for {self.hold_s:.0f}s")
+        ctx.note(f"offered rate {self._base:g}/s -> {ctx.load.rate:g}/s for {self.hold_s:.0f}s"
+                 + ("" if self.shed_max_lag is None
+                    else f" (workers shed past a lag of {self.shed_max_lag})"))
 
     def heal(self, ctx: Context) -> None:
         peak = {pid: rss_mb(pid) or 0.0 for pid in ctx.fleet.pids()}
@@ -86,5 +96,21 @@ class Overload(Fault):
     def evidence(self, ctx: Context) -> str | None:
         if self.growth > self.max_growth_mb:
             return f"worker memory grew {self.growth:.0f} MB > {self.max_growth_mb:.0f} MB"
+        shed = ctx.answers.shed - self._shed0
+        if self.shed_max_lag is None and shed:
+            return f"{shed} requests were shed with shedding off"
+        if self.shed_max_lag is not None:
+            if not shed:
+                return (f"nothing was shed although the lag passed {self.shed_max_lag}? "
+                        "(the overload may not have built a lag: raise factor or hold_s)")
+            ctx.note(f"{shed} requests answered by a fallback flagged shed_load")
         return None
 
+
+@dataclass
+class OverloadShed(Overload):
+    """The overload with load shedding on (``--shed-max-lag 200``)."""
+
+    name: ClassVar[str] = "overload-shed"
+    summary: ClassVar[str] = "the overload with load shedding on: fallbacks past a lag of 200"
+    shed_max_lag: int | None = 200

@@ -151,6 +151,7 @@ class Answers(threading.Thread):
         self._lock = threading.Lock()
         self.first_at: dict[str, int] = {}  # request id -> wall ms of its first answer
         self.degraded: int = 0  # predictions flagged features_degraded
+        self.shed: int = 0  # fallbacks for load shedding (fallback_reason shed_load)
 
     def run(self) -> None:
         # assign, not subscribe: no group join delays the first answers (latency is
@@ -183,6 +184,8 @@ class Answers(threading.Thread):
         with self._lock:
             if value.get("features_degraded"):
                 self.degraded += 1
+            if value.get("fallback_reason") == "shed_load":
+                self.shed += 1
             if rid and rid not in self.first_at:
                 self.first_at[str(rid)] = now_ms()
 

@@ -96,7 +96,8 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
     """Run one scenario and judge it."""
     tag = f"{scenario.fault.name}-{uuid.uuid4().hex[:6]}"
     update: dict[str, Any] = {"namespace": f"{base.namespace}-chaos-{tag}",
-                              "guarantee": scenario.guarantee}
+                              "guarantee": scenario.guarantee,
+                              **scenario.fault.worker_settings()}
     if not scenario.fault.regional:  # a two-region target: the others run in the first
         update.update(regions=None, region_redis=None)
     settings = base.model_copy(update=update)

@@ -85,3 +85,25 @@ def test_containers_from_a_two_region_dev_record_and_a_sentinel_one() -> None:
     assert c.redis_nodes == {"redis-master": "m", "redis-replica": "r"}
     assert not c.regions
     assert c.mirrormaker is None
+
+
+def test_overload_evidence_follows_the_shedding_setting() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from stream.chaos.faults_workers import Overload, OverloadShed
+
+    def ctx(shed: int) -> Any:
+        return SimpleNamespace(answers=SimpleNamespace(shed=shed), note=lambda _t: None)
+
+    plain, shedding = Overload(), OverloadShed()
+    assert plain.worker_settings() == {}
+    assert shedding.worker_settings() == {"shed_max_lag": 200}
+    for fault in (plain, shedding):
+        fault.growth, fault._shed0 = 10.0, 5
+    assert plain.evidence(ctx(5)) is None  # off: nothing shed
+    assert "shed with shedding off" in str(plain.evidence(ctx(9)))
+    assert "nothing was shed" in str(shedding.evidence(ctx(5)))
+    assert shedding.evidence(ctx(40)) is None
+    shedding.growth = 400.0
+    assert "memory grew 400 MB" in str(shedding.evidence(ctx(40)))
