@@ -152,16 +152,19 @@ class Answers(threading.Thread):
         self.first_at: dict[str, int] = {}  # request id -> wall ms of its first answer
         self.degraded: int = 0  # predictions flagged features_degraded
         self.shed: int = 0  # fallbacks for load shedding (fallback_reason shed_load)
+        self.error: BaseException | None = None  # why the reader stopped, if it did
 
     def run(self) -> None:
         # assign, not subscribe: no group join delays the first answers (latency is
         # measured from their arrival here)
-        for consumer in self._consumers:
-            tps = []
-            for topic in self._topics:
-                meta = consumer.list_topics(topic, timeout=10).topics[topic]
-                tps += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in meta.partitions]
-            consumer.assign(tps)
+        try:
+            for consumer in self._consumers:
+                consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING)
+                                 for topic in self._topics
+                                 for p in self._partitions(consumer, topic)])
+        except BaseException as exc:  # noqa: BLE001 - reported by the runner
+            self.error = exc
+            return
         wait = 0.2 / len(self._consumers)
         try:
             while not self._halt.is_set():
@@ -178,6 +181,20 @@ class Answers(threading.Thread):
         finally:
             for consumer in self._consumers:
                 consumer.close()
+
+    def _partitions(self, consumer: Consumer, topic: str) -> list[int]:
+        """The topic's partitions, once the broker asked knows them all: right after the
+        topic was created, another broker of the cluster may answer "unknown topic" or
+        no partitions (reading those would read nothing, silently)."""
+        end = time.monotonic() + 60
+        while True:
+            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if meta is not None and meta.error is None and meta.partitions:
+                return list(meta.partitions)
+            if time.monotonic() > end or self._halt.is_set():
+                raise RuntimeError(f"no partitions of {topic} in the metadata after 60 s "
+                                   f"({None if meta is None else meta.error})")
+            time.sleep(0.5)
 
     def _note(self, value: dict[str, Any]) -> None:
         rid = value.get("request_id")

@@ -112,7 +112,9 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
     scenario.fault.needs(ctx)
     say(f"scenario {scenario.name}: {scenario.fault.summary} ({settings.namespace})")
     problems: list[str] = []
-    figures = None
+    figures: FaultFigures | None = None
+    goal_figures: FaultFigures | None = None
+    last: FaultFigures | None = None
     try:
         answers.start()
         for i in range(plan.workers):
@@ -123,9 +125,11 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         load.start()
         # A fresh cluster can take a while before every partition flows (a transaction
         # coordinator still loading its log): the baseline starts only once it does.
-        wait_for(lambda: _steady(load, answers), 120,
+        wait_for(lambda: answers.error is not None or _steady(load, answers), 120,
                  "a steady flow before the fault (98 % of the requests sent 4-8 s ago answered)",
                  interval=0.5)
+        if answers.error is not None:
+            raise RuntimeError(f"the answers reader failed: {answers.error}")
         time.sleep(plan.warmup_s)  # a steady baseline: the p99 the bound is derived from
         fault_ms = now_ms()
         _strike(scenario.fault, ctx, problems)
@@ -151,7 +155,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         each = [recovery(timeline, m, [*marks, end_ms][i + 1], baseline_s=plan.warmup_s,
                          next_strike=i + 1 < len(marks))
                 for i, m in enumerate(marks)]
-        figures = worst(each)
+        figures, last = worst(each), each[-1]
         if len(each) > 1:
             for label, f in zip(ctx.labels, each, strict=False):
                 ctx.note(f"{label}: recovery " + ("none" if f.recovery_s is None
@@ -168,7 +172,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
     verdicts = _check(settings, load.recorded(), plan.drain_s if regions > 1 else 0)
     lost = sum(len(v.outcomes.missing) for v in verdicts)
     dups = sum(len(v.outcomes.duplicates) for v in verdicts)
-    problems += _judge(scenario, ctx, verdicts, figures, goal_figures, fleet, load, plan)
+    problems += _judge(scenario, ctx, verdicts, figures, goal_figures, last, fleet, load, plan)
     return Result(scenario.name, scenario.fault.summary, len(load.sent), len(load.refused),
                   lost, dups, figures, scenario.goal_s, problems, ctx.notes)
 
@@ -281,8 +285,11 @@ def _strike(fault: Fault, ctx: Context, problems: list[str]) -> None:
 
 
 def _judge(scenario: Scenario, ctx: Context, verdicts: list[Any], figures: FaultFigures | None,
-           goal_figures: FaultFigures | None, fleet: Fleet, load: Load, plan: Plan
-           ) -> list[str]:
+           goal_figures: FaultFigures | None, last: FaultFigures | None, fleet: Fleet,
+           load: Load, plan: Plan) -> list[str]:
+    """Problems found. Recovery: the flow must be back after the last strike, and back
+    before the next strike after each one the goal judges (an intermediate strike that
+    is not, e.g. a region's restart, is reported in the notes only)."""
     problems = []
     at_least_once = scenario.guarantee == "at-least-once"
     for v in verdicts:
@@ -290,11 +297,15 @@ def _judge(scenario: Scenario, ctx: Context, verdicts: list[Any], figures: Fault
             problems.append(v.line())
     if load.error is not None:
         problems.append(f"the load generator failed: {load.error}")
-    if figures is None or figures.recovery_s is None:
+    if ctx.answers.error is not None:
+        problems.append(f"the answers reader failed: {ctx.answers.error}")
+    if figures is None or last is None or last.recovery_s is None:
         problems.append("did not recover: requests kept missing the latency bound to the end")
+    elif goal_figures is not None and goal_figures.recovery_s is None:
+        problems.append("did not recover before the next strike (see the notes per strike)")
     elif (scenario.goal_s is not None and goal_figures is not None
-          and (goal_figures.recovery_s is None
-               or goal_figures.recovery_s - scenario.fault.detection_s(ctx) > scenario.goal_s)):
+          and goal_figures.recovery_s is not None
+          and goal_figures.recovery_s - scenario.fault.detection_s(ctx) > scenario.goal_s):
         detect = scenario.fault.detection_s(ctx)
         missed = (f"recovery {goal_figures.recovery_s or 0:.1f}s > goal {scenario.goal_s:.0f}s"
                   + (f" + {detect:.0f}s detection" if detect else ""))
