@@ -8,7 +8,6 @@ goals are printed, not enforced here (machines differ; `chaos run` enforces them
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,10 +112,7 @@ def test_latency_and_loss_on_the_path_to_a_broker(three: RunningCluster, tmp_pat
 
 def test_partition_leader_kill_under_exactly_once(three: RunningCluster, tmp_path: Path) -> None:
     fault = LeaderKill(hold_s=2.0, times=1)
-    # The last scenario on the module's cluster: it need not wait for the killed broker
-    # to rejoin (about 45 s here); `chaos run` does, and starts the next on a whole cluster.
-    plan = dataclasses.replace(PLAN, until_settled=False)
     result = run_scenario(rf3(three), Containers.from_running(three),
-                          Scenario(fault, "exactly-once", goal_s=10.0), plan, tmp_path)
+                          Scenario(fault, "exactly-once", goal_s=10.0), PLAN, tmp_path)
     judged(result)
     assert any("killed broker" in n for n in result.notes)
