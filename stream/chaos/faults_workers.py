@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from stream.chaos.fault import Context, Fault
+from stream.connect.groups import describe, is_serving
 
 
 def rss_mb(pid: int) -> float | None:
@@ -19,6 +20,16 @@ def rss_mb(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+
+def whole_group(ctx: Context) -> bool:
+    """Every worker of the run is a member again and the group serves every partition."""
+    try:
+        view = describe(ctx.settings)
+    except Exception:  # noqa: BLE001 - no answer yet
+        return False
+    return is_serving(view, len(ctx.fleet.procs), ctx.settings.partitions)
 
 
 @dataclass
@@ -36,6 +47,10 @@ class WorkerKill(Fault):
         ctx.note(f"SIGKILLed worker {ctx.fleet.worker_id(0)}")
         ctx.fleet.start(0)
         ctx.note(f"restarted {ctx.fleet.worker_id(0)}")
+
+    def settled(self, ctx: Context) -> bool:
+        """The restarted worker is back in the group."""
+        return whole_group(ctx)
 
 
 @dataclass
@@ -58,6 +73,10 @@ class ZombieWorker(Fault):
     def heal(self, ctx: Context) -> None:
         ctx.fleet.signal(0, signal.SIGCONT)
         ctx.note(f"SIGCONT {ctx.fleet.worker_id(0)}: a zombie now, it must be fenced")
+
+    def settled(self, ctx: Context) -> bool:
+        """The fenced worker has rejoined the group (its rejoin moves partitions)."""
+        return whole_group(ctx)
 
 
 @dataclass

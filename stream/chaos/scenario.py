@@ -131,10 +131,13 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         fault_ms = now_ms()
         _strike(scenario.fault, ctx, problems)
         time.sleep(plan.after_s)  # load keeps flowing after the heal: recovery is measured
-        _until_flowing(scenario.fault, ctx, plan, (ctx.marks or [fault_ms])[-1], problems)
+        decided_ms = _until_flowing(scenario.fault, ctx, plan, (ctx.marks or [fault_ms])[-1],
+                                    problems)
         load.stop()
         load.join(180)
-        end_ms = now_ms()
+        # Latency is judged up to where the run saw the flow recovered and settled (what
+        # follows is still checked for loss); without that, up to the end of the load.
+        end_ms = decided_ms if decided_ms is not None else now_ms()
         sent = dict(load.sent)
         say(f"  load stopped: {len(sent)} acknowledged, {len(load.refused)} refused; "
             "waiting for every answer")
@@ -229,13 +232,14 @@ def _prepare_topics(settings: Settings) -> int:
 
 
 def _until_flowing(fault: Fault, ctx: Context, plan: Plan, strike_ms: int,
-                   problems: list[str]) -> None:
+                   problems: list[str]) -> int | None:
     """Keep the load on until the flow has recovered by the report's own measure (for
     the requests sent so far, minus the last 3 s that may still be in flight) and the
     fault has settled (workers back home, replication running), so that the run does
     not end inside a fault's aftermath; at most ``plan.max_extra_s`` (plus the fault's
     ``aftermath_s``). The aftermath may come after the heal (a reconnected broker stalled
-    clients for 13 s; a region's failback waits for --region-failback-after-s)."""
+    clients for 13 s; a region's failback waits for --region-failback-after-s). Returns
+    the send time up to which the flow was judged recovered (None: it was not)."""
     limit = plan.max_extra_s + fault.aftermath_s
     end = time.monotonic() + limit
     settled_ms: int | None = None  # when the fault was first seen settled
@@ -253,11 +257,12 @@ def _until_flowing(fault: Fault, ctx: Context, plan: Plan, strike_ms: int,
             timeline = Timeline.build(sent, dict(ctx.answers.first_at))
             if recovery(timeline, strike_ms, judged_to,
                         baseline_s=_baseline_s(plan)).recovery_s is not None:
-                return
+                return judged_to
         time.sleep(1.0)
     if not fault.settled(ctx):
         problems.append(f"{fault.name} did not settle within {limit:.0f} s after the "
                         "heal (see the notes and worker logs)")
+    return None
 
 
 def _check(settings: Settings, recorded: dict[str, Any], wait_s: float) -> list[Any]:
