@@ -5,7 +5,10 @@ stalled. The pause, cut-off and MirrorMaker-kill scenarios run in `--extended`."
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -18,9 +21,12 @@ from stream.chaos.catalog import SCENARIOS
 from stream.chaos.report import table
 from stream.chaos.scenario import Plan, run_scenario
 from stream.chaos.target import Containers
+from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import LABEL, free_port
 from stream.devcluster.regions import RunningRegions, mm2_properties
-from stream.settings import Settings
+from stream.exceptions import KafkaOperationError
+from stream.lifecycle.control import current_state, publish_control
+from stream.settings import Settings, to_env
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import wait_until
 
@@ -77,6 +83,40 @@ def test_region_fault_under_load_loses_nothing_and_everyone_comes_home(
     assert result.figures.recovery_s is not None
     if name != "mirrormaker-kill":
         assert any("failed over and back" in n for n in result.notes), result.notes
+
+
+def test_model_control_is_mirrored_and_regions_status_sees_both_ways(
+        two_regions: tuple[RunningRegions, str]) -> None:
+    """West sees east's model decision (the mirrored control topic), and `regions status`
+    reports both regions reachable with the replication lag from the heartbeats."""
+    running, namespace = two_regions
+    east = regional_settings(running, namespace)
+    west = east.model_copy(update={"bootstrap_servers":
+                                   running.clusters["west"].bootstrap_servers})
+    ensure_topics(east)
+    ensure_topics(west)
+    publish_control(east, "fraud", "2", "promote", actor="test")
+    mirrored = west.model_copy(update={"namespace": f"east.{namespace}"})
+
+    def promoted() -> bool:
+        try:
+            state = current_state(mirrored, "fraud")
+        except KafkaOperationError:  # MirrorMaker has not created the mirrored topic yet
+            return False
+        return state is not None and state["active_version"] == "2"
+
+    wait_until(promoted, 60, "east's promotion in west's mirrored control topic", 1.0)
+    done = subprocess.run([sys.executable, "-m", "stream.cli.main", "regions", "status",
+                           "--json"], env=to_env(east), capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = {r["region"]: r for r in json.loads(done.stdout)["regions"]}
+    assert report["east"]["reachable"]
+    assert report["west"]["reachable"]
+    for here, other in (("east", "west"), ("west", "east")):
+        lag = report[here]["replication_lag_ms"][other]
+        assert lag is not None
+        assert 0 <= lag < 30_000
 
 
 def test_mirrormaker_watchdog_restarts_mirrormaker_when_replication_stalls(

@@ -38,6 +38,10 @@ def request_ids(settings: Settings, topic: str, n: int) -> set[str]:
     return ids
 
 
+# `--extended` (48 s): in the test command, test_chaos_regions.py checks replication both
+# ways (each region's view complete after region-stop), the model control topic mirrored
+# and `regions status`; this one adds request-level checks and `produce --regions`.
+@pytest.mark.extended
 def test_mirrormaker_replicates_requests_and_model_control_both_ways_then_produce_fails_over(
         regions: tuple[RunningRegions, str]) -> None:
     """Replication both ways; then, on the same two regions (a second pair costs 15 s of
