@@ -17,6 +17,7 @@ from stream.chaos.toxiproxy import NetnsProxy, ensure_toxiproxy
 from stream.connect import kafka_config
 from stream.devcluster.cluster import CONTROLLER_PORT, EXTERNAL_PORT
 from stream.exceptions import ConfigurationError
+from stream.settings import Settings
 
 
 def _admin(ctx: Context) -> AdminClient:
@@ -31,8 +32,15 @@ def leader_of(ctx: Context, partition: int = 0) -> int:
 
 def brokers_up(ctx: Context) -> set[int]:
     """Broker ids the cluster's metadata lists."""
+    return registered_brokers(ctx.settings)
+
+
+def registered_brokers(settings: Settings) -> set[int]:
+    """Broker ids the metadata of the cluster ``settings`` point at lists (none when it
+    does not answer)."""
     try:
-        return set(_admin(ctx).list_topics(timeout=5).brokers)
+        admin = AdminClient({**kafka_config.admin(settings), "log_level": 2})
+        return set(admin.list_topics(timeout=5).brokers)
     except Exception:  # noqa: BLE001 - no answer: none known to be up
         return set()
 

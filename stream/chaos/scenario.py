@@ -180,20 +180,11 @@ def _await_whole(containers: Containers, settings: Settings) -> None:
     broker may still be rejoining), so that the scenario's topics get their replicas."""
     if not containers.brokers:
         return
-    from confluent_kafka.admin import AdminClient
+    from stream.chaos.faults_kafka import registered_brokers
 
-    from stream.connect import kafka_config
-
-    admin = AdminClient(kafka_config.admin(settings))
-
-    def whole() -> bool:
-        try:
-            return set(admin.list_topics(timeout=5).brokers) >= set(containers.brokers)
-        except Exception:  # noqa: BLE001 - no answer yet
-            return False
-
-    wait_for(whole, 180, f"all {len(containers.brokers)} brokers registered before the "
-             "scenario (`streaminfer dev status`)", interval=1.0)
+    wait_for(lambda: registered_brokers(settings) >= set(containers.brokers), 180,
+             f"all {len(containers.brokers)} brokers registered before the scenario "
+             "(`streaminfer dev status`)", interval=1.0)
 
 
 def _baseline_s(plan: Plan) -> float:

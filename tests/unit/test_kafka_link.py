@@ -77,18 +77,24 @@ def test_a_replaced_exactly_once_producer_keeps_its_transactional_id() -> None:
     assert kl.producer is cast(Any, producers[1])
 
 
+def failing_init(kl: KafkaLink, errors: list[KafkaError]) -> None:
+    """Every producer the link makes from now on fails its first init_transactions
+    calls with ``errors``."""
+    original = kl._producer_factory
+
+    def factory(conf: dict[str, Any]) -> Any:
+        producer: Any = original(conf)
+        producer.fail_next["init"] = list(errors)
+        return producer
+
+    kl._producer_factory = factory
+
+
 def test_init_transactions_retries_while_the_abandoned_session_is_still_busy() -> None:
     kl, _, producers = link(guarantee="exactly-once", transaction_timeout_ms=5000)
     busy = KafkaError(KafkaError.CONCURRENT_TRANSACTIONS, "another operation ongoing",
                       retriable=True)
-    original = kl._producer_factory
-
-    def flaky(conf: dict[str, Any]) -> Any:
-        producer: Any = original(conf)
-        producer.fail_next["init"] = [busy]
-        return producer
-
-    kl._producer_factory = flaky
+    failing_init(kl, [busy])
     kl.recreate_producer(abandon=True)
     assert producers[-1].calls == ["init", "init"]  # refused once, then done
     assert producers[0].calls == ["init"]  # the abandoned one was not touched
@@ -101,14 +107,7 @@ def test_init_transactions_outlasts_a_coordinator_that_times_out_for_a_while() -
     kl, _, producers = link(guarantee="exactly-once", transaction_timeout_ms=1000)
     timed_out = KafkaError(KafkaError._TIMED_OUT, "Timed out waiting for operation to finish",
                            retriable=True)
-    original = kl._producer_factory
-
-    def slow(conf: dict[str, Any]) -> Any:
-        producer: Any = original(conf)
-        producer.fail_next["init"] = [timed_out] * 4  # 4 x 0.5 s > one 1 s timeout
-        return producer
-
-    kl._producer_factory = slow
+    failing_init(kl, [timed_out] * 4)  # 4 x 0.5 s > one 1 s timeout
     kl.recreate_producer()
     assert producers[-1].calls == ["init"] * 5
     assert kl.init_patience_s() == 120.0
