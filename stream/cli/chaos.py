@@ -63,7 +63,7 @@ def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: flo
     region scenarios need `dev up --regions 2`): each gets its own namespace, workers
     and load; the fault; recovery; then `check`.
     Against a cluster not started by `dev up`, only faults needing no containers run
-    (worker-kill, zombie-worker, overload, redis-corrupt). Exit 1 when any scenario fails."""
+    (worker-kill, zombie-worker, overload, overload-shed, redis-corrupt). Exit 1 when any scenario fails."""
     from stream.chaos.catalog import scenarios
     from stream.chaos.report import table, write_json
     from stream.chaos.scenario import Plan, Result, run_scenario
