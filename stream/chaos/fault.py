@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from stream.chaos.open_loop import Answers, Load
@@ -73,8 +74,9 @@ class Fault:
         """Why the fault had no visible effect, if it had none (None: it had one)."""
         return None
 
-    def worker_settings(self) -> dict[str, Any]:
-        """Settings the scenario's workers run with for this fault (e.g. load shedding)."""
+    def worker_settings(self, rate: float, workers: int, run_dir: Path) -> dict[str, Any]:
+        """Settings the scenario's workers run with for this fault (e.g. load shedding),
+        given the offered rate, the number of workers and the run's own directory."""
         return {}
 
     def settled(self, ctx: Context) -> bool:

@@ -81,40 +81,72 @@ class ZombieWorker(Fault):
 
 @dataclass
 class Overload(Fault):
-    """Offer ``factor`` times the rate for ``hold_s``: lag grows, then drains; worker
-    memory is sampled before and at the peak (bounded means under ``max_growth_mb``).
-    With ``shed_max_lag`` the workers shed load past that partition lag (requests of
-    priority below 1, which synthetic requests are, get a fallback flagged shed_load):
-    some must be shed; without it, none may be."""
+    """Offer ``factor`` times the rate for ``hold_s``, past what the workers can do: a
+    backlog grows, then drains; worker memory is sampled before and at the peak (bounded
+    means under ``max_growth_mb``). With ``shed_max_lag`` the workers shed load past that
+    partition lag (requests of priority below 1, which synthetic requests are, get a
+    fallback flagged shed_load): some must be shed; without it, none may be.
+
+    A load generator on the workers' own machine cannot outrun them (two workers kept up
+    with 1,330 requests/s here), so by default the workers' capacity is capped at
+    ``capacity_x`` times the offered rate, with the slow-inference drill (``chaos_file``
+    saying ``slow <ms>``) and small batches: ``batch`` requests per inference and a fixed
+    pause per inference make a known ceiling. ``capacity_x=None`` leaves the workers
+    uncapped, for a target whose capacity the offered peak already exceeds.
+    """
 
     name: ClassVar[str] = "overload"
-    summary: ClassVar[str] = "offer several times the rate for a bounded time, then back"
+    summary: ClassVar[str] = ("offer 4x the rate for 15 s to workers capped at 2x it, then "
+                              "back: a backlog grows and drains")
     hold_s: float = 15.0
     factor: float = 4.0
     max_growth_mb: float = 300.0
     shed_max_lag: int | None = None
+    capacity_x: float | None = 2.0
+    batch: int = 20
 
-    def worker_settings(self) -> dict[str, Any]:
-        return {} if self.shed_max_lag is None else {"shed_max_lag": self.shed_max_lag}
+    def worker_settings(self, rate: float, workers: int, run_dir: Path) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.shed_max_lag is not None:
+            out["shed_max_lag"] = self.shed_max_lag
+        if self.capacity_x is not None:
+            self.capacity = rate * self.capacity_x  # the fleet's, requests/s
+            pause_ms = 1000 * self.batch * workers / self.capacity
+            drill = run_dir / "capacity-cap"
+            drill.write_text(f"slow {pause_ms:.1f}\n")
+            out.update(chaos_file=drill, batch_max_records=self.batch)
+        return out
 
     def inject(self, ctx: Context) -> None:
         self._base = ctx.load.rate
         self._shed0 = ctx.answers.shed
         self._rss0 = {pid: rss_mb(pid) or 0.0 for pid in ctx.fleet.pids()}
         ctx.load.rate = self._base * self.factor
-        ctx.note(f"offered rate {self._base:g}/s -> {ctx.load.rate:g}/s for {self.hold_s:.0f}s"
+        cap = ("" if self.capacity_x is None else
+               f" to workers capped at {self.capacity:g}/s ({self.batch} per inference, "
+               "slow-inference drill)")
+        ctx.note(f"offered rate {self._base:g}/s -> {ctx.load.rate:g}/s for "
+                 f"{self.hold_s:.0f}s{cap}"
                  + ("" if self.shed_max_lag is None
-                    else f" (workers shed past a lag of {self.shed_max_lag})"))
+                    else f"; workers shed past a lag of {self.shed_max_lag}"))
 
     def heal(self, ctx: Context) -> None:
         peak = {pid: rss_mb(pid) or 0.0 for pid in ctx.fleet.pids()}
+        sent = list(ctx.load.created_at())
+        self.backlog = len(sent) - ctx.answers.answered(sent)
         ctx.load.rate = self._base
         self.growth = max((peak[p] - self._rss0.get(p, peak[p]) for p in peak), default=0.0)
-        ctx.note(f"rate back to {self._base:g}/s; worker RSS grew at most {self.growth:.0f} MB")
+        ctx.note(f"rate back to {self._base:g}/s; backlog at the peak {self.backlog} "
+                 f"requests ({self.backlog / self._base:.0f} s of the base rate); worker "
+                 f"RSS grew at most {self.growth:.0f} MB")
 
     def evidence(self, ctx: Context) -> str | None:
         if self.growth > self.max_growth_mb:
             return f"worker memory grew {self.growth:.0f} MB > {self.max_growth_mb:.0f} MB"
+        # In flight at the base rate: well under a few seconds' worth.
+        if self.shed_max_lag is None and self.backlog < 5 * self._base:
+            return (f"the workers kept up (backlog {self.backlog} at the peak): the offered "
+                    "rate never went past capacity; raise --rate or the fault's factor")
         shed = ctx.answers.shed - self._shed0
         if self.shed_max_lag is None and shed:
             return f"{shed} requests were shed with shedding off"
@@ -131,5 +163,6 @@ class OverloadShed(Overload):
     """The overload with load shedding on (``--shed-max-lag 200``)."""
 
     name: ClassVar[str] = "overload-shed"
-    summary: ClassVar[str] = "the overload with load shedding on: fallbacks past a lag of 200"
+    summary: ClassVar[str] = ("the overload with load shedding on: fallbacks past a "
+                              "partition lag of 200")
     shed_max_lag: int | None = 200

@@ -92,17 +92,17 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
                  log_dir: Path) -> Result:
     """Run one scenario and judge it."""
     tag = f"{scenario.fault.name}-{uuid.uuid4().hex[:6]}"
+    run_dir = log_dir / tag
+    run_dir.mkdir(parents=True, exist_ok=True)
     update: dict[str, Any] = {"namespace": f"{base.namespace}-chaos-{tag}",
                               "guarantee": scenario.guarantee,
-                              **scenario.fault.worker_settings()}
+                              **scenario.fault.worker_settings(plan.rate, plan.workers, run_dir)}
     if not scenario.fault.regional:  # a two-region target: the others run in the first
         update.update(regions=None, region_redis=None)
     settings = base.model_copy(update=update)
     _await_whole(containers, settings)
     regions = _prepare_topics(settings)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    fleet = Fleet(settings, log_dir / tag)
-    (log_dir / tag).mkdir(exist_ok=True)
+    fleet = Fleet(settings, run_dir)
     answers = Answers(settings)
     load = Load(settings, plan.rate, max_requests=int(plan.rate * 3600))
     ctx = Context(settings, containers, fleet, load, answers)
@@ -118,7 +118,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
             fleet.start(i)
         # regional workers read their region's requests and the mirrored copies too
         wait_until_serving(settings, plan.workers, settings.partitions * regions, 90,
-                           hint=f"worker logs in {log_dir / tag}")
+                           hint=f"worker logs in {run_dir}")
         load.start()
         # A fresh cluster can take a while before every partition flows (a transaction
         # coordinator still loading its log): the baseline starts only once it does.

@@ -149,9 +149,10 @@ def _kafka_jars() -> Path:
     return _jars("kafka", f"Apache Kafka {KAFKA_VERSION}")
 
 
-def _jars(kind: str, what: str) -> Path:
-    """Resolve ``compose/<kind>/pom.xml``'s runtime jars into the cache (once per pom)."""
-    pom = compose_dir() / kind / "pom.xml"
+def _jars(kind: str, what: str, pom: Path | None = None) -> Path:
+    """Resolve ``compose/<kind>/pom.xml``'s (or ``pom``'s) runtime jars into the cache
+    (once per pom)."""
+    pom = pom or compose_dir() / kind / "pom.xml"
     lib = cache_dir() / f"{kind}-lib-{_hash_files(pom)}"
     stamp = lib / ".complete"
     if stamp.exists():
@@ -255,16 +256,31 @@ def ensure_images(kafka_image: str = DEFAULT_KAFKA_IMAGE,
     return Images(kafka=kafka_image, redis=redis_image)
 
 
-def ensure_mirrormaker_image(image: str = DEFAULT_MIRRORMAKER_IMAGE) -> str:
-    """Build the MirrorMaker 2 image when it is ours and missing or stale."""
-    if image != DEFAULT_MIRRORMAKER_IMAGE:
+def ensure_mirrormaker_image(image: str = DEFAULT_MIRRORMAKER_IMAGE,
+                             version: str | None = None) -> str:
+    """Build the MirrorMaker 2 image when it is ours and missing or stale. ``version``
+    builds ``streaminfer/mirrormaker:<version>`` from that connect-mirror release instead
+    (to compare releases: ``bench/mirrormaker_stall.py``)."""
+    if version is not None:
+        image = f"streaminfer/mirrormaker:{version}"
+    elif image != DEFAULT_MIRRORMAKER_IMAGE:
         return image
+    version = version or MIRRORMAKER_VERSION
     base = ensure_base_image()
     recipe_dir = compose_dir() / "mirrormaker"
     files = sorted(p for p in recipe_dir.iterdir() if p.is_file())
-    recipe = _hash_files(*files, extra=base)
+    recipe = _hash_files(*files, extra=base + ("" if version == MIRRORMAKER_VERSION else version))
     if _image_label(image) != recipe:
-        lib = _jars("mirrormaker", f"MirrorMaker 2 {MIRRORMAKER_VERSION}")
+        pom = recipe_dir / "pom.xml"
+        if version != MIRRORMAKER_VERSION:
+            text = pom.read_text()
+            pinned = f"<kafka.version>{MIRRORMAKER_VERSION}</kafka.version>"
+            if pinned not in text:
+                raise InfrastructureError(f"{pom} does not pin {pinned}; cannot swap versions")
+            pom = cache_dir() / f"mirrormaker-pom-{version}" / "pom.xml"
+            pom.parent.mkdir(parents=True, exist_ok=True)
+            pom.write_text(text.replace(pinned, f"<kafka.version>{version}</kafka.version>"))
+        lib = _jars("mirrormaker", f"MirrorMaker 2 {version}", pom)
         _build(image, recipe_dir, base, recipe, lib, (_watchdog_jar(lib),))
     say(f"image ready: {image}")
     return image

@@ -124,12 +124,16 @@ def _await_heartbeats(regions: RunningRegions, deadline_s: float) -> None:
 def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_image: str,
                   namespace: str, deadline_s: float = 180.0,
                   name_prefix: str | None = None,
-                  wait_for_replication: bool = False) -> RunningRegions:
+                  wait_for_replication: bool = False,
+                  mirrormaker_env: dict[str, str] | None = None,
+                  mirrormaker_extra: str = "") -> RunningRegions:
     """Start east and west (``brokers`` nodes each, one Redis each) and MirrorMaker 2;
     with ``name_prefix`` the containers are named ``<prefix>-<region>-kafka-1`` ... and
     ``<prefix>-mirrormaker``. MirrorMaker restarts when it fails (a region down while it
     starts made it exit for good); ``wait_for_replication`` returns only once its
-    heartbeats arrive in both regions (about 20 s after start)."""
+    heartbeats arrive in both regions (about 20 s after start). ``mirrormaker_env`` adds to
+    MirrorMaker's environment (e.g. ``MM2_WATCHDOG_STALL_S``); ``mirrormaker_extra`` adds
+    lines to its properties (later lines win)."""
     regions = RunningRegions({})
     try:
         for name in REGIONS:
@@ -140,12 +144,15 @@ def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_
                 name_prefix=f"{name_prefix}-{name}" if name_prefix else None)
         bootstrap = {n: c.internal_bootstrap for n, c in regions.clusters.items()}
         regions.properties = mm2_properties(namespace, bootstrap, min(3, brokers))
+        if mirrormaker_extra:
+            regions.properties += "\n" + mirrormaker_extra.strip() + "\n"
         client = docker.from_env()
         first, *others = regions.clusters.values()
         with step(f"starting MirrorMaker 2 ({mirrormaker_image}) between "
                   f"{' and '.join(REGIONS)}"):
             container = client.containers.create(
-                mirrormaker_image, environment={"MM2_PROPERTIES": regions.properties},
+                mirrormaker_image, environment={"MM2_PROPERTIES": regions.properties,
+                                              **(mirrormaker_env or {})},
                 network=first.network.name, labels={LABEL: first.network.name}, detach=True,
                 name=f"{name_prefix}-mirrormaker" if name_prefix else None,
                 restart_policy={"Name": "on-failure"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from click.testing import CliRunner
 
@@ -87,7 +89,7 @@ def test_containers_from_a_two_region_dev_record_and_a_sentinel_one() -> None:
     assert c.mirrormaker is None
 
 
-def test_overload_evidence_follows_the_shedding_setting() -> None:
+def test_overload_evidence_follows_the_shedding_setting(tmp_path: Path) -> None:
     from types import SimpleNamespace
     from typing import Any
 
@@ -96,14 +98,30 @@ def test_overload_evidence_follows_the_shedding_setting() -> None:
     def ctx(shed: int) -> Any:
         return SimpleNamespace(answers=SimpleNamespace(shed=shed), note=lambda _t: None)
 
-    plain, shedding = Overload(), OverloadShed()
-    assert plain.worker_settings() == {}
-    assert shedding.worker_settings() == {"shed_max_lag": 200}
+    plain, shedding = Overload(capacity_x=None), OverloadShed(capacity_x=None)
+    assert plain.worker_settings(100, 2, tmp_path) == {}
+    assert shedding.worker_settings(100, 2, tmp_path) == {"shed_max_lag": 200}
     for fault in (plain, shedding):
-        fault.growth, fault._shed0 = 10.0, 5
+        fault.growth, fault._shed0, fault._base, fault.backlog = 10.0, 5, 100.0, 3000
     assert plain.evidence(ctx(5)) is None  # off: nothing shed
     assert "shed with shedding off" in str(plain.evidence(ctx(9)))
     assert "nothing was shed" in str(shedding.evidence(ctx(5)))
     assert shedding.evidence(ctx(40)) is None
+    plain.backlog = 120  # under 5 s of the base rate: the workers kept up
+    assert "kept up (backlog 120" in str(plain.evidence(ctx(5)))
+    shedding.backlog = 120  # shedding keeps the backlog down: not judged by it
+    assert shedding.evidence(ctx(40)) is None
     shedding.growth = 400.0
     assert "memory grew 400 MB" in str(shedding.evidence(ctx(40)))
+
+
+def test_overload_caps_the_workers_capacity_with_the_slow_drill(tmp_path: Path) -> None:
+    """2x a 100/s rate over two workers taking 20 per inference: each inference pauses
+    2 * 20 / 200 s, so the fleet does at most 200 requests/s."""
+    from stream.chaos.faults_workers import Overload
+
+    fault = Overload()
+    out = fault.worker_settings(100, 2, tmp_path)
+    assert out["batch_max_records"] == 20
+    assert out["chaos_file"].read_text().split() == ["slow", "200.0"]
+    assert fault.capacity == 200
