@@ -9,6 +9,7 @@ host reach each region on its own published 127.0.0.1 ports.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -150,8 +151,10 @@ def start_regions(brokers: int, kafka_image: str, redis_image: str, mirrormaker_
         first, *others = regions.clusters.values()
         with step(f"starting MirrorMaker 2 ({mirrormaker_image}) between "
                   f"{' and '.join(REGIONS)}"):
+            jvm = os.environ.get("STREAMINFER_KAFKA_OPTS")  # as the brokers (tests: C1 only)
             container = client.containers.create(
                 mirrormaker_image, environment={"MM2_PROPERTIES": regions.properties,
+                                              **({"MM2_OPTS": jvm} if jvm else {}),
                                               **(mirrormaker_env or {})},
                 network=first.network.name, labels={LABEL: first.network.name}, detach=True,
                 name=f"{name_prefix}-mirrormaker" if name_prefix else None,
