@@ -96,13 +96,13 @@ class Overload(Fault):
     """
 
     name: ClassVar[str] = "overload"
-    summary: ClassVar[str] = ("offer 4x the rate for 15 s to workers capped at 2x it, then "
+    summary: ClassVar[str] = ("offer 4x the rate for 15 s to workers capped at 3x it, then "
                               "back: a backlog grows and drains")
     hold_s: float = 15.0
     factor: float = 4.0
     max_growth_mb: float = 300.0
     shed_max_lag: int | None = None
-    capacity_x: float | None = 2.0
+    capacity_x: float | None = 3.0
     batch: int = 20
 
     def worker_settings(self, rate: float, workers: int, run_dir: Path) -> dict[str, Any]:

@@ -116,12 +116,12 @@ def test_overload_evidence_follows_the_shedding_setting(tmp_path: Path) -> None:
 
 
 def test_overload_caps_the_workers_capacity_with_the_slow_drill(tmp_path: Path) -> None:
-    """2x a 100/s rate over two workers taking 20 per inference: each inference pauses
-    2 * 20 / 200 s, so the fleet does at most 200 requests/s."""
+    """3x a 100/s rate over two workers taking 20 per inference: each inference pauses
+    2 * 20 / 300 s, so the fleet does at most 300 requests/s."""
     from stream.chaos.faults_workers import Overload
 
     fault = Overload()
     out = fault.worker_settings(100, 2, tmp_path)
     assert out["batch_max_records"] == 20
-    assert out["chaos_file"].read_text().split() == ["slow", "200.0"]
-    assert fault.capacity == 200
+    assert out["chaos_file"].read_text().split() == ["slow", "133.3"]
+    assert fault.capacity == 300
