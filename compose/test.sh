@@ -17,6 +17,16 @@ if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
     exit 1
   fi
 fi
+if ! command -v kubectl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
+    log "installing Debian's kubernetes-client (kubectl kustomize renders deploy/ for its tests)"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client >/dev/null
+  else
+    log "kubectl is missing: install it (its built-in kustomize renders deploy/), then rerun"
+    exit 1
+  fi
+fi
 log "ruff"
 ruff check .
 log "mypy"

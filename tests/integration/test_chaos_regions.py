@@ -29,6 +29,7 @@ from stream.lifecycle.control import current_state, publish_control
 from stream.settings import Settings, to_env
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import wait_until
+from tests.unit.test_deploy_manifests import mirrormaker_pod, render
 
 pytestmark = pytest.mark.integration
 
@@ -120,26 +121,41 @@ def test_model_control_is_mirrored_and_regions_status_sees_both_ways(
 
 
 def test_mirrormaker_watchdog_restarts_mirrormaker_when_replication_stalls(
-        two_regions: tuple[RunningRegions, str]) -> None:
+        two_regions: tuple[RunningRegions, str], tmp_path: Path) -> None:
     """A MirrorMaker whose replicated heartbeats stop advancing while both regions answer
     exits (code 3) and its restart policy starts it again; its metrics show the idle time.
 
     The stall is made, not waited for: the module's MirrorMaker stops and one that emits
     no heartbeats takes its place (same clusters, same flows), so nothing new arrives in
-    ``east.heartbeats`` on west while both clusters answer."""
+    ``east.heartbeats`` on west while both clusters answer. That MirrorMaker runs the way
+    the Kubernetes manifest (deploy/base/mirrormaker) runs it: as its user, on a read-only
+    root file system with a writable /tmp, no capabilities, and its configuration
+    mounted read-only at /etc/mm2, so the manifest's constraints are known to work."""
     running, namespace = two_regions
     assert running.mirrormaker is not None
     running.mirrormaker.stop(timeout=5)
     bootstrap = {n: c.internal_bootstrap for n, c in running.clusters.items()}
     props = mm2_properties(namespace, bootstrap).replace(
         "emit.heartbeats.enabled = true", "emit.heartbeats.enabled = false")
+    conf = tmp_path / "mm2"
+    conf.mkdir()
+    conf.chmod(0o755)
+    (conf / "mm2.properties").write_text(props)
+    (conf / "mm2.properties").chmod(0o644)
+    pod, box = mirrormaker_pod(render(Path(__file__).resolve().parents[2] / "deploy" / "base"))
+    user = pod["spec"]["securityContext"]
+    assert box["securityContext"]["readOnlyRootFilesystem"] is True
     port = free_port()
     client = docker.from_env()
     east_net, west_net = (c.network.name for c in running.clusters.values())
     stalled = client.containers.create(
         running.mirrormaker.image.id, detach=True, network=east_net,
-        environment={"MM2_PROPERTIES": props, "MM2_WATCHDOG_STALL_S": "5",
+        environment={"MM2_WATCHDOG_STALL_S": "5",
                      "MM2_WATCHDOG_GRACE_S": "3", "MM2_WATCHDOG_INTERVAL_S": "1"},
+        user=f"{user['runAsUser']}:{user['runAsGroup']}", read_only=True,
+        tmpfs={"/tmp": "rw"}, cap_drop=box["securityContext"]["capabilities"]["drop"],  # noqa: S108 - in the container
+        security_opt=["no-new-privileges"],
+        volumes={str(conf): {"bind": "/etc/mm2", "mode": "ro"}},
         labels={LABEL: east_net}, restart_policy={"Name": "on-failure"},
         ports={"9500/tcp": ("127.0.0.1", port)})
     try:
