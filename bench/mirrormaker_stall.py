@@ -100,7 +100,8 @@ def run_release(release: str, extra: str, rounds: int, faults: list[str], hold_s
     try:
         for i in range(rounds):
             fault = faults[i % len(faults)]
-            say(f"{release} round {i + 1}/{rounds}: east {fault}d for {hold_s:.0f}s")
+            say(f"{release} round {i + 1}/{rounds}: east's broker "
+                f"{'stopped' if fault == 'stop' else 'paused'} for {hold_s:.0f}s")
             before = regions.mirrormaker.logs().decode(errors="replace").count(UNRESPONSIVE)
             healed = _outage(regions, fault, hold_s)
             got = _resumed(regions, healed, within_s)
@@ -124,9 +125,9 @@ def main() -> None:
     ap.add_argument("--versions", default="4.3.1", help="connect-mirror releases, comma-separated")
     ap.add_argument("--extra", default="", help="MM2 properties to add, ';'-separated")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--faults", default="pause,stop", help="cycled per round: pause, stop")
+    ap.add_argument("--faults", default="stop,pause", help="cycled per round: stop, pause")
     ap.add_argument("--hold", type=float, default=20.0, help="outage length, seconds")
-    ap.add_argument("--resume-within", type=float, default=150.0,
+    ap.add_argument("--resume-within", type=float, default=90.0,
                     help="seconds to wait for heartbeats after the heal before calling it a stall")
     ap.add_argument("--json", type=Path, default=Path("bench/results/mirrormaker_stall.json"))
     args = ap.parse_args()
