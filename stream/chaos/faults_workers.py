@@ -91,7 +91,8 @@ class Overload(Fault):
     with 1,330 requests/s here), so by default the workers' capacity is capped at
     ``capacity_x`` times the offered rate, with the slow-inference drill (``chaos_file``
     saying ``slow <ms>``) and small batches: ``batch`` requests per inference and a fixed
-    pause per inference make a known ceiling. ``capacity_x=None`` leaves the workers
+    pause per inference make a known ceiling. ``capacity_x=None`` (``chaos run
+    --overload-cap 0``) leaves the workers
     uncapped, for a target whose capacity the offered peak already exceeds.
     """
 

@@ -51,20 +51,25 @@ def chaos_list() -> None:
               help="Load after the fault is healed.")
 @click.option("--hold-s", type=float, default=None,
               help="How long each fault lasts before it is healed (default: per fault).")
+@click.option("--overload-cap", type=float, default=3.0, show_default=True,
+              help="The overload scenarios cap the workers' capacity at this many times "
+                   "--rate (slow-inference drill), so that 4x the rate goes past it; 0: "
+                   "uncapped, for a load generator that can outrun the workers by itself.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the results as JSON here.")
 @click.option("--soak", default=None, help="Repeat the scenarios until this much time "
               "has passed (600s, 30m, 2h), then summarise.")
 @settings_options(*CONNECTION, *TOPICS, *WORKER)
 def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: float,
-              after_s: float, hold_s: float | None, json_path: Path | None, soak: str | None,
-              **kwargs: Any) -> None:
+              after_s: float, hold_s: float | None, overload_cap: float,
+              json_path: Path | None, soak: str | None, **kwargs: Any) -> None:
     """Run scenarios against the dev cluster (`streaminfer dev up --brokers 3`; the
     region scenarios need `dev up --regions 2`): each gets its own namespace, workers
     and load; the fault; recovery; then `check`.
     Against a cluster not started by `dev up`, only faults needing no containers run
     (worker-kill, zombie-worker, overload, overload-shed, redis-corrupt). Exit 1 when any scenario fails."""
     from stream.chaos.catalog import scenarios
+    from stream.chaos.faults_workers import Overload
     from stream.chaos.report import table, write_json
     from stream.chaos.scenario import Plan, Result, run_scenario
     from stream.chaos.target import Containers
@@ -88,6 +93,8 @@ def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: flo
         for sc in scenarios(wanted):
             if hold_s is not None:
                 sc.fault.hold_s = hold_s
+            if isinstance(sc.fault, Overload):
+                sc.fault.capacity_x = overload_cap or None
             try:
                 results.append(run_scenario(s, containers, sc, plan, log_dir))
             except ConfigurationError as exc:  # this target cannot take the fault
