@@ -44,6 +44,7 @@ class Round:
     east_to_west_s: float | None  # None: no heartbeat newer than the heal in time
     west_to_east_s: float | None
     unresponsive_lines: int
+    new_topic_s: float | None = None  # a new topic this long before the outage
 
     @property
     def stalled(self) -> bool:
@@ -85,8 +86,21 @@ def _outage(regions: RunningRegions, fault: str, hold_s: float) -> int:
     return int(time.time() * 1000)
 
 
+def _new_topic(regions: RunningRegions, ns: str, settle_s: float) -> None:
+    """Create a topic on east that MirrorMaker must start copying (as each chaos scenario
+    does with its own namespace), and give its topic refresh (every 5 s) time to see it
+    and reassign tasks: the outage then meets MirrorMaker reconfiguring."""
+    from stream.connect.topics import ensure_topics
+
+    east = regions.clusters["east"]
+    ensure_topics(Settings(bootstrap_servers=east.bootstrap_servers,
+                           namespace=f"{ns}-chaos-{uuid.uuid4().hex[:6]}", partitions=4,
+                           replication_factor=1, min_insync_replicas=1))
+    time.sleep(settle_s)  # the refresh interval is the experiment's variable, not a wait
+
+
 def run_release(release: str, extra: str, rounds: int, faults: list[str], hold_s: float,
-                within_s: float) -> list[Round]:
+                within_s: float, new_topic_s: float | None = None) -> list[Round]:
     """All rounds against one release's MirrorMaker."""
     ensure_engine()
     images = ensure_images()
@@ -103,11 +117,13 @@ def run_release(release: str, extra: str, rounds: int, faults: list[str], hold_s
             say(f"{release} round {i + 1}/{rounds}: east's broker "
                 f"{'stopped' if fault == 'stop' else 'paused'} for {hold_s:.0f}s")
             before = regions.mirrormaker.logs().decode(errors="replace").count(UNRESPONSIVE)
+            if new_topic_s is not None:
+                _new_topic(regions, ns, new_topic_s)
             healed = _outage(regions, fault, hold_s)
             got = _resumed(regions, healed, within_s)
             after = regions.mirrormaker.logs().decode(errors="replace").count(UNRESPONSIVE)
             r = Round(release, extra, i + 1, fault, got["east->west"], got["west->east"],
-                      after - before)
+                      after - before, new_topic_s)
             say(f"  east->west {r.east_to_west_s}s, west->east {r.west_to_east_s}s"
                 + (" STALLED" if r.stalled else "")
                 + (f", {r.unresponsive_lines} 'failed to properly shut down'"
@@ -129,20 +145,25 @@ def main() -> None:
     ap.add_argument("--hold", type=float, default=20.0, help="outage length, seconds")
     ap.add_argument("--resume-within", type=float, default=90.0,
                     help="seconds to wait for heartbeats after the heal before calling it a stall")
+    ap.add_argument("--new-topic-s", type=float, default=None,
+                    help="before each outage, create a topic MirrorMaker must copy and wait "
+                         "this long (its topic refresh is 5 s): the outage meets a task "
+                         "reassignment, as in a chaos run")
     ap.add_argument("--json", type=Path, default=Path("bench/results/mirrormaker_stall.json"))
     args = ap.parse_args()
     rows: list[Round] = []
     for release in args.versions.split(","):
         rows += run_release(release.strip(), args.extra, args.rounds, args.faults.split(","),
-                            args.hold, args.resume_within)
+                            args.hold, args.resume_within, args.new_topic_s)
     print(f"\n{'release':<8} {'round':>5} {'fault':<6} {'east->west':>11} {'west->east':>11} "
-          f"{'stalled':<8} unresponsive  extra")
+          f"{'stalled':<8} unresponsive  new topic  extra")
     for r in rows:
         def fmt(v: float | None) -> str:
             return "never" if v is None else f"{v:.1f} s"
         print(f"{r.release:<8} {r.round:>5} {r.fault:<6} {fmt(r.east_to_west_s):>11} "
               f"{fmt(r.west_to_east_s):>11} {'yes' if r.stalled else 'no':<8} "
-              f"{r.unresponsive_lines:>12}  {r.extra}")
+              f"{r.unresponsive_lines:>12}  "
+              f"{'-' if r.new_topic_s is None else f'{r.new_topic_s:g} s before':<9}  {r.extra}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps([{**asdict(r), "stalled": r.stalled} for r in rows], indent=2))
     say(f"wrote {args.json}")
