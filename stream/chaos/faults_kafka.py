@@ -21,7 +21,11 @@ from stream.settings import Settings
 
 
 def _admin(ctx: Context) -> AdminClient:
-    return AdminClient({**kafka_config.admin(ctx.settings), "log_level": 2})
+    return _admin_of(ctx.settings)
+
+
+def _admin_of(settings: Settings) -> AdminClient:
+    return AdminClient({**kafka_config.admin(settings), "log_level": 2})
 
 
 def leader_of(ctx: Context, partition: int = 0) -> int:
@@ -39,8 +43,7 @@ def registered_brokers(settings: Settings) -> set[int]:
     """Broker ids the metadata of the cluster ``settings`` point at lists (none when it
     does not answer)."""
     try:
-        admin = AdminClient({**kafka_config.admin(settings), "log_level": 2})
-        return set(admin.list_topics(timeout=5).brokers)
+        return set(_admin_of(settings).list_topics(timeout=5).brokers)
     except Exception:  # noqa: BLE001 - no answer: none known to be up
         return set()
 

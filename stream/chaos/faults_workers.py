@@ -22,7 +22,6 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-
 def whole_group(ctx: Context) -> bool:
     """Every worker of the run is a member again and the group serves every partition."""
     try:
@@ -92,8 +91,8 @@ class Overload(Fault):
     ``capacity_x`` times the offered rate, with the slow-inference drill (``chaos_file``
     saying ``slow <ms>``) and small batches: ``batch`` requests per inference and a fixed
     pause per inference make a known ceiling. ``capacity_x=None`` (``chaos run
-    --overload-cap 0``) leaves the workers
-    uncapped, for a target whose capacity the offered peak already exceeds.
+    --overload-cap 0``) leaves the workers uncapped, for a target whose capacity the
+    offered peak already exceeds.
     """
 
     name: ClassVar[str] = "overload"

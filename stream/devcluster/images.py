@@ -149,11 +149,12 @@ def _kafka_jars() -> Path:
     return _jars("kafka", f"Apache Kafka {KAFKA_VERSION}")
 
 
-def _jars(kind: str, what: str, pom: Path | None = None) -> Path:
-    """Resolve ``compose/<kind>/pom.xml``'s (or ``pom``'s) runtime jars into the cache
-    (once per pom)."""
-    pom = pom or compose_dir() / kind / "pom.xml"
-    lib = cache_dir() / f"{kind}-lib-{_hash_files(pom)}"
+def _jars(kind: str, what: str, properties: dict[str, str] | None = None) -> Path:
+    """Resolve ``compose/<kind>/pom.xml``'s runtime jars into the cache (once per pom and
+    ``properties``, which override the pom's own, e.g. ``kafka.version``)."""
+    pom = compose_dir() / kind / "pom.xml"
+    overrides = [f"-D{key}={value}" for key, value in sorted((properties or {}).items())]
+    lib = cache_dir() / f"{kind}-lib-{_hash_files(pom, extra=''.join(overrides))}"
     stamp = lib / ".complete"
     if stamp.exists():
         return lib
@@ -166,7 +167,7 @@ def _jars(kind: str, what: str, pom: Path | None = None) -> Path:
     with step(f"resolving {what} jars from Maven Central"):
         result = subprocess.run(
             ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={lib}"],
+             "-DincludeScope=runtime", f"-DoutputDirectory={lib}", *overrides],
             capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
@@ -261,26 +262,19 @@ def ensure_mirrormaker_image(image: str = DEFAULT_MIRRORMAKER_IMAGE,
     """Build the MirrorMaker 2 image when it is ours and missing or stale. ``version``
     builds ``streaminfer/mirrormaker:<version>`` from that connect-mirror release instead
     (to compare releases: ``bench/mirrormaker_stall.py``)."""
-    if version is not None:
+    if version is None:
+        if image != DEFAULT_MIRRORMAKER_IMAGE:
+            return image
+        version = MIRRORMAKER_VERSION
+    else:
         image = f"streaminfer/mirrormaker:{version}"
-    elif image != DEFAULT_MIRRORMAKER_IMAGE:
-        return image
-    version = version or MIRRORMAKER_VERSION
+    swap = {} if version == MIRRORMAKER_VERSION else {"kafka.version": version}  # pom's
     base = ensure_base_image()
     recipe_dir = compose_dir() / "mirrormaker"
     files = sorted(p for p in recipe_dir.iterdir() if p.is_file())
-    recipe = _hash_files(*files, extra=base + ("" if version == MIRRORMAKER_VERSION else version))
+    recipe = _hash_files(*files, extra=base + "".join(swap.values()))
     if _image_label(image) != recipe:
-        pom = recipe_dir / "pom.xml"
-        if version != MIRRORMAKER_VERSION:
-            text = pom.read_text()
-            pinned = f"<kafka.version>{MIRRORMAKER_VERSION}</kafka.version>"
-            if pinned not in text:
-                raise InfrastructureError(f"{pom} does not pin {pinned}; cannot swap versions")
-            pom = cache_dir() / f"mirrormaker-pom-{version}" / "pom.xml"
-            pom.parent.mkdir(parents=True, exist_ok=True)
-            pom.write_text(text.replace(pinned, f"<kafka.version>{version}</kafka.version>"))
-        lib = _jars("mirrormaker", f"MirrorMaker 2 {version}", pom)
+        lib = _jars("mirrormaker", f"MirrorMaker 2 {version}", swap)
         _build(image, recipe_dir, base, recipe, lib, (_watchdog_jar(lib),))
     say(f"image ready: {image}")
     return image

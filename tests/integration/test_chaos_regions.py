@@ -29,7 +29,7 @@ from stream.lifecycle.control import current_state, publish_control
 from stream.settings import Settings, to_env
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import wait_until
-from tests.unit.test_deploy_manifests import mirrormaker_pod, render
+from tests.manifests import DEPLOY, mirrormaker_pod, render
 
 pytestmark = pytest.mark.integration
 
@@ -142,7 +142,7 @@ def test_mirrormaker_watchdog_restarts_mirrormaker_when_replication_stalls(
     conf.chmod(0o755)
     (conf / "mm2.properties").write_text(props)
     (conf / "mm2.properties").chmod(0o644)
-    pod, box = mirrormaker_pod(render(Path(__file__).resolve().parents[2] / "deploy" / "base"))
+    pod, box = mirrormaker_pod(render(DEPLOY / "base"))
     user = pod["spec"]["securityContext"]
     assert box["securityContext"]["readOnlyRootFilesystem"] is True
     port = free_port()
