@@ -36,15 +36,22 @@ def dev() -> None:
 
 
 @dev.command("images")
+@click.option("--worker", "with_worker", is_flag=True,
+              help="Also build the worker image streaminfer/worker (compose/worker/"
+                   "Dockerfile.offline: the runtime lock's wheels, no dev extras, non-root).")
 @settings_options(*DEV)
-def dev_images(**kwargs: Any) -> None:
-    """Build (or check) the Kafka and Redis images."""
+def dev_images(with_worker: bool, **kwargs: Any) -> None:
+    """Build (or check) the Kafka and Redis images (and with --worker the worker's)."""
     from stream.devcluster.engine import ensure_engine
     from stream.devcluster.images import ensure_images
 
     s = resolve(kwargs, DEV)
     ensure_engine()
     ensure_images(s.kafka_image, s.redis_image)
+    if with_worker:
+        from stream.devcluster.worker_image import ensure_worker_image
+
+        ensure_worker_image()
 
 
 @dev.command("up")

@@ -65,6 +65,8 @@ CONNECTION = ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_
 TOPICS = ("partitions", "replication_factor", "min_insync_replicas")
 WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "model_path",
           "onnx_intra_op_threads", "onnx_inter_op_threads", "onnx_allow_spinning", "processes",
+          "stop_grace_s", "autoscale", "autoscale_lag_threshold", "autoscale_activation_lag",
+          "autoscale_interval_s", "autoscale_up_window_s", "autoscale_down_window_s",
           "worker_id", "static_membership", "transaction_timeout_ms", "session_timeout_ms",
           "max_poll_interval_ms", "fetch_min_bytes",
           "commit_interval_ms", "producer_linger_ms", "producer_compression", "delivery_timeout_ms",

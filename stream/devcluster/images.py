@@ -82,19 +82,22 @@ def _image_label(image: str) -> str | None:
     return "" if value in ("", "<no value>") else value
 
 
-def _base_packages() -> list[str]:
-    lines = (compose_dir() / "base" / "packages.txt").read_text().splitlines()
+def _base_packages(kind: str) -> list[str]:
+    lines = (compose_dir() / kind / "packages.txt").read_text().splitlines()
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
-def base_image_name() -> str:
-    """The base image's tag: changes whenever the package list changes."""
-    return f"streaminfer/base:bookworm-{_hash_files(compose_dir() / 'base' / 'packages.txt')}"
+def base_image_name(kind: str = "base") -> str:
+    """A base image's tag: changes whenever ``compose/<kind>/packages.txt`` changes. The
+    JVM images share ``base``; the worker image has its own (Python, no JRE)."""
+    repo = "streaminfer/base" if kind == "base" else f"streaminfer/{kind}-base"
+    return f"{repo}:bookworm-{_hash_files(compose_dir() / kind / 'packages.txt')}"
 
 
-def ensure_base_image() -> str:
-    """Build the Debian base image with debootstrap unless it exists."""
-    name = base_image_name()
+def ensure_base_image(kind: str = "base") -> str:
+    """Build a Debian base image with debootstrap (the packages listed in
+    ``compose/<kind>/packages.txt``) unless it exists."""
+    name = base_image_name(kind)
     if _image_label(name) is not None:
         return name
     if shutil.which("debootstrap") is None:
@@ -115,7 +118,7 @@ def ensure_base_image() -> str:
         with step(f"debootstrap bookworm into a new base image {name} (first time: ~1-2 min)"):
             result = subprocess.run(
                 ["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-                 f"--include={','.join(_base_packages())}", "bookworm", str(rootfs),
+                 f"--include={','.join(_base_packages(kind))}", "bookworm", str(rootfs),
                  DEBIAN_MIRROR],
                 capture_output=True, text=True, check=False,
             )
@@ -205,12 +208,17 @@ def _watchdog_jar(lib: Path) -> Path:
 
 
 def _build(name: str, recipe_dir: Path, base: str, recipe: str, lib: Path | None,
-           extra_jars: tuple[Path, ...] = ()) -> None:
+           extra_jars: tuple[Path, ...] = (), dockerfile: str = "Dockerfile",
+           extra_dirs: dict[str, Path] | None = None) -> None:
+    """``docker build`` of ``recipe_dir``'s files (plus ``lib`` as ``lib/`` and each of
+    ``extra_dirs`` under its name) with the legacy builder, which needs no registry."""
     with tempfile.TemporaryDirectory(prefix="ctx-", dir=cache_dir()) as tmp:
         ctx = Path(tmp)
         for item in recipe_dir.iterdir():
             if item.is_file() and item.name != "pom.xml" and item.suffix != ".java":
                 shutil.copy2(item, ctx / item.name)
+        for where, source in (extra_dirs or {}).items():
+            shutil.copytree(source, ctx / where, ignore=shutil.ignore_patterns(".complete"))
         if lib is not None:
             shutil.copytree(lib, ctx / "lib", ignore=shutil.ignore_patterns(".complete"))
             for jar in extra_jars:
@@ -218,7 +226,8 @@ def _build(name: str, recipe_dir: Path, base: str, recipe: str, lib: Path | None
         with step(f"building image {name}"):
             env = {**os.environ, "DOCKER_BUILDKIT": "0"}
             result = subprocess.run(
-                ["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={base}",
+                ["docker", "build", "-q", "-f", str(ctx / dockerfile),
+                 "--build-arg", f"BASE_IMAGE={base}",
                  "--label", f"{RECIPE_LABEL}={recipe}", "-t", name, str(ctx)],
                 capture_output=True, text=True, check=False, env=env,
             )

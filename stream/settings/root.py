@@ -17,6 +17,7 @@ from stream.settings.sections import (
     LifecycleSection,
     ObservabilitySection,
     RegionsSection,
+    ScalingSection,
     SecuritySection,
     ServingSection,
     WorkerSection,
@@ -25,13 +26,15 @@ from stream.settings.timeouts import timeout_chain
 
 SECTIONS: dict[str, type[BaseModel]] = {
     "kafka": KafkaSection, "security": SecuritySection, "worker": WorkerSection,
+    "scaling": ScalingSection,
     "serving": ServingSection, "features": FeaturesSection, "lifecycle": LifecycleSection,
     "regions": RegionsSection, "observability": ObservabilitySection,
     "devcluster": DevClusterSection,
 }
 
 
-class Settings(BaseSettings, KafkaSection, SecuritySection, WorkerSection, ServingSection,
+class Settings(BaseSettings, KafkaSection, SecuritySection, WorkerSection, ScalingSection,
+               ServingSection,
                FeaturesSection, LifecycleSection, RegionsSection, ObservabilitySection,
                DevClusterSection):
     """All streaminfer settings, section by section (see :data:`SECTIONS`)."""

@@ -69,6 +69,12 @@ class WorkerSection(BaseModel):
                                          "its size follows the backlog.",
     )
     processes: int = Field(1, ge=1, le=256, description="Worker processes on this host.")
+    stop_grace_s: float = Field(
+        45.0, gt=0, le=3600,
+        description="After SIGTERM, how long a worker may take to finish its batch, commit "
+                    "and leave the group before it exits anyway (exit 1; the next owner "
+                    "redoes what was not committed), seconds. An orchestrator's grace period "
+                    "(Kubernetes terminationGracePeriodSeconds) must be longer.")
     worker_id: str | None = Field(
         None, description="Worker instance id, stable across restarts (a StatefulSet pod name, "
                           "a systemd instance name): exactly-once's transactional id and the "
@@ -104,6 +110,34 @@ class WorkerSection(BaseModel):
     delivery_timeout_ms: int = Field(
         30_000, ge=1000, description="How long the producer retries a prediction, milliseconds "
                                      "(exactly-once: at most --transaction-timeout-ms).")
+
+
+class ScalingSection(BaseModel):
+    """``streaminfer worker --autoscale MIN..MAX``: worker processes from consumer lag, by
+    the rule KEDA's Kafka scaler and the HPA apply (see :mod:`stream.worker.autoscale`)."""
+
+    autoscale: str | None = Field(
+        None, pattern=r"^\d+\.\.\d+$",
+        description="Grow and shrink worker processes between MIN..MAX (e.g. 1..4) from the "
+                    "group's lag: desired = ceil(lag / --autoscale-lag-threshold), capped by "
+                    "the partitions. Unset: --processes, fixed.")
+    autoscale_lag_threshold: int = Field(
+        2000, ge=1, description="Target lag per worker process, records (KEDA lagThreshold): "
+                                "per-process throughput x the latency budget for a backlog.")
+    autoscale_activation_lag: int = Field(
+        0, ge=0, description="Below this total lag the group stays at MIN (KEDA "
+                             "activationLagThreshold), records.")
+    autoscale_interval_s: float = Field(
+        5.0, gt=0, le=300, description="How often the lag is read, seconds (KEDA pollingInterval).")
+    autoscale_up_window_s: float = Field(
+        0.0, ge=0, le=3600,
+        description="Scale-up stabilisation: grow to the lowest desired count of this window, "
+                    "seconds (HPA scaleUp.stabilizationWindowSeconds; 0 reacts at once).")
+    autoscale_down_window_s: float = Field(
+        60.0, ge=0, le=3600,
+        description="Scale-down stabilisation: shrink only to the highest desired count of "
+                    "this window, seconds (HPA scaleDown.stabilizationWindowSeconds), so a "
+                    "dip between bursts does not shed processes that are needed again.")
 
 
 class ServingSection(BaseModel):

@@ -142,8 +142,13 @@ class Worker:
             if self.stop_event.is_set():
                 log.warning("second signal %s: exiting without finishing the batch", signum)
                 os._exit(130)
-            log.info("signal %s: finishing the batch in flight, then leaving the group", signum)
+            grace = self.settings.stop_grace_s
+            log.info("signal %s: finishing the batch in flight, then leaving the group "
+                     "(at most %.0f s)", signum, grace)
             self.stop_event.set()
+            timer = threading.Timer(grace, _overdue, args=(grace,))
+            timer.daemon = True
+            timer.start()
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
@@ -283,6 +288,15 @@ class Worker:
         log.info("worker %s stopped: consumed=%d predictions=%d fallbacks=%d dead_letters=%d "
                  "batches=%d rewinds=%d", self.worker_id, s.consumed, s.predictions, s.fallbacks,
                  s.dead_letters, s.batches, s.rewinds)
+
+
+def _overdue(grace_s: float) -> None:
+    """The stop grace ran out: exit without waiting further. Nothing is lost: what was not
+    committed is redone by the partitions' next owner."""
+    log.error("the worker did not stop within --stop-grace-s (%.0f s): exiting now; the next "
+              "owner of its partitions redoes what was not committed", grace_s)
+    logging.shutdown()
+    os._exit(1)
 
 
 def make_worker(settings: Settings, worker_id: str | None = None,

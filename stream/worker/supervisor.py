@@ -26,7 +26,7 @@ from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_RESTARTS = 5
-STOP_GRACE_S = 60.0
+STOP_MARGIN_S = 5.0  # on top of --stop-grace-s before a child is killed
 EXIT_CANNOT_HEAL = 2  # a child's exit code for errors a restart cannot fix
 
 
@@ -119,11 +119,12 @@ def supervise(settings: Settings) -> int:
     for proc in procs.values():
         if proc.is_alive() and proc.pid is not None:
             proc.terminate()  # SIGTERM: finish the batch, commit, leave the group
-    deadline = time.monotonic() + STOP_GRACE_S
+    grace = settings.stop_grace_s + STOP_MARGIN_S  # each child exits itself at stop_grace_s
+    deadline = time.monotonic() + grace
     for proc in procs.values():
         proc.join(max(0.0, deadline - time.monotonic()))
         if proc.is_alive():
-            log.error("worker pid %s did not stop in %.0fs: killing it", proc.pid, STOP_GRACE_S)
+            log.error("worker pid %s did not stop in %.0fs: killing it", proc.pid, grace)
             proc.kill()
             proc.join(5)
     codes = [p.exitcode for p in procs.values()]
