@@ -67,6 +67,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "onnx_intra_op_threads", "onnx_inter_op_threads", "onnx_allow_spinning", "processes",
           "stop_grace_s", "autoscale", "autoscale_lag_threshold", "autoscale_activation_lag",
           "autoscale_interval_s", "autoscale_up_window_s", "autoscale_down_window_s",
+          "autoscale_metrics_port",
           "worker_id", "static_membership", "transaction_timeout_ms", "session_timeout_ms",
           "max_poll_interval_ms", "fetch_min_bytes",
           "commit_interval_ms", "producer_linger_ms", "producer_compression", "delivery_timeout_ms",

@@ -26,6 +26,7 @@ from stream.settings import state_dir
 @settings_options(*CONNECTION, *WORKER, *WORKER_REGIONS)
 def worker(**kwargs: Any) -> None:
     """Run inference workers (consume requests, predict, produce, commit).
+    --autoscale MIN..MAX grows and shrinks the processes from the group's lag.
     `kill -USR1 <pid>` writes every thread's stack to the worker's log."""
     import faulthandler
     import signal
@@ -34,6 +35,10 @@ def worker(**kwargs: Any) -> None:
     from stream.worker.supervisor import supervise
 
     s = resolve(kwargs, CONNECTION, WORKER, WORKER_REGIONS)
+    if s.autoscale:
+        from stream.worker.autoscale import autoscale
+
+        sys.exit(autoscale(s))
     if s.processes > 1:
         sys.exit(supervise(s))
     # In C, so it answers even when the main thread is stuck inside a librdkafka call.

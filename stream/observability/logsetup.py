@@ -2,8 +2,8 @@
 
 JSON records carry ``ts``, ``level``, ``logger``, ``pid``, ``msg`` and any of
 ``worker_id``, ``request_id``, ``topic``, ``partition``, ``offset``, ``model``,
-``model_version``, ``stage`` passed with ``extra=``. Nothing logs once per message at
-INFO; per-record warnings (dead letters) go through :class:`RateLimitedLog`.
+``model_version``, ``stage``, ``scale`` (an autoscaler decision), ``rebalance`` passed with ``extra=``.
+Nothing logs once per message at INFO; per-record warnings (dead letters) go through :class:`RateLimitedLog`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fallback.ratelimit import RateLimitedLog
 __all__ = ["JsonFormatter", "RateLimitedLog", "configure"]
 
 CONTEXT_FIELDS = ("worker_id", "request_id", "topic", "partition", "offset", "model",
-                  "model_version", "stage")
+                  "model_version", "stage", "scale", "rebalance")
 
 
 class JsonFormatter(logging.Formatter):

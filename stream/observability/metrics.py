@@ -43,6 +43,7 @@ class WorkerMetrics:
     consumer_lag: Gauge
     assigned_partitions: Gauge
     rebalances: Counter
+    rebalance_pause: Histogram
     model_info: Gauge
     model_loads: Counter
     probe_ok: Gauge
@@ -116,6 +117,11 @@ class WorkerMetrics:
             rebalances=Counter("streaminfer_rebalances",
                                "Rebalance callbacks: event=assign|revoke|lost.",
                                ["event"], registry=r),
+            rebalance_pause=Histogram(
+                "streaminfer_rebalance_pause_seconds",
+                "From giving partitions up (revoke callback) to this member's next "
+                "assignment: how long the moved partitions wait for an owner at most.",
+                buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=r),
             model_info=Gauge("streaminfer_model_info",
                              "1 for the model version this worker serves.",
                              ["model", "version"], registry=r),

@@ -59,6 +59,10 @@ class Settings(BaseSettings, KafkaSection, SecuritySection, WorkerSection, Scali
                 f"min_insync_replicas ({self.min_insync_replicas}) must be <= "
                 f"replication_factor ({self.replication_factor})"
             )
+        if self.autoscale is not None:
+            from stream.worker.scaling import parse_range
+
+            parse_range(self.autoscale)  # its ValueError names the flag and the shape
         if self.security_protocol.startswith("SASL") and not (
             self.sasl_mechanism and self.sasl_username and self.sasl_password
         ):

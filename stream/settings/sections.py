@@ -138,6 +138,10 @@ class ScalingSection(BaseModel):
         description="Scale-down stabilisation: shrink only to the highest desired count of "
                     "this window, seconds (HPA scaleDown.stabilizationWindowSeconds), so a "
                     "dip between bursts does not shed processes that are needed again.")
+    autoscale_metrics_port: int | None = Field(
+        None, ge=0, le=65535,
+        description="Serve the autoscaler's /metrics (lag, desired and running processes, "
+                    "decisions) on this port; unset: no server.")
 
 
 class ServingSection(BaseModel):

@@ -88,6 +88,7 @@ class Worker:
                               stable and self.placement.static_membership_allowed,
                               self.metrics, self.health, self.stats)
         self.link.rebalance = (self._on_assign, self._on_revoke, self._on_lost)
+        self._revoked_at: float | None = None  # monotonic, the last non-empty revoke
         self.poison = PoisonLedger()
         self.accounting = Accounting(self.metrics, self.stats, self.control,
                                      settings.requests_topic, self.link.reachable)
@@ -238,8 +239,11 @@ class Worker:
         self.metrics.rebalances.labels("assign").inc()
         self.metrics.assigned_partitions.set(len(self.stats.assigned))
         self.health.update(group_joined=True, assigned=len(self.stats.assigned))
+        if self._revoked_at is not None:
+            self.metrics.rebalance_pause.observe(time.monotonic() - self._revoked_at)
+            self._revoked_at = None
         if parts:
-            log.info("assigned %s", names(parts))
+            log.info("assigned %s", names(parts), extra={"rebalance": _event("assign", parts)})
 
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         if consumer is not self.link.consumer:
@@ -256,7 +260,8 @@ class Worker:
         self.metrics.forget_partitions(sorted(gone))
         self.health.update(assigned=len(self.stats.assigned))
         if parts:
-            log.info("revoked %s", names(parts))
+            self._revoked_at = time.monotonic()
+            log.info("revoked %s", names(parts), extra={"rebalance": _event("revoke", parts)})
 
     def _on_lost(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self.metrics.rebalances.labels("lost").inc()
@@ -288,6 +293,12 @@ class Worker:
         log.info("worker %s stopped: consumed=%d predictions=%d fallbacks=%d dead_letters=%d "
                  "batches=%d rewinds=%d", self.worker_id, s.consumed, s.predictions, s.fallbacks,
                  s.dead_letters, s.batches, s.rewinds)
+
+
+def _event(kind: str, parts: list[TopicPartition]) -> dict[str, Any]:
+    """A rebalance callback for the JSON log: what moved, and when (wall clock)."""
+    return {"event": kind, "at": round(time.time(), 3),
+            "partitions": sorted(f"{p.topic}:{p.partition}" for p in parts)}
 
 
 def _overdue(grace_s: float) -> None:

@@ -54,7 +54,7 @@ def run_one(settings: Settings, index: int) -> None:
         settings = settings.model_copy(update={"health_port": settings.health_port + index})
     configure(settings.log_level, settings.log_format)
     worker_id = f"{settings.worker_id or default_worker_id()}-{index}" \
-        if settings.processes > 1 else None
+        if settings.processes > 1 or settings.autoscale else None
     try:
         # Stable only when --worker-id was given: host-pid-based ids change on every start.
         worker = make_worker(settings, worker_id, stable_id=settings.worker_id is not None)
@@ -73,60 +73,114 @@ def child_args(settings: Settings, index: int) -> tuple[Settings, int]:
     return settings, index
 
 
-def supervise(settings: Settings) -> int:
-    """Start ``settings.processes`` workers and keep them running until a signal."""
-    preflight(settings)
-    ctx = mp.get_context("spawn")
-    stopping = False
+class ProcessPool:
+    """Worker processes by index: started, restarted after a crash (with backoff, at most
+    ``MAX_RESTARTS`` a minute), stopped gracefully. ``elastic_from``: processes with an
+    index at or above it join the group as dynamic members (no ``group.instance.id``):
+    they are the ones an autoscaler stops, and a dynamic member's partitions move at once
+    when it leaves, where a static member's wait out the session timeout."""
 
-    def start(i: int) -> Any:
-        proc = ctx.Process(target=run_one, args=child_args(settings, i), name=f"streaminfer-worker-{i}")
+    def __init__(self, settings: Settings, elastic_from: int | None = None) -> None:
+        self.settings = settings
+        self.elastic_from = elastic_from
+        self.ctx = mp.get_context("spawn")
+        self.procs: dict[int, Any] = {}
+        self.leaving: dict[int, Any] = {}  # told to stop, not yet gone
+        self.restarts: deque[float] = deque()
+        self.failed: str | None = None  # why the pool gave up
+
+    def start(self, i: int) -> bool:
+        """Start worker process ``i``; False while its predecessor is still leaving (two
+        processes under one worker id would fence each other's transactions)."""
+        if i in self.leaving:
+            return False
+        s = self.settings
+        if self.elastic_from is not None and i >= self.elastic_from:
+            s = s.model_copy(update={"static_membership": False})
+        proc = self.ctx.Process(target=run_one, args=child_args(s, i),
+                                name=f"streaminfer-worker-{i}")
         proc.start()
         log.info("started worker process %d (pid %s)", i, proc.pid)
-        return proc
+        self.procs[i] = proc
+        return True
 
-    def on_signal(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        if not stopping:
-            log.info("signal %s: stopping %d worker process(es)", signum, len(procs))
-        stopping = True
+    def stop(self, i: int) -> None:
+        """SIGTERM process ``i``: it finishes its batch, commits and leaves the group."""
+        proc = self.procs.pop(i)
+        if proc.is_alive():
+            proc.terminate()
+        self.leaving[i] = proc
+        log.info("stopping worker process %d (pid %s)", i, proc.pid)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    procs = {i: start(i) for i in range(settings.processes)}
-    restarts: deque[float] = deque()
-    while not stopping:
-        time.sleep(0.2)
-        for i, proc in list(procs.items()):
-            if proc.is_alive() or stopping:
+    def size(self) -> int:
+        """Processes running (not counting those leaving)."""
+        return len(self.procs)
+
+    def heal(self) -> bool:
+        """Restart crashed processes; False when the pool must give up (see ``failed``)."""
+        self.leaving = {i: p for i, p in self.leaving.items() if p.is_alive()}
+        for i, proc in list(self.procs.items()):
+            if proc.is_alive():
                 continue
             log.error("worker process %d (pid %s) exited with %s", i, proc.pid, proc.exitcode)
             if proc.exitcode == EXIT_CANNOT_HEAL:
-                log.error("a restart cannot fix that (see the error above): stopping")
-                stopping = True
-                break
+                self.failed = "a restart cannot fix that (see the error above): stopping"
+                return False
             now = time.monotonic()
-            while restarts and now - restarts[0] > 60:
-                restarts.popleft()
-            if len(restarts) >= MAX_RESTARTS:
-                log.error("%d restarts within a minute: giving up; read the errors above",
-                          MAX_RESTARTS)
-                stopping = True
-                break
-            restarts.append(now)
-            time.sleep(min(5.0, 0.5 * 2 ** len(restarts)))
-            procs[i] = start(i)
-    for proc in procs.values():
-        if proc.is_alive() and proc.pid is not None:
-            proc.terminate()  # SIGTERM: finish the batch, commit, leave the group
-    grace = settings.stop_grace_s + STOP_MARGIN_S  # each child exits itself at stop_grace_s
-    deadline = time.monotonic() + grace
-    for proc in procs.values():
-        proc.join(max(0.0, deadline - time.monotonic()))
-        if proc.is_alive():
-            log.error("worker pid %s did not stop in %.0fs: killing it", proc.pid, grace)
-            proc.kill()
-            proc.join(5)
-    codes = [p.exitcode for p in procs.values()]
-    log.info("all worker processes stopped: exit codes %s", codes)
-    return 0 if all(c == 0 for c in codes) else 1
+            while self.restarts and now - self.restarts[0] > 60:
+                self.restarts.popleft()
+            if len(self.restarts) >= MAX_RESTARTS:
+                self.failed = (f"{MAX_RESTARTS} restarts within a minute: giving up; read "
+                               "the errors above")
+                return False
+            self.restarts.append(now)
+            time.sleep(min(5.0, 0.5 * 2 ** len(self.restarts)))
+            self.start(i)
+        return True
+
+    def stop_all(self) -> int:
+        """Stop every process (SIGTERM, then SIGKILL after the grace); the exit status."""
+        everyone = [*self.procs.values(), *self.leaving.values()]
+        for proc in everyone:
+            if proc.is_alive() and proc.pid is not None:
+                proc.terminate()  # SIGTERM: finish the batch, commit, leave the group
+        grace = self.settings.stop_grace_s + STOP_MARGIN_S  # each child exits at stop_grace_s
+        deadline = time.monotonic() + grace
+        for proc in everyone:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.error("worker pid %s did not stop in %.0fs: killing it", proc.pid, grace)
+                proc.kill()
+                proc.join(5)
+        codes = [p.exitcode for p in self.procs.values()]
+        log.info("all worker processes stopped: exit codes %s", codes)
+        return 0 if self.failed is None and all(c == 0 for c in codes) else 1
+
+
+class StopFlag:
+    """Set by SIGTERM/SIGINT in the parent."""
+
+    def __init__(self, what: str) -> None:
+        self.set = False
+        self.what = what
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        if not self.set:
+            log.info("signal %s: stopping %s", signum, self.what)
+        self.set = True
+
+
+def supervise(settings: Settings) -> int:
+    """Start ``settings.processes`` workers and keep them running until a signal."""
+    preflight(settings)
+    stop = StopFlag("the worker processes")
+    pool = ProcessPool(settings)
+    for i in range(settings.processes):
+        pool.start(i)
+    while not stop.set and pool.heal():
+        time.sleep(0.2)
+    if pool.failed:
+        log.error("%s", pool.failed)
+    return pool.stop_all()
