@@ -98,3 +98,44 @@ def test_two_workers_with_one_id_end_with_an_error_naming_it(
     quitter.expected_alive = False
     assert quitter.proc.returncode != 0
     assert "give each worker its own id" in quitter.log(), quitter.log()[-2000:]
+
+
+def test_restarting_one_static_member_leaves_the_others_partitions_alone(
+        cluster: Endpoints, workers: WorkerPool) -> None:
+    """A rolling restart's step: with static membership (--worker-id), a member that stops
+    (SIGTERM) and comes back within the session timeout gets its own partitions back and
+    the other members see no rebalance at all (no revoke, no assign). Without static
+    membership the same restart moves partitions to the others and back."""
+    import time
+
+    from stream.observability.status import members as group_members
+    from tests.integration.test_autoscale import log_events
+
+    settings = make_settings(cluster, partitions=6, session_timeout_ms=10_000)
+    ensure_topics(settings)
+    collector = start_collector(settings)
+    members = [workers.start(settings, f"sm{i}") for i in range(3)]
+    wait_for_workers(settings, workers, 3)
+    producer = PacedProducer(settings, 2400, 200.0, seed=58)
+    producer.start()
+    wait_until(lambda: len(collector.seen) > 300, 60, "the workers answering under load")
+
+    def assignment() -> dict[str, list[int]]:
+        return {client: parts for client, _host, parts in group_members(settings)[1]}
+
+    before = assignment()
+    restarted_at = time.time()
+    assert members[1].terminate(30) == 0
+    again = workers.start(settings, "sm1")
+    wait_until(lambda: any(e["event"] == "assign" and e["at"] >= restarted_at
+                           for e in log_events(again.log_path, "rebalance")),
+               30, "the restarted member to get its partitions back", interval=0.3)
+    producer.join(60)
+    assert producer.error is None, producer.error
+    tally = wait_for_all(collector, producer.ids, deadline_s=120)
+    for other in (members[0], members[2]):
+        moved = [e for e in log_events(other.log_path, "rebalance") if e["at"] >= restarted_at]
+        assert not moved, f"{other.worker_id} saw a rebalance: {moved}"
+    assert assignment() == before, "the partitions moved"
+    assert tally.predicted() == set(producer.ids)
+    print(f"\nstatic member restarted: the other two members kept {before} untouched")
