@@ -31,14 +31,30 @@ log "ruff"
 ruff check .
 log "mypy"
 mypy
+STOP_ENGINE=""
+WORKER_IMAGE_BUILD=""
+cleanup() {
+  if [ -n "$WORKER_IMAGE_BUILD" ]; then kill "$WORKER_IMAGE_BUILD" 2>/dev/null || true; fi
+  if [ -n "$STOP_ENGINE" ]; then
+    python -c "from stream.devcluster.engine import stop_engine_we_started as s; s()"
+  fi
+}
+trap cleanup EXIT
 if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ]; then
   if ! docker info >/dev/null 2>&1; then
     # We start the engine for the tests, so we stop it afterwards (by its recorded pid).
-    trap 'python -c "from stream.devcluster.engine import stop_engine_we_started as s; s()"' EXIT
+    STOP_ENGINE=1
   fi
   log "Docker engine and images (first time on a machine: a few minutes)"
   streaminfer dev images --kafka-image "${STREAMINFER_TEST_KAFKA_IMAGE:-streaminfer/kafka:4.4.0}" \
     --redis-image "${STREAMINFER_TEST_REDIS_IMAGE:-streaminfer/redis:7}"
+fi
+if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ] && [ "${1:-}" != "--extended" ]; then
+  # The worker image (first time: debootstrap, wheels, ~2 min) builds in the background
+  # while the first tests run; its test waits for it (a file lock), then finds it built.
+  log "building the worker image in the background (log: .venv/worker-image.log)"
+  streaminfer dev images --worker >.venv/worker-image.log 2>&1 &
+  WORKER_IMAGE_BUILD=$!
 fi
 if [ "${1:-}" = "--extended" ]; then
   shift

@@ -13,6 +13,7 @@ an unchanged checkout skips the build.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -103,9 +104,17 @@ def _project_wheel(root: Path, out: Path) -> None:
 
 
 def ensure_worker_image(image: str = DEFAULT_WORKER_IMAGE) -> str:
-    """Build the worker image when it is ours and missing or older than the checkout."""
+    """Build the worker image when it is ours and missing or older than the checkout.
+    One build at a time per cache (a file lock): a second caller waits for the first and
+    then finds the image built (the test command starts a build in the background)."""
     if image != DEFAULT_WORKER_IMAGE:
         return image
+    with (cache_dir() / "worker-image.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure(image)
+
+
+def _ensure(image: str) -> str:
     recipe_dir = compose_dir() / "worker"
     root = compose_dir().parent
     base = ensure_base_image("worker")
