@@ -1,5 +1,5 @@
 """The ``streaminfer`` command: the root group and its entry point; each command group
-lives in its own module (dev, traffic, serve, ops, models)."""
+lives in its own module (dev, traffic, serve, ops, models, chaos, plan)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from stream.cli.chaos import chaos
 from stream.cli.dev import dev
 from stream.cli.models import backup, models, restore
 from stream.cli.ops import demo, dlq, regions, status
+from stream.cli.plan import plan
 from stream.cli.serve import features, worker
 from stream.cli.traffic import answers, check, consume, produce, topics
 from stream.exceptions import StreaminferError
@@ -28,7 +29,7 @@ def cli() -> None:
 
 
 for command in (dev, topics, produce, consume, answers, check, worker, dlq, features, status,
-                regions, demo, models, backup, restore, chaos):
+                regions, demo, models, backup, restore, chaos, plan):
     cli.add_command(command)
 
 
