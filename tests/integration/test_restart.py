@@ -116,7 +116,7 @@ def test_restarting_one_static_member_leaves_the_others_partitions_alone(
     collector = start_collector(settings)
     members = [workers.start(settings, f"sm{i}") for i in range(3)]
     wait_for_workers(settings, workers, 3)
-    producer = PacedProducer(settings, 2400, 200.0, seed=58)
+    producer = PacedProducer(settings, 1600, 200.0, seed=58)
     producer.start()
     wait_until(lambda: len(collector.seen) > 300, 60, "the workers answering under load")
 

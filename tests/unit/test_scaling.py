@@ -59,3 +59,68 @@ def test_a_bad_range_is_refused_naming_the_flag(spec: str) -> None:
 
 def test_a_range_parses() -> None:
     assert parse_range("1..4") == (1, 4)
+
+
+class FakePool:
+    """The part of ProcessPool the autoscaler drives."""
+
+    def __init__(self, running: int, leaving: set[int] | None = None) -> None:
+        self.procs: dict[int, object] = {i: object() for i in range(running)}
+        self.leaving = leaving or set()
+        self.stopped: list[int] = []
+
+    def size(self) -> int:
+        return len(self.procs)
+
+    def stop(self, i: int) -> None:
+        del self.procs[i]
+        self.stopped.append(i)
+        self.leaving.add(i)
+
+    def start(self, i: int) -> bool:
+        if i in self.leaving:
+            return False
+        self.procs[i] = object()
+        return True
+
+
+def test_converging_stops_the_highest_and_waits_for_a_leaving_twin() -> None:
+    from typing import Any, cast
+
+    from stream.worker.autoscale import _converge
+
+    pool = FakePool(4)
+    _converge(cast(Any, pool), 2)
+    assert pool.stopped == [3, 2]
+    _converge(cast(Any, pool), 4)  # 2 and 3 are still leaving: not started twice
+    assert sorted(pool.procs) == [0, 1]
+    pool.leaving.clear()
+    _converge(cast(Any, pool), 4)
+    assert sorted(pool.procs) == [0, 1, 2, 3]
+
+
+def test_a_decision_reads_the_lag_and_logs_what_it_did(caplog: pytest.LogCaptureFixture) -> None:
+    from typing import Any, cast
+
+    from prometheus_client import CollectorRegistry
+
+    from stream.settings import Settings
+    from stream.worker.autoscale import ScaleMetrics, _decide
+
+    class Reader:
+        def __init__(self, lag: int) -> None:
+            self.lag = lag
+
+        def read(self) -> tuple[int, int]:
+            return self.lag, 4
+
+    settings = Settings(autoscale="1..8", autoscale_lag_threshold=100, autoscale_down_window_s=0)
+    metrics = ScaleMetrics.create(CollectorRegistry())
+    stab = Stabiliser(0, 0)
+    with caplog.at_level("INFO"):
+        assert _decide(settings, cast(Any, Reader(950)), stab, metrics, 1, 1, 1, 8) == 4
+    scale = [r.scale for r in caplog.records if hasattr(r, "scale")]
+    assert scale[-1]["to"] == 4
+    assert scale[-1]["recommended"] == 4  # 10 wanted, capped by the 4 partitions
+    assert metrics.decisions.labels("up")._value.get() == 1
+    assert _decide(settings, cast(Any, Reader(0)), stab, metrics, 4, 4, 1, 8) == 1
