@@ -1,7 +1,8 @@
 """The chaos scenarios the test command runs (the full matrix: `streaminfer chaos run`).
 
 Each runs the product's own scenario code (stream.chaos) against real Kafka and Redis
-(latency and loss on a broker's path runs with `bash compose/test.sh --extended`):
+(a broker cut off the network and latency and loss on a broker's path run with
+`bash compose/test.sh --extended`):
 steady open-loop load, the fault, recovery, then the shared outcome checker. Recovery
 goals are printed, not enforced here (machines differ; `chaos run` enforces them).
 """
@@ -89,6 +90,7 @@ def test_three_broker_topics_are_rf3_with_min_isr_2(three: RunningCluster) -> No
     assert admin.describe_configs([res])[res].result(10)["min.insync.replicas"].value == "2"
 
 
+@pytest.mark.extended  # 48 s; the leader kill represents broker faults in the test command
 def test_a_broker_cut_off_the_network(three: RunningCluster, tmp_path: Path) -> None:
     result = run_scenario(rf3(three), Containers.from_running(three),
                           Scenario(BrokerCut(hold_s=8.0), "exactly-once"), PLAN, tmp_path)
