@@ -35,10 +35,16 @@ ruff check .
 log "mypy (in the background; its result comes at the end)"
 mypy >.venv/mypy.log 2>&1 &
 MYPY=$!
+# The locked dependencies against PyPI's vulnerability data (compose/locks/audit-exceptions.toml
+# lists the accepted ones); also in the background, its report comes at the end.
+log "pip-audit of the locks (in the background; its report comes at the end)"
+python -m stream.tools.audit >.venv/audit.log 2>&1 &
+AUDIT=$!
 STOP_ENGINE=""
 WORKER_IMAGE_BUILD=""
 cleanup() {
   if [ -n "${MYPY:-}" ]; then kill "$MYPY" 2>/dev/null || true; fi
+  if [ -n "${AUDIT:-}" ]; then kill "$AUDIT" 2>/dev/null || true; fi
   if [ -n "$WORKER_IMAGE_BUILD" ]; then kill "$WORKER_IMAGE_BUILD" 2>/dev/null || true; fi
   if [ -n "$STOP_ENGINE" ]; then
     python -c "from stream.devcluster.engine import stop_engine_we_started as s; s()"
@@ -78,4 +84,12 @@ else
   status=1
 fi
 MYPY=""
+if wait "$AUDIT"; then
+  cat .venv/audit.log >&2
+else
+  cat .venv/audit.log >&2
+  log "the dependency audit failed (above): upgrade the named packages or list them with a reason and an expiry in compose/locks/audit-exceptions.toml"
+  status=1
+fi
+AUDIT=""
 exit "$status"

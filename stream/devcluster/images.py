@@ -82,9 +82,38 @@ def _image_label(image: str) -> str | None:
     return "" if value in ("", "<no value>") else value
 
 
-def _base_packages(kind: str) -> list[str]:
+def _base_packages(kind: str) -> dict[str, str | None]:
+    """``compose/<kind>/packages.txt``: package name -> pinned version (``name=version``),
+    or None where no version is pinned."""
     lines = (compose_dir() / kind / "packages.txt").read_text().splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    out: dict[str, str | None] = {}
+    for line in lines:
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, _, version = line.partition("=")
+            out[name.strip()] = version.strip() or None
+    return out
+
+
+def installed_versions(rootfs: Path) -> dict[str, str]:
+    """Package -> version of what dpkg installed in ``rootfs`` (its status file)."""
+    out: dict[str, str] = {}
+    name = version = ""
+    status = (rootfs / "var" / "lib" / "dpkg" / "status").read_text(errors="replace")
+    for line in [*status.splitlines(), ""]:
+        if line.startswith("Package: "):
+            name = line.split(": ", 1)[1].strip()
+        elif line.startswith("Version: "):
+            version = line.split(": ", 1)[1].strip()
+        elif not line.strip() and name:
+            out[name], name, version = version, "", ""
+    return out
+
+
+def pin_problems(pins: dict[str, str | None], installed: dict[str, str]) -> list[str]:
+    """Pinned packages that Debian served in another version (or not at all)."""
+    return [f"{name}: pinned {want}, Debian served {installed.get(name, 'nothing')}"
+            for name, want in pins.items() if want is not None and installed.get(name) != want]
 
 
 def base_image_name(kind: str = "base") -> str:
@@ -111,6 +140,7 @@ def ensure_base_image(kind: str = "base") -> str:
         _apt_install(["debootstrap"])
     if os.geteuid() != 0:
         raise InfrastructureError("debootstrap needs root: run `streaminfer dev images` as root")
+    pins = _base_packages(kind)
     debs = cache_dir() / "debs"
     debs.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rootfs-", dir=cache_dir()) as tmp:
@@ -118,7 +148,7 @@ def ensure_base_image(kind: str = "base") -> str:
         with step(f"debootstrap bookworm into a new base image {name} (first time: ~1-2 min)"):
             result = subprocess.run(
                 ["debootstrap", "--variant=minbase", f"--cache-dir={debs}",
-                 f"--include={','.join(_base_packages(kind))}", "bookworm", str(rootfs),
+                 f"--include={','.join(pins)}", "bookworm", str(rootfs),
                  DEBIAN_MIRROR],
                 capture_output=True, text=True, check=False,
             )
@@ -128,6 +158,13 @@ def ensure_base_image(kind: str = "base") -> str:
                     f"debootstrap failed (exit {result.returncode}); check that {DEBIAN_MIRROR} "
                     f"is reachable or set STREAMINFER_DEBIAN_MIRROR:\n{tail}"
                 )
+            drift = pin_problems(pins, installed_versions(rootfs))
+            if drift:
+                raise InfrastructureError(
+                    f"the Debian mirror serves other versions than compose/{kind}/packages.txt "
+                    f"pins ({'; '.join(drift)}): a Debian point release replaced them. Review "
+                    f"the changes, then set the served versions in compose/{kind}/packages.txt "
+                    "(that changes the base image's tag) and run the command again")
             for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc",
                          "usr/share/man"):
                 shutil.rmtree(rootfs / junk, ignore_errors=True)
@@ -169,7 +206,9 @@ def _jars(kind: str, what: str, properties: dict[str, str] | None = None) -> Pat
     shutil.rmtree(lib, ignore_errors=True)
     with step(f"resolving {what} jars from Maven Central"):
         result = subprocess.run(
-            ["mvn", "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+            # --strict-checksums: a jar whose checksum does not match Central's fails the
+            # build instead of a warning.
+            ["mvn", "-q", "-B", "--strict-checksums", "-f", str(pom), "dependency:copy-dependencies",
              "-DincludeScope=runtime", f"-DoutputDirectory={lib}", *overrides],
             capture_output=True, text=True, check=False,
         )
