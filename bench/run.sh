@@ -7,11 +7,12 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../compose/setup.sh"
 
 QUIX="$ROOT/.venv-quix"
-QSTAMP="$QUIX/.deps-$(sha256sum bench/requirements-quix.txt | cut -c1-16)"
+QLOCK="$ROOT/compose/locks/bench-quix.txt"  # bench/requirements-quix.txt, locked with hashes
+QSTAMP="$QUIX/.deps-$(sha256sum "$QLOCK" | cut -c1-16)"
 if [ ! -f "$QSTAMP" ]; then
   log "installing Quix Streams into .venv-quix (its own env: it pins an older confluent-kafka)"
   "$PYTHON" -m venv "$QUIX"
-  if "$QUIX/bin/python" -m pip install -q -r bench/requirements-quix.txt; then
+  if bash "$ROOT/compose/locks/install.sh" "$QUIX" "$QLOCK"; then
     rm -f "$QUIX"/.deps-*
     touch "$QSTAMP"
   else
