@@ -1,8 +1,8 @@
 """The chaos scenarios the test command runs (the full matrix: `streaminfer chaos run`).
 
 Each runs the product's own scenario code (stream.chaos) against real Kafka and Redis
-(a broker cut off the network and latency and loss on a broker's path run with
-`bash compose/test.sh --extended`):
+(a zombie worker, a broker cut off the network and latency and loss on a broker's path
+run with `bash compose/test.sh --extended`):
 steady open-loop load, the fault, recovery, then the shared outcome checker. Recovery
 goals are printed, not enforced here (machines differ; `chaos run` enforces them).
 """
@@ -33,6 +33,7 @@ PLAN = Plan(rate=50.0, workers=2, warmup_s=3.0, after_s=4.0, drain_s=90.0, enfor
 
 # Single-broker scenarios first, before the module's three brokers exist (their JVMs
 # would compete for the two cores), then the three-broker ones; the leader kill last.
+@pytest.mark.extended  # 44 s; fencing stays covered by test_exactly_once.py
 def test_a_zombie_worker_is_fenced(cluster: Endpoints, tmp_path: Path) -> None:
     # Transaction timeout = session timeout: the zombie sleeps past both in 9 s.
     settings = make_settings(cluster, transaction_timeout_ms=6000, session_timeout_ms=6000)
