@@ -5,6 +5,11 @@ them: features.json, golden.json, a backup model), records every file's sha256 i
 manifest, makes the files read-only and renames the version into place atomically.
 A version, once published, never changes: publishing it again is refused. Fetching
 re-hashes every file and refuses a version whose files do not match its manifest.
+
+Optionally the manifest is signed (Ed25519, :mod:`processors.registry.signing`): publish
+with ``sign_key`` writes SIGNATURE.json beside it; a registry built with
+``trusted_keys`` refuses a version whose signature is by an unknown key or does not
+verify, and with ``require_signature`` also an unsigned one.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from processors.model import OnnxModel
+from processors.registry import signing
 from processors.registry.base import ArtifactInfo, RegistryError
 
 MANIFEST = "MANIFEST.json"
@@ -37,14 +43,20 @@ def _sha256(path: Path) -> str:
 
 def _files(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != MANIFEST}
+            if p.is_file() and p.name not in (MANIFEST, signing.SIGNATURE)}
 
 
 class DirectoryRegistry:
     """Immutable model versions under one directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, trusted_keys: list[Path] | None = None,
+                 require_signature: bool = False) -> None:
         self.root = Path(root)
+        self.trusted = signing.load_public(trusted_keys or [])
+        self.require_signature = require_signature
+        if require_signature and not self.trusted:
+            raise RegistryError("signatures are required but no trusted key is given: set "
+                                "--model-trusted-keys to the publishers' public key files")
 
     def _dir(self, name: str, version: str) -> Path:
         for label, value in (("name", name), ("version", version)):
@@ -54,8 +66,11 @@ class DirectoryRegistry:
         return self.root / name / version
 
     def publish(self, source: Path, name: str, version: str,
-                tags: dict[str, str] | None = None) -> ArtifactInfo:
-        """Copy, verify by loading, hash and freeze a model directory as name/version."""
+                tags: dict[str, str] | None = None,
+                sign_key: Path | None = None) -> ArtifactInfo:
+        """Copy, verify by loading, hash and freeze a model directory as name/version
+        (signing its manifest with ``sign_key``, an Ed25519 private key file)."""
+        private = signing.load_private(sign_key) if sign_key is not None else None
         target = self._dir(name, version)
         if target.exists():
             raise RegistryError(f"{name} v{version} is already published in {self.root}; "
@@ -85,7 +100,11 @@ class DirectoryRegistry:
                            "features": list(model.meta.features)},
                 feature_views=views, tags=dict(tags or {}),
                 metrics=dict(model.meta.raw.get("metrics", {})))
-            (staging / MANIFEST).write_text(json.dumps(asdict(info), indent=2) + "\n")
+            manifest = (json.dumps(asdict(info), indent=2) + "\n").encode()
+            (staging / MANIFEST).write_bytes(manifest)
+            if private is not None:
+                (staging / signing.SIGNATURE).write_text(
+                    json.dumps(signing.sign(manifest, private), indent=2) + "\n")
             for path in staging.rglob("*"):
                 if path.is_file():
                     path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
@@ -113,10 +132,25 @@ class DirectoryRegistry:
                 out.append(ArtifactInfo(**json.loads(vdir.read_text())))
         return sorted(out, key=lambda a: (a.name, a.created_at))
 
+    def signature(self, name: str, version: str) -> signing.SignatureCheck:
+        """What the version's signature says, checked with the trusted keys."""
+        folder = self._dir(name, version)
+        return signing.check(folder, (folder / MANIFEST).read_bytes(), self.trusted)
+
     def fetch(self, name: str, version: str) -> Path:
-        """The version's directory, after checking every file against the manifest."""
+        """The version's directory, after checking every file against the manifest (and
+        the manifest's signature, when keys are trusted)."""
         info = self.info(name, version)
         folder = self._dir(name, version)
+        if self.trusted:
+            verdict = self.signature(name, version)
+            refuse = verdict.state in ("bad-signature", "unknown-key") or (
+                self.require_signature and not verdict.ok)
+            if refuse:
+                raise RegistryError(f"{name} v{version} is refused: {verdict.detail}"
+                                    + (" (signatures are required)"
+                                       if verdict.state == "unsigned" else "")
+                                    + "; it will not be loaded")
         actual = _files(folder)
         if actual != info.files:
             changed = sorted(k for k in set(actual) | set(info.files)

@@ -13,7 +13,7 @@ import click
 from stream.cli.options import CONNECTION, TOPICS, resolve, settings_options
 from stream.connect.reachability import require_kafka
 
-REGISTRY = ("registry_dir",)
+REGISTRY = ("registry_dir", "model_trusted_keys", "model_require_signature")
 
 
 @click.group()
@@ -26,10 +26,15 @@ def models() -> None:
 @click.option("--name", required=True, show_envvar=True, help="Model name requests ask for.")
 @click.option("--version", "version", required=True, show_envvar=True, help="New version label.")
 @click.option("--tag", "tags", multiple=True, show_envvar=True, help="key=value (repeatable).")
+@click.option("--sign-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, show_envvar=True,
+              help="Sign the version's manifest with this Ed25519 private key (PEM; "
+                   "`streaminfer models keygen` makes one).")
 @settings_options("registry_dir", "log_level")
 def models_publish(path: Path, name: str, version: str, tags: tuple[str, ...],
-                   **kwargs: Any) -> None:
-    """Publish the model directory PATH as NAME/VERSION (checked, hashed, read-only)."""
+                   sign_key: Path | None, **kwargs: Any) -> None:
+    """Publish the model directory PATH as NAME/VERSION (checked, hashed, read-only,
+    optionally signed)."""
     from processors.registry.directory import DirectoryRegistry
 
     s = resolve(kwargs, ("registry_dir", "log_level"))
@@ -39,20 +44,38 @@ def models_publish(path: Path, name: str, version: str, tags: tuple[str, ...],
         if not sep or not key:
             raise click.BadParameter(f"{tag!r} is not key=value", param_hint="--tag")
         parsed[key] = value
-    info = DirectoryRegistry(s.registry_path).publish(path, name, version, parsed)
+    info = DirectoryRegistry(s.registry_path).publish(path, name, version, parsed, sign_key)
+    signed = "" if sign_key is None else ", signed"
     click.echo(f"published {info.name} v{info.version} ({len(info.files)} files, model sha256 "
-               f"{info.content_hash[:12]}) in {s.registry_path}")
+               f"{info.content_hash[:12]}{signed}) in {s.registry_path}")
+
+
+@models.command("keygen")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True, show_envvar=True,
+              help="Where to write signing.key (private, mode 0600) and signing.pub.")
+def models_keygen(out_dir: Path) -> None:
+    """Make an Ed25519 key pair for signing model versions: publish with --sign-key
+    signing.key; give workers --model-trusted-keys signing.pub."""
+    from processors.registry.signing import generate
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    private, public = out_dir / "signing.key", out_dir / "signing.pub"
+    if private.exists():
+        raise click.ClickException(f"{private} exists: keep it or move it away first")
+    kid = generate(private, public)
+    click.echo(f"wrote {private} (keep it secret) and {public}; key id {kid}")
 
 
 def _change(kwargs: dict[str, Any], name: str, action: str, verify: str | None = None,
             **change: Any) -> dict[str, Any]:
-    from processors.registry.directory import DirectoryRegistry
     from stream.lifecycle.control import change as apply_change
+    from stream.lifecycle.registry import registry_of
 
     s = resolve(kwargs, CONNECTION, REGISTRY)
     require_kafka(s)
     if verify is not None:
-        DirectoryRegistry(s.registry_path).fetch(name, verify)  # refuse unknown/corrupt versions
+        registry_of(s).fetch(name, verify)  # refuse unknown, corrupt or badly signed versions
     return apply_change(s, name, action, **change)
 
 

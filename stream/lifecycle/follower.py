@@ -21,8 +21,8 @@ from processors.canary import CanaryJudge, Thresholds, Verdict
 from processors.model import OnnxModel, RuntimeOptions
 from processors.pipeline import Pipeline
 from processors.probe import Golden, run_probe
-from processors.registry.directory import DirectoryRegistry
 from stream.lifecycle.control import ControlFollower, TransitionError, publish_state, transition
+from stream.lifecycle.registry import registry_of
 from stream.lifecycle.shadow import ShadowScorer
 from stream.observability.metrics import WorkerMetrics
 from stream.settings import Settings
@@ -104,7 +104,7 @@ class Lifecycle:
         """A registry version, hash-verified and loaded (raises on any problem)."""
         s = self.settings
         try:
-            folder = DirectoryRegistry(s.registry_path).fetch(self.name, version)
+            folder = registry_of(s).fetch(self.name, version)
             model = OnnxModel.load(folder, RuntimeOptions(
                 s.onnx_intra_op_threads, s.onnx_inter_op_threads, s.onnx_allow_spinning))
         except Exception:

@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Group
 from rich.table import Table
 
-from processors.registry.directory import DirectoryRegistry
 from stream.lifecycle.control import current_state
+from stream.lifecycle.registry import registry_of
 from stream.observability.announcements import announced
 from stream.settings import Settings
 
@@ -91,8 +91,13 @@ def collect(settings: Settings, name: str, urls: list[str]) -> dict[str, Any]:
         shadows.append({"version": version, "scored": int(ok), "errors": int(f.get("error", 0)),
                         "dropped": int(f.get("dropped", 0)),
                         "disagreement_rate": f.get("disagreements", 0.0) / ok if ok else 0.0})
-    published = [i.version for i in DirectoryRegistry(settings.registry_path).list(name)]
-    return {"model": name, "control": state, "published": published, "versions": versions,
+    registry = registry_of(settings)
+    published = [i.version for i in registry.list(name)]
+    signatures = {v: registry.signature(name, v) for v in published}
+    return {"model": name, "control": state, "published": published,
+            "signatures": {v: {"state": c.state, "key_id": c.key_id, "detail": c.detail}
+                           for v, c in signatures.items()},
+            "require_signature": settings.model_require_signature, "versions": versions,
             "shadow": shadows, "decisions": decisions, "workers": len(targets),
             "unreachable": unreachable}
 
@@ -114,6 +119,12 @@ def render(report: dict[str, Any]) -> Group:
         head.add_row("last change", f"{state['action']} by {state['actor'] or '?'}"
                      + (f": {state['reason']}" if state.get("reason") else ""))
     head.add_row("published", ", ".join(f"v{v}" for v in report["published"]) or "none")
+    for version, sig in report.get("signatures", {}).items():
+        if sig["state"] != "signed" and (report.get("require_signature")
+                                         or sig["state"] != "unsigned"):
+            head.add_row(f"v{version} refused", sig["detail"])
+        elif sig["state"] == "signed":
+            head.add_row(f"v{version} signature", sig["detail"])
     head.add_row("workers read", f"{report['workers']} ({len(report['unreachable'])} unreachable)")
     table = Table(title="live figures (since each worker started)")
     for col in ("version", "role", "share", "requests", "errors", "fallbacks", "error rate",

@@ -218,6 +218,12 @@ class LifecycleSection(BaseModel):
     registry_dir: Path | None = Field(
         None, description="Model registry directory (default $STREAMINFER_HOME/registry)."
     )
+    model_trusted_keys: str | None = Field(
+        None, description="Ed25519 public key files (PEM, comma-separated) whose signatures "
+                          "on model versions are trusted; a version signed by another key, "
+                          "or whose signature does not verify, is refused.")
+    model_require_signature: bool = Field(
+        False, description="Refuse unsigned model versions too (needs --model-trusted-keys).")
     canary_window_s: float = Field(
         60.0, gt=0, description="Canary judging window: figures of the last this many seconds.")
     canary_min_samples: int = Field(
