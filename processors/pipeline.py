@@ -31,6 +31,7 @@ from processors.arms import ACTIVE, CANARY, Arm, ArmFigures
 from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError
 from processors.features.enrich import EnrichStats, FeatureEnricher
+from processors.limits import LimitExceeded, Limits
 from processors.records import BatchResult, Outbound
 from processors.routing import to_canary
 from processors.scoring import score_arm
@@ -85,7 +86,9 @@ class Pipeline:
     """Turns a batch of raw request records into predictions and dead letters."""
 
     def __init__(self, dataplane: DataPlane, predictions_topic: str, dlq_topic: str,
-                 worker_id: str, degradation: Degradation | None = None) -> None:
+                 worker_id: str, degradation: Degradation | None = None,
+                 limits: Limits | None = None) -> None:
+        self.limits = limits or Limits()
         self.dataplane = dataplane
         self.predictions_topic = predictions_topic
         self.dlq_topic = dlq_topic
@@ -200,8 +203,14 @@ class Pipeline:
         candidates: list[int] = []
         needs_fallback: dict[int, tuple[str, BaseException | None]] = {}
         for i, record in enumerate(batch):
+            value = record.value() or b""
             try:
-                req = self._decode(record.value() or b"")
+                self.limits.check_raw(len(value), len(record.headers() or ()))
+                req = self._decode(value)
+                self.limits.check_request(req)
+            except LimitExceeded as exc:
+                out[i] = self.dead_letter(record, "limits", exc, received)
+                continue
             except SerdeError as exc:
                 out[i] = self.dead_letter(record, "decode", exc, received)
                 continue

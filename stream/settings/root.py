@@ -15,6 +15,7 @@ from stream.settings.sections import (
     FeaturesSection,
     KafkaSection,
     LifecycleSection,
+    LimitsSection,
     ObservabilitySection,
     RegionsSection,
     ScalingSection,
@@ -27,6 +28,7 @@ from stream.settings.timeouts import timeout_chain
 SECTIONS: dict[str, type[BaseModel]] = {
     "kafka": KafkaSection, "security": SecuritySection, "worker": WorkerSection,
     "scaling": ScalingSection,
+    "limits": LimitsSection,
     "serving": ServingSection, "features": FeaturesSection, "lifecycle": LifecycleSection,
     "regions": RegionsSection, "observability": ObservabilitySection,
     "devcluster": DevClusterSection,
@@ -34,7 +36,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
 
 
 class Settings(BaseSettings, KafkaSection, SecuritySection, WorkerSection, ScalingSection,
-               ServingSection,
+               LimitsSection, ServingSection,
                FeaturesSection, LifecycleSection, RegionsSection, ObservabilitySection,
                DevClusterSection):
     """All streaminfer settings, section by section (see :data:`SECTIONS`)."""

@@ -144,6 +144,23 @@ class ScalingSection(BaseModel):
                     "decisions) on this port; unset: no server.")
 
 
+class LimitsSection(BaseModel):
+    """What one request may hold; over a limit it is dead-lettered with stage ``limits``
+    before any work is spent on it (processors/limits.py)."""
+
+    max_message_bytes: int = Field(
+        65_536, ge=64, le=100 * 1024 * 1024,
+        description="Largest request message, bytes (checked before decoding).")
+    max_headers: int = Field(32, ge=0, le=10_000,
+                             description="Most headers a request message may carry.")
+    max_features: int = Field(1_024, ge=1, le=1_000_000,
+                              description="Most features one request may carry.")
+    max_string_bytes: int = Field(
+        1_024, ge=16, le=1_048_576,
+        description="Longest request id, entity id, model name, trace id or feature name, "
+                    "bytes (UTF-8).")
+
+
 class ServingSection(BaseModel):
     """The model a worker serves and how it degrades: runtime threads, breakers, load
     shedding, last-known-good, fault drills."""

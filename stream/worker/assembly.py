@@ -18,6 +18,7 @@ from processors.dedupe import AnsweredStore
 from processors.features.enrich import FeatureEnricher
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
+from processors.limits import Limits
 from processors.model import OnnxModel, RuntimeOptions
 from processors.pipeline import Degradation, Pipeline
 from processors.runner import ChaosSwitch, TimedRunner
@@ -100,8 +101,10 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
         chain=chain, breaker=model_breaker, sla_ms=config.sla_ms,
         shedder=LoadShedder(settings.shed_max_lag, settings.shed_min_priority),
         enricher=enricher)
+    limits = Limits(settings.max_message_bytes, settings.max_headers, settings.max_features,
+                    settings.max_string_bytes)
     pipeline = Pipeline(DataPlane(model, predict=runner.predict), settings.predictions_topic,
-                        settings.dlq_topic, worker_id, degradation)
+                        settings.dlq_topic, worker_id, degradation, limits)
     log.info("fallbacks for %s: %s; inference timeout %d ms; SLA %s; feature views %s",
              model.name, chain.kinds or "none", config.inference_timeout_ms,
              f"{config.sla_ms} ms" if config.sla_ms else "none",
