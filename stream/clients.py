@@ -78,6 +78,9 @@ def requests_from_json_lines(lines: Iterable[str], source: str = "<stdin>"
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise ConfigurationError(f"{source}:{number}: not JSON: {exc}") from exc
+        except RecursionError:  # found by the fuzzer: [[[[... 1,000 deep and more
+            raise ConfigurationError(f"{source}:{number}: JSON nested too deeply "
+                                     "(a request is one flat object)") from None
         if not isinstance(obj, dict):
             raise ConfigurationError(f"{source}:{number}: expected a JSON object")
         for field in ("entity_id", "model", "features"):
