@@ -129,12 +129,15 @@ class PacedProducer(threading.Thread):
         self.ids: list[str] = []
         self.error: BaseException | None = None
         self.finished = threading.Event()
+        self.halt = threading.Event()  # set: stop sending (the count is then an upper bound)
 
     def run(self) -> None:
         try:
             producer = RequestProducer(self.settings)
             start = time.monotonic()
             for i, request in enumerate(synthetic_requests(self.count, seed=self.seed)):
+                if self.halt.is_set():
+                    break
                 delay = start + i / self.rate - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)

@@ -85,7 +85,9 @@ def test_a_bad_canary_is_rolled_back_automatically_and_every_request_is_answered
     for i in range(2):
         workers.start(settings, f"canary{i}", health_port=0)
     wait_for_workers(settings, workers, 2)
-    producer = PacedProducer(settings, 24_000, 2000.0, seed=331)
+    # Load keeps flowing until the rollback (at most 60 s): on a loaded machine the canary
+    # can start late, and the judge needs its samples in the window.
+    producer = PacedProducer(settings, 120_000, 2000.0, seed=331)
     producer.start()
     wait_until(lambda: len(collector.seen) > 2000, 60, "v1 predictions flowing")
     out = subprocess.run([sys.executable, "-m", "stream.cli.main", "models", "canary", "fraud", "3",
@@ -105,10 +107,11 @@ def test_a_bad_canary_is_rolled_back_automatically_and_every_request_is_answered
     rolled_at = state["at"]
     print(f"\ncanary v3 rolled back {rolled_back_after:.1f}s after it started: {state['reason']}")
 
+    wait_until(lambda: time.time() * 1000 > rolled_at + 2000, 10, "2 s past the rollback")
+    producer.halt.set()
     producer.join(60)
     assert producer.error is None
-    # Requests sent once the rollback has settled (on a slow machine the paced stream can
-    # end before that): none of them may reach v3.
+    # Requests sent once the rollback has settled: none of them may reach v3.
     wait_until(lambda: time.time() * 1000 > rolled_at + 3000, 10, "3 s past the rollback")
     after = list(synthetic_requests(1000, seed=332))
     sender = RequestProducer(settings)
