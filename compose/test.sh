@@ -5,7 +5,8 @@
 # at 1,000 requests/s three ways, the chaos region pause/cut and MirrorMaker kill, three
 # brokers per region, dev up --regions 2, the two-region compose stack, three workers
 # SIGKILLed under exactly-once, the three-broker chaos scenarios, the zombie worker, the
-# autoscaler's step load at at-least-once, the 200k-request memory soak), about 18 minutes.
+# autoscaler's step load at at-least-once, the 200k-request memory soak, the worker
+# image in the compose stack), about 20 minutes.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
@@ -60,9 +61,9 @@ if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ]; then
   streaminfer dev images --kafka-image "${STREAMINFER_TEST_KAFKA_IMAGE:-streaminfer/kafka:4.4.0}" \
     --redis-image "${STREAMINFER_TEST_REDIS_IMAGE:-streaminfer/redis:7}"
 fi
-if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ] && [ "${1:-}" != "--extended" ]; then
+if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ] && [ "${1:-}" = "--extended" ]; then
   # The worker image (first time: debootstrap, wheels, ~2 min) builds in the background
-  # while the first tests run; its test waits for it (a file lock), then finds it built.
+  # while the first extended tests run; its test waits for it (a file lock).
   log "building the worker image in the background (log: .venv/worker-image.log)"
   streaminfer dev images --worker >.venv/worker-image.log 2>&1 &
   WORKER_IMAGE_BUILD=$!

@@ -26,7 +26,7 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 PER_PROCESS = 200  # requests/s: 20 per inference, 100 ms per inference (slow drill)
-STEPS = (("low", 100, 5.0), ("high", 600, 10.0), ("low", 100, 8.0))  # name, rate/s, seconds
+STEPS = (("low", 100, 4.0), ("high", 600, 9.0), ("low", 100, 6.0))  # name, rate/s, seconds
 
 
 def log_events(path: Path, key: str) -> list[dict[str, Any]]:
@@ -76,7 +76,7 @@ def test_step_load_scales_out_and_back_in_without_loss_or_duplicates(
         scaled: Settings, workers: WorkerPool) -> None:
     collector = start_collector(scaled)
     worker = workers.start(scaled, "auto", autoscale="1..4", autoscale_lag_threshold=300,
-                           autoscale_interval_s=1.0, autoscale_down_window_s=6.0)
+                           autoscale_interval_s=1.0, autoscale_down_window_s=5.0)
     wait_until(lambda: any(e["event"] == "assign" for e in log_events(worker.log_path,
                                                                      "rebalance")),
                90, "the first worker process to get its partitions", interval=0.5)
