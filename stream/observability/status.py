@@ -90,6 +90,7 @@ class PartitionLag:
     partition: int
     committed: int | None
     end: int
+    start: int = 0  # the low watermark
 
     @property
     def lag(self) -> int:
@@ -97,22 +98,31 @@ class PartitionLag:
         return self.end - (self.committed or 0)
 
 
+def group_consumer(settings: Settings) -> Consumer:
+    """A consumer of the worker group that never joins it (offsets and watermarks only)."""
+    return Consumer({**kafka_config.common(settings), "group.id": settings.group,
+                     "enable.auto.commit": False})
+
+
+def read_lags(consumer: Consumer, topic_name: str, timeout_s: float = 10.0
+              ) -> list[PartitionLag] | None:
+    """Committed offset and watermarks of every partition of a topic (None: no topic)."""
+    topic = consumer.list_topics(topic_name, timeout=timeout_s).topics.get(topic_name)
+    if topic is None or topic.error is not None:
+        return None
+    parts = [TopicPartition(topic_name, p) for p in sorted(topic.partitions)]
+    out = []
+    for tp in consumer.committed(parts, timeout=timeout_s):
+        low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+        out.append(PartitionLag(tp.partition, tp.offset if tp.offset >= 0 else None, high, low))
+    return out
+
+
 def partition_lags(settings: Settings) -> list[PartitionLag]:
     """Lag of the worker group on every request partition (from committed offsets)."""
-    consumer = Consumer({**kafka_config.common(settings), "group.id": settings.group,
-                         "enable.auto.commit": False})
+    consumer = group_consumer(settings)
     try:
-        meta = consumer.list_topics(settings.requests_topic, timeout=10)
-        topic = meta.topics[settings.requests_topic]
-        if topic.error is not None:
-            return []
-        parts = [TopicPartition(settings.requests_topic, p) for p in sorted(topic.partitions)]
-        committed = consumer.committed(parts, timeout=10)
-        out = []
-        for tp in committed:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            out.append(PartitionLag(tp.partition, tp.offset if tp.offset >= 0 else None, high))
-        return out
+        return read_lags(consumer, settings.requests_topic) or []
     finally:
         consumer.close()
 

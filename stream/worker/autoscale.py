@@ -16,10 +16,10 @@ import logging
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from stream.connect import kafka_config
+from stream.observability.status import group_consumer, read_lags
 from stream.settings import Settings
 from stream.worker.scaling import ScaleRule, Stabiliser, parse_range
 from stream.worker.supervisor import ProcessPool, StopFlag, preflight
@@ -33,22 +33,17 @@ class GroupLag:
 
     def __init__(self, settings: Settings) -> None:
         self.topic = settings.requests_topic
-        self.consumer = Consumer({**kafka_config.common(settings), "group.id": settings.group,
-                                  "enable.auto.commit": False})
+        self.consumer = group_consumer(settings)
 
     def read(self, timeout_s: float = 10.0) -> tuple[int, int]:
         """(total lag, partitions). A partition with no committed offset counts from its
         low watermark, as the workers (auto.offset.reset earliest) would read it."""
-        meta = self.consumer.list_topics(self.topic, timeout=timeout_s)
-        topic = meta.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            raise KafkaException(f"topic {self.topic}: {topic.error if topic else 'missing'}")
-        parts = [TopicPartition(self.topic, p) for p in sorted(topic.partitions)]
-        lag = 0
-        for tp in self.consumer.committed(parts, timeout=timeout_s):
-            low, high = self.consumer.get_watermark_offsets(tp, timeout=timeout_s)
-            lag += max(0, high - (tp.offset if tp.offset >= 0 else low))
-        return lag, len(parts)
+        lags = read_lags(self.consumer, self.topic, timeout_s)
+        if lags is None:
+            raise KafkaException(f"topic {self.topic} is missing")
+        total = sum(max(0, p.end - (p.start if p.committed is None else p.committed))
+                    for p in lags)
+        return total, len(lags)
 
     def close(self) -> None:
         """Close the consumer."""

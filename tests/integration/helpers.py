@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -15,6 +16,19 @@ from stream.chaos.fault import wait_for
 from stream.clients import RequestProducer, synthetic_requests
 from stream.settings import Settings, to_env
 from stream.tools.demo import Collector, Tally
+
+
+def log_events(path: Path, key: str) -> list[dict[str, Any]]:
+    """The ``key`` field of every JSON log line that has one (the workers and the
+    autoscaler share the log)."""
+    out = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{") and f'"{key}"' in line:
+            try:
+                out.append(json.loads(line)[key])
+            except (ValueError, KeyError):
+                continue
+    return out
 
 
 def settings_env(settings: Settings, **overrides: object) -> dict[str, str]:

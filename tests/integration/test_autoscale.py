@@ -6,7 +6,6 @@ partitions' handover pauses and the p99 of each step are printed."""
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from stream.settings import Settings
 from tests.integration.helpers import (
     PacedProducer,
     WorkerPool,
+    log_events,
     start_collector,
     wait_for_all,
     wait_until,
@@ -27,19 +27,6 @@ pytestmark = pytest.mark.integration
 
 PER_PROCESS = 200  # requests/s: 20 per inference, 100 ms per inference (slow drill)
 STEPS = (("low", 100, 4.0), ("high", 600, 9.0), ("low", 100, 6.0))  # name, rate/s, seconds
-
-
-def log_events(path: Path, key: str) -> list[dict[str, Any]]:
-    """The ``key`` field of every JSON log line that has one (the workers and the
-    autoscaler share the log)."""
-    out = []
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith("{") and f'"{key}"' in line:
-            try:
-                out.append(json.loads(line)[key])
-            except (ValueError, KeyError):
-                continue
-    return out
 
 
 def handover_pauses(events: list[dict[str, Any]]) -> list[float]:

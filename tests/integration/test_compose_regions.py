@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from stream.devcluster.cluster import free_port
 from stream.settings import Settings
+from tests.integration.compose_stack import compose_up
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import WorkerPool, wait_until
 
@@ -26,7 +26,6 @@ COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose
 @pytest.fixture
 def stack() -> Iterator[dict[str, str]]:
     """`compose up -d` of the regions file on free ports; `down -v` afterwards."""
-    from stream.devcluster.engine import ensure_compose
     from stream.devcluster.images import ensure_mirrormaker_image
 
     images = ensure_test_images()
@@ -34,20 +33,8 @@ def stack() -> Iterator[dict[str, str]]:
              ("EAST_KAFKA_PORT", "WEST_KAFKA_PORT", "EAST_REDIS_PORT", "WEST_REDIS_PORT")}
     env = {**os.environ, **ports, "KAFKA_IMAGE": images.kafka, "REDIS_IMAGE": images.redis,
            "MIRRORMAKER_IMAGE": ensure_mirrormaker_image()}
-    compose = [*ensure_compose(), "-p", f"si{uuid.uuid4().hex[:8]}", "-f", str(COMPOSE_FILE)]
-    up = subprocess.run([*compose, "up", "-d"], env=env, capture_output=True, text=True,
-                        timeout=300)
-    try:
-        assert up.returncode == 0, up.stderr[-3000:]
+    with compose_up(COMPOSE_FILE, env, logs_of="mirrormaker"):
         yield ports
-    finally:
-        if up.returncode == 0:
-            logs = subprocess.run([*compose, "logs", "--tail", "40", "mirrormaker"], env=env,
-                                  capture_output=True, text=True, timeout=60)
-            print(logs.stdout[-3000:])
-        down = subprocess.run([*compose, "down", "-v"], env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert down.returncode == 0, down.stderr[-3000:]
 
 
 @pytest.mark.extended  # the two-region compose stack (45 s): `bash compose/test.sh --extended`

@@ -13,8 +13,8 @@ import pytest
 from stream.chaos.faults_workers import rss_mb
 from stream.clients import RequestProducer, synthetic_requests
 from stream.settings import Settings
+from tests.hostile import hostile_map
 from tests.integration.helpers import WorkerPool, start_collector, wait_for_workers, wait_until
-from tests.unit.test_limits import hostile_map
 
 pytestmark = pytest.mark.integration
 RSS_BOUND_MB = 400

@@ -111,7 +111,7 @@ def test_restarting_one_static_member_leaves_the_others_partitions_alone(
     import time
 
     from stream.observability.status import members as group_members
-    from tests.integration.test_autoscale import log_events
+    from tests.integration.helpers import log_events
 
     settings = make_settings(cluster, partitions=6, session_timeout_ms=10_000)
     ensure_topics(settings)

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 
 from stream.devcluster.cluster import free_port
 from stream.settings import Settings
+from tests.integration.compose_stack import compose_up
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import produce_all, start_collector, wait_for_all, wait_until
 
@@ -34,7 +34,6 @@ def docker(*args: str) -> str:
 @pytest.fixture
 def stack() -> Iterator[tuple[list[str], dict[str, str]]]:
     """The compose stack's Kafka, Redis, topic job and workers on free ports."""
-    from stream.devcluster.engine import ensure_compose
     from stream.devcluster.worker_image import ensure_worker_image
 
     images = ensure_test_images()
@@ -42,19 +41,8 @@ def stack() -> Iterator[tuple[list[str], dict[str, str]]]:
            "WORKER_IMAGE": ensure_worker_image(), "KAFKA_PORT": str(free_port()),
            "REDIS_PORT": str(free_port()), "WORKER_METRICS_PORT": str(free_port()),
            "WORKER_METRICS_PORT_2": str(free_port())}
-    compose = [*ensure_compose(), "-p", f"si{uuid.uuid4().hex[:8]}", "-f", str(COMPOSE_FILE)]
-    up = subprocess.run([*compose, "up", "-d", "--no-build", *SERVICES], env=env,
-                        capture_output=True, text=True, timeout=300)
-    try:
-        assert up.returncode == 0, up.stderr[-3000:]
+    with compose_up(COMPOSE_FILE, env, SERVICES, logs_of="worker") as compose:
         yield compose, env
-    finally:
-        logs = subprocess.run([*compose, "logs", "--tail", "30", "worker"], env=env,
-                              capture_output=True, text=True, timeout=60)
-        print(logs.stdout[-3000:])
-        down = subprocess.run([*compose, "down", "-v"], env=env, capture_output=True,
-                              text=True, timeout=300)
-        assert down.returncode == 0, down.stderr[-3000:]
 
 
 # Extended: building the image from scratch (debootstrap, the locked wheels) costs about
