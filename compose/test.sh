@@ -6,7 +6,7 @@
 # brokers per region, dev up --regions 2, the two-region compose stack, three workers
 # SIGKILLed under exactly-once, the three-broker chaos scenarios, the zombie worker, the
 # autoscaler's step load at at-least-once, the 200k-request memory soak, the worker
-# image in the compose stack), about 20 minutes.
+# image in the compose stack); its total time is not yet measured.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
