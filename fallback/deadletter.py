@@ -15,7 +15,7 @@ from schemas.serde import Encoder
 
 # "internal": an unexpected error (a defect, not the record's fault as far as we know)
 # while processing this record alone; the error type and message say which.
-Stage = Literal["limits", "decode", "validate", "features", "infer", "encode", "produce",
+Stage = Literal["limits", "decode", "decrypt", "validate", "features", "infer", "encode", "produce",
                 "internal"]
 HEADER_PREFIX = "__connect.errors."
 MAX_MESSAGE = 2000

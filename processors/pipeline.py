@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fallback.breaker import CircuitBreaker
-from fallback.deadletter import DeadLetterWriter, SourceRecord, Stage, header_list
+from fallback.deadletter import DeadLetterWriter, SourceRecord, Stage
 from fallback.predictors import FallbackAnswer, FallbackChain
 from fallback.ratelimit import RateLimitedLog
 from fallback.shedding import LoadShedder
@@ -32,9 +32,12 @@ from processors.dataplane import DataPlane
 from processors.exceptions import InferenceError
 from processors.features.enrich import EnrichStats, FeatureEnricher
 from processors.limits import LimitExceeded, Limits
+from processors.record_headers import attempt_of, header_text, is_replay
 from processors.records import BatchResult, Outbound
 from processors.routing import to_canary
 from processors.scoring import score_arm
+from processors.sealing.envelope import KEY_ID_HEADER, SealedFieldsError
+from processors.sealing.seal_policy import SealPolicy
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
 
@@ -87,8 +90,9 @@ class Pipeline:
 
     def __init__(self, dataplane: DataPlane, predictions_topic: str, dlq_topic: str,
                  worker_id: str, degradation: Degradation | None = None,
-                 limits: Limits | None = None) -> None:
+                 limits: Limits | None = None, sealing: SealPolicy | None = None) -> None:
         self.limits = limits or Limits()
+        self.sealing = sealing or SealPolicy()
         self.dataplane = dataplane
         self.predictions_topic = predictions_topic
         self.dlq_topic = dlq_topic
@@ -114,7 +118,7 @@ class Pipeline:
                           record.offset(), error, stage=stage, topic=record.topic(),
                           partition=record.partition(), offset=record.offset(),
                           request_id=request_id, worker_id=self.worker_id)
-        attempt = _attempt(record)
+        attempt = attempt_of(record)
         dl = self._dlq.build(record, stage, error, now, request_id=request_id, attempt=attempt)
         return Outbound(self.dlq_topic, dl.key, dl.value, dl.headers, "dead_letter", request_id,
                         kind=stage)
@@ -214,8 +218,16 @@ class Pipeline:
             except SerdeError as exc:
                 out[i] = self.dead_letter(record, "decode", exc, received)
                 continue
+            try:
+                if req["sealed"] is not None or self.sealing.required:
+                    req = self.sealing.open(req, header_text(record, KEY_ID_HEADER))
+                    self.limits.check_request(req)  # the opened features count too
+            except (SealedFieldsError, LimitExceeded) as exc:
+                where: Stage = "decrypt" if isinstance(exc, SealedFieldsError) else "limits"
+                out[i] = self.dead_letter(record, where, exc, received, req["request_id"])
+                continue
             requests[i] = req
-            if _is_replay(record):
+            if is_replay(record):
                 # An operator replayed it after a fix: answer it, however late.
                 candidates.append(i)
                 continue
@@ -368,19 +380,3 @@ class Pipeline:
         for i, missing in scored.missing.items():
             needs_fallback[i] = ("features_missing", missing)
         return scored.scores, scored.failed
-
-
-def _is_replay(record: SourceRecord) -> bool:
-    """Was this record re-injected by ``streaminfer dlq replay``?"""
-    return any(key == "streaminfer.replay_of" for key, _ in header_list(record.headers()))
-
-
-def _attempt(record: SourceRecord) -> int:
-    """The attempt number in the ``streaminfer.attempt`` header (set by replay), else 1."""
-    for key, value in header_list(record.headers()):
-        if key == "streaminfer.attempt" and value:
-            try:
-                return max(1, int(value))
-            except ValueError:
-                return 1
-    return 1

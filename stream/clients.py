@@ -25,8 +25,10 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from processors.synthetic import FEATURE_NAMES, sample_features
 from schemas.exceptions import SerdeError
 from schemas.fingerprints import default_registry
-from schemas.serde import HEADER_LEN, Decoder, Encoder
+from schemas.serde import HEADER_LEN, Decoder
 from stream.connect import kafka_config
+from stream.connect.field_keys import Sealer
+from stream.connect.request_encoding import RequestEncoder
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
 
@@ -104,10 +106,13 @@ def requests_from_json_lines(lines: Iterable[str], source: str = "<stdin>"
 class RequestProducer:
     """Produces InferenceRequests keyed by entity_id (acks=all, idempotent)."""
 
-    def __init__(self, settings: Settings, topic: str | None = None) -> None:
+    def __init__(self, settings: Settings, topic: str | None = None,
+                 sealer: Sealer | bool | None = True) -> None:
+        """``sealer``: True builds one from the settings (field keys and the model's
+        sensitive features; see stream.connect.field_keys), False or None sends in clear."""
         self.topic = topic or settings.requests_topic
+        self._encode = RequestEncoder(settings, sealer)
         self._producer = Producer(kafka_config.client_producer(settings))
-        self._encode = Encoder("InferenceRequest")
         self.sent = 0
         self.delivered = 0
         self.failed: list[str] = []
@@ -119,8 +124,13 @@ class RequestProducer:
             self.failed.append(str(err))
 
     def send(self, request: Mapping[str, Any]) -> None:
-        """Queue one request (raises SerdeError if it does not fit the schema)."""
-        self.send_raw(request["entity_id"].encode(), self._encode(dict(request)))
+        """Queue one request (raises SerdeError if it does not fit the schema); its
+        sensitive features are sealed first when this producer has a sealer."""
+        self.send_raw(*self._encode(request))
+
+    def sealing_summary(self) -> str:
+        """How many requests were sealed, with which key ('' when none)."""
+        return self._encode.summary()
 
     def send_raw(self, key: bytes | None, value: bytes,
                  headers: list[tuple[str, bytes | None]] | None = None) -> None:

@@ -4,11 +4,14 @@ A model directory may hold ``features.json``::
 
     {"entity": "card",
      "request_features": ["amount", "hour_of_day"],
+     "sensitive_features": ["amount"],
      "views": [{"name": "card_activity", "ttl_s": 86400, "max_staleness_s": 3600,
                 "features": {"tx_count_5m": {"type": "double", "default": 0.0}}}]}
 
 Every model input must come from the request (``request_features``) or a view; the
-worker checks that at start-up and names what is not covered.
+worker checks that at start-up and names what is not covered. ``sensitive_features``
+(optional, a subset of ``request_features``) are sealed by the producer client when it
+holds field keys (processors/sealing).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class FeatureRepo:
     views: tuple[FeatureView, ...]
     request_features: tuple[str, ...]
     source: Path
+    sensitive_features: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> FeatureRepo:
@@ -110,7 +114,15 @@ class FeatureRepo:
         request = raw.get("request_features", [])
         if not isinstance(request, list) or not all(isinstance(f, str) for f in request):
             raise FeatureConfigError(f"{path}: request_features must be a list of names")
-        return cls(entity, tuple(views), tuple(request), path)
+        sensitive = raw.get("sensitive_features", [])
+        if not isinstance(sensitive, list) or not all(isinstance(f, str) for f in sensitive):
+            raise FeatureConfigError(f"{path}: sensitive_features must be a list of names")
+        stray = [f for f in sensitive if f not in request]
+        if stray:
+            raise FeatureConfigError(f"{path}: sensitive_features {stray} are not in "
+                                     "request_features (only features the request carries "
+                                     "can be sealed)")
+        return cls(entity, tuple(views), tuple(request), path, tuple(sensitive))
 
     @classmethod
     def for_model(cls, model_dir: Path) -> FeatureRepo | None:

@@ -1,5 +1,5 @@
 """The ``streaminfer`` command: the root group and its entry point; each command group
-lives in its own module (dev, traffic, serve, ops, models, chaos, plan)."""
+lives in its own module (dev, traffic, serve, ops, models, chaos, plan, keys)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import click
 
 from stream.cli.chaos import chaos
 from stream.cli.dev import dev
+from stream.cli.keys import field_keys
 from stream.cli.models import backup, models, restore
 from stream.cli.ops import demo, dlq, regions, status
 from stream.cli.plan import plan
@@ -29,7 +30,7 @@ def cli() -> None:
 
 
 for command in (dev, topics, produce, consume, answers, check, worker, dlq, features, status,
-                regions, demo, models, backup, restore, chaos, plan):
+                regions, demo, models, backup, restore, chaos, plan, field_keys):
     cli.add_command(command)
 
 

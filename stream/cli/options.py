@@ -68,7 +68,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "stop_grace_s", "autoscale", "autoscale_lag_threshold", "autoscale_activation_lag",
           "autoscale_interval_s", "autoscale_up_window_s", "autoscale_down_window_s",
           "autoscale_metrics_port", "max_message_bytes", "max_headers", "max_features",
-          "max_string_bytes",
+          "max_string_bytes", "field_keys_file", "require_sealed",
           "worker_id", "static_membership", "transaction_timeout_ms", "session_timeout_ms",
           "max_poll_interval_ms", "fetch_min_bytes",
           "commit_interval_ms", "producer_linger_ms", "producer_compression", "delivery_timeout_ms",
@@ -81,6 +81,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "canary_min_samples", "canary_max_error_rate", "canary_max_fallback_rate",
           "canary_max_p99_ratio", "canary_max_psi", "canary_promote_after_s", "canary_judge")
 DEV = ("kafka_image", "redis_image")
+SEALING = ("field_keys_file", "seal_fields", "model_path")  # producers of requests
 REGIONS = ("regions", "region_down_after_s", "region_failback_after_s")
 WORKER_REGIONS = (*REGIONS, "region_redis", "region_lookback_s")
 REDIS = ("redis_url", "redis_mode", "redis_sentinels", "redis_master_name")

@@ -12,6 +12,7 @@ from stream.cli.options import (
     CONNECTION,
     REDIS,
     REGIONS,
+    SEALING,
     TOPICS,
     resolve,
     settings_options,
@@ -90,7 +91,7 @@ def topics_ensure(**kwargs: Any) -> None:
 @click.option("--record", type=click.Path(dir_okay=False, path_type=Path), default=None,
               show_envvar=True, help="Write each sent request's id, entity and content digest "
                                      "here (JSON lines), for `streaminfer check`.")
-@settings_options(*CONNECTION, *REGIONS)
+@settings_options(*CONNECTION, *REGIONS, *SEALING)
 def produce(count: int, rate: float, file_: Path | None, model: str, entities: int,
             seed: int | None, record: Path | None, **kwargs: Any) -> None:
     """Send inference requests to <namespace>.requests (of the first healthy region when
@@ -100,7 +101,7 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
     from stream.tools.check import Recorder
     from stream.tools.producing import send_paced
 
-    s = resolve(kwargs, CONNECTION, REGIONS)
+    s = resolve(kwargs, CONNECTION, REGIONS, SEALING)
     if not s.regions:  # with regions, the failover producer moves past a region that is down
         require_topic(s, require_kafka(s), s.requests_topic)
     total: int | None
@@ -134,6 +135,7 @@ def produce(count: int, rate: float, file_: Path | None, model: str, entities: i
         if out:
             out.close()
     click.echo(f"sent {sent} requests to {producer.topic} ({producer.delivered} delivered)"
+               + producer.sealing_summary()
                + (f"; recorded in {record}" if record else ""), err=True)
 
 

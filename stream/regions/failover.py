@@ -22,8 +22,8 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
-from schemas.serde import Encoder
 from stream.connect import kafka_config
+from stream.connect.request_encoding import Encoded, RequestEncoder
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.regions.monitor import RegionMonitor
 from stream.settings import Settings
@@ -99,8 +99,8 @@ class FailoverProducer:
         self.refused: dict[str, str] = {}  # request_id -> error, the first REFUSED_KEPT
         self.refused_total = 0
         self.events: list[RegionEvent] = []
-        self._encode = Encoder("InferenceRequest")
-        self._pending: dict[str, tuple[bytes, bytes]] = {}  # request_id -> (key, value)
+        self._encode = RequestEncoder(settings)  # seals sensitive features (field keys)
+        self._pending: dict[str, Encoded] = {}  # request_id -> (key, value, headers)
         self._retry: list[str] = []
         self._producers: dict[str, Producer] = {}
         self._lock = threading.Lock()
@@ -148,17 +148,18 @@ class FailoverProducer:
     def send(self, request: Mapping[str, Any]) -> None:
         """Queue one request for the active region."""
         rid = str(request["request_id"])
-        key, value = str(request["entity_id"]).encode(), self._encode(dict(request))
+        encoded = self._encode(request)
         with self._lock:
-            self._pending[rid] = (key, value)
-        self._produce(rid, key, value)
+            self._pending[rid] = encoded
+        self._produce(rid, encoded)
         self.poll(0)
 
-    def _produce(self, rid: str, key: bytes, value: bytes) -> None:
+    def _produce(self, rid: str, encoded: Encoded) -> None:
+        key, value, headers = encoded
         while True:
             region = self.active
             try:
-                self._producer(region).produce(self.topic, value, key,
+                self._producer(region).produce(self.topic, value, key, headers=headers,  # type: ignore[arg-type]  # list of (str, bytes|None) is accepted
                                                on_delivery=self._on_delivery(region, rid))
                 return
             except BufferError:
@@ -171,9 +172,9 @@ class FailoverProducer:
         with self._lock:
             retry, self._retry = self._retry, []
             items = [(rid, self._pending[rid]) for rid in retry if rid in self._pending]
-        for rid, (key, value) in items:
+        for rid, encoded in items:
             self.resent += 1
-            self._produce(rid, key, value)
+            self._produce(rid, encoded)
         self._maybe_fail_back()
 
     def _maybe_fail_back(self) -> None:

@@ -12,6 +12,7 @@ from stream.settings.naming import ENV_PREFIX
 from stream.settings.paths import state_dir
 from stream.settings.sections import (
     DevClusterSection,
+    EncryptionSection,
     FeaturesSection,
     KafkaSection,
     LifecycleSection,
@@ -26,7 +27,8 @@ from stream.settings.sections import (
 from stream.settings.timeouts import timeout_chain
 
 SECTIONS: dict[str, type[BaseModel]] = {
-    "kafka": KafkaSection, "security": SecuritySection, "worker": WorkerSection,
+    "kafka": KafkaSection, "security": SecuritySection, "encryption": EncryptionSection,
+    "worker": WorkerSection,
     "scaling": ScalingSection,
     "limits": LimitsSection,
     "serving": ServingSection, "features": FeaturesSection, "lifecycle": LifecycleSection,
@@ -35,7 +37,8 @@ SECTIONS: dict[str, type[BaseModel]] = {
 }
 
 
-class Settings(BaseSettings, KafkaSection, SecuritySection, WorkerSection, ScalingSection,
+class Settings(BaseSettings, KafkaSection, SecuritySection, EncryptionSection, WorkerSection,
+               ScalingSection,
                LimitsSection, ServingSection,
                FeaturesSection, LifecycleSection, RegionsSection, ObservabilitySection,
                DevClusterSection):

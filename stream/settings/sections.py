@@ -55,6 +55,26 @@ class SecuritySection(BaseModel):
     sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
 
 
+class EncryptionSection(BaseModel):
+    """Field-level encryption of sensitive request features (docs/security.md)."""
+
+    field_keys_file: Path | None = Field(
+        None, description="Field key ring, JSON {primary, keys} (mode 0600; `streaminfer "
+                          "field-keys add` makes it). Producers seal the model's sensitive "
+                          "features with the primary key; workers open them with any key in "
+                          "it. Re-read when it changes, so rotation needs no restart.")
+    field_keys: SecretStr | None = Field(
+        None, description="The same key ring as JSON text, from the environment only (no "
+                          "command takes it as a flag; never logged; --field-keys-file wins "
+                          "when both are set).")
+    seal_fields: str | None = Field(
+        None, description="Features the producer seals, comma-separated (unset: the model's "
+                          "sensitive_features in its features.json).")
+    require_sealed: bool = Field(
+        False, description="Workers dead-letter (stage decrypt) requests that carry one of the "
+                           "model's sensitive features in clear.")
+
+
 class WorkerSection(BaseModel):
     """The inference worker: group, batching, delivery guarantee and its timeouts, processes."""
 

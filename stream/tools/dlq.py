@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 
+from processors.sealing.envelope import KEY_ID_HEADER
 from stream.clients import ReadRecord, RequestProducer, TopicReader
 from stream.connect.redis_pool import make_redis
 from stream.exceptions import InfrastructureError
@@ -153,8 +154,8 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, timeout: flo
             continue
         if producer is None:
             continue
-        headers = [(h["key"], h["value"]) for h in v.get("headers", [])
-                   if not h["key"].startswith("streaminfer.")]
+        headers = [(h["key"], h["value"]) for h in v.get("headers", [])  # the key id stays
+                   if not h["key"].startswith("streaminfer.") or h["key"] == KEY_ID_HEADER]
         headers += [("streaminfer.replay_of", coordinate.encode()),
                     ("streaminfer.attempt", str(int(v.get("attempt", 1)) + 1).encode())]
         producer.topic = target or v["topic"]

@@ -22,6 +22,8 @@ from processors.limits import Limits
 from processors.model import OnnxModel, RuntimeOptions
 from processors.pipeline import Degradation, Pipeline
 from processors.runner import ChaosSwitch, TimedRunner
+from processors.sealing.seal_policy import SealPolicy
+from stream.connect.field_keys import key_source
 from stream.connect.redis_pool import RedisPool
 from stream.settings import Settings
 
@@ -103,16 +105,29 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
         enricher=enricher)
     limits = Limits(settings.max_message_bytes, settings.max_headers, settings.max_features,
                     settings.max_string_bytes)
+    sealing = SealPolicy(key_source(settings),
+                         frozenset(repo.sensitive_features) if repo else frozenset(),
+                         settings.require_sealed)
     pipeline = Pipeline(DataPlane(model, predict=runner.predict), settings.predictions_topic,
-                        settings.dlq_topic, worker_id, degradation, limits)
-    log.info("fallbacks for %s: %s; inference timeout %d ms; SLA %s; feature views %s",
-             model.name, chain.kinds or "none", config.inference_timeout_ms,
+                        settings.dlq_topic, worker_id, degradation, limits, sealing)
+    log.info("fallbacks for %s: %s; inference timeout %d ms; SLA %s; feature views %s; "
+             "field keys %s", model.name, chain.kinds or "none", config.inference_timeout_ms,
              f"{config.sla_ms} ms" if config.sla_ms else "none",
-             [v.name for v in repo.views] if repo else "none")
+             [v.name for v in repo.views] if repo else "none",
+             _describe_keys(sealing))
     answered = (AnsweredStore(client, settings.namespace, settings.dedupe_ttl_s, redis_breaker)
                 if settings.dedupe_ttl_s else None)
     return Serving(pipeline, runner, config, model_breaker, redis_breaker, scores, answered,
                    backup_runner)
+
+
+def _describe_keys(sealing: SealPolicy) -> str:
+    """Key ids (never key material) and the policy, for the start-up log line."""
+    if sealing.keys is None:
+        return "none"
+    ring = sealing.keys.current()
+    required = ", sensitive features required sealed" if sealing.required else ""
+    return f"{sorted(ring.keys)} (primary {ring.primary}){required}"
 
 
 def build_arm(settings: Settings, model: OnnxModel, on_breaker_change: OnChange) -> Arm:

@@ -44,7 +44,7 @@ def test_header_is_marker_plus_fingerprint_of_the_writer_schema() -> None:
 @pytest.mark.parametrize("name", ["InferenceRequest", "Prediction", "DeadLetter"])
 def test_every_shipped_schema_round_trips(name: str) -> None:
     samples = {
-        "InferenceRequest": {**REQUEST_V1, "priority": 3, "trace_id": "t"},
+        "InferenceRequest": {**REQUEST_V1, "priority": 3, "trace_id": "t", "sealed": b"\x01"},
         "Prediction": {
             "request_id": "r", "entity_id": "e", "model": "fraud", "model_version": "1",
             "score": 0.75, "outputs": {"score": 0.75}, "fallback": True,
@@ -66,13 +66,22 @@ def test_every_shipped_schema_round_trips(name: str) -> None:
 
 def test_reader_on_v2_reads_v1_data_with_defaults() -> None:
     data = Encoder("InferenceRequest", 1)(REQUEST_V1)
-    decoded = Decoder("InferenceRequest")(data)  # newest = v2
-    assert decoded == {**REQUEST_V1, "priority": 0, "trace_id": None}
+    decoded = Decoder("InferenceRequest")(data)  # newest = v3
+    assert decoded == {**REQUEST_V1, "priority": 0, "trace_id": None, "sealed": None}
 
 
 def test_reader_on_v1_reads_v2_data_dropping_new_fields() -> None:
     data = Encoder("InferenceRequest", 2)({**REQUEST_V1, "priority": 9, "trace_id": "x"})
     assert Decoder("InferenceRequest", reader_version=1)(data) == REQUEST_V1
+
+
+def test_a_v2_reader_reads_v3_data_without_its_sealed_field() -> None:
+    """A worker of the previous release reads what a new producer writes; it cannot open
+    sealed features, and misses them (then the model's missing-feature rules apply)."""
+    data = Encoder("InferenceRequest", 3)({**REQUEST_V1, "priority": 1, "trace_id": None,
+                                          "sealed": b"\x01\x02k1"})
+    assert Decoder("InferenceRequest", reader_version=2)(data) == {
+        **REQUEST_V1, "priority": 1, "trace_id": None}
 
 
 def test_unknown_fingerprint_is_a_typed_error_naming_it() -> None:
@@ -115,7 +124,7 @@ def test_a_known_fingerprint_of_another_record_type_is_rejected() -> None:
 
 
 def test_encoding_a_record_that_does_not_fit_names_the_schema() -> None:
-    with pytest.raises(EncodeError, match="InferenceRequest v2"):
+    with pytest.raises(EncodeError, match="InferenceRequest v3"):
         Encoder("InferenceRequest")({"request_id": "only this"})
 
 

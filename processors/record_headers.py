@@ -1,0 +1,30 @@
+"""What the pipeline reads from a record's headers: the replay marker, the attempt number
+and named values such as the field key id."""
+
+from __future__ import annotations
+
+from fallback.deadletter import SourceRecord, header_list
+
+
+def is_replay(record: SourceRecord) -> bool:
+    """Was this record re-injected by ``streaminfer dlq replay``?"""
+    return any(key == "streaminfer.replay_of" for key, _ in header_list(record.headers()))
+
+
+def header_text(record: SourceRecord, name: str) -> str | None:
+    """A header's value as text, or None when absent."""
+    for key, value in header_list(record.headers()):
+        if key == name and value is not None:
+            return value.decode("utf-8", errors="replace")
+    return None
+
+
+def attempt_of(record: SourceRecord) -> int:
+    """The attempt number in the ``streaminfer.attempt`` header (set by replay), else 1."""
+    for key, value in header_list(record.headers()):
+        if key == "streaminfer.attempt" and value:
+            try:
+                return max(1, int(value))
+            except ValueError:
+                return 1
+    return 1

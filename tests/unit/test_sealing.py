@@ -1,0 +1,187 @@
+"""Field-level encryption: the envelope, the key ring and its reloads, the worker's policy,
+and the pipeline answering sealed requests exactly as it answers clear ones."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import struct
+from pathlib import Path
+
+import pytest
+
+from fallback.deadletter import HEADER_PREFIX
+from processors.dataplane import DataPlane
+from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+from processors.pipeline import Pipeline
+from processors.sealing import (
+    KEY_ID_HEADER,
+    FileKeySource,
+    Keyring,
+    KeyringError,
+    SealedFieldsError,
+    open_sealed,
+    seal_features,
+)
+from processors.sealing.keyring import StaticKeySource, write_keyring
+from processors.sealing.seal_policy import SealPolicy
+from schemas.serde import Decoder, Encoder
+from stream.clients import synthetic_requests
+from tests.fakes import FakeMessage
+
+SENSITIVE = frozenset({"amount", "merchant_risk"})
+
+
+def ring(*ids: str, primary: str | None = None, seed: bytes = b"") -> Keyring:
+    keys = {kid: (seed + kid.encode() * 32)[:32] for kid in ids}
+    return Keyring(keys, primary or ids[0], "test")
+
+
+def request() -> dict[str, object]:
+    return dict(next(iter(synthetic_requests(1, seed=3))), trace_id=None, priority=0)
+
+
+def test_sealed_features_leave_the_clear_map_and_open_back_unchanged() -> None:
+    req = request()
+    sealed, kid = seal_features(ring("k1"), req, SENSITIVE)
+    assert kid == "k1"
+    assert set(sealed["features"]) == set(req["features"]) - SENSITIVE  # type: ignore[arg-type]
+    blob = sealed["sealed"]
+    for name in SENSITIVE:  # neither the value nor the name is readable
+        value = req["features"][name]  # type: ignore[index]
+        assert struct.pack("<d", value) not in blob
+        assert name.encode() not in blob
+    opened = open_sealed(ring("k1"), sealed, kid)
+    assert opened["features"] == req["features"]
+    assert opened["sealed"] is None
+
+
+def test_a_request_with_none_of_the_fields_is_sent_as_it_is() -> None:
+    req = request()
+    assert seal_features(ring("k1"), req, frozenset({"ssn"})) == (req, None)
+
+
+@pytest.mark.parametrize(("case", "expect"), [
+    ("unknown key", "not in this worker's field keys"),
+    ("same id, other bytes", "do not open with key 'k1'"),
+    ("moved to another request", "do not open"),
+    ("header disagrees", "header says 'k9'"),
+    ("truncated", "truncated or malformed"),
+    ("newer envelope", "envelope version 2"),
+    ("both sealed and clear", "both sealed and in clear"),
+])
+def test_what_cannot_be_opened_is_named_and_no_value_leaks(case: str, expect: str) -> None:
+    req = request()
+    sealed, _ = seal_features(ring("k1"), req, SENSITIVE)
+    header: str | None = "k1"
+    worker = ring("k1")
+    if case == "unknown key":
+        worker = ring("k2")
+    elif case == "same id, other bytes":
+        worker = ring("k1", seed=b"other")
+    elif case == "moved to another request":
+        sealed = {**sealed, "request_id": "someone-else"}
+    elif case == "header disagrees":
+        header = "k9"
+    elif case == "truncated":
+        sealed = {**sealed, "sealed": sealed["sealed"][:20]}
+    elif case == "newer envelope":
+        sealed = {**sealed, "sealed": b"\x02" + sealed["sealed"][1:]}
+    elif case == "both sealed and clear":
+        sealed = {**sealed, "features": {**sealed["features"], "amount": 1.0}}
+    with pytest.raises(SealedFieldsError, match=expect) as info:
+        open_sealed(worker, sealed, header)
+    for name in SENSITIVE:
+        assert repr(req["features"][name]) not in str(info.value)  # type: ignore[index]
+
+
+def test_random_envelopes_only_ever_raise_the_typed_error() -> None:
+    rng = __import__("random").Random(7)
+    req = {**request(), "features": {}}
+    for _ in range(2000):
+        blob = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 80)))
+        if rng.random() < 0.5 and blob:
+            blob = b"\x01\x02k1" + blob
+        with pytest.raises(SealedFieldsError):
+            open_sealed(ring("k1"), {**req, "sealed": blob}, None)
+
+
+def test_the_policy_refuses_clear_sensitive_features_only_when_required() -> None:
+    req = request()
+    SealPolicy(None, SENSITIVE, required=False).open(req, None)  # allowed, in clear
+    with pytest.raises(SealedFieldsError, match="arrived in clear"):
+        SealPolicy(None, SENSITIVE, required=True).open(req, None)
+    sealed, kid = seal_features(ring("k1"), req, SENSITIVE)
+    with pytest.raises(SealedFieldsError, match="no field keys"):
+        SealPolicy(None, SENSITIVE).open(sealed, kid)
+    opened = SealPolicy(StaticKeySource(ring("k1")), SENSITIVE, required=True).open(sealed, kid)
+    assert opened["features"] == req["features"]
+
+
+@pytest.mark.parametrize(("text", "expect"), [
+    ("not json", "not JSON"),
+    ('{"keys": {"bad id!": "AAAA"}}', "is not 1-64 characters"),
+    ('{"keys": {"k1": "%%%"}}', "not base64"),
+    ('{"keys": {"k1": "AAAA"}}', "is 3 bytes"),
+    ('{"primary": "k2", "keys": {}}', "primary 'k2' is not one of the keys"),
+])
+def test_key_file_errors_name_the_problem(text: str, expect: str) -> None:
+    with pytest.raises(KeyringError, match=expect):
+        Keyring.parse(text, "keys.json")
+
+
+def test_a_key_ring_without_a_primary_cannot_seal() -> None:
+    with pytest.raises(KeyringError, match="no primary key"):
+        Keyring({"k1": b"k" * 32}, None).primary_key()
+
+
+def test_the_key_file_is_written_0600_and_reloaded_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "keys.json"
+    write_keyring(path, ring("k1"))
+    assert path.stat().st_mode & 0o777 == 0o600
+    now = [0.0]
+    source = FileKeySource(path, clock=lambda: now[0])
+    assert source.current().primary == "k1"
+    write_keyring(path, ring("k1", "k2", primary="k2"))
+    os.utime(path, ns=(1, 10**18))  # a distinct modification time, whatever the clock
+    assert source.current().primary == "k1"  # checked at most once a second
+    now[0] = 2.0
+    assert source.current().primary == "k2"
+    path.write_text("{ half written")
+    now[0] = 4.0
+    assert source.current().primary == "k2"  # a broken file keeps the last good ring
+    assert json.loads(ring("k1").to_json())["keys"]["k1"] == base64.b64encode(
+        ring("k1").keys["k1"]).decode()
+
+
+@pytest.fixture(scope="module")
+def model() -> OnnxModel:
+    return OnnxModel.load(DEFAULT_MODEL_DIR)
+
+
+def test_the_pipeline_answers_sealed_requests_as_it_answers_clear_ones(model: OnnxModel) -> None:
+    enc = Encoder("InferenceRequest")
+    reqs = [dict(r, priority=0, trace_id=None) for r in synthetic_requests(30, seed=9)]
+    clear = [FakeMessage(enc(r), _key=b"k", _offset=i) for i, r in enumerate(reqs)]
+    sealed_msgs = []
+    for i, r in enumerate(reqs):
+        s, kid = seal_features(ring("k1"), r, SENSITIVE)
+        sealed_msgs.append(FakeMessage(enc(s), _key=b"k", _offset=100 + i,
+                                       _headers=[(KEY_ID_HEADER, (kid or "").encode())]))
+    wrong = enc(seal_features(ring("k1", seed=b"other"), reqs[0], SENSITIVE)[0])
+    sealed_msgs.append(FakeMessage(wrong, _key=b"k", _offset=200))
+    policy = SealPolicy(StaticKeySource(ring("k1")), SENSITIVE)
+    pipeline = Pipeline(DataPlane(model), "ns.predictions", "ns.dlq", "w-1", sealing=policy)
+    plain = pipeline.process(clear)
+    opened = pipeline.process(sealed_msgs)
+    pred = Decoder("Prediction")
+    assert [pred(o.value)["score"] for o in plain.outbound] == \
+        [pred(o.value)["score"] for o in opened.outbound[:30]]
+    letter = opened.outbound[30]
+    assert (letter.outcome, letter.kind) == ("dead_letter", "decrypt")
+    dead = Decoder("DeadLetter")(letter.value)
+    assert dead["value"] == wrong
+    assert dead["stage"] == "decrypt"
+    assert dead["request_id"] == reqs[0]["request_id"]
+    assert (f"{HEADER_PREFIX}stage", b"decrypt") in [(k, v) for k, v in letter.headers]
