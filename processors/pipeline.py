@@ -206,6 +206,7 @@ class Pipeline:
         requests: dict[int, dict[str, Any]] = {}
         candidates: list[int] = []
         needs_fallback: dict[int, tuple[str, BaseException | None]] = {}
+        self.sealing.refresh()
         for i, record in enumerate(batch):
             value = record.value() or b""
             try:

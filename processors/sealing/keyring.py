@@ -100,6 +100,8 @@ class KeySource(Protocol):
 
     def current(self) -> Keyring: ...
 
+    def refresh(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class StaticKeySource:
@@ -110,25 +112,33 @@ class StaticKeySource:
     def current(self) -> Keyring:
         return self.ring
 
+    def refresh(self) -> None:
+        """Nothing to re-read."""
+
 
 class FileKeySource:
-    """A key file, re-read when its modification time or size changes (checked at most
-    once a second), so a rotated file takes effect without a restart. A file that turns
-    unreadable or invalid keeps the last good ring in use and is logged once per change
-    (a half-edited file must not stop serving)."""
+    """A key file, re-read when it changes, so a rotated file takes effect without a
+    restart. :meth:`refresh` looks now (the worker calls it once per batch: one ``stat``);
+    :meth:`current` looks at most every ``interval`` seconds (producers, per request).
+    A change is its inode, modification time or size: an atomic replace (what
+    ``streaminfer field-keys`` and Kubernetes secret volumes do) always counts. A file
+    that turns unreadable or invalid keeps the last good ring in use and is logged once
+    per change (a half-edited file must not stop serving)."""
 
-    def __init__(self, path: Path, clock: Any = time.monotonic) -> None:
+    def __init__(self, path: Path, interval: float = RELOAD_CHECK_S,
+                 clock: Any = time.monotonic) -> None:
         self.path = path
+        self.interval = interval
         self._clock = clock
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._checked = float("-inf")
-        self._ring = self._load()
+        self._stamp: tuple[int, int, int] | None = None
+        self._checked = clock()
         self.reloads = 0
+        self._ring = self._load()
 
-    def _stat(self) -> tuple[int, int]:
+    def _stat(self) -> tuple[int, int, int]:
         st = self.path.stat()
-        return st.st_mtime_ns, st.st_size
+        return st.st_ino, st.st_mtime_ns, st.st_size
 
     def _load(self) -> Keyring:
         try:
@@ -141,28 +151,29 @@ class FileKeySource:
         return Keyring.parse(text, str(self.path))
 
     def current(self) -> Keyring:
-        now = self._clock()
+        if self._clock() - self._checked >= self.interval:
+            self.refresh()
+        return self._ring
+
+    def refresh(self) -> None:
         with self._lock:
-            if now - self._checked < RELOAD_CHECK_S:
-                return self._ring
-            self._checked = now
+            self._checked = self._clock()
             try:
                 changed = self._stat() != self._stamp
             except OSError:
                 changed = True
-            if changed:
-                try:
-                    self._ring = self._load()
-                except KeyringError as exc:
-                    with contextlib.suppress(OSError):
-                        self._stamp = self._stat()  # log once per change, not once a second
-                    log.error("field keys not reloaded, still using the previous ones: %s",
-                              exc)
-                else:
-                    self.reloads += 1
-                    log.info("field keys reloaded from %s: %d keys, primary %s", self.path,
-                             len(self._ring.keys), self._ring.primary)
-            return self._ring
+            if not changed:
+                return
+            try:
+                self._ring = self._load()
+            except KeyringError as exc:
+                with contextlib.suppress(OSError):
+                    self._stamp = self._stat()  # log once per change, not once per batch
+                log.error("field keys not reloaded, still using the previous ones: %s", exc)
+            else:
+                self.reloads += 1
+                log.info("field keys reloaded from %s: %s, primary %s", self.path,
+                         sorted(self._ring.keys), self._ring.primary)
 
 
 def loose_permissions(path: Path) -> bool:

@@ -20,6 +20,11 @@ class SealPolicy:
     sensitive: frozenset[str] = field(default_factory=frozenset)
     required: bool = False
 
+    def refresh(self) -> None:
+        """Pick up a changed key file (the pipeline calls it once per batch)."""
+        if self.keys is not None:
+            self.keys.refresh()
+
     def open(self, request: dict[str, Any], header_kid: str | None) -> dict[str, Any]:
         """The request with its sealed features opened (or unchanged); raises
         SealedFieldsError for a record that must be dead-lettered."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import struct
 from pathlib import Path
 
@@ -143,14 +142,17 @@ def test_the_key_file_is_written_0600_and_reloaded_when_it_changes(tmp_path: Pat
     now = [0.0]
     source = FileKeySource(path, clock=lambda: now[0])
     assert source.current().primary == "k1"
-    write_keyring(path, ring("k1", "k2", primary="k2"))
-    os.utime(path, ns=(1, 10**18))  # a distinct modification time, whatever the clock
-    assert source.current().primary == "k1"  # checked at most once a second
-    now[0] = 2.0
+    write_keyring(path, ring("k1", "k2", primary="k2"))  # an atomic replace: a new inode
+    assert source.current().primary == "k1"  # producers look at most once a second
+    now[0] = 1.5
     assert source.current().primary == "k2"
+    write_keyring(path, ring("k2", "k3", primary="k3"))
+    source.refresh()  # the worker looks once per batch
+    assert source.current().primary == "k3"
     path.write_text("{ half written")
-    now[0] = 4.0
-    assert source.current().primary == "k2"  # a broken file keeps the last good ring
+    source.refresh()
+    assert source.current().primary == "k3"  # a broken file keeps the last good ring
+    assert source.reloads == 2
     assert json.loads(ring("k1").to_json())["keys"]["k1"] == base64.b64encode(
         ring("k1").keys["k1"]).decode()
 
