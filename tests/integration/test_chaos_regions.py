@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 import subprocess
 import sys
 import urllib.request
@@ -17,10 +18,14 @@ from pathlib import Path
 import docker
 import pytest
 
+from processors.sealing.keyring import Keyring, StaticKeySource
+from schemas.serde import Decoder
 from stream.chaos.catalog import SCENARIOS
 from stream.chaos.report import table
 from stream.chaos.scenario import Plan, run_scenario
 from stream.chaos.target import Containers
+from stream.clients import RequestProducer, TopicReader, synthetic_requests
+from stream.connect.field_keys import Sealer
 from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import LABEL, free_port
 from stream.devcluster.regions import RunningRegions, mm2_properties
@@ -86,10 +91,12 @@ def test_region_fault_under_load_loses_nothing_and_everyone_comes_home(
         assert any("failed over and back" in n for n in result.notes), result.notes
 
 
-def test_model_control_is_mirrored_and_regions_status_sees_both_ways(
+def test_model_control_and_sealed_requests_are_mirrored_and_regions_status_sees_both_ways(
         two_regions: tuple[RunningRegions, str]) -> None:
-    """West sees east's model decision (the mirrored control topic), and `regions status`
-    reports both regions reachable with the replication lag from the heartbeats."""
+    """West sees east's model decision (the mirrored control topic); requests with sealed
+    features reach west's mirrored requests topic as ciphertext (no sensitive value in the
+    raw bytes, none readable without a key); `regions status` reports both regions
+    reachable with the replication lag from the heartbeats."""
     running, namespace = two_regions
     east = regional_settings(running, namespace)
     west = east.model_copy(update={"bootstrap_servers":
@@ -98,6 +105,13 @@ def test_model_control_is_mirrored_and_regions_status_sees_both_ways(
     ensure_topics(west)
     publish_control(east, "fraud", "2", "promote", actor="test")
     mirrored = west.model_copy(update={"namespace": f"east.{namespace}"})
+    sensitive = frozenset({"amount", "merchant_risk"})
+    sealer = Sealer(StaticKeySource(Keyring({"k1": b"1" * 32}, "k1")), {"*": sensitive})
+    sealed = [dict(r, entity_id=f"sealed-{i}") for i, r in
+              enumerate(synthetic_requests(20, seed=31))]
+    with RequestProducer(east.model_copy(update={"regions": None}), sealer=sealer) as producer:
+        for r in sealed:
+            producer.send(r)
 
     def promoted() -> bool:
         try:
@@ -107,6 +121,22 @@ def test_model_control_is_mirrored_and_regions_status_sees_both_ways(
         return state is not None and state["active_version"] == "2"
 
     wait_until(promoted, 60, "east's promotion in west's mirrored control topic", 1.0)
+    copies: dict[bytes, bytes] = {}
+
+    def all_copied() -> bool:
+        for rec in TopicReader(west, f"east.{east.requests_topic}", timeout=2,
+                               until_end=True):
+            if rec.key is not None and rec.key.startswith(b"sealed-"):
+                copies[rec.key] = rec.raw or b""
+        return len(copies) >= len(sealed)
+
+    wait_until(all_copied, 60, "the sealed requests in west's east.<ns>.requests", 1.0)
+    secrets = [struct.pack("<d", r["features"][f]) for r in sealed for f in sensitive]
+    assert not [s for s in secrets for raw in copies.values() if s in raw]
+    for raw in copies.values():
+        keyless = Decoder("InferenceRequest")(raw)
+        assert keyless["sealed"] is not None
+        assert not sensitive & set(keyless["features"])
     done = subprocess.run([sys.executable, "-m", "stream.cli.main", "regions", "status",
                            "--json"], env=to_env(east), capture_output=True, text=True,
                           timeout=60)
