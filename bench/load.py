@@ -151,6 +151,7 @@ class TimedRequests:
 
     def __init__(self, requests: list[dict[str, Any]]) -> None:
         encode = Encoder("InferenceRequest")
+        self.requests = requests
         self.t0 = int(time.time() * 1000)
         self.width = len(_varint(self.t0))
         self.items: list[tuple[bytes, bytearray, int]] = []

@@ -71,6 +71,8 @@ def ratios(results: list[SystemResult], ceilings: dict[str, float]) -> dict[str,
         if ours and "decode_encode_per_s" in ceilings else None,
         "eos_over_alo": drains["streaminfer-eos"] / ours
         if ours and "streaminfer-eos" in drains else None,
+        "sealed_over_alo": drains["streaminfer-sealed"] / ours
+        if ours and "streaminfer-sealed" in drains else None,
     }
     for name in drains:
         if name.startswith("streaminfer-alo@"):

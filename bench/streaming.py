@@ -60,8 +60,10 @@ from stream.settings import Settings, to_env
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
-ALL_SYSTEMS = ("streaminfer-alo", "streaminfer-eos", "naive", "faust-event", "faust-take", "quix")
+ALL_SYSTEMS = ("streaminfer-alo", "streaminfer-eos", "streaminfer-sealed", "naive",
+               "faust-event", "faust-take", "quix")
 LOADS = (0.1, 0.25, 0.5, 0.75, 0.9)
+SEALED = frozenset({"amount", "merchant_risk", "distance_km"})  # streaminfer-sealed's fields
 
 
 def say(msg: str) -> None:
@@ -78,6 +80,7 @@ def command(system: str) -> list[str] | None:
     return {
         "streaminfer-alo": [py, "-m", "stream.cli.main", "worker"],
         "streaminfer-eos": [py, "-m", "stream.cli.main", "worker"],
+        "streaminfer-sealed": [py, "-m", "stream.cli.main", "worker"],
         "naive": [py, "-m", "bench.systems.naive"],
         "faust-event": [py, "-m", "bench.systems.faust_agent", "event"],
         "faust-take": [py, "-m", "bench.systems.faust_agent", "take"],
@@ -108,6 +111,21 @@ class Sampler(threading.Thread):
 
 
 
+def sealed_inputs(corpus: list[tuple[bytes, bytes]], requests: TimedRequests, log_dir: Path
+                  ) -> tuple[list[tuple[bytes, bytes]], TimedRequests, Path]:
+    """The corpus and open-loop requests with SEALED features encrypted (AES-256-GCM),
+    and the key file the worker opens them with."""
+    from processors.sealing.keyring import Keyring, StaticKeySource, write_keyring
+    from stream.connect.field_keys import Sealer
+
+    keys = log_dir / "bench-field-keys.json"
+    ring = Keyring({"bench": os.urandom(32)}, "bench")
+    write_keyring(keys, ring)
+    sealer = Sealer(StaticKeySource(ring), {"*": SEALED})
+    sealed = [sealer.seal(dict(r))[0] for r in requests.requests]
+    return encode_corpus(sealed), TimedRequests(sealed), keys
+
+
 def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
             requests: TimedRequests, seconds: float, common_rate: float,
             loads: tuple[float, ...], log_dir: Path, profile: bool = False) -> SystemResult:
@@ -126,11 +144,13 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
     settings = base.model_copy(update={"namespace": ns})
     ensure_topics(settings)
     load_features(settings)
-    produce_corpus(settings, corpus)
-    load = load_producer(settings)
     name, ref = split(system)
     extra: dict[str, Any] = {"guarantee": "exactly-once" if name.endswith("eos")
                              else "at-least-once"}
+    if name == "streaminfer-sealed":  # the same requests, their sensitive features sealed
+        corpus, requests, extra["field_keys_file"] = sealed_inputs(corpus, requests, log_dir)
+    produce_corpus(settings, corpus)
+    load = load_producer(settings)
     env = to_env(settings, **extra)
     cwd = ROOT
     if system == "quix":
