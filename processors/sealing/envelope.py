@@ -15,6 +15,7 @@ is the one that counts (a dead letter or backup read without headers still opens
 
 from __future__ import annotations
 
+import functools
 import os
 from io import BytesIO
 from typing import Any
@@ -41,6 +42,12 @@ class SealedFieldsError(StreaminferError):
     retriable = False
 
 
+@functools.lru_cache(maxsize=64)
+def _cipher(key: bytes) -> AESGCM:
+    """One AESGCM (its key schedule) per key, not per record."""
+    return AESGCM(key)
+
+
 def _aad(kid: str, request: dict[str, Any]) -> bytes:
     parts = (kid, request["request_id"], request["entity_id"], request["model"])
     return _AAD_PREFIX + b"\x00".join(p.encode() for p in parts)
@@ -58,7 +65,7 @@ def seal_features(ring: Keyring, request: dict[str, Any], fields: frozenset[str]
     buf = BytesIO()
     schemaless_writer(buf, _MAP, secret)
     nonce = os.urandom(NONCE_BYTES)
-    body = AESGCM(key).encrypt(nonce, buf.getvalue(), _aad(kid, request))
+    body = _cipher(key).encrypt(nonce, buf.getvalue(), _aad(kid, request))
     kid_bytes = kid.encode()
     sealed = bytes((VERSION, len(kid_bytes))) + kid_bytes + nonce + body
     clear = {k: v for k, v in features.items() if k not in secret}
@@ -101,7 +108,7 @@ def open_sealed(ring: Keyring, request: dict[str, Any], header_kid: str | None =
     start = 2 + len(kid)
     nonce, body = sealed[start:start + NONCE_BYTES], sealed[start + NONCE_BYTES:]
     try:
-        plain = AESGCM(key).decrypt(nonce, body, _aad(kid, request))
+        plain = _cipher(key).decrypt(nonce, body, _aad(kid, request))
     except InvalidTag:
         raise SealedFieldsError(f"sealed features do not open with key {kid!r}: the key "
                                 "differs from the producer's (same id, other bytes) or the "
