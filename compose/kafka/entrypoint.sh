@@ -7,7 +7,7 @@
 #   CLUSTER_ID            -> the id storage is formatted with (required)
 #   KAFKA_HEAP_OPTS       -> JVM heap flags (default -Xmx512m -Xms256m)
 set -euo pipefail
-CONF=/opt/kafka/server.properties
+CONF=/opt/kafka/config/server.properties
 : > "$CONF"
 while IFS='=' read -r name value; do
   case "$name" in

@@ -93,10 +93,11 @@ def test_region_fault_under_load_loses_nothing_and_everyone_comes_home(
 
 def test_model_control_and_sealed_requests_are_mirrored_and_regions_status_sees_both_ways(
         two_regions: tuple[RunningRegions, str]) -> None:
-    """West sees east's model decision (the mirrored control topic); requests with sealed
-    features reach west's mirrored requests topic as ciphertext (no sensitive value in the
-    raw bytes, none readable without a key); `regions status` reports both regions
-    reachable with the replication lag from the heartbeats."""
+    """West sees east's model decision (the mirrored control topic); Kafka, Redis and
+    MirrorMaker all run as non-root users; requests with sealed features reach west's
+    mirrored requests topic as ciphertext (no sensitive value in the raw bytes, none
+    readable without a key); `regions status` reports both regions reachable with the
+    replication lag from the heartbeats."""
     running, namespace = two_regions
     east = regional_settings(running, namespace)
     west = east.model_copy(update={"bootstrap_servers":
@@ -121,6 +122,14 @@ def test_model_control_and_sealed_requests_are_mirrored_and_regions_status_sees_
         return state is not None and state["active_version"] == "2"
 
     wait_until(promoted, 60, "east's promotion in west's mirrored control topic", 1.0)
+    client = docker.from_env()  # every image runs unprivileged: PID 1's uid in each container
+    ids = [cid for c in running.clusters.values() for cid in c.container_ids()]
+    assert running.mirrormaker is not None
+    for cid in [*ids, running.mirrormaker.id]:
+        status = client.containers.get(cid).exec_run(["cat", "/proc/1/status"]).output.decode()
+        uid = re.search(r"^Uid:\s+(\d+)", status, re.MULTILINE)
+        assert uid is not None, status[:300]
+        assert uid.group(1) != "0", f"{client.containers.get(cid).name} runs as root"
     copies: dict[bytes, bytes] = {}
 
     def all_copied() -> bool:

@@ -35,3 +35,17 @@ def test_every_base_package_is_pinned() -> None:
         pins = _base_packages(kind)
         assert pins, kind
         assert all(version for version in pins.values()), f"compose/{kind}/packages.txt: {pins}"
+
+
+def test_every_image_recipe_drops_root() -> None:
+    """Kafka, Redis, MirrorMaker and the worker images end with a USER that is not root
+    (the integration suite checks PID 1's uid in running containers)."""
+    import re
+
+    compose = Path(__file__).resolve().parents[2] / "compose"
+    recipes = sorted(compose.glob("*/Dockerfile*"))
+    assert {p.parent.name for p in recipes} >= {"kafka", "redis", "mirrormaker", "worker"}
+    for recipe in recipes:
+        users = re.findall(r"^USER\s+(\S+)", recipe.read_text(), re.MULTILINE)
+        assert users, f"{recipe} has no USER: its containers would run as root"
+        assert users[-1].split(":")[0] not in ("root", "0"), f"{recipe}: USER {users[-1]}"
