@@ -8,9 +8,14 @@ without installing anything (the locks are fully pinned and hashed) and reports:
   ``compose/locks/audit-exceptions.toml`` lists its id with a reason and an expiry date
   that has not passed (an expired exception fails like no exception, naming itself);
 * every dependency that could not be audited (the service had no answer for it). That
-  is a warning, or a failure with ``--strict``: where PyPI's per-version JSON API is not
-  served (as on the project's build machines, where it answers 404) nothing can be
-  audited, and the report says so instead of pretending the set is clean.
+  is a warning, or a failure with ``--strict``.
+
+Where PyPI's per-version JSON API is not served (as on the project's build machines,
+where ``/pypi/NAME/VERSION/json`` answers 404, so pip-audit audits nothing), the pins
+pip-audit skipped are looked up on the project page ``/pypi/NAME/json``, whose
+``vulnerabilities`` are PyPI's data for the *latest* release: a pin at the latest release
+is audited from it, an older pin stays "not audited" and is named, so the report never
+pretends the set is clean.
 
 The test command runs it; ``--strict`` is for machines that reach the service.
 """
@@ -20,9 +25,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 import tomllib
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,6 +112,58 @@ def judge(report: dict[str, Any], exceptions: dict[str, dict[str, Any]],
     return verdict
 
 
+Fetch = Callable[[str], dict[str, Any] | None]
+
+
+def project_page(name: str) -> dict[str, Any] | None:
+    """PyPI's JSON for a project (None when it cannot be had)."""
+    url = f"https://pypi.org/pypi/{urllib.parse.quote(name)}/json"
+    try:
+        with urllib.request.urlopen(url, timeout=20) as answer:
+            page: dict[str, Any] = json.load(answer)
+    except (OSError, ValueError):
+        return None
+    return page
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def lock_pins(lock_text: str) -> dict[str, str]:
+    """Canonical name -> pinned version, from a hashed requirements lock."""
+    return {_canonical(n): v for n, v in
+            re.findall(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)==([^\s;\\]+)", lock_text, re.MULTILINE)}
+
+
+def fill_from_project_pages(report: dict[str, Any], pins: dict[str, str],
+                            fetch: Fetch = project_page, workers: int = 8) -> int:
+    """Audit the pins pip-audit skipped from the project pages where the pin is the
+    latest release (see the module docstring); returns how many were filled in."""
+    skipped = [d for d in report.get("dependencies", []) if "skip_reason" in d]
+    for dep in skipped:
+        dep.setdefault("version", pins.get(_canonical(dep["name"]), "?"))
+    with ThreadPoolExecutor(workers) as pool:
+        pages = list(pool.map(lambda d: fetch(d["name"]), skipped))
+    filled = 0
+    for dep, page in zip(skipped, pages, strict=True):
+        latest = (page or {}).get("info", {}).get("version")
+        if page is None:
+            dep["skip_reason"] += "; its PyPI project page did not answer either"
+            continue
+        if latest != dep["version"]:
+            dep["skip_reason"] = (f"{dep['version']} is not the latest release ({latest}), "
+                                  "and PyPI's per-version data is not served here")
+            continue
+        del dep["skip_reason"]
+        dep["vulns"] = [{"id": v.get("id", "?"), "fix_versions": v.get("fixed_in") or [],
+                         "aliases": v.get("aliases") or []}
+                        for v in page.get("vulnerabilities") or [] if not v.get("withdrawn")]
+        dep["audited_from"] = "project page"
+        filled += 1
+    return filled
+
+
 def run_pip_audit(lock: Path) -> dict[str, Any]:
     """pip-audit's JSON report on one lock file (no install: the lock is hashed)."""
     done = subprocess.run(  # noqa: S603 - our interpreter, fixed arguments
@@ -125,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     exceptions = load_exceptions(EXCEPTIONS)
     failed = False
     for lock in LOCKS:
-        verdict = judge(run_pip_audit(lock), exceptions, dt.date.today())
+        report = run_pip_audit(lock)
+        filled = fill_from_project_pages(report, lock_pins(lock.read_text()))
+        verdict = judge(report, exceptions, dt.date.today())
+        if filled:
+            print(f"[audit] {lock.relative_to(ROOT)}: pip-audit's per-version lookups were "
+                  f"not answered; {filled} pins at their latest release audited from PyPI's "
+                  "project pages", file=sys.stderr)
         print(f"[audit] {lock.relative_to(ROOT)}: {verdict.audited} audited, "
               f"{len(verdict.findings)} known vulnerabilities ({len(verdict.excepted)} "
               f"excepted, {len(verdict.failing)} failing), {len(verdict.unaudited)} not "
@@ -141,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{verdict.unaudited[0]}). Run `python -m stream.tools.audit --strict` "
                   "where PyPI's JSON API is served in full.", file=sys.stderr)
         elif verdict.unaudited:
-            print(f"[audit]   not audited: {'; '.join(verdict.unaudited[:5])}", file=sys.stderr)
+            print(f"[audit]   not audited ({len(verdict.unaudited)}): "
+                  f"{'; '.join(verdict.unaudited[:8])}", file=sys.stderr)
         failed |= bool(verdict.failing) or (args.strict and bool(verdict.unaudited))
     return 1 if failed else 0
 

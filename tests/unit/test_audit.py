@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from stream.tools.audit import judge, load_exceptions
+from stream.tools.audit import fill_from_project_pages, judge, load_exceptions, lock_pins
 
 TODAY = dt.date(2026, 12, 1)
 REPORT = {"dependencies": [
@@ -66,6 +66,35 @@ def pins(path: Path) -> dict[str, str]:
                 continue  # the other Python's pick
             out[name.strip().lower()] = version
     return out
+
+
+def test_pins_pip_audit_skipped_are_audited_from_project_pages_when_latest() -> None:
+    """Where per-version lookups go unanswered, a pin at the latest release is audited from
+    the project page (a known vulnerability still fails the run); an older pin, or a
+    project whose page does not answer, stays unaudited with the reason."""
+    lock = ("aiohttp==3.9.0 \\\n    --hash=sha256:00\nPyYAML==6.0.2 \\\n    --hash=sha256:11\n"
+            "six==1.16.0 \\\n    --hash=sha256:22\nyarl==1.9.4 \\\n    --hash=sha256:33\n")
+    pins = lock_pins(lock)
+    assert pins == {"aiohttp": "3.9.0", "pyyaml": "6.0.2", "six": "1.16.0", "yarl": "1.9.4"}
+    skipped = "Dependency not found on PyPI and could not be audited"
+    report = {"dependencies": [{"name": n, "skip_reason": skipped}
+                               for n in ("aiohttp", "PyYAML", "six", "yarl")]}
+    pages = {
+        "aiohttp": {"info": {"version": "3.9.0"}, "vulnerabilities": [
+            {"id": "GHSA-x", "fixed_in": ["3.9.2"], "aliases": ["CVE-1"], "withdrawn": None},
+            {"id": "GHSA-gone", "fixed_in": [], "aliases": [], "withdrawn": "2024-01-01"}]},
+        "PyYAML": {"info": {"version": "6.0.2"}, "vulnerabilities": []},
+        "six": {"info": {"version": "1.17.0"}, "vulnerabilities": []},
+    }
+    assert fill_from_project_pages(report, pins, fetch=pages.get, workers=2) == 2
+    verdict = judge(report, {}, TODAY)
+    assert verdict.audited == 2
+    assert len(verdict.failing) == 1
+    assert "aiohttp 3.9.0: GHSA-x (fixed in 3.9.2)" in verdict.failing[0]
+    assert verdict.unaudited == [
+        "six: 1.16.0 is not the latest release (1.17.0), and PyPI's per-version data is not "
+        "served here",
+        f"yarl: {skipped}; its PyPI project page did not answer either"]
 
 
 def test_the_image_ships_what_the_tests_ran() -> None:
