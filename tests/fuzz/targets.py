@@ -8,6 +8,8 @@ reports (and the harness keeps as a regression file).
 * ``feature_value``: the feature-row value parser (processors.features.store.parse_value)
 * ``control``: the control-record decoder and its checks (ModelControl, control_problem)
 * ``json_lines``: the JSON-lines reader of ``streaminfer produce --file``
+* ``sealed``: the sealed-features envelope, opened by a worker holding the fuzz key
+  (processors.sealing); nothing but an authentic envelope may open
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from processors.dataplane import DataPlane
 from processors.features.store import CorruptValueError, parse_value
 from processors.limits import Limits
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
+from processors.sealing.envelope import SealedFieldsError
+from processors.sealing.keyring import Keyring, StaticKeySource
+from processors.sealing.seal_policy import SealPolicy
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder
 from stream.clients import requests_from_json_lines
@@ -103,6 +108,27 @@ def json_lines(data: bytes) -> str:
     return f"parsed:{min(len(got), 3)}"
 
 
+SEALED_REQUEST: dict[str, Any] = {"request_id": "fuzz", "entity_id": "e", "model": "fraud",
+                                  "features": {"hour_of_day": 3.0}, "sealed": None}
+
+
+@cache
+def _seal_policy() -> SealPolicy:
+    ring = Keyring({"fuzz": b"f" * 32}, "fuzz")
+    return SealPolicy(StaticKeySource(ring), frozenset({"amount"}))
+
+
+def sealed(data: bytes) -> str:
+    """Envelope bytes in a fixed request: opened (only if authentic) or refused by name."""
+    try:
+        opened = _seal_policy().open({**SEALED_REQUEST, "sealed": data}, None)
+    except SealedFieldsError:
+        return "refused"
+    if not all(isinstance(v, float) for v in opened["features"].values()):
+        raise AssertionError(f"opened features that are not numbers: {opened['features']}")
+    return "opened"
+
+
 TARGETS: dict[str, Target] = {"request": request, "validation": validation,
                               "feature_value": feature_value, "control": control,
-                              "json_lines": json_lines}
+                              "json_lines": json_lines, "sealed": sealed}
