@@ -177,8 +177,9 @@ class FileKeySource:
 
 
 def loose_permissions(path: Path) -> bool:
-    """Can users other than the owner read the key file?"""
-    return bool(path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO))
+    """Can users outside the owner and group read the key file? (Group read is how a
+    Kubernetes secret volume reaches a non-root pod: ``fsGroup`` with mode 0440.)"""
+    return bool(path.stat().st_mode & stat.S_IRWXO)
 
 
 def write_keyring(path: Path, ring: Keyring) -> None:

@@ -30,8 +30,8 @@ def key_source(settings: Settings) -> KeySource | None:
         path = settings.field_keys_file
         source = FileKeySource(path)
         if loose_permissions(path):
-            log.warning("field key file %s is readable by other users; `chmod 600 %s`", path,
-                        path)
+            log.warning("field key file %s is readable by other users: `chmod 600 %s` (or "
+                        "0440 for a group that must read it)", path, path)
         return source
     if settings.field_keys is not None:
         return StaticKeySource(Keyring.parse(settings.field_keys.get_secret_value(),

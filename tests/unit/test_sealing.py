@@ -187,3 +187,15 @@ def test_the_pipeline_answers_sealed_requests_as_it_answers_clear_ones(model: On
     assert dead["stage"] == "decrypt"
     assert dead["request_id"] == reqs[0]["request_id"]
     assert (f"{HEADER_PREFIX}stage", b"decrypt") in [(k, v) for k, v in letter.headers]
+
+
+def test_a_key_file_others_can_read_is_flagged(tmp_path: Path) -> None:
+    from processors.sealing.keyring import loose_permissions
+
+    path = tmp_path / "keys.json"
+    write_keyring(path, ring("k1"))
+    assert not loose_permissions(path)
+    path.chmod(0o440)  # a Kubernetes secret volume read through fsGroup
+    assert not loose_permissions(path)
+    path.chmod(0o644)
+    assert loose_permissions(path)
