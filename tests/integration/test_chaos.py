@@ -21,7 +21,7 @@ from stream.chaos.faults_workers import ZombieWorker
 from stream.chaos.report import table
 from stream.chaos.scenario import Plan, Result, Scenario, run_scenario
 from stream.chaos.target import Containers
-from stream.connect.topics import ensure_topics
+from stream.connect.topics import ensure_topics, wait_for_leaders
 from stream.devcluster.cluster import RunningCluster, start_cluster
 from stream.settings import Settings
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
@@ -85,6 +85,8 @@ def test_three_broker_topics_are_rf3_with_min_isr_2(three: RunningCluster) -> No
     states = ensure_topics(settings)
     assert {t.replication_factor for t in states} == {3}
     admin = AdminClient({"bootstrap.servers": three.bootstrap_servers})
+    # This client may ask a broker that has not applied the new topic's metadata yet.
+    wait_for_leaders(admin, [settings.requests_topic], 30)
     meta = admin.list_topics(timeout=10).topics[settings.requests_topic]
     assert all(len(p.replicas) == 3 for p in meta.partitions.values())
     res = ConfigResource(ConfigResource.Type.TOPIC, settings.requests_topic)

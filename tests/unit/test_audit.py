@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,14 +80,14 @@ def test_pins_pip_audit_skipped_are_audited_from_project_pages_when_latest() -> 
     skipped = "Dependency not found on PyPI and could not be audited"
     report = {"dependencies": [{"name": n, "skip_reason": skipped}
                                for n in ("aiohttp", "PyYAML", "six", "yarl")]}
-    pages = {
+    pages: dict[str, dict[str, Any]] = {
         "aiohttp": {"info": {"version": "3.9.0"}, "vulnerabilities": [
             {"id": "GHSA-x", "fixed_in": ["3.9.2"], "aliases": ["CVE-1"], "withdrawn": None},
             {"id": "GHSA-gone", "fixed_in": [], "aliases": [], "withdrawn": "2024-01-01"}]},
         "PyYAML": {"info": {"version": "6.0.2"}, "vulnerabilities": []},
         "six": {"info": {"version": "1.17.0"}, "vulnerabilities": []},
     }
-    assert fill_from_project_pages(report, pins, fetch=pages.get, workers=2) == 2
+    assert fill_from_project_pages(report, pins, fetch=lambda name: pages.get(name), workers=2) == 2
     verdict = judge(report, {}, TODAY)
     assert verdict.audited == 2
     assert len(verdict.failing) == 1

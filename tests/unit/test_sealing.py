@@ -7,6 +7,7 @@ import base64
 import json
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ def ring(*ids: str, primary: str | None = None, seed: bytes = b"") -> Keyring:
     return Keyring(keys, primary or ids[0], "test")
 
 
-def request() -> dict[str, object]:
+def request() -> dict[str, Any]:
     return dict(next(iter(synthetic_requests(1, seed=3))), trace_id=None, priority=0)
 
 
@@ -45,10 +46,10 @@ def test_sealed_features_leave_the_clear_map_and_open_back_unchanged() -> None:
     req = request()
     sealed, kid = seal_features(ring("k1"), req, SENSITIVE)
     assert kid == "k1"
-    assert set(sealed["features"]) == set(req["features"]) - SENSITIVE  # type: ignore[arg-type]
+    assert set(sealed["features"]) == set(req["features"]) - SENSITIVE
     blob = sealed["sealed"]
     for name in SENSITIVE:  # neither the value nor the name is readable
-        value = req["features"][name]  # type: ignore[index]
+        value = req["features"][name]
         assert struct.pack("<d", value) not in blob
         assert name.encode() not in blob
     opened = open_sealed(ring("k1"), sealed, kid)
@@ -92,7 +93,7 @@ def test_what_cannot_be_opened_is_named_and_no_value_leaks(case: str, expect: st
     with pytest.raises(SealedFieldsError, match=expect) as info:
         open_sealed(worker, sealed, header)
     for name in SENSITIVE:
-        assert repr(req["features"][name]) not in str(info.value)  # type: ignore[index]
+        assert repr(req["features"][name]) not in str(info.value)
 
 
 def test_random_envelopes_only_ever_raise_the_typed_error() -> None:
