@@ -128,8 +128,11 @@ class ExactlyOnce:
         do not touch it, start a new one."""
         txn, self.txn = self.txn, None
         batches = txn.batches if txn is not None else []
-        for records, result, failures in batches:
-            self.ctx.poison.note(records, result, failures)
+        if not abandon and err.txn_requires_abort():
+            # Only an abortable transaction blames records; when the producer itself is
+            # fenced or fatal, every failed delivery in it is collateral (redone as is).
+            for records, result, failures in batches:
+                self.ctx.poison.note(records, result, failures)
         if abandon:
             self.ctx.clients.recreate_producer(abandon=True)
         elif err.txn_requires_abort():

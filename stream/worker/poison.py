@@ -23,12 +23,18 @@ from stream.worker.positions import position, without_partitions
 
 log = logging.getLogger(__name__)
 
-# Delivery errors that mean "Kafka is unwell", not "this record is refused".
+# Delivery errors that mean "Kafka is unwell" or "this producer is finished" (fenced,
+# epoch bumped, fatal: the redo runs on a new producer), not "this record is refused".
 TRANSIENT_PRODUCE_CODES = {
     KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
     KafkaError._ALL_BROKERS_DOWN, KafkaError.NOT_ENOUGH_REPLICAS,
     KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND, KafkaError.REQUEST_TIMED_OUT,
     KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT, KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.INVALID_TXN_STATE, KafkaError.TRANSACTION_COORDINATOR_FENCED,
+    KafkaError.INVALID_PRODUCER_ID_MAPPING, KafkaError.UNKNOWN_PRODUCER_ID,
+    KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER, KafkaError._FATAL, KafkaError._STATE,
+    KafkaError._INCONSISTENT,
 }
 
 Failures = list[tuple[int, KafkaError]]  # (index in the batch, delivery error)
