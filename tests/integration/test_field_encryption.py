@@ -27,6 +27,7 @@ from tests.integration.helpers import (
     WorkerPool,
     log_events,
     start_collector,
+    streaminfer,
     wait_for_workers,
     wait_until,
 )
@@ -153,23 +154,40 @@ def test_sealed_features_stay_ciphertext_outside_the_worker_and_rotation_loses_n
 
 def test_a_worker_without_field_keys_dead_letters_sealed_requests(
         settings: Settings, workers: WorkerPool, tmp_path: Path) -> None:
-    """The usual misconfiguration: producers seal, a worker was started without keys.
-    Nothing is answered wrongly or lost: the sealed requests wait in the DLQ for a replay."""
+    """The usual misconfiguration: producers (`streaminfer produce` and the Python client)
+    seal, a worker was started without keys. Nothing is answered wrongly or lost: the
+    sealed requests wait in the DLQ for a replay."""
     s = settings.model_copy(update={"model_path": sensitive_model(tmp_path)})
     collector = start_collector(s)
     workers.start(s, "nokeys")
     wait_for_workers(s, workers, 1)
+    keys = tmp_path / "field-keys.json"
+    write_keyring(keys, Keyring({"k1": b"1" * 32}, "k1"))
+
+    def dead_letters() -> list[dict[str, Any]]:
+        return _dead_letters(collector, s.dlq_topic)
+
+    # The command line seals what the model's features.json declares sensitive.
+    done = streaminfer(s, "produce", "--count", "5", "--seed", "4", "--field-keys-file",
+                       str(keys), "--model-path", str(s.model_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "sealed sensitive features of 5 with key k1" in done.stderr
+    wait_until(lambda: len(dead_letters()) >= 5, 60, "the five sealed requests dead-lettered")
     sealer = Sealer(StaticKeySource(Keyring({"k1": b"1" * 32}, "k1")),
                     {"*": frozenset(SENSITIVE)})
-    reqs = list(synthetic_requests(5, seed=4))
+    reqs = list(synthetic_requests(5, seed=5))
     with RequestProducer(s, sealer=sealer) as producer:
         for r in reqs:
             producer.send(r)
     ids = {r["request_id"] for r in reqs}
     wait_until(lambda: collector.tally(ids, set()).answered() >= len(ids), 60,
-               "the five sealed requests dead-lettered")
-    with collector.lock:
-        letters = [v for t, v, _ in collector.seen if t == s.dlq_topic]
-    assert len(letters) == 5
+               "five more sealed requests dead-lettered")
+    letters = dead_letters()
+    assert len(letters) == 10
     assert {v["stage"] for v in letters} == {"decrypt"}
     assert "this worker has no field keys" in letters[0]["error_message"]
+
+
+def _dead_letters(collector: Any, topic: str) -> list[dict[str, Any]]:
+    with collector.lock:
+        return [v for t, v, _ in collector.seen if t == topic]

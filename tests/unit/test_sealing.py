@@ -200,3 +200,32 @@ def test_a_key_file_others_can_read_is_flagged(tmp_path: Path) -> None:
     assert not loose_permissions(path)
     path.chmod(0o644)
     assert loose_permissions(path)
+
+
+def test_the_producer_seals_what_the_model_declares_and_refuses_fields_without_keys(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    from stream.connect.field_keys import sealer_for
+    from stream.exceptions import ConfigurationError
+    from stream.settings import Settings
+
+    model = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model)
+    spec = json.loads((model / "features.json").read_text())
+    (model / "features.json").write_text(json.dumps({**spec, "sensitive_features": ["amount"]}))
+    keys = tmp_path / "keys.json"
+    write_keyring(keys, ring("k1"))
+    sealer = sealer_for(Settings(model_path=model, field_keys_file=keys))
+    assert sealer is not None
+    assert sealer.fields == {"fraud": frozenset({"amount"})}
+    sealed, kid = sealer.seal(request())
+    assert kid == "k1"
+    assert "amount" not in sealed["features"]
+    assert sealer.seal({**request(), "model": "other"})[1] is None  # not its model
+    with caplog.at_level("WARNING"):
+        assert sealer_for(Settings(model_path=model)) is None  # declared, but no keys
+    assert "sent in clear" in caplog.text
+    with pytest.raises(ConfigurationError, match="no field keys to seal with"):
+        sealer_for(Settings(seal_fields="amount"))
+    assert sealer_for(Settings(field_keys_file=keys)) is None  # the reference model: none
