@@ -29,6 +29,7 @@ from fallback.ratelimit import RateLimitedLog
 from fallback.shedding import LoadShedder
 from processors.arms import ACTIVE, CANARY, Arm, ArmFigures
 from processors.dataplane import DataPlane
+from processors.dedupe import DIGEST_HEADER, request_digest
 from processors.exceptions import InferenceError
 from processors.features.enrich import EnrichStats, FeatureEnricher
 from processors.limits import LimitExceeded, Limits
@@ -339,16 +340,19 @@ class Pipeline:
             except SerdeError as exc:
                 out[i] = self.dead_letter(record, "encode", exc, received, req["request_id"])
                 continue
+            digest = request_digest(record.value() or b"")
             headers: Headers = [("request_id", req["request_id"].encode()),
-                                ("model_version", model_version.encode())]
+                                ("model_version", model_version.encode()),
+                                (DIGEST_HEADER, digest.encode())]
             if fb is not None:
                 headers.append(("fallback_reason", (reason or "").encode()))
                 out[i] = Outbound(self.predictions_topic, record.key(), value, headers,
                                   "fallback", req["request_id"], kind=fb.kind,
-                                  created_at=req["created_at"])
+                                  created_at=req["created_at"], digest=digest)
             else:
                 out[i] = Outbound(self.predictions_topic, record.key(), value, headers,
-                                  "model", req["request_id"], created_at=req["created_at"])
+                                  "model", req["request_id"], created_at=req["created_at"],
+                                  digest=digest)
                 lkg.append((req["entity_id"], score))
             if self.shadow is not None and i in scores and versions[i] == active.version \
                     and i not in via_active:

@@ -24,6 +24,7 @@ class Outbound:
     request_id: str | None
     kind: str = ""  # fallback kind, or the dead letter's stage; "" for model predictions
     created_at: int | None = None  # request created_at (epoch ms) when known
+    digest: str | None = None  # of the request's bytes (duplicate suppression), predictions
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from fallback.deadletter import header_list
 from processors.synthetic import FEATURE_NAMES, sample_features
 from schemas.exceptions import SerdeError
 from schemas.fingerprints import default_registry
@@ -178,6 +179,7 @@ class ReadRecord:
     raw: bytes | None
     timestamp_ms: int
     received_ms: int
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
     def to_json(self) -> str:
         """JSON line: bytes as base64, undecodable values with the error."""
@@ -270,7 +272,8 @@ class TopicReader:
                         value, error = None, f"{type(exc).__name__}: {exc}"
                     seen += 1
                     yield ReadRecord(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
-                                     msg.key(), value, error, raw, msg.timestamp()[1], now_ms())
+                                     msg.key(), value, error, raw, msg.timestamp()[1], now_ms(),
+                                     tuple(header_list(msg.headers())))
                     if self.count is not None and seen >= self.count:
                         return
         finally:

@@ -77,6 +77,7 @@ class WorkerMetrics:
     shadow_disagreements: Counter
     shadow_delta: Histogram
     duplicates_suppressed: Counter
+    request_id_conflicts: Counter
     region_serving: Gauge
     region_up: Gauge
     region_switches: Counter
@@ -243,6 +244,11 @@ class WorkerMetrics:
                 "streaminfer_duplicates_suppressed",
                 "Predictions not sent because their request_id was answered already "
                 "(--dedupe-ttl-s).", registry=r),
+            request_id_conflicts=Counter(
+                "streaminfer_request_id_conflicts",
+                "Requests reusing the request_id of an answered request with other content: "
+                "answered, not suppressed (a client bug, or someone trying to silence another "
+                "client's request).", registry=r),
             region_serving=Gauge("streaminfer_region_serving",
                                  "1 for the region this worker consumes and produces in.",
                                  ["region"], registry=r),

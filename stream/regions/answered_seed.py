@@ -6,8 +6,9 @@ seconds, sparse offset syncs), and what the other region answered after its last
 checkpoint is not reflected in them at all. The answers themselves did replicate: the
 other region's predictions arrive here as ``<other>.<ns>.predictions``. So before
 consuming, the worker reads the region's predictions topics (its own and the mirrored
-ones) from ``region_lookback_s`` ago to their current end and records every request_id
-(the ``request_id`` header) in this region's answered store (``processors.dedupe``); the
+ones) from ``region_lookback_s`` ago to their current end and records every request id
+and content digest (the ``request_id`` and ``request_digest`` headers) in this region's
+answered store (``processors.dedupe``); the
 duplicate check then suppresses the re-read requests' second answers.
 
 What it cannot see: predictions the failed region wrote but had not replicated when it
@@ -24,13 +25,17 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from processors.dedupe import AnsweredStore
+from processors.dedupe import DIGEST_HEADER, Answer, AnsweredStore
 from stream.connect import kafka_config
 from stream.connect.topics import partition_watermarks
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 CHUNK = 2000
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def predictions_topics(settings: Settings, regions: Sequence[str]) -> list[str]:
@@ -70,15 +75,16 @@ def seed_answered(settings: Settings, topics: Sequence[str], store: AnsweredStor
         total = sum(ends[(tp.topic, tp.partition)] - tp.offset for tp in starts)
         log.info("marking answered requests from %d record(s) of %s (the last %.0f s)", total,
                  ", ".join(sorted({t for t, _p in ends})), lookback_s)
-        ids: list[str] = []
+        ids: list[Answer] = []
         seeded = 0
         while ends and time.monotonic() < end_at:
             for msg in consumer.consume(1000, 0.5):
                 if msg.error() is not None:
                     continue
-                rid = dict(msg.headers() or []).get("request_id")
-                if rid:
-                    ids.append(rid.decode() if isinstance(rid, bytes) else str(rid))
+                headers = dict(msg.headers() or [])
+                rid, digest = headers.get("request_id"), headers.get(DIGEST_HEADER)
+                if rid:  # predictions older than the digest header: the id alone
+                    ids.append((_text(rid), _text(digest) if digest else None))
                 if len(ids) >= CHUNK:
                     store.record(ids)
                     seeded, ids = seeded + len(ids), []

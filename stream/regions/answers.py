@@ -8,7 +8,9 @@ two cases are beyond them: a prediction the failed region wrote in its last mome
 replicated only when it came back, and a prediction whose acknowledgement was lost with
 the region (written, then redone elsewhere). So the reader de-duplicates too: the first
 record of a request_id wins, decided by ``SET NX`` with a TTL in the region's Redis under
-the reader's group (``<ns>:delivered:<group>:{<request_id>}``). Records without a
+the reader's group (``<ns>:delivered:<group>:{<request_id>}[:<digest>]``). Predictions
+carry the request's content digest (header ``request_digest``), so an answer to a request
+that reused another's id with other content is not taken for a repeat. Records without a
 request_id (undecodable requests' dead letters) always pass. When Redis does not answer,
 records pass unchecked and are counted as such: a duplicate may then get through, nothing
 is held back.
@@ -24,6 +26,7 @@ import redis
 from confluent_kafka import Consumer
 
 from fallback.redis_client import RedisClient
+from processors.dedupe import DIGEST_HEADER
 from stream.clients import ReadRecord
 from stream.connect import kafka_config
 from stream.settings import Settings
@@ -55,18 +58,21 @@ class UniqueCounts:
 
 
 class FirstSeen:
-    """``SET NX`` per request_id: True the first time an id is offered to this group."""
+    """``SET NX`` per request_id (and content digest, when the record says it): True the
+    first time an answer to that request is offered to this group."""
 
     def __init__(self, client: RedisClient, namespace: str, group: str, ttl_s: float) -> None:
         self.client = client
         self.prefix = f"{namespace}:delivered:{group}"
         self.ttl_s = max(1, int(ttl_s))
 
-    def first(self, request_id: str) -> bool | None:
-        """True: first time; False: seen before; None: Redis did not answer."""
+    def first(self, request_id: str, digest: str | None = None) -> bool | None:
+        """True: first time; False: seen before; None: Redis did not answer. With the
+        request's content digest, a request reusing the id with other content is another
+        request (passed), not a repeat."""
+        key = f"{self.prefix}:{{{request_id}}}" + (f":{digest}" if digest else "")
         try:
-            return bool(self.client.set(f"{self.prefix}:{{{request_id}}}", b"1", nx=True,
-                                        ex=self.ttl_s))
+            return bool(self.client.set(key, b"1", nx=True, ex=self.ttl_s))
         except redis.RedisError as exc:
             log.warning("duplicate check in Redis failed (%s); passing the record", exc)
             return None
@@ -79,13 +85,21 @@ def request_id_of(record: ReadRecord) -> str | None:
     return str(rid) if rid else None
 
 
+def digest_of(record: ReadRecord) -> str | None:
+    """The request content digest a prediction carries (its ``request_digest`` header)."""
+    for key, value in record.headers:
+        if key == DIGEST_HEADER and value:
+            return value.decode(errors="replace")
+    return None
+
+
 def unique(records: Iterable[ReadRecord], seen: FirstSeen, counts: UniqueCounts
            ) -> Iterator[ReadRecord]:
     """``records`` with repeated request_ids dropped; ``counts`` is kept up to date."""
     for record in records:
         counts.read += 1
         rid = request_id_of(record)
-        verdict = True if rid is None else seen.first(rid)
+        verdict = True if rid is None else seen.first(rid, digest_of(record))
         if verdict is False:
             counts.dropped += 1
             continue

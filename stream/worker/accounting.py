@@ -10,7 +10,7 @@ from collections.abc import Callable
 from processors.pipeline import now_ms
 from processors.records import BatchResult
 from stream.observability.metrics import WorkerMetrics
-from stream.worker.delivery import Batch, sent_request_ids
+from stream.worker.delivery import Batch, sent_answers
 from stream.worker.model_control import ModelControl
 from stream.worker.stats import WorkerStats
 
@@ -27,28 +27,42 @@ class Accounting:
         self.reachable = reachable
 
     def suppress_answered(self, result: BatchResult,
-                          unsettled: Callable[[], set[str]]) -> BatchResult:
-        """Mark predictions whose request was answered already (see processors.dedupe): by
-        Redis, by a batch still in flight (``unsettled``: sent, not yet recorded), or
-        earlier in this batch (the same request read from two topics, e.g. mirrored and
-        re-sent). Dead letters always go out. ``unsettled`` is asked only when duplicate
-        suppression is on (it walks the batches in flight)."""
+                          unsettled: Callable[[], list[tuple[str, str | None]]]
+                          ) -> BatchResult:
+        """Mark predictions whose request was answered already with the same content (see
+        processors.dedupe): by Redis, by a batch still in flight (``unsettled``: sent, not
+        yet recorded), or earlier in this batch (the same request read from two topics,
+        e.g. mirrored and re-sent). A request reusing an answered id with other content is
+        answered and counted as a conflict. Dead letters always go out. ``unsettled`` is
+        asked only when duplicate suppression is on (it walks the batches in flight)."""
         store = self.control.serving.answered
         if store is None:
             return result
-        ids = [o.request_id for o in result.outbound
-               if o.outcome != "dead_letter" and o.request_id is not None]
-        in_flight = unsettled()
-        seen = store.answered(ids) | {rid for rid in ids if rid in in_flight}
-        first: set[str] = set()
+        answers = [(o.request_id, o.digest) for o in result.outbound
+                   if o.outcome != "dead_letter" and o.request_id is not None]
+        earlier: dict[str, set[str | None]] = {}  # in flight, then this batch's, as they come
+        for sent_id, sent_digest in unsettled():
+            earlier.setdefault(sent_id, set()).add(sent_digest)
+        seen = store.answered(answers)
+        conflicts: set[str] = set()
         skipped: set[int] = set()
         for i, o in enumerate(result.outbound):
-            if o.outcome == "dead_letter" or o.request_id is None:
+            rid = o.request_id
+            if o.outcome == "dead_letter" or rid is None:
                 continue
-            if o.request_id in seen or o.request_id in first:
+            known = earlier.get(rid)
+            if rid in seen.duplicates or (known is not None and (
+                    o.digest in known or None in known or o.digest is None)):
                 skipped.add(i)
-            else:
-                first.add(o.request_id)
+            else:  # a conflict only if no copy of this very content was seen either
+                if known is not None or rid in seen.conflicts:
+                    conflicts.add(rid)
+                earlier.setdefault(rid, set()).add(o.digest)
+        if conflicts:
+            self.metrics.request_id_conflicts.inc(len(conflicts))
+            log.warning("%d request(s) reuse the id of an answered request with other "
+                        "content (answered, not suppressed; first: %s)", len(conflicts),
+                        sorted(conflicts)[0])
         if not skipped:
             return result
         self.metrics.duplicates_suppressed.inc(len(skipped))
@@ -64,7 +78,7 @@ class Accounting:
         """A batch's outcomes are durable: record its ids, stats and metrics."""
         serving = self.control.serving
         if serving.answered is not None:
-            serving.answered.record(sorted(sent_request_ids([result])))
+            serving.answered.record(sorted(set(sent_answers([result])), key=str))
         self.reachable()
         st = self.stats
         st.consumed += len(records)

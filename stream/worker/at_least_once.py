@@ -20,7 +20,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from fallback.ratelimit import RateLimitedLog
 from processors.records import BatchResult
 from stream.settings import blocking_budget_ms
-from stream.worker.delivery import Batch, DeliveryContext, produce_all, rewind, sent_request_ids
+from stream.worker.delivery import Batch, DeliveryContext, produce_all, rewind, sent_answers
 from stream.worker.poison import Failures
 from stream.worker.positions import next_offsets
 
@@ -76,8 +76,8 @@ class AtLeastOnce:
         self.inflight = None  # its offsets cannot be committed by a dead consumer
         self.to_commit = {}
 
-    def unsettled_ids(self) -> set[str]:
-        return sent_request_ids([self.inflight.result] if self.inflight is not None else [])
+    def unsettled(self) -> list[tuple[str, str | None]]:
+        return sent_answers([self.inflight.result] if self.inflight is not None else [])
 
     def on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
         failed = [p for p in parts if p.error is not None]

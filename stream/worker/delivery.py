@@ -54,8 +54,8 @@ class Delivery(Protocol):
         """The consumer that read what is in flight is gone: forget it (it is redone
         from the committed offsets)."""
 
-    def unsettled_ids(self) -> set[str]:
-        """Request ids whose outcomes were sent but are not durable yet."""
+    def unsettled(self) -> list[tuple[str, str | None]]:
+        """(request id, digest) of the predictions sent but not durable yet."""
 
     def on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
         """Result of an asynchronous offset commit (a librdkafka callback)."""
@@ -137,7 +137,8 @@ def rewind(ctx: DeliveryContext, records: Sequence[SourceRecord], why: str) -> N
                      "commit", tp.topic, tp.partition, exc)
 
 
-def sent_request_ids(results: Sequence[BatchResult]) -> set[str]:
-    """Request ids of the predictions (not dead letters) these results sent."""
-    return {o.request_id for r in results for o in r.sent()
-            if o.outcome != "dead_letter" and o.request_id is not None}
+def sent_answers(results: Sequence[BatchResult]) -> list[tuple[str, str | None]]:
+    """(request id, content digest) of the predictions (not dead letters) these results
+    sent; an id answered for two contents appears twice."""
+    return [(o.request_id, o.digest) for r in results for o in r.sent()
+            if o.outcome != "dead_letter" and o.request_id is not None]

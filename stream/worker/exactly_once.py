@@ -18,7 +18,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from processors.records import BatchResult
 from stream.worker.bounded_call import BoundedCaller, Wedged
-from stream.worker.delivery import Batch, DeliveryContext, produce_all, rewind, sent_request_ids
+from stream.worker.delivery import Batch, DeliveryContext, produce_all, rewind, sent_answers
 from stream.worker.poison import Failures
 from stream.worker.positions import next_offsets
 
@@ -94,9 +94,9 @@ class ExactlyOnce:
         if self.txn is not None:
             self._abort(KafkaError(KafkaError._FATAL, reason))
 
-    def unsettled_ids(self) -> set[str]:
+    def unsettled(self) -> list[tuple[str, str | None]]:
         batches = self.txn.batches if self.txn is not None else []
-        return sent_request_ids([result for _records, result, _failures in batches])
+        return sent_answers([result for _records, result, _failures in batches])
 
     def on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:
         """Offsets are committed inside transactions; the consumer never commits."""

@@ -209,7 +209,7 @@ class Worker:
         pipeline = self.pipeline
         result = pipeline.process(records, self.link.lags(records))
         result = self.poison.apply(records, result, pipeline_dead_letter(pipeline.dead_letter))
-        result = self.accounting.suppress_answered(result, self.delivery.unsettled_ids)
+        result = self.accounting.suppress_answered(result, self.delivery.unsettled)
         for name, seconds in result.timings.items():
             self._observe_stage(name, seconds)
         self.delivery.send(records, result)

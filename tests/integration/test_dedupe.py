@@ -1,5 +1,7 @@
 """Requests arriving twice (failover re-reads, MirrorMaker re-delivery, a redone batch)
-get one prediction: the second is suppressed and counted."""
+get one prediction: the second is suppressed and counted. A request that reuses another's
+id with other content is answered (and counted as a conflict): nobody can silence a
+request by sending one with its id first."""
 
 from __future__ import annotations
 
@@ -52,3 +54,24 @@ def test_a_request_seen_twice_is_answered_once_and_the_duplicate_counted(
         answered = [v["request_id"] for t, v, _ in collector.seen
                     if t == settings.predictions_topic]
     assert sorted(answered) == sorted(ids)  # each request once, none missing
+
+    # Someone sends requests with ids another client will use, before that client does.
+    victims = [dict(r, request_id=f"victim-{i}") for i, r in
+               enumerate(synthetic_requests(20, seed=72))]
+    forged = [dict(r, features={**r["features"], "amount": 1.0}) for r in victims]
+    for batch in (forged, victims, victims):  # the victims' second send is a true re-send
+        for r in batch:
+            producer.send_raw(str(r["entity_id"]).encode(), encode(r))
+        producer.flush()
+    wait_until(lambda: consumed() >= 1060, 60, "the worker to consume the reused ids")
+    wait_until(lambda: metric_total(url, "streaminfer_duplicates_suppressed_total") >= 520,
+               30, "the victims' re-sends suppressed")
+    assert metric_total(url, "streaminfer_request_id_conflicts_total") == 20
+
+    def victim_answers() -> int:
+        with collector.lock:
+            return sum(1 for t, v, _ in collector.seen if t == settings.predictions_topic
+                       and v["request_id"].startswith("victim-"))
+
+    wait_until(lambda: victim_answers() >= 40, 30, "answers for the forged and the victims")
+    assert victim_answers() == 40  # the forged ones and every victim, once each

@@ -71,7 +71,7 @@ def test_alo_commits_a_batch_only_once_its_deliveries_are_confirmed() -> None:
     alo.send(*first)
     assert h.consumer.commits == []
     assert h.durable == []
-    assert alo.unsettled_ids() == {"a0", "a1", "a2"}
+    assert {rid for rid, _d in alo.unsettled()} == {"a0", "a1", "a2"}
     alo.send(*second)  # settles the first while the second goes out
     assert h.durable == [[b"a0", b"a1", b"a2"]]
     alo.idle()
@@ -79,7 +79,7 @@ def test_alo_commits_a_batch_only_once_its_deliveries_are_confirmed() -> None:
     # asynchronous commits, each after its batch's deliveries were confirmed
     assert h.consumer.commits == [([("t.requests", 0, 13)], True), ([("t.requests", 1, 2)], True)]
     assert h.stats.rewinds == 0
-    assert alo.unsettled_ids() == set()
+    assert alo.unsettled() == []
 
 
 def test_alo_a_failed_delivery_rewinds_the_batch_and_the_one_computed_meanwhile() -> None:
@@ -161,7 +161,7 @@ def test_alo_drop_forgets_what_a_dead_consumer_read() -> None:
     alo.idle()
     assert h.consumer.commits == []
     assert h.durable == []
-    assert alo.unsettled_ids() == set()
+    assert alo.unsettled() == []
 
 
 # --- exactly-once ---------------------------------------------------------------------------
@@ -176,12 +176,12 @@ def test_eos_batches_are_durable_when_their_transaction_commits() -> None:
     delivery.send(*batch(1, 0, 1, "b"))
     assert h.producer.calls == ["begin", "send_offsets", "send_offsets"]
     assert h.durable == []
-    assert delivery.unsettled_ids() == {"a0", "a1", "b0"}
+    assert {rid for rid, _d in delivery.unsettled()} == {"a0", "a1", "b0"}
     delivery.idle()
     assert h.producer.calls[-1] == "commit"
     assert h.durable == [[b"a0", b"a1"], [b"b0"]]
     assert h.consumer.commits == []  # offsets travel inside the transaction
-    assert delivery.unsettled_ids() == set()
+    assert delivery.unsettled() == []
 
 
 def test_eos_an_abortable_error_aborts_and_redoes_every_batch_of_the_transaction() -> None:
