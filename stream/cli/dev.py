@@ -15,6 +15,7 @@ from stream.cli.options import (
     resolve,
     settings_options,
 )
+from stream.connect.exposure import redact_url
 from stream.settings import dev_env_file, state_dir
 
 
@@ -230,7 +231,7 @@ def dev_status() -> None:
         sys.exit(1)
     statuses = state.container_status(current)
     click.echo(f"bootstrap servers: {current.bootstrap_servers}")
-    click.echo(f"redis:             {current.redis_url}")
+    click.echo(f"redis:             {redact_url(current.redis_url)}")
     for region, bootstrap in (current.regions or {}).items():
         click.echo(f"region {region:<10} {bootstrap}")
     click.echo(f"brokers:           {current.brokers}  (images {current.kafka_image}, "

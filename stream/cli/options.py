@@ -100,4 +100,8 @@ def resolve(kwargs: dict[str, Any], *groups: tuple[str, ...]) -> Settings:
         given.update(pick(kwargs, group))
     settings = load_settings(**given)
     configure(settings.log_level, settings.log_format)
+    from stream.connect.exposure import warn_cleartext
+
+    warn_cleartext(settings, kafka=CONNECTION in groups,
+                   redis=REDIS in groups or "redis_url" in given)
     return settings

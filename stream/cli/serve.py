@@ -18,6 +18,7 @@ from stream.cli.options import (
     resolve,
     settings_options,
 )
+from stream.connect.exposure import redact_url
 from stream.settings import state_dir
 
 
@@ -120,6 +121,6 @@ def features_backfill(path: Path, **kwargs: Any) -> None:
     with progress_bar() as bar:
         task = bar.add_task(f"backfilling {path.name}", total=None, rate="")
         n = backfill(s, path, progress=lambda done: bar.update(task, completed=done))
-    click.echo(f"wrote {n} feature rows to {s.redis_url}", err=True)
+    click.echo(f"wrote {n} feature rows to {redact_url(s.redis_url)}", err=True)
 
 

@@ -25,6 +25,7 @@ import redis
 
 from processors.sealing.envelope import KEY_ID_HEADER
 from stream.clients import ReadRecord, RequestProducer, TopicReader
+from stream.connect.exposure import redact_url
 from stream.connect.redis_pool import make_redis
 from stream.exceptions import InfrastructureError
 from stream.settings import Settings
@@ -131,7 +132,7 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, timeout: flo
         client.ping()
     except redis.RedisError as exc:
         raise InfrastructureError(
-            f"replay needs Redis at {settings.redis_url} to remember what it replayed "
+            f"replay needs Redis at {redact_url(settings.redis_url)} to remember what it replayed "
             f"({exc}); start it or point --redis-url at it") from exc
     report = ReplayReport()
     producer = None if dry_run else RequestProducer(settings, topic=target)

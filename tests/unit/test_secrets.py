@@ -40,3 +40,36 @@ def test_secrets_are_masked_when_shown_and_kept_for_subprocess_environments() ->
     assert SECRET not in str(settings)
     assert SECRET not in settings.model_dump_json()
     assert to_env(settings)["STREAMINFER_SASL_PASSWORD"] == SECRET
+
+
+def test_urls_are_shown_without_their_passwords() -> None:
+    from stream.connect.exposure import redact_url
+
+    assert redact_url("redis://app:s3cret@redis.internal:6380/2") == \
+        "redis://app:***@redis.internal:6380/2"
+    assert redact_url("rediss://:s3cret@[::1]:6379/0") == "rediss://:***@[::1]:6379/0"
+    assert redact_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_cleartext_to_another_host_is_warned_about_loopback_is_not() -> None:
+    from stream.connect.exposure import cleartext_warnings, is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.8.0.1", "::1", "[::1]", "localhost"))
+    assert not any(is_loopback(h) for h in ("10.0.0.5", "kafka-0", "example.com"))
+    local = Settings(bootstrap_servers="127.0.0.1:9092,localhost:9093",
+                     redis_url="redis://:pw@127.0.0.1:6379/0")
+    assert cleartext_warnings(local) == []
+    remote = Settings(bootstrap_servers="127.0.0.1:9092,kafka-1:9092",
+                      redis_url="redis://app:pw@cache.internal:6379/0")
+    kafka, redis_line = cleartext_warnings(remote)
+    assert "Kafka at kafka-1:9092 is reached without TLS" in kafka
+    assert "127.0.0.1" not in kafka
+    assert "redis://app:***@cache.internal:6379/0" in redis_line
+    assert "its password and data" in redis_line
+    assert "pw" not in redis_line.replace("password", "")
+    tls = Settings(bootstrap_servers="kafka-1:9093", security_protocol="SSL",
+                   redis_url="rediss://cache.internal:6379/0")
+    assert cleartext_warnings(tls) == []
+    sasl = Settings(bootstrap_servers="kafka-1:9092", security_protocol="SASL_PLAINTEXT",
+                    sasl_mechanism="SCRAM-SHA-512", sasl_username="u", sasl_password="p")
+    assert "SASL credentials and data" in cleartext_warnings(sasl, redis=False)[0]
