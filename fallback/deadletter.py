@@ -41,6 +41,11 @@ def header_list(raw: Any) -> list[tuple[str, bytes | None]]:
     return [(str(k), v.encode() if isinstance(v, str) else v) for k, v in pairs]
 
 
+def header_value(raw: Any, name: str) -> bytes | None:
+    """The first value of header ``name`` (bytes), or None when absent."""
+    return next((v for k, v in header_list(raw) if k == name), None)
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetterOut:
     """A dead letter ready to produce."""

@@ -3,7 +3,7 @@ and named values such as the field key id."""
 
 from __future__ import annotations
 
-from fallback.deadletter import SourceRecord, header_list
+from fallback.deadletter import SourceRecord, header_list, header_value
 
 
 def is_replay(record: SourceRecord) -> bool:
@@ -13,10 +13,8 @@ def is_replay(record: SourceRecord) -> bool:
 
 def header_text(record: SourceRecord, name: str) -> str | None:
     """A header's value as text, or None when absent."""
-    for key, value in header_list(record.headers()):
-        if key == name and value is not None:
-            return value.decode("utf-8", errors="replace")
-    return None
+    value = header_value(record.headers(), name)
+    return None if value is None else value.decode("utf-8", errors="replace")
 
 
 def attempt_of(record: SourceRecord) -> int:

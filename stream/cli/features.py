@@ -17,7 +17,7 @@ from stream.settings import Settings
 
 def repo_for(settings: Settings) -> FeatureRepo:
     """The feature views of the configured model."""
-    model_dir = settings.model_path if settings.model_path.is_dir() else settings.model_path.parent
+    model_dir = settings.model_dir
     repo = FeatureRepo.for_model(model_dir)
     if repo is None:
         raise ConfigurationError(f"{model_dir} has no features.json: this model reads no "

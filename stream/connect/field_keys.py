@@ -42,7 +42,7 @@ def key_source(settings: Settings) -> KeySource | None:
 def model_sensitive_features(settings: Settings) -> tuple[str, frozenset[str]] | None:
     """(model name, its sensitive features) from the configured model directory's
     ``features.json``, or None when it has no such file or declares none."""
-    model_dir = settings.model_path if settings.model_path.is_dir() else settings.model_path.parent
+    model_dir = settings.model_dir
     repo = FeatureRepo.for_model(model_dir)
     if repo is None or not repo.sensitive_features:
         return None

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from fallback.deadletter import header_value
 from processors.dedupe import DIGEST_HEADER, Answer, AnsweredStore
 from stream.connect import kafka_config
 from stream.connect.topics import partition_watermarks
@@ -32,10 +33,6 @@ from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 CHUNK = 2000
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def predictions_topics(settings: Settings, regions: Sequence[str]) -> list[str]:
@@ -81,10 +78,10 @@ def seed_answered(settings: Settings, topics: Sequence[str], store: AnsweredStor
             for msg in consumer.consume(1000, 0.5):
                 if msg.error() is not None:
                     continue
-                headers = dict(msg.headers() or [])
-                rid, digest = headers.get("request_id"), headers.get(DIGEST_HEADER)
+                rid = header_value(msg.headers(), "request_id")
+                digest = header_value(msg.headers(), DIGEST_HEADER)
                 if rid:  # predictions older than the digest header: the id alone
-                    ids.append((_text(rid), _text(digest) if digest else None))
+                    ids.append((rid.decode(), digest.decode() if digest else None))
                 if len(ids) >= CHUNK:
                     store.record(ids)
                     seeded, ids = seeded + len(ids), []

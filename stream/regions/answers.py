@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import redis
 from confluent_kafka import Consumer
 
+from fallback.deadletter import header_value
 from fallback.redis_client import RedisClient
 from processors.dedupe import DIGEST_HEADER
 from stream.clients import ReadRecord
@@ -87,10 +88,8 @@ def request_id_of(record: ReadRecord) -> str | None:
 
 def digest_of(record: ReadRecord) -> str | None:
     """The request content digest a prediction carries (its ``request_digest`` header)."""
-    for key, value in record.headers:
-        if key == DIGEST_HEADER and value:
-            return value.decode(errors="replace")
-    return None
+    value = header_value(record.headers, DIGEST_HEADER)
+    return value.decode(errors="replace") if value else None
 
 
 def unique(records: Iterable[ReadRecord], seen: FirstSeen, counts: UniqueCounts

@@ -78,6 +78,11 @@ class Settings(BaseSettings, KafkaSection, SecuritySection, EncryptionSection, W
 
     # --- derived names ----------------------------------------------------------
     @property
+    def model_dir(self) -> Path:
+        """The model's directory (--model-path may name the directory or its model.onnx)."""
+        return self.model_path if self.model_path.is_dir() else self.model_path.parent
+
+    @property
     def requests_topic(self) -> str:
         """Topic the workers consume."""
         return f"{self.namespace}.requests"

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name  # pip-audit's own dependency
+
 ROOT = Path(__file__).resolve().parents[2]
 LOCKS = (ROOT / "compose" / "locks" / "dev.txt", ROOT / "compose" / "locks" / "bench-quix.txt")
 EXCEPTIONS = ROOT / "compose" / "locks" / "audit-exceptions.toml"
@@ -126,13 +128,9 @@ def project_page(name: str) -> dict[str, Any] | None:
     return page
 
 
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def lock_pins(lock_text: str) -> dict[str, str]:
     """Canonical name -> pinned version, from a hashed requirements lock."""
-    return {_canonical(n): v for n, v in
+    return {canonicalize_name(n): v for n, v in
             re.findall(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)==([^\s;\\]+)", lock_text, re.MULTILINE)}
 
 
@@ -142,7 +140,7 @@ def fill_from_project_pages(report: dict[str, Any], pins: dict[str, str],
     latest release (see the module docstring); returns how many were filled in."""
     skipped = [d for d in report.get("dependencies", []) if "skip_reason" in d]
     for dep in skipped:
-        dep.setdefault("version", pins.get(_canonical(dep["name"]), "?"))
+        dep.setdefault("version", pins.get(canonicalize_name(dep["name"]), "?"))
     with ThreadPoolExecutor(workers) as pool:
         pages = list(pool.map(lambda d: fetch(d["name"]), skipped))
     filled = 0

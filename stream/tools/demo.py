@@ -142,6 +142,11 @@ class Collector(threading.Thread):
         self.seen: list[tuple[str, dict[str, Any], int]] = []  # (topic, value, received_ms)
         self.error: BaseException | None = None
 
+    def values(self, topic: str) -> list[dict[str, Any]]:
+        """The decoded values read from ``topic`` so far."""
+        with self.lock:
+            return [v for t, v, _ in self.seen if t == topic]
+
     def run(self) -> None:
         from confluent_kafka import Consumer, TopicPartition
 

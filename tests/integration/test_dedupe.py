@@ -69,9 +69,8 @@ def test_a_request_seen_twice_is_answered_once_and_the_duplicate_counted(
     assert metric_total(url, "streaminfer_request_id_conflicts_total") == 20
 
     def victim_answers() -> int:
-        with collector.lock:
-            return sum(1 for t, v, _ in collector.seen if t == settings.predictions_topic
-                       and v["request_id"].startswith("victim-"))
+        return sum(1 for v in collector.values(settings.predictions_topic)
+                   if v["request_id"].startswith("victim-"))
 
     wait_until(lambda: victim_answers() >= 40, 30, "answers for the forged and the victims")
     assert victim_answers() == 40  # the forged ones and every victim, once each

@@ -49,13 +49,11 @@ def model_copy(tmp_path: Path, **fallback: Any) -> Path:
 
 
 def predictions(collector: Collector, settings: Settings) -> list[dict[str, Any]]:
-    with collector.lock:
-        return [v for t, v, _ in collector.seen if t == settings.predictions_topic]
+    return collector.values(settings.predictions_topic)
 
 
 def dead_letters(collector: Collector, settings: Settings) -> list[dict[str, Any]]:
-    with collector.lock:
-        return [v for t, v, _ in collector.seen if t == settings.dlq_topic]
+    return collector.values(settings.dlq_topic)
 
 
 def test_poison_mix_each_bad_record_gets_one_dead_letter_with_the_right_stage(

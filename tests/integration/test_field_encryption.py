@@ -112,10 +112,8 @@ def test_sealed_features_stay_ciphertext_outside_the_worker_and_rotation_loses_n
         return collector.tally(everything, set()).answered() >= len(everything)
 
     wait_until(settled, 60, "every request answered or dead-lettered")
-    with collector.lock:
-        seen = list(collector.seen)
-    preds = {v["request_id"]: v for t, v, _ in seen if t == s.predictions_topic}
-    letters = {v["request_id"]: v for t, v, _ in seen if t == s.dlq_topic}
+    preds = {v["request_id"]: v for v in collector.values(s.predictions_topic)}
+    letters = {v["request_id"]: v for v in collector.values(s.dlq_topic)}
     assert sealed_ids <= set(preds), sorted(sealed_ids - set(preds))[:5]
     assert not any(preds[i]["fallback"] for i in sealed_ids)  # the model saw every feature
     for r in clear:  # the same request in clear and sealed: the same score
@@ -165,7 +163,7 @@ def test_a_worker_without_field_keys_dead_letters_sealed_requests(
     write_keyring(keys, Keyring({"k1": b"1" * 32}, "k1"))
 
     def dead_letters() -> list[dict[str, Any]]:
-        return _dead_letters(collector, s.dlq_topic)
+        return collector.values(s.dlq_topic)
 
     # The command line seals what the model's features.json declares sensitive.
     done = streaminfer(s, "produce", "--count", "5", "--seed", "4", "--field-keys-file",
@@ -187,7 +185,3 @@ def test_a_worker_without_field_keys_dead_letters_sealed_requests(
     assert {v["stage"] for v in letters} == {"decrypt"}
     assert "this worker has no field keys" in letters[0]["error_message"]
 
-
-def _dead_letters(collector: Any, topic: str) -> list[dict[str, Any]]:
-    with collector.lock:
-        return [v for t, v, _ in collector.seen if t == topic]
