@@ -29,5 +29,9 @@ class KafkaUnreachableError(KafkaOperationError):
     """Kafka did not answer at the configured address within the connect timeout."""
 
 
+class KafkaRefusedError(KafkaOperationError):
+    """Kafka answered but refused the client: credentials, TLS or security protocol."""
+
+
 class UnknownTopicError(ConfigurationError):
     """A topic (or a whole namespace) a command was pointed at does not exist."""

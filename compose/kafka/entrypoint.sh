@@ -6,7 +6,18 @@
 #   KAFKA_FOO___BAR=x     -> foo-bar=x
 #   CLUSTER_ID            -> the id storage is formatted with (required)
 #   KAFKA_HEAP_OPTS       -> JVM heap flags (default -Xmx512m -Xms256m)
+#   STREAMINFER_SECRETS_DIR -> wait for <dir>/.ready (certificates and keys are copied in by
+#                            `dev up --secure` after the container starts); <dir>/scram-users
+#                            holds one --add-scram argument per line for the first format
+#                            (never written into server.properties or the environment)
 set -euo pipefail
+if [ -n "${STREAMINFER_SECRETS_DIR:-}" ]; then
+  for _ in $(seq 1 1200); do [ -f "$STREAMINFER_SECRETS_DIR/.ready" ] && break; sleep 0.1; done
+  if [ ! -f "$STREAMINFER_SECRETS_DIR/.ready" ]; then
+    echo "entrypoint: no secrets in $STREAMINFER_SECRETS_DIR after 120 s (dev up copies them in)" >&2
+    exit 2
+  fi
+fi
 CONF=/opt/kafka/config/server.properties
 : > "$CONF"
 while IFS='=' read -r name value; do
@@ -31,6 +42,11 @@ LOGDIR="$(grep '^log.dirs=' "$CONF" | head -1 | cut -d= -f2 | cut -d, -f1)"
 if [ ! -f "$LOGDIR/meta.properties" ]; then
   FORMAT_ARGS=(format "--cluster-id=$CLUSTER_ID" "--config=$CONF" --ignore-formatted)
   if ! grep -q '^controller.quorum.voters=' "$CONF"; then FORMAT_ARGS+=(--standalone); fi
+  if [ -n "${STREAMINFER_SECRETS_DIR:-}" ] && [ -f "$STREAMINFER_SECRETS_DIR/scram-users" ]; then
+    while IFS= read -r user; do
+      [ -n "$user" ] && FORMAT_ARGS+=(--add-scram "$user")
+    done < "$STREAMINFER_SECRETS_DIR/scram-users"
+  fi
   "${JAVA[@]}" kafka.tools.StorageTool "${FORMAT_ARGS[@]}"
 fi
 exec "${JAVA[@]}" kafka.Kafka "$CONF"

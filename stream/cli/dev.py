@@ -65,11 +65,16 @@ def dev_images(with_worker: bool, **kwargs: Any) -> None:
               show_default=True, show_envvar=True,
               help="2: regions east and west (each with its Kafka and Redis) and MirrorMaker 2 "
                    "replicating the namespace's topics both ways; clients get --regions.")
+@click.option("--secure", is_flag=True, show_envvar=True,
+              help="The secure stack: a local CA, Kafka with SASL_SSL/SCRAM-SHA-512 for clients "
+                   "and mutual TLS between nodes, ACLs (stream/access/access.toml) enforced; "
+                   "Redis TLS-only with ACL users, the default user off. Clients get the admin "
+                   "principal; `streaminfer dev env --as <principal>` prints another's.")
 @click.option("--replace", is_flag=True, show_envvar=True,
               help="Discard a running dev cluster of another layout (its topics and Redis "
                    "data are deleted) instead of refusing.")
 @settings_options(*DEV, "namespace")
-def dev_up(brokers: str, redis_topology: str, n_regions: str, replace: bool,
+def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, replace: bool,
            **kwargs: Any) -> None:
     """Start Kafka (KRaft) and Redis; print and record the connection settings. A running
     dev cluster of the same layout is reused; one of another layout is refused (its data
@@ -86,8 +91,9 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, replace: bool,
         statuses = state.container_status(current)
         mode = (current.redis_env or {}).get("STREAMINFER_REDIS_MODE", "standalone")
         running = all(v == "running" for v in statuses.values())
-        have = _layout(current.brokers, mode, len(current.regions or {"": ""}))
-        want = _layout(int(brokers), redis_topology, int(n_regions))
+        have = _layout(current.brokers, mode, len(current.regions or {"": ""}),
+                       current.secure_dir is not None)
+        want = _layout(int(brokers), redis_topology, int(n_regions), secure)
         if running and have == want:
             say("the dev cluster is already running")
             _print_env(current.env())
@@ -103,6 +109,9 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, replace: bool,
             broken = {n: s for n, s in statuses.items() if s != "running"}
             say(f"the recorded dev cluster is not running ({broken}): replacing it")
         state.remove(current)
+    if secure and (n_regions == "2" or redis_topology != "standalone"):
+        raise click.UsageError("--secure runs one region with standalone Redis for now "
+                               "(secure regions and Redis Sentinel/Cluster: issue 15)")
     ensure_engine()
     images = ensure_images(s.kafka_image, s.redis_image)
     if n_regions == "2":
@@ -110,9 +119,17 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, replace: bool,
             raise click.UsageError("--regions 2 runs one standalone Redis per region")
         _dev_up_regions(int(brokers), images.kafka, images.redis, s.namespace)
         return
+    stack = _secure_stack(s.namespace) if secure else None
+    started = time.monotonic()
     cluster = start_cluster(int(brokers), images.kafka, images.redis,
                             name_prefix=_name_prefix(), preferred_ports=True,
-                            with_redis=redis_topology == "standalone")
+                            with_redis=redis_topology == "standalone", secure=stack)
+    if stack is not None:
+        try:
+            _apply_kafka_acls(cluster.client_conf(), stack)
+        except BaseException:
+            cluster.stop()
+            raise
     names = {f"kafka-{i}": c.get_wrapped_container().id for i, c in cluster.kafka.items()}
     if cluster.redis is not None:
         names["redis"] = cluster.redis.get_wrapped_container().id
@@ -133,8 +150,15 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, replace: bool,
         redis_env, redis_url = topo.env(), topo.url
     record = state.DevState(cluster.bootstrap_servers, redis_url, cluster.brokers, names,
                             cluster.network.name, images.kafka, images.redis, time.time(),
-                            redis_env)
+                            redis_env,
+                            secure_dir=str(stack.material.root) if stack is not None else None)
     state.save(record)
+    say(f"cluster answered {time.monotonic() - started:.1f}s after start"
+        + (" (secure: TLS, SCRAM, ACLs applied)" if stack is not None else ""))
+    if stack is not None:
+        say(f"secure: CA {stack.material.ca}; one password file per principal in "
+            f"{stack.material.passwords} (0600); clients act as admin, "
+            "`streaminfer dev env --as worker` prints the worker's settings")
     if cluster.brokers == 1:
         say("ONE broker: topics will have replication factor 1 (no fault tolerance); "
             "use `dev up --brokers 3` for RF 3 / min ISR 2")
@@ -149,10 +173,63 @@ def _name_prefix() -> str:
     return f"streaminfer-dev-{hashlib.sha1(home, usedforsecurity=False).hexdigest()[:6]}"
 
 
-def _layout(brokers: int, redis: str, regions: int) -> str:
+def _layout(brokers: int, redis: str, regions: int, secure: bool = False) -> str:
     """How a dev cluster is laid out, in words."""
     where = "two regions" if regions == 2 else "one region"
-    return f"{brokers} broker(s) per region, {redis} Redis, {where}"
+    return f"{brokers} broker(s) per region, {redis} Redis, {where}" + (
+        ", secure" if secure else "")
+
+
+def _secure_stack(namespace: str) -> Any:
+    """New certificates and passwords for a secure dev cluster, under the state directory."""
+    from stream.access.declaration import load
+    from stream.devcluster.progress import step
+    from stream.devcluster.secure import SecureStack, prepare
+
+    declaration = load(namespace=namespace)
+    with step(f"making a CA, certificates and {len(declaration.principals)} principals' "
+              "passwords"):
+        material = prepare(state_dir() / "secure", declaration, [""])
+    return SecureStack(material, declaration)
+
+
+def _apply_kafka_acls(conf: dict[str, Any], stack: Any) -> None:
+    """The declaration's ACLs on the new cluster (Redis has its users from its aclfile)."""
+    from confluent_kafka.admin import AdminClient
+
+    from stream.access import kafka_acls
+    from stream.devcluster.progress import step
+
+    admin = AdminClient(conf)
+    changes = kafka_acls.diff(stack.declaration, admin)
+    with step(f"applying {len(changes.add)} Kafka ACLs (stream/access/access.toml)"):
+        kafka_acls.apply(changes, admin)
+
+
+@dev.command("env")
+@click.option("--as", "principal", default="admin", show_default=True,
+              help="The principal whose settings to print (secure cluster; see `streaminfer "
+                   "acls show`).")
+def dev_env(principal: str) -> None:
+    """Print the dev cluster's settings as shell exports, e.g. to run a worker as the
+    worker principal: eval "$(streaminfer dev env --as worker)"."""
+    from stream.devcluster import state
+
+    current = state.load()
+    if current is None:
+        raise click.ClickException("no dev cluster recorded; start one with `streaminfer dev up`")
+    env = current.env()
+    if current.secure_dir is not None:
+        from stream.access.declaration import load
+
+        if principal not in load().principals:
+            raise click.UsageError(f"no principal {principal!r}; declared: "
+                                   f"{', '.join(load().principals)}")
+        env.update(current.secure_env(principal))
+    elif principal != "admin":
+        raise click.UsageError("the dev cluster is not secure: there are no principals "
+                               "(`streaminfer dev up --secure --replace`)")
+    _print_env(env)
 
 
 def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace: str) -> None:

@@ -1,5 +1,5 @@
 """The ``streaminfer`` command: the root group and its entry point; each command group
-lives in its own module (dev, traffic, serve, ops, models, chaos, plan, keys)."""
+lives in its own module (dev, traffic, serve, ops, models, chaos, plan, keys, access)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from stream.cli.access import acls
 from stream.cli.chaos import chaos
 from stream.cli.dev import dev
 from stream.cli.keys import field_keys
@@ -30,7 +31,7 @@ def cli() -> None:
 
 
 for command in (dev, topics, produce, consume, answers, check, worker, dlq, features, status,
-                regions, demo, models, backup, restore, chaos, plan, field_keys):
+                regions, demo, models, backup, restore, chaos, plan, field_keys, acls):
     cli.add_command(command)
 
 

@@ -60,8 +60,13 @@ def settings_options(*fields: str) -> Callable[[F], F]:
     return decorate
 
 
-CONNECTION = ("bootstrap_servers", "security_protocol", "sasl_mechanism", "sasl_username",
-              "sasl_password", "namespace", "connect_timeout_s", "log_level", "log_format")
+KAFKA_SECURITY = ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_password",
+                  "sasl_password_file", "ssl_ca_location", "ssl_certificate_location",
+                  "ssl_key_location", "ssl_key_password", "ssl_endpoint_identification")
+REDIS_SECURITY = ("redis_username", "redis_password", "redis_password_file", "redis_ca_file",
+                  "redis_cert_file", "redis_key_file")
+CONNECTION = ("bootstrap_servers", *KAFKA_SECURITY, "namespace", "connect_timeout_s",
+              "log_level", "log_format")
 TOPICS = ("partitions", "replication_factor", "min_insync_replicas")
 WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "model_path",
           "onnx_intra_op_threads", "onnx_inter_op_threads", "onnx_allow_spinning", "processes",
@@ -76,6 +81,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "metrics_created_series",
           "breaker_failures", "breaker_open_s", "lkg_refresh_s", "shed_max_lag", "shed_min_priority",
           "chaos_file", "redis_url", "redis_mode", "redis_sentinels", "redis_master_name",
+          *REDIS_SECURITY,
           "feature_cache_size", "feature_cache_ttl_s",
           "feature_precedence", "registry_model", "registry_dir", "dedupe_ttl_s", "canary_window_s",
           "canary_min_samples", "canary_max_error_rate", "canary_max_fallback_rate",
@@ -84,7 +90,7 @@ DEV = ("kafka_image", "redis_image")
 SEALING = ("field_keys_file", "seal_fields", "model_path")  # producers of requests
 REGIONS = ("regions", "region_down_after_s", "region_failback_after_s")
 WORKER_REGIONS = (*REGIONS, "region_redis", "region_lookback_s")
-REDIS = ("redis_url", "redis_mode", "redis_sentinels", "redis_master_name")
+REDIS = ("redis_url", "redis_mode", "redis_sentinels", "redis_master_name", *REDIS_SECURITY)
 
 
 def pick(kwargs: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:

@@ -68,6 +68,7 @@ def features_run(**kwargs: Any) -> None:
 
     s = resolve(kwargs, CONNECTION, TOPICS, REDIS,
                   ("session_timeout_ms", "health_port", "health_host", "feature_app_stall_s"))
+    from stream.connect.credentials import faust_credentials
     from stream.connect.redis_pool import make_async_redis
 
     report: Any = None
@@ -86,7 +87,8 @@ def features_run(**kwargs: Any) -> None:
     datadir.parent.mkdir(parents=True, exist_ok=True)
     app = build_app(s.namespace, s.bootstrap_servers, make_async_redis(s), s.partitions,
                     s.replication_factor, session_timeout_s=s.session_timeout_ms / 1000,
-                    datadir=str(datadir), report_sizes=report)
+                    datadir=str(datadir), report_sizes=report,
+                    credentials=faust_credentials(s))
     if s.feature_app_stall_s > 0:
         from stream.connect import kafka_config
         from stream.features.watchdog import GroupProgress, Watchdog

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from stream.exceptions import ConfigurationError
+from stream.connect.credentials import kafka_security
 from stream.observability.kafka_logs import kafka_logger
 from stream.settings import Settings
 
@@ -14,19 +14,11 @@ def common(settings: Settings) -> dict[str, Any]:
     """Connection and security properties every client shares."""
     conf: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
-        "security.protocol": settings.security_protocol,
         "client.id": f"streaminfer-{settings.namespace}",
         "log.connection.close": False,
         "logger": kafka_logger(),  # librdkafka's lines through our logging, repeats folded
     }
-    if settings.security_protocol.startswith("SASL"):
-        if settings.sasl_password is None:  # Settings checks it; never send a None password
-            raise ConfigurationError("security_protocol SASL_* needs --sasl-password")
-        conf.update({
-            "sasl.mechanism": settings.sasl_mechanism,
-            "sasl.username": settings.sasl_username,
-            "sasl.password": settings.sasl_password.get_secret_value(),
-        })
+    conf.update(kafka_security(settings))
     return conf
 
 

@@ -8,26 +8,44 @@ forever; a topic that is not there names the topics that are.
 
 from __future__ import annotations
 
+import time
+
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata
 
 from stream.connect import kafka_config
-from stream.exceptions import KafkaUnreachableError, UnknownTopicError
+from stream.connect.refusals import Refusals
+from stream.exceptions import KafkaRefusedError, KafkaUnreachableError, UnknownTopicError
+from stream.observability.kafka_logs import kafka_logger
 from stream.settings import Settings
 
 
 def require_kafka(settings: Settings) -> ClusterMetadata:
-    """The cluster's metadata, or :class:`KafkaUnreachableError` after the timeout."""
-    admin = AdminClient(kafka_config.admin(settings))
-    try:
-        return admin.list_topics(timeout=settings.connect_timeout_s)
-    except KafkaException as exc:
-        raise KafkaUnreachableError(
-            f"Kafka at {settings.bootstrap_servers} did not answer within "
-            f"{settings.connect_timeout_s:g} s ({exc.args[0].str()}). Start the local cluster "
-            "with `streaminfer dev up`, or point --bootstrap-servers "
-            "(STREAMINFER_BOOTSTRAP_SERVERS) at a running one; --connect-timeout-s waits "
-            "longer.") from exc
+    """The cluster's metadata; :class:`KafkaRefusedError` as soon as Kafka refuses the
+    client (credentials, TLS, protocol), :class:`KafkaUnreachableError` after the timeout."""
+    refusals = Refusals(kafka_logger())
+    admin = AdminClient({**kafka_config.admin(settings), **refusals.conf()})
+    end = time.monotonic() + settings.connect_timeout_s
+    last: KafkaException | None = None
+    while True:
+        left = end - time.monotonic()
+        try:
+            return admin.list_topics(timeout=max(0.1, min(1.0, left)))
+        except KafkaException as exc:
+            last = exc
+        admin.poll(0)  # serves the error callback
+        why = refusals.explain(settings)
+        if why is not None:
+            raise KafkaRefusedError(why)
+        if time.monotonic() >= end:
+            break
+    detail = last.args[0].str() if last is not None else "no answer"
+    raise KafkaUnreachableError(
+        f"Kafka at {settings.bootstrap_servers} did not answer within "
+        f"{settings.connect_timeout_s:g} s ({detail}). Start the local cluster "
+        "with `streaminfer dev up`, or point --bootstrap-servers "
+        "(STREAMINFER_BOOTSTRAP_SERVERS) at a running one; --connect-timeout-s waits "
+        "longer.")
 
 
 def namespaces(metadata: ClusterMetadata) -> list[str]:

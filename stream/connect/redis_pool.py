@@ -19,6 +19,7 @@ from redis.sentinel import Sentinel
 
 from fallback.redis_client import AsyncRedisClient, RedisClient
 from processors.features.cache import FeatureCache
+from stream.connect.credentials import redis_security
 from stream.exceptions import ConfigurationError
 from stream.settings import Settings
 
@@ -44,12 +45,15 @@ def make_redis(settings: Settings, timeout_s: float = 0.25,
     """A client for the configured Redis deployment (``client_name``: shown by
     ``CLIENT LIST``, so an operator can tell whose connections those are)."""
     named: dict[str, Any] = {"client_name": client_name} if client_name else {}
+    security = redis_security(settings)
     if settings.redis_mode == "standalone":
-        return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
-                                    socket_connect_timeout=timeout_s, **named)
+        url, security = standalone_url(settings.redis_url, security)
+        return redis.Redis.from_url(url, socket_timeout=timeout_s,
+                                    socket_connect_timeout=timeout_s, **named, **security)
     if settings.redis_mode == "sentinel":
         sentinel = Sentinel(sentinel_hosts(settings), socket_timeout=timeout_s,
-                            socket_connect_timeout=timeout_s)
+                            socket_connect_timeout=timeout_s, sentinel_kwargs=security or None,
+                            **security)
         master: redis.Redis = sentinel.master_for(
             settings.redis_master_name, socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s, **named)
@@ -58,7 +62,17 @@ def make_redis(settings: Settings, timeout_s: float = 0.25,
     # so a dead cluster costs one timeout per batch until the breaker opens.
     return RedisCluster.from_url(settings.redis_url, socket_timeout=timeout_s,
                                  socket_connect_timeout=timeout_s,
-                                 cluster_error_retry_attempts=1, **named)
+                                 cluster_error_retry_attempts=1, **named, **security)
+
+
+def standalone_url(url: str, security: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A standalone client takes TLS from its URL's scheme (redis-py's ``from_url`` picks
+    the connection class by scheme and would pass an ``ssl`` argument on to it): rediss://
+    when TLS is on."""
+    rest = dict(security)
+    if rest.pop("ssl", False) and url.startswith("redis://"):
+        url = "rediss://" + url[len("redis://"):]
+    return url, rest
 
 
 def endpoint(settings: Settings) -> tuple[str, ...]:
@@ -122,11 +136,13 @@ def make_async_redis(settings: Settings, timeout_s: float = 2.0) -> AsyncRedisCl
     from redis.asyncio.cluster import RedisCluster as AsyncCluster
     from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 
+    security = redis_security(settings)
     if settings.redis_mode == "standalone":
-        return aioredis.from_url(settings.redis_url, socket_timeout=timeout_s)
+        url, rest = standalone_url(settings.redis_url, security)
+        return aioredis.from_url(url, socket_timeout=timeout_s, **rest)
     if settings.redis_mode == "sentinel":
         master: aioredis.Redis = AsyncSentinel(
-            sentinel_hosts(settings), socket_timeout=timeout_s).master_for(
-            settings.redis_master_name, socket_timeout=timeout_s)
+            sentinel_hosts(settings), socket_timeout=timeout_s, sentinel_kwargs=security or None,
+            **security).master_for(settings.redis_master_name, socket_timeout=timeout_s)
         return master
-    return AsyncCluster.from_url(settings.redis_url, socket_timeout=timeout_s)
+    return AsyncCluster.from_url(settings.redis_url, socket_timeout=timeout_s, **security)

@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from confluent_kafka.admin import AdminClient
@@ -23,6 +24,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from stream.devcluster.progress import say, step
+from stream.devcluster.secure import REDIS_SECURE_COMMAND, SecureStack, copy_secrets
 from stream.exceptions import InfrastructureError
 
 # The Ryuk reaper image cannot be pulled without a registry; every container here is
@@ -129,6 +131,14 @@ class RunningCluster:
     redis: DockerContainer | None = None
     kafka_ports: dict[int, int] = field(default_factory=dict)
     alias_prefix: str = ""
+    secure: SecureStack | None = None
+
+    def client_conf(self) -> dict[str, Any]:
+        """librdkafka properties of an admin client on the host."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers}
+        if self.secure is not None:
+            conf.update(self.secure.kafka_client())
+        return conf
 
     @property
     def internal_bootstrap(self) -> str:
@@ -167,25 +177,34 @@ def start_kafka_node(cluster: RunningCluster, node_id: int, image: str, cluster_
     """Create and start one Kafka node (also used to restart a stopped node in tests)."""
     host_port = cluster.kafka_ports[node_id]
     container = DockerContainer(image)
-    for key, value in kafka_env(node_id, cluster.brokers, host_port, cluster_id,
-                                cluster.alias_prefix).items():
+    env = kafka_env(node_id, cluster.brokers, host_port, cluster_id, cluster.alias_prefix)
+    if cluster.secure is not None:
+        env = cluster.secure.kafka_env(env)
+    for key, value in env.items():
         container.with_env(key, value)
     _publish(container, EXTERNAL_PORT, host_port)
     container.with_network(cluster.network).with_network_aliases(
         f"{cluster.alias_prefix}kafka-{node_id}")
-    container.with_kwargs(labels={LABEL: cluster.network.name})
+    # The host name is the alias: a node advertises its controller listener by host name,
+    # and the certificate of a secure node names the alias, not the container id.
+    container.with_kwargs(labels={LABEL: cluster.network.name},
+                          hostname=f"{cluster.alias_prefix}kafka-{node_id}")
     if name_prefix:
         container.with_name(f"{name_prefix}-kafka-{node_id}")
     container.start()
     cluster.kafka[node_id] = container
+    if cluster.secure is not None:
+        copy_secrets(container.get_wrapped_container(), cluster.secure.kafka_files())
     return container
 
 
 def wait_for_kafka(bootstrap: str, brokers: int, deadline_s: float,
-                   containers: list[DockerContainer]) -> None:
-    """Block until the metadata lists ``brokers`` brokers (or raise with the logs' tail)."""
+                   containers: list[DockerContainer],
+                   client_conf: dict[str, Any] | None = None) -> None:
+    """Block until the metadata lists ``brokers`` brokers (or raise with the logs' tail);
+    ``client_conf`` adds the admin's security properties."""
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.connection.setup.timeout.ms": 2000,
-                         "log_level": 2})
+                         "log_level": 2, **(client_conf or {})})
     end = time.monotonic() + deadline_s
     seen = 0
     while time.monotonic() < end:
@@ -208,9 +227,9 @@ def wait_for_kafka(bootstrap: str, brokers: int, deadline_s: float,
     )
 
 
-def wait_for_redis(url: str, deadline_s: float) -> None:
-    """Block until Redis answers PING."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+def wait_for_redis(url: str, deadline_s: float, **security: Any) -> None:
+    """Block until Redis answers PING (``security``: redis-py's user, password, TLS)."""
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1, **security)
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         try:
@@ -227,21 +246,30 @@ REDIS_COMMAND = "redis-server --protected-mode no --bind 0.0.0.0 --save '' --app
 
 def start_redis(image: str, host_port: int | None = None, network: Network | None = None,
                 name: str | None = None, label: str = "standalone",
-                wait: bool = True) -> tuple[DockerContainer, str]:
-    """One standalone Redis published on 127.0.0.1; returns the container and its URL."""
+                wait: bool = True, secure: SecureStack | None = None,
+                alias: str = "redis") -> tuple[DockerContainer, str]:
+    """One standalone Redis published on 127.0.0.1; returns the container and its URL
+    (with ``secure``: TLS only, ACL users, the default user off; a rediss:// URL)."""
     port = host_port or free_port()
-    container = DockerContainer(image).with_command(REDIS_COMMAND)
+    container = DockerContainer(image).with_command(
+        REDIS_SECURE_COMMAND if secure is not None else REDIS_COMMAND)
     _publish(container, 6379, port)
     if network is not None:
-        container.with_network(network).with_network_aliases("redis")
+        container.with_network(network).with_network_aliases(alias)
     container.with_kwargs(labels={LABEL: label})
     if name:
         container.with_name(name)
     container.start()
-    url = f"redis://127.0.0.1:{port}/0"
+    url = f"{'rediss' if secure else 'redis'}://127.0.0.1:{port}/0"
+    if secure is not None:
+        try:
+            copy_secrets(container.get_wrapped_container(), secure.redis_files())
+        except BaseException:
+            container.stop()
+            raise
     if wait:
         try:
-            wait_for_redis(url, 30)
+            wait_for_redis(url, 30, **(secure.redis_client() if secure else {}))
         except BaseException:
             container.stop()
             raise
@@ -251,10 +279,11 @@ def start_redis(image: str, host_port: int | None = None, network: Network | Non
 def start_cluster(brokers: int, kafka_image: str, redis_image: str,
                   name_prefix: str | None = None, deadline_s: float = 180.0,
                   preferred_ports: bool = False, with_redis: bool = True,
-                  alias_prefix: str = "") -> RunningCluster:
+                  alias_prefix: str = "", secure: SecureStack | None = None) -> RunningCluster:
     """Start ``brokers`` Kafka nodes and one Redis; return once all answer.
 
-    With ``preferred_ports`` the host ports are 9092.. and 6379 where free (dev use).
+    With ``preferred_ports`` the host ports are 9092.. and 6379 where free (dev use); with
+    ``secure`` the cluster is the secure one (:mod:`stream.devcluster.secure`).
     """
     if brokers not in (1, 3):
         raise InfrastructureError(f"brokers must be 1 or 3, got {brokers}")
@@ -263,21 +292,26 @@ def start_cluster(brokers: int, kafka_image: str, redis_image: str,
     ports = {i: pick(9091 + i) for i in range(1, brokers + 1)}
     bootstrap = ",".join(f"127.0.0.1:{p}" for p in ports.values())
     redis_port = pick(6379)
-    cluster = RunningCluster(bootstrap, f"redis://127.0.0.1:{redis_port}/0", brokers, network,
-                             kafka_ports=ports, alias_prefix=alias_prefix)
+    scheme = "rediss" if secure is not None else "redis"
+    cluster = RunningCluster(bootstrap, f"{scheme}://127.0.0.1:{redis_port}/0", brokers, network,
+                             kafka_ports=ports, alias_prefix=alias_prefix, secure=secure)
     cluster_id = new_cluster_id()
     try:
+        how = " (TLS, SCRAM, ACLs)" if secure is not None else ""
         with step(f"starting {brokers} Kafka node(s) ({kafka_image})"
-                  + (f" and Redis ({redis_image})" if with_redis else "")):
+                  + (f" and Redis ({redis_image})" if with_redis else "") + how):
             for node_id in ports:
                 start_kafka_node(cluster, node_id, kafka_image, cluster_id, name_prefix)
             if with_redis:
                 cluster.redis, _url = start_redis(
                     redis_image, redis_port, network,
-                    f"{name_prefix}-redis" if name_prefix else None, network.name, wait=False)
-            wait_for_kafka(bootstrap, brokers, deadline_s, list(cluster.kafka.values()))
+                    f"{name_prefix}-redis" if name_prefix else None, network.name, wait=False,
+                    secure=secure, alias=f"{alias_prefix}redis")
+            wait_for_kafka(bootstrap, brokers, deadline_s, list(cluster.kafka.values()),
+                           cluster.client_conf())
             if with_redis:
-                wait_for_redis(cluster.redis_url, 30)
+                wait_for_redis(cluster.redis_url, 30,
+                               **(secure.redis_client() if secure else {}))
     except BaseException:
         cluster.stop()
         raise

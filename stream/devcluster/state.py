@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +42,15 @@ class DevState:
     regions: dict[str, str] | None = None  # name -> bootstrap servers (dev up --regions 2)
     extra_networks: list[str] = field(default_factory=list)  # the other regions' networks
     region_redis: dict[str, str] | None = None  # name -> Redis URL (dev up --regions 2)
+    secure_dir: str | None = None  # dev up --secure: CA, passwords (0700)
+
+    def secure_env(self, principal: str = "admin") -> dict[str, str]:
+        """The client settings of ``principal`` on a secure cluster (nothing if open)."""
+        if self.secure_dir is None:
+            return {}
+        from stream.devcluster.secure import client_env
+
+        return client_env(Path(self.secure_dir), principal)
 
     def env(self) -> dict[str, str]:
         """Settings every command should use against this cluster."""
@@ -52,6 +62,7 @@ class DevState:
             "STREAMINFER_MIN_INSYNC_REPLICAS": str(min(2, rf)),
         }
         env.update(self.redis_env or {})
+        env.update(self.secure_env())
         if self.regions:
             env["STREAMINFER_REGIONS"] = ";".join(f"{n}={b}" for n, b in self.regions.items())
         if self.region_redis:
@@ -106,3 +117,5 @@ def remove(state: DevState) -> None:
             client.networks.get(network).remove()
     state_file().unlink(missing_ok=True)
     dev_env_file().unlink(missing_ok=True)
+    if state.secure_dir is not None:  # its CA and passwords serve no other cluster
+        shutil.rmtree(state.secure_dir, ignore_errors=True)

@@ -123,16 +123,19 @@ class IdleSweep:
 def build_app(namespace: str, bootstrap_servers: str, redis_client: AsyncRedisClient, partitions: int,
               replication_factor: int, guarantee: str = "exactly_once",
               session_timeout_s: float = 10.0, datadir: str | None = None,
-              report_sizes: Callable[[dict[str, int]], None] | None = None) -> faust.App:
+              report_sizes: Callable[[dict[str, int]], None] | None = None,
+              credentials: Any = None) -> faust.App:
     """The feature app for one namespace (``report_sizes`` gets the table sizes every
     minute).
 
     ``datadir`` is faust's working directory; by default faust would create
     ``<app id>-data`` in the current directory, so callers pass one under STREAMINFER_HOME.
+    ``credentials``: faust's broker credentials (``stream.connect.credentials.faust_credentials``).
     """
     app = faust.App(
         f"{namespace}-features",
         broker=[f"kafka://{hp}" for hp in bootstrap_servers.split(",")],
+        broker_credentials=credentials,
         store="memory://",
         datadir=datadir or f"{namespace}-features-data",
         processing_guarantee=guarantee,

@@ -45,7 +45,9 @@ class Settings(BaseSettings, KafkaSection, SecuritySection, EncryptionSection, W
     """All streaminfer settings, section by section (see :data:`SECTIONS`)."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, frozen=True
+        # An empty variable (STREAMINFER_SASL_PASSWORD_FILE=) means unset, not "." or "".
+        env_prefix=ENV_PREFIX, extra="ignore", validate_default=True, frozen=True,
+        env_ignore_empty=True,
     )
 
     @model_validator(mode="after")
@@ -69,11 +71,19 @@ class Settings(BaseSettings, KafkaSection, SecuritySection, EncryptionSection, W
 
             parse_range(self.autoscale)  # its ValueError names the flag and the shape
         if self.security_protocol.startswith("SASL") and not (
-            self.sasl_mechanism and self.sasl_username and self.sasl_password
+            self.sasl_mechanism and self.sasl_username
+            and (self.sasl_password or self.sasl_password_file)
         ):
             raise ValueError(
-                "security_protocol SASL_* needs sasl_mechanism, sasl_username and sasl_password"
+                "security_protocol SASL_* needs sasl_mechanism, sasl_username and "
+                "sasl_password (or sasl_password_file)"
             )
+        if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
+            raise ValueError("a client certificate needs both ssl_certificate_location and "
+                             "ssl_key_location")
+        if (self.redis_cert_file is None) != (self.redis_key_file is None):
+            raise ValueError("a Redis client certificate needs both redis_cert_file and "
+                             "redis_key_file")
         return self
 
     # --- derived names ----------------------------------------------------------

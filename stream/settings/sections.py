@@ -45,14 +45,49 @@ class KafkaSection(BaseModel):
 
 
 class SecuritySection(BaseModel):
-    """Authentication and encryption of the Kafka connection."""
+    """Authentication and encryption of the Kafka and Redis connections (docs/security.md).
 
-    security_protocol: SecurityProtocol = Field("PLAINTEXT", description="Kafka security protocol.")
+    Secrets come from the environment or from files (``*_file``: read when a client is
+    built, so a rotated file is picked up by the next connection); they are ``SecretStr``,
+    never logged or echoed."""
+
+    security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", description="Kafka security protocol: PLAINTEXT, SSL (TLS, optionally "
+                                 "with a client certificate), SASL_PLAINTEXT or SASL_SSL.")
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
         None, description="SASL mechanism when the protocol is SASL_*."
     )
     sasl_username: str | None = Field(None, description="SASL user name.")
-    sasl_password: SecretStr | None = Field(None, description="SASL password (never logged).")
+    sasl_password: SecretStr | None = Field(
+        None, description="SASL password (never logged; --sasl-password-file wins when both "
+                          "are set).")
+    sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password (first line; keep it 0600).")
+    ssl_ca_location: Path | None = Field(
+        None, description="PEM file of the CA(s) that signed the brokers' certificates "
+                          "(unset: the system's trust store).")
+    ssl_certificate_location: Path | None = Field(
+        None, description="Client certificate (PEM) for mutual TLS with Kafka.")
+    ssl_key_location: Path | None = Field(
+        None, description="Private key (PEM) of the client certificate.")
+    ssl_key_password: SecretStr | None = Field(
+        None, description="Password of an encrypted --ssl-key-location (never logged).")
+    ssl_endpoint_identification: bool = Field(
+        True, description="Check that a broker's certificate names the host connected to "
+                          "(turn off only for certificates without the right names).")
+    redis_username: str | None = Field(
+        None, description="Redis ACL user (unset: the URL's user, else 'default').")
+    redis_password: SecretStr | None = Field(
+        None, description="Redis password (never logged; --redis-password-file wins).")
+    redis_password_file: Path | None = Field(
+        None, description="File holding the Redis password (first line; keep it 0600).")
+    redis_ca_file: Path | None = Field(
+        None, description="PEM CA file that verifies Redis' certificate; setting it (or a "
+                          "rediss:// URL) turns TLS on.")
+    redis_cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) for Redis servers that require one.")
+    redis_key_file: Path | None = Field(
+        None, description="Private key (PEM) of --redis-cert-file.")
 
 
 class EncryptionSection(BaseModel):

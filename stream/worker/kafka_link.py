@@ -22,6 +22,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from fallback.deadletter import SourceRecord
 from stream.connect import kafka_config
+from stream.connect.refusals import explain
 from stream.exceptions import KafkaOperationError
 from stream.observability.health import HealthState
 from stream.observability.metrics import WorkerMetrics
@@ -150,6 +151,12 @@ class KafkaLink:
                 self.metrics.kafka_reachable.set(0)
                 self.health.update(kafka_reachable=False, kafka_detail=str(err))
                 log.error("%s: all brokers down (%s); retrying", client, err)
+            elif err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+                # Retried by librdkafka, but nothing changes until the settings (or the
+                # broker's ACL users) do: say why in /readyz and the log.
+                why = explain(self.settings, [err], []) or str(err)
+                self.health.update(kafka_reachable=False, kafka_detail=why)
+                log.error("%s: Kafka refuses this worker: %s", client, why)
             elif err.fatal():
                 log.error("%s: fatal error %s", client, err)
             else:

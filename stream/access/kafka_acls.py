@@ -1,0 +1,127 @@
+"""Kafka's ACLs made to match the declaration: the bindings it implies, what the cluster
+has, the difference, and applying it (create the missing, delete the declared principals'
+extra ones; other principals' ACLs are left alone)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka.admin import (
+    AclBinding,
+    AclBindingFilter,
+    AclOperation,
+    AclPermissionType,
+    AdminClient,
+    ResourcePatternType,
+    ResourceType,
+)
+
+from stream.access.declaration import Declaration
+from stream.exceptions import InfrastructureError
+
+RESOURCES = {"topic": ResourceType.TOPIC, "group": ResourceType.GROUP,
+             "transactional_id": ResourceType.TRANSACTIONAL_ID, "cluster": ResourceType.BROKER}
+PATTERNS = {"literal": ResourcePatternType.LITERAL, "prefixed": ResourcePatternType.PREFIXED}
+OPERATIONS = {"read": AclOperation.READ, "write": AclOperation.WRITE,
+              "create": AclOperation.CREATE, "delete": AclOperation.DELETE,
+              "alter": AclOperation.ALTER, "describe": AclOperation.DESCRIBE,
+              "describe_configs": AclOperation.DESCRIBE_CONFIGS,
+              "alter_configs": AclOperation.ALTER_CONFIGS,
+              "idempotent_write": AclOperation.IDEMPOTENT_WRITE, "all": AclOperation.ALL}
+
+
+@dataclass(frozen=True, order=True)
+class Acl:
+    """One ALLOW rule, in a form that compares and prints plainly."""
+
+    principal: str  # User:<name>
+    resource: str  # ResourceType name
+    name: str
+    pattern: str  # ResourcePatternType name
+    operation: str  # AclOperation name
+
+    def binding(self) -> AclBinding:
+        """The admin API's binding."""
+        return AclBinding(ResourceType[self.resource], self.name, ResourcePatternType[self.pattern],
+                          self.principal, "*", AclOperation[self.operation],
+                          AclPermissionType.ALLOW)
+
+    def __str__(self) -> str:
+        how = "" if self.pattern == "LITERAL" else f" ({self.pattern.lower()})"
+        return (f"{self.principal} may {self.operation.lower()} "
+                f"{self.resource.lower()} {self.name}{how}")
+
+
+def desired(declaration: Declaration) -> set[Acl]:
+    """The ALLOW rules the declaration implies (super users need none)."""
+    out = set()
+    for name, principal in declaration.principals.items():
+        for grant in principal.kafka:
+            for op in grant.operations:
+                out.add(Acl(f"User:{name}", RESOURCES[grant.resource].name, grant.name,
+                            PATTERNS[grant.pattern].name, OPERATIONS[op].name))
+    return out
+
+
+def current(admin: AdminClient, principals: list[str], timeout_s: float = 15.0) -> set[Acl]:
+    """The ALLOW rules the cluster holds for ``principals`` (User:<name>)."""
+    # None matches any name, principal and host (the admin API's filter; its stubs say str).
+    anything: Any = None
+    flt = AclBindingFilter(ResourceType.ANY, anything, ResourcePatternType.ANY, anything,
+                           anything, AclOperation.ANY, AclPermissionType.ANY)
+    try:
+        bindings = admin.describe_acls(flt, request_timeout=timeout_s).result(timeout=timeout_s)
+    except Exception as exc:
+        raise InfrastructureError(
+            f"could not list Kafka's ACLs: {exc}. The client must be a super user (the "
+            "admin principal) and the brokers must run an authorizer") from exc
+    wanted = set(principals)
+    return {Acl(b.principal, b.restype.name, b.name, b.resource_pattern_type.name,
+                b.operation.name)
+            for b in bindings
+            if b.principal in wanted and b.permission_type == AclPermissionType.ALLOW}
+
+
+@dataclass(frozen=True)
+class AclDiff:
+    """What applying would change."""
+
+    add: list[Acl]
+    remove: list[Acl]
+
+    @property
+    def empty(self) -> bool:
+        """Nothing to do."""
+        return not self.add and not self.remove
+
+
+def diff(declaration: Declaration, admin: AdminClient) -> AclDiff:
+    """The declaration against the cluster, for the declared principals."""
+    want = desired(declaration)
+    have = current(admin, [f"User:{n}" for n in declaration.principals])
+    return AclDiff(sorted(want - have), sorted(have - want))
+
+
+def apply(changes: AclDiff, admin: AdminClient, timeout_s: float = 15.0) -> None:
+    """Create the missing rules, delete the extra ones; raise naming the first refusal."""
+    if changes.add:
+        for acl, fut in zip(changes.add, admin.create_acls(
+                [a.binding() for a in changes.add], request_timeout=timeout_s).values(),
+                strict=True):
+            try:
+                fut.result(timeout=timeout_s)
+            except Exception as exc:
+                raise InfrastructureError(f"Kafka refused the ACL '{acl}': {exc}") from exc
+    if changes.remove:
+        filters = [AclBindingFilter(ResourceType[a.resource], a.name,
+                                    ResourcePatternType[a.pattern], a.principal, "*",
+                                    AclOperation[a.operation], AclPermissionType.ALLOW)
+                   for a in changes.remove]
+        for acl, fut in zip(changes.remove, admin.delete_acls(
+                filters, request_timeout=timeout_s).values(), strict=True):
+            try:
+                fut.result(timeout=timeout_s)
+            except Exception as exc:
+                raise InfrastructureError(f"Kafka refused to delete the ACL '{acl}': {exc}") \
+                    from exc

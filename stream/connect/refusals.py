@@ -1,0 +1,90 @@
+"""Why Kafka refused a client, in words: authentication, TLS and protocol mismatches.
+
+librdkafka retries these forever and reports them only through its error callback
+(``_AUTHENTICATION``, ``_SSL``) or its log (a listener that closes the connection during
+the first request: usually a plaintext client at a TLS or SASL listener). :class:`Refusals`
+collects both; :func:`explain` turns what it saw into one sentence naming the cause and the
+setting that fixes it, so a command stops at once instead of waiting out its timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from confluent_kafka import KafkaError
+
+from stream.settings import Settings
+
+LISTENER_CLOSED = "in state APIVERSION_QUERY"
+CLOSED_AFTER_TLS = "SSL connection closed by peer"
+
+
+class Refusals:
+    """An ``error_cb`` and a ``logger`` for a client's configuration that remember the
+    telling errors (and pass log records on to ``forward``)."""
+
+    def __init__(self, forward: logging.Logger | None = None) -> None:
+        self.errors: list[KafkaError] = []
+        self.lines: list[str] = []
+        self.forward = forward
+        self._lock = threading.Lock()
+
+    def error_cb(self, err: KafkaError) -> None:
+        """librdkafka's error callback."""
+        if err.code() in (KafkaError._AUTHENTICATION, KafkaError._SSL):
+            with self._lock:
+                self.errors.append(err)
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        """librdkafka's log callback (the logging.Logger method it calls)."""
+        text = fmt % args if args else fmt
+        if LISTENER_CLOSED in text or CLOSED_AFTER_TLS in text:
+            with self._lock:
+                self.lines.append(text)
+        if self.forward is not None:
+            self.forward.log(level, fmt, *args)
+
+    def conf(self) -> dict[str, Any]:
+        """What to add to a client's configuration (closed connections are logged: that
+        line is how a listener expecting TLS shows)."""
+        return {"error_cb": self.error_cb, "logger": self, "log.connection.close": True}
+
+    def explain(self, settings: Settings) -> str | None:
+        """The cause, if what was seen tells it."""
+        with self._lock:
+            errors, lines = list(self.errors), list(self.lines)
+        return explain(settings, errors, lines)
+
+
+def explain(settings: Settings, errors: list[KafkaError], lines: list[str]) -> str | None:
+    """One sentence on why Kafka at ``settings.bootstrap_servers`` refused the client."""
+    where = f"Kafka at {settings.bootstrap_servers}"
+    for err in errors:
+        text = err.str()
+        if err.code() == KafkaError._AUTHENTICATION:
+            if "mechanism" in text and "Unsupported" in text:
+                return (f"{where} does not offer SASL mechanism {settings.sasl_mechanism} "
+                        f"({text.split(': ', 1)[-1]}); set --sasl-mechanism to one it lists")
+            return (f"{where} refused the credentials of user {settings.sasl_username!r} "
+                    f"({settings.sasl_mechanism}): wrong user name or password. Check "
+                    "--sasl-username and --sasl-password-file (STREAMINFER_SASL_*)")
+        if err.code() == KafkaError._SSL:
+            if "certificate verify failed" in text:
+                return (f"{where}: the broker's certificate could not be verified against "
+                        f"{settings.ssl_ca_location or 'the system trust store'}; set "
+                        "--ssl-ca-location to the CA that signed it (dev up --secure: "
+                        "$STREAMINFER_HOME/secure/ca.pem)")
+            return f"{where}: TLS failed ({text}); check the --ssl-* settings"
+    for line in lines:
+        if LISTENER_CLOSED in line and settings.security_protocol in ("PLAINTEXT",
+                                                                       "SASL_PLAINTEXT"):
+            return (f"{where} closed the connection before answering: its listener expects "
+                    f"TLS, and this client speaks {settings.security_protocol}. Set "
+                    "--security-protocol SASL_SSL (or SSL) with --ssl-ca-location")
+        if CLOSED_AFTER_TLS in line and settings.security_protocol == "SSL":
+            return (f"{where} closed the connection after TLS: its listener expects SASL "
+                    "authentication. Set --security-protocol SASL_SSL with --sasl-mechanism, "
+                    "--sasl-username and --sasl-password-file")
+    return None
