@@ -21,6 +21,7 @@ from stream.connect.topics import ensure_topics
 from stream.devcluster.images import Images
 from stream.settings import Settings
 from tests.integration.helpers import WorkerPool, stop_collectors
+from tests.integration.secure_support import SecureCluster
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,52 @@ def cluster() -> Iterator[Endpoints]:
 
 
 ENGINE_STARTED = False
+
+
+@pytest.fixture(scope="session")
+def secure_cluster(cluster: Endpoints) -> Iterator[SecureCluster]:
+    """The secure stack (SASL_SSL/SCRAM, ACLs, TLS-only Redis with ACL users), started on
+    first use and shared by the session (after ``cluster``, so the engine outlives it)."""
+    from tests.integration.secure_support import start_secure
+
+    images = ensure_test_images()
+    secure = start_secure(images.kafka, images.redis)
+    try:
+        yield secure
+    finally:
+        secure.running.stop()
+
+
+@pytest.fixture(params=["open", "secure"])
+def stack(request: pytest.FixtureRequest, cluster: Endpoints) -> Stack:
+    """Run a test on the open stack and on the secure one (principals as declared)."""
+    if request.param == "open":
+        return Stack(cluster, None)
+    return Stack(cluster, request.getfixturevalue("secure_cluster"))
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Settings for one test on the open or the secure stack."""
+
+    cluster: Endpoints
+    secure: SecureCluster | None
+
+    def settings(self, **overrides: object) -> Settings:
+        """A fresh namespace with its topics (on the secure stack: as admin, with the
+        declaration's ACLs and Redis users for it)."""
+        s = make_settings(self.cluster, **overrides)
+        if self.secure is not None:
+            s = self.secure.as_principal(s, "admin")
+            ensure_topics(s)
+            self.secure.grant(s)
+        else:
+            ensure_topics(s)
+        return s
+
+    def acting_as(self, s: Settings, principal: str) -> Settings:
+        """``s`` as ``principal`` on the secure stack; ``s`` itself on the open one."""
+        return s if self.secure is None else self.secure.as_principal(s, principal)
 
 
 def ensure_test_images() -> Images:

@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from stream.settings import Settings
+from tests.integration.conftest import Stack
 from tests.integration.helpers import (
     WorkerPool,
     produce_all,
@@ -19,13 +20,17 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 
-def test_10000_requests_over_4_partitions_and_2_workers(settings: Settings,
+def test_10000_requests_over_4_partitions_and_2_workers(stack: Stack,
                                                         workers: WorkerPool) -> None:
+    """On the open stack and on the secure one, where the workers act as the worker
+    principal and the requests come from the producer principal (the collector is admin)."""
+    settings = stack.settings()
     collector = start_collector(settings)
-    workers.start(settings, "w0")
-    workers.start(settings, "w1")
+    worker = stack.acting_as(settings, "worker")
+    workers.start(worker, "w0")
+    workers.start(worker, "w1")
     wait_for_workers(settings, workers, 2)
-    ids = produce_all(settings, 10_000, seed=11)
+    ids = produce_all(stack.acting_as(settings, "producer"), 10_000, seed=11)
     tally = wait_for_all(collector, ids, deadline_s=120)
     collector.stop.set()
 

@@ -14,7 +14,7 @@ import pytest
 from processors.outcomes import check
 from stream.clients import now_ms
 from stream.connect.topics import ensure_topics
-from tests.integration.conftest import Endpoints, make_settings
+from tests.integration.conftest import Endpoints, Stack, make_settings
 from tests.integration.helpers import (
     PacedProducer,
     WorkerPool,
@@ -34,16 +34,17 @@ RATE = 400.0
 @pytest.mark.parametrize("guarantee", ["exactly-once",
                                        pytest.param("at-least-once", marks=pytest.mark.extended)])
 def test_sigkill_and_immediate_restart_flows_again_within_seconds(
-        cluster: Endpoints, workers: WorkerPool, guarantee: str) -> None:
+        stack: Stack, workers: WorkerPool, guarantee: str) -> None:
     # The product's defaults (30 s transaction timeout, 10 s session timeout), not the
     # suite's shortened ones: the stall they would cause is what this test rules out.
-    settings = make_settings(cluster, guarantee=guarantee, transaction_timeout_ms=30_000,
-                             session_timeout_ms=10_000)
-    ensure_topics(settings)
+    # On the secure stack too: the worker principal's transactional id and group ACLs.
+    settings = stack.settings(guarantee=guarantee, transaction_timeout_ms=30_000,
+                              session_timeout_ms=10_000)
     collector = start_collector(settings)
-    first = workers.start(settings, "rs0")
+    worker = stack.acting_as(settings, "worker")
+    first = workers.start(worker, "rs0")
     wait_for_workers(settings, workers, 1)
-    producer = PacedProducer(settings, COUNT, RATE, seed=57)
+    producer = PacedProducer(stack.acting_as(settings, "producer"), COUNT, RATE, seed=57)
     producer.start()
 
     def answered() -> int:
@@ -53,7 +54,7 @@ def test_sigkill_and_immediate_restart_flows_again_within_seconds(
     wait_until(lambda: answered() > 600, 60, "the worker answering under load")
     killed_at = now_ms()
     first.kill()
-    workers.start(settings, "rs0")  # the same identity, at once
+    workers.start(worker, "rs0")  # the same identity, at once
     restarted_at = now_ms()
 
     def first_new() -> int | None:

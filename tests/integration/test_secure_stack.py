@@ -1,0 +1,189 @@
+"""The secure stack on real Kafka and Redis: who is refused, who may do what.
+
+One secure single-broker cluster for the session (``secure_cluster``): SASL_SSL with
+SCRAM-SHA-512, the StandardAuthorizer with no ACL meaning no, Redis TLS-only with ACL users
+and the default user off. Each test takes a fresh namespace and applies the packaged
+declaration (stream/access/access.toml) to it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+import redis
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+
+from stream.connect import kafka_config
+from stream.connect.redis_pool import make_redis
+from stream.settings import Settings
+from tests.integration.conftest import Endpoints, make_settings
+from tests.integration.helpers import streaminfer
+from tests.integration.secure_support import SecureCluster
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def admin(secure_cluster: SecureCluster, cluster: Endpoints) -> Settings:
+    """A fresh namespace on the secure stack, its topics made and its access applied."""
+    from stream.connect.topics import ensure_topics
+
+    s = secure_cluster.as_principal(make_settings(cluster), "admin")
+    ensure_topics(s)
+    secure_cluster.grant(s)
+    return s
+
+
+def _produce_error(settings: Settings, topic: str) -> KafkaError | None:
+    """Produce one record as ``settings``' principal; the delivery error, if any."""
+    producer = Producer({**kafka_config.client_producer(settings), "delivery.timeout.ms": 8000})
+    errors: list[KafkaError | None] = []
+    # Keyed: the control topic is compacted and refuses records without a key.
+    producer.produce(topic, b"x", key=b"k", on_delivery=lambda err, _msg: errors.append(err))
+    producer.flush(15)
+    assert errors, f"no delivery report for {topic} within 15 s"
+    return errors[0]
+
+
+def _consume_error(settings: Settings, topic: str, group: str) -> KafkaError | None:
+    """Join ``group`` and read ``topic`` as ``settings``' principal: the first error, or
+    None once the group assigned partitions and the fetch answered without one."""
+    conf = {**kafka_config.tail_consumer(settings, group, True), "enable.auto.commit": False}
+    consumer = Consumer(conf)
+    consumer.subscribe([topic])
+    try:
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            msg = consumer.poll(0.5)
+            err = msg.error() if msg is not None else None
+            if err is not None and err.code() != KafkaError._PARTITION_EOF:
+                return err
+            if consumer.assignment() and msg is None:
+                return None
+        raise AssertionError(f"neither an assignment nor an error for {topic} in 20 s")
+    except KafkaException as exc:
+        first: KafkaError = exc.args[0]
+        return first
+    finally:
+        consumer.close()
+
+
+def _denied(err: KafkaError | None) -> bool:
+    return err is not None and err.code() in (
+        KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
+
+
+def test_refused_clients_get_one_clear_line_naming_the_cause(admin: Settings,
+                                                             secure_cluster: SecureCluster,
+                                                             tmp_path: Any) -> None:
+    """Plaintext, TLS without SASL, a wrong password, an unknown user, a wrong CA: each
+    command stops within seconds with the cause and the setting to fix (not a timeout)."""
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    other_ca = tmp_path / "other-ca.pem"
+    from stream.devcluster.pki import make_ca
+
+    other_ca.write_bytes(make_ca("someone else's CA").cert_pem)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"security_protocol": "PLAINTEXT"}, "its listener expects TLS"),
+        ({"security_protocol": "SSL"}, "its listener expects SASL"),
+        ({"sasl_password_file": wrong}, "refused the credentials of user 'admin'"),
+        ({"sasl_username": "nobody"}, "refused the credentials of user 'nobody'"),
+        ({"ssl_ca_location": other_ca}, "certificate could not be verified"),
+    ]
+    for update, expected in cases:
+        started = time.monotonic()
+        result = streaminfer(admin.model_copy(update=update), "topics", "list", timeout=60)
+        took = time.monotonic() - started
+        assert result.returncode == 2, (update, result.stdout, result.stderr)
+        assert expected in result.stderr, (update, result.stderr)
+        assert "did not answer within" not in result.stderr
+        assert took < 15, f"{update}: {took:.1f} s to say why"
+
+
+def test_each_principal_is_held_to_its_grants(admin: Settings,
+                                              secure_cluster: SecureCluster) -> None:
+    """The worker cannot write requests or join another group; the producer cannot read
+    predictions; only the release operator may write the control topic."""
+    def as_(p: str) -> Settings:
+        return secure_cluster.as_principal(admin, p)
+
+    ns = admin.namespace
+    assert _produce_error(as_("producer"), admin.requests_topic) is None
+    assert _denied(_produce_error(as_("worker"), admin.requests_topic))
+    assert _produce_error(as_("worker"), admin.predictions_topic) is None
+    assert _denied(_consume_error(as_("worker"), admin.requests_topic, f"{ns}.someone-else"))
+    assert _consume_error(as_("worker"), admin.requests_topic, admin.group) is None
+    assert _denied(_consume_error(as_("producer"), admin.predictions_topic, f"{ns}.reader"))
+    assert _consume_error(as_("consumer"), admin.predictions_topic, f"{ns}.reader") is None
+    control = f"{ns}.models"
+    for principal in ("worker", "producer", "consumer", "features", "dlq-operator"):
+        assert _denied(_produce_error(as_(principal), control)), principal
+    assert _produce_error(as_("release"), control) is None
+    # Another namespace's topics are out of reach even for the same principal.
+    other = make_settings(Endpoints(admin.bootstrap_servers, admin.redis_url, 1))
+    from stream.connect.topics import ensure_topics
+
+    ensure_topics(secure_cluster.as_principal(other, "admin"))
+    assert _denied(_produce_error(as_("producer"), other.requests_topic))
+
+
+def test_redis_refuses_the_default_user_plaintext_and_what_the_worker_may_not_do(
+        admin: Settings, secure_cluster: SecureCluster) -> None:
+    port = int(admin.redis_url.rsplit(":", 1)[1].split("/")[0])
+    ca = str(secure_cluster.stack.material.ca)
+    # No user: the default user is off.
+    anonymous = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=ca,
+                            socket_timeout=5)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.get(f"{admin.namespace}:fv:x")
+    # Plaintext: the plaintext port is off, the TLS port does not speak it.
+    plain = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1, socket_connect_timeout=1,
+                        username="admin", password=secure_cluster.stack.material.password("admin"))
+    with pytest.raises(redis.ConnectionError):
+        plain.ping()
+    worker: Any = make_redis(secure_cluster.as_principal(admin, "worker"), timeout_s=5.0)
+    ns = admin.namespace
+    worker.set(f"{ns}:answered:{{r1}}", "1")
+    assert worker.get(f"{ns}:answered:{{r1}}") == b"1"
+    assert worker.get(f"{ns}:fv:card_activity:{{e1}}") is None  # read allowed
+    for forbidden in (lambda: worker.set(f"{ns}:fv:card_activity:{{e1}}", "x"),  # read-only
+                      lambda: worker.get(f"other-{uuid.uuid4().hex[:6]}:answered:{{r1}}"),
+                      worker.flushall, lambda: worker.keys("*"),
+                      lambda: worker.config_get("*")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            forbidden()
+
+
+def test_acls_apply_prints_the_difference_changes_only_that_and_is_idempotent(
+        admin: Settings, secure_cluster: SecureCluster) -> None:
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclOperation,
+        AclPermissionType,
+        AdminClient,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    client = AdminClient(kafka_config.admin(admin))
+    extra = AclBinding(ResourceType.TOPIC, admin.requests_topic, ResourcePatternType.LITERAL,
+                       "User:worker", "*", AclOperation.WRITE, AclPermissionType.ALLOW)
+    client.create_acls([extra])[extra].result(15)
+    passwords = str(secure_cluster.stack.material.passwords)
+    dry = streaminfer(admin, "acls", "apply", "--dry-run", "--passwords-dir", passwords)
+    assert dry.returncode == 0, dry.stderr
+    assert f"- User:worker may write topic {admin.requests_topic}" in dry.stdout
+    assert "1 change(s) would be made" in dry.stderr
+    applied = streaminfer(admin, "acls", "apply", "--passwords-dir", passwords)
+    assert applied.returncode == 0, applied.stderr
+    assert "1 change(s) made" in applied.stderr
+    again = streaminfer(admin, "acls", "apply", "--passwords-dir", passwords)
+    assert again.returncode == 0, again.stderr
+    assert "nothing to change" in again.stderr
+    assert _denied(_produce_error(secure_cluster.as_principal(admin, "worker"),
+                                  admin.requests_topic))
