@@ -4,6 +4,7 @@ extra ones; other principals' ACLs are left alone)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,15 +97,42 @@ class AclDiff:
         return not self.add and not self.remove
 
 
-def diff(declaration: Declaration, admin: AdminClient) -> AclDiff:
-    """The declaration against the cluster, for the declared principals."""
+def diff(declaration: Declaration, admin: AdminClient, namespace: str) -> AclDiff:
+    """The declaration (rendered for ``namespace``) against the cluster, for the declared
+    principals. Only this namespace's grants are candidates for removal: those on a
+    resource the declaration names, or whose name starts with ``<namespace>.`` or
+    ``<namespace>-``; another namespace's grants to the same principals stay."""
     want = desired(declaration)
     have = current(admin, [f"User:{n}" for n in declaration.principals])
-    return AclDiff(sorted(want - have), sorted(have - want))
+    named = {(a.resource, a.name, a.pattern) for a in want}
+    ours = tuple(f"{namespace}{sep}" for sep in ".-")
+
+    def in_scope(acl: Acl) -> bool:
+        return (acl.resource, acl.name, acl.pattern) in named or acl.name.startswith(ours)
+
+    return AclDiff(sorted(want - have), sorted(a for a in have - want if in_scope(a)))
 
 
 def apply(changes: AclDiff, admin: AdminClient, timeout_s: float = 15.0) -> None:
-    """Create the missing rules, delete the extra ones; raise naming the first refusal."""
+    """Create the missing rules, delete the extra ones; raise naming the first refusal.
+    Returns once a broker answers with the new rules (the controller commits them first;
+    brokers apply them a moment later, and a client arriving in between is refused)."""
+    _change(changes, admin, timeout_s)
+    principals = sorted({a.principal for a in [*changes.add, *changes.remove]})
+    if not principals:
+        return
+    end = time.monotonic() + timeout_s
+    while True:
+        have = current(admin, principals, timeout_s)
+        if set(changes.add) <= have and not set(changes.remove) & have:
+            return
+        if time.monotonic() > end:
+            raise InfrastructureError(f"Kafka accepted the ACL changes but did not show them "
+                                      f"within {timeout_s:g} s; run the command again")
+        time.sleep(0.2)
+
+
+def _change(changes: AclDiff, admin: AdminClient, timeout_s: float) -> None:
     if changes.add:
         for acl, fut in zip(changes.add, admin.create_acls(
                 [a.binding() for a in changes.add], request_timeout=timeout_s).values(),

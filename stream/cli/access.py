@@ -34,7 +34,7 @@ def _plan(s: Settings, file: Path | None, passwords: Path, with_redis: bool) -> 
 
     declaration = load(file, s.namespace)
     admin = AdminClient(kafka_config.admin(s))
-    kafka_changes = kafka_acls.diff(declaration, admin)
+    kafka_changes = kafka_acls.diff(declaration, admin, s.namespace)
     redis_changes: list[redis_acls.UserChange] = []
     client = None
     if with_redis:

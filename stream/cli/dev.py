@@ -126,7 +126,7 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
                             with_redis=redis_topology == "standalone", secure=stack)
     if stack is not None:
         try:
-            _apply_kafka_acls(cluster.client_conf(), stack)
+            _apply_kafka_acls(cluster.client_conf(), stack, s.namespace)
         except BaseException:
             cluster.stop()
             raise
@@ -193,7 +193,7 @@ def _secure_stack(namespace: str) -> Any:
     return SecureStack(material, declaration)
 
 
-def _apply_kafka_acls(conf: dict[str, Any], stack: Any) -> None:
+def _apply_kafka_acls(conf: dict[str, Any], stack: Any, namespace: str) -> None:
     """The declaration's ACLs on the new cluster (Redis has its users from its aclfile)."""
     from confluent_kafka.admin import AdminClient
 
@@ -201,7 +201,7 @@ def _apply_kafka_acls(conf: dict[str, Any], stack: Any) -> None:
     from stream.devcluster.progress import step
 
     admin = AdminClient(conf)
-    changes = kafka_acls.diff(stack.declaration, admin)
+    changes = kafka_acls.diff(stack.declaration, admin, namespace)
     with step(f"applying {len(changes.add)} Kafka ACLs (stream/access/access.toml)"):
         kafka_acls.apply(changes, admin)
 

@@ -42,7 +42,7 @@ class SecureCluster:
         """The declaration's ACLs and Redis users for ``admin``'s namespace."""
         declaration = load(namespace=admin.namespace)
         client = AdminClient(kafka_config.admin(admin))
-        kafka_acls.apply(kafka_acls.diff(declaration, client), client)
+        kafka_acls.apply(kafka_acls.diff(declaration, client, admin.namespace), client)
         r: Any = make_redis(admin, timeout_s=5.0)
         redis_acls.apply(redis_acls.diff(declaration, r, self.stack.material.passwords), r,
                          self.stack.material.passwords)

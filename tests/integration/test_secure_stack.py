@@ -187,3 +187,14 @@ def test_acls_apply_prints_the_difference_changes_only_that_and_is_idempotent(
     assert "nothing to change" in again.stderr
     assert _denied(_produce_error(secure_cluster.as_principal(admin, "worker"),
                                   admin.requests_topic))
+    # Applying another namespace's access leaves this one's grants alone.
+    from stream.connect.topics import ensure_topics
+
+    other = secure_cluster.as_principal(
+        make_settings(Endpoints(admin.bootstrap_servers, admin.redis_url, 1)), "admin")
+    ensure_topics(other)
+    secure_cluster.grant(other)
+    assert _produce_error(secure_cluster.as_principal(admin, "producer"),
+                          admin.requests_topic) is None
+    assert _produce_error(secure_cluster.as_principal(other, "producer"),
+                          other.requests_topic) is None
