@@ -33,8 +33,9 @@ from processors.dedupe import DIGEST_HEADER, request_digest
 from processors.exceptions import InferenceError
 from processors.features.enrich import EnrichStats, FeatureEnricher
 from processors.limits import LimitExceeded, Limits
-from processors.record_headers import attempt_of, header_text, is_replay
+from processors.record_headers import attempt_of, header_text
 from processors.records import BatchResult, Outbound
+from processors.replay_marker import ReplayPolicy
 from processors.routing import to_canary
 from processors.scoring import score_arm
 from processors.sealing.envelope import KEY_ID_HEADER, SealedFieldsError
@@ -91,9 +92,11 @@ class Pipeline:
 
     def __init__(self, dataplane: DataPlane, predictions_topic: str, dlq_topic: str,
                  worker_id: str, degradation: Degradation | None = None,
-                 limits: Limits | None = None, sealing: SealPolicy | None = None) -> None:
+                 limits: Limits | None = None, sealing: SealPolicy | None = None,
+                 replays: ReplayPolicy | None = None) -> None:
         self.limits = limits or Limits()
         self.sealing = sealing or SealPolicy()
+        self.replays = replays or ReplayPolicy()
         self.dataplane = dataplane
         self.predictions_topic = predictions_topic
         self.dlq_topic = dlq_topic
@@ -129,6 +132,12 @@ class Pipeline:
         """Answer every record of the batch, in input order. ``lags[i]`` is how far
         record i's partition is behind its end (for load shedding). Never raises for a
         record's data (see the module docstring)."""
+        result = self._answer(batch, lags)
+        markers = self.replays.drain()
+        return dataclasses.replace(result, replay_markers=markers) if markers else result
+
+    def _answer(self, batch: Sequence[SourceRecord],
+                lags: Sequence[int] | None = None) -> BatchResult:
         errors = 0
         for attempt in range(BATCH_ATTEMPTS):
             try:
@@ -229,10 +238,16 @@ class Pipeline:
                 out[i] = self.dead_letter(record, where, exc, received, req["request_id"])
                 continue
             requests[i] = req
-            if is_replay(record):
-                # An operator replayed it after a fix: answer it, however late.
+            marker = self.replays.verdict(record)
+            if marker == "signed":
+                # The DLQ operator replayed it after a fix: answer it, however late.
                 candidates.append(i)
                 continue
+            if marker != "none":
+                self._log.warning("replay marker", "%s[%s]@%s carries a replay marker that is "
+                                  "not signed by a trusted key (%s): treated as a new request "
+                                  "(deadline and shedding apply)", record.topic(),
+                                  record.partition(), record.offset(), marker, verdict=marker)
             deadline = req["deadline_ms"]
             if deadline is None and deg.sla_ms is not None:
                 deadline = req["created_at"] + deg.sla_ms

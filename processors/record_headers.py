@@ -1,14 +1,9 @@
-"""What the pipeline reads from a record's headers: the replay marker, the attempt number
-and named values such as the field key id."""
+"""What the pipeline reads from a record's headers: the attempt number and named values
+such as the field key id (the replay marker: processors.replay_marker)."""
 
 from __future__ import annotations
 
 from fallback.deadletter import SourceRecord, header_list, header_value
-
-
-def is_replay(record: SourceRecord) -> bool:
-    """Was this record re-injected by ``streaminfer dlq replay``?"""
-    return any(key == "streaminfer.replay_of" for key, _ in header_list(record.headers()))
 
 
 def header_text(record: SourceRecord, name: str) -> str | None:

@@ -46,6 +46,8 @@ class BatchResult:
     skipped: frozenset[int] = frozenset()
     # Unexpected errors met while answering the batch: scope ("batch", "record") -> count.
     internal_errors: dict[str, int] = field(default_factory=dict)
+    # Replay markers met: verdict (signed, unsigned, unknown_key, bad_signature) -> count.
+    replay_markers: dict[str, int] = field(default_factory=dict)
 
     def sent(self) -> list[Outbound]:
         """The outbound records that are produced."""

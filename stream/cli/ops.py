@@ -67,7 +67,7 @@ def dlq_inspect(timeout: float, **kwargs: Any) -> None:
 @click.option("--dry-run", is_flag=True, show_envvar=True, help="Only count what would be replayed.")
 @click.option("--timeout", type=float, default=5.0, show_default=True, show_envvar=True,
               help="Stop reading the DLQ after this many idle seconds.")
-@settings_options(*CONNECTION, *REDIS)
+@settings_options(*CONNECTION, *REDIS, "replay_signing_key")
 def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
                request_ids: tuple[str, ...], target: str | None, max_attempts: int,
                dry_run: bool, timeout: float, **kwargs: Any) -> None:
@@ -75,8 +75,13 @@ def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
     Dead letters of stage decode are skipped unless --stage decode names them."""
     from stream.tools.dlq import Selection, replay
 
-    s = resolve(kwargs, CONNECTION, REDIS)
+    s = resolve(kwargs, CONNECTION, REDIS, ("replay_signing_key",))
     require_topic(s, require_kafka(s), s.dlq_topic)
+    if s.replay_signing_key is None and not dry_run:
+        click.echo("note: no --replay-signing-key: the replayed requests carry an unsigned "
+                   "marker, so workers answer them like new ones (a late one gets its deadline "
+                   "fallback). Sign with the DLQ operator's key to have them answered however "
+                   "late (docs/security.md, 'Replay')", err=True)
     report = replay(s, Selection(stages, error_types, request_ids, max_attempts), dry_run,
                     timeout, target)
     click.echo(report.summary(dry_run))

@@ -73,7 +73,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "stop_grace_s", "autoscale", "autoscale_lag_threshold", "autoscale_activation_lag",
           "autoscale_interval_s", "autoscale_up_window_s", "autoscale_down_window_s",
           "autoscale_metrics_port", "max_message_bytes", "max_headers", "max_features",
-          "max_string_bytes", "field_keys_file", "require_sealed",
+          "max_string_bytes", "field_keys_file", "require_sealed", "replay_trusted_keys",
           "worker_id", "static_membership", "transaction_timeout_ms", "session_timeout_ms",
           "max_poll_interval_ms", "fetch_min_bytes",
           "commit_interval_ms", "producer_linger_ms", "producer_compression", "delivery_timeout_ms",

@@ -78,6 +78,7 @@ class WorkerMetrics:
     shadow_delta: Histogram
     duplicates_suppressed: Counter
     request_id_conflicts: Counter
+    replay_markers: Counter
     region_serving: Gauge
     region_up: Gauge
     region_switches: Counter
@@ -249,6 +250,12 @@ class WorkerMetrics:
                 "Requests reusing the request_id of an answered request with other content: "
                 "answered, not suppressed (a client bug, or someone trying to silence another "
                 "client's request).", registry=r),
+            replay_markers=Counter(
+                "streaminfer_replay_markers",
+                "Requests carrying a replay marker, by verdict: signed (by a trusted key: "
+                "answered however late) or unsigned / unknown_key / bad_signature (treated as "
+                "new requests; someone other than the DLQ operator set the header).",
+                ["verdict"], registry=r),
             region_serving=Gauge("streaminfer_region_serving",
                                  "1 for the region this worker consumes and produces in.",
                                  ["region"], registry=r),

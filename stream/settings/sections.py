@@ -88,6 +88,14 @@ class SecuritySection(BaseModel):
         None, description="Client certificate (PEM) for Redis servers that require one.")
     redis_key_file: Path | None = Field(
         None, description="Private key (PEM) of --redis-cert-file.")
+    replay_trusted_keys: str | None = Field(
+        None, description="Workers: Ed25519 public keys (PEM files, comma-separated) of the "
+                          "DLQ operators; a replayed request is answered however late only when "
+                          "its replay marker is signed by one of them (unset: no marker is "
+                          "honoured).")
+    replay_signing_key: Path | None = Field(
+        None, description="dlq replay: the DLQ operator's Ed25519 private key (PEM; "
+                          "`streaminfer models keygen` makes a pair) that signs replay markers.")
 
 
 class EncryptionSection(BaseModel):

@@ -1,10 +1,11 @@
 """Dead-letter tools: inspect (grouped by stage and error) and replay after a fix.
 
 Replay re-injects a dead letter's original key, value bytes and headers into its
-original topic (the request keeps its request_id; workers answer a replayed request
-even when it is past its deadline), adding ``streaminfer.replay_of``
+original topic (the request keeps its request_id), adding ``streaminfer.replay_of``
 (``<dlq topic>:<partition>:<offset>``) and ``streaminfer.attempt`` (the attempt count
-plus one). Every replayed dead letter is recorded in Redis (``<ns>:dlq:replayed``), so
+plus one); with ``--replay-signing-key`` also ``streaminfer.replay_sig``, which makes
+workers that trust the key answer the request even past its deadline
+(:mod:`processors.replay_marker`). Every replayed dead letter is recorded in Redis (``<ns>:dlq:replayed``), so
 replaying twice never sends the same dead letter twice, and reads stop at the DLQ's end
 as it was when the command started, so new dead letters cannot feed a replay loop.
 
@@ -23,6 +24,8 @@ from typing import Any
 
 import redis
 
+from processors.registry.signing import load_private
+from processors.replay_marker import ATTEMPT, REPLAY_OF, REPLAY_SIG, sign_marker
 from processors.sealing.envelope import KEY_ID_HEADER
 from stream.clients import ReadRecord, RequestProducer, TopicReader
 from stream.connect.exposure import redact_url
@@ -136,6 +139,8 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, timeout: flo
             f"({exc}); start it or point --redis-url at it") from exc
     report = ReplayReport()
     producer = None if dry_run else RequestProducer(settings, topic=target)
+    signer = (load_private(settings.replay_signing_key)
+              if settings.replay_signing_key is not None else None)
     for record in read_dead_letters(settings, timeout):
         report.scanned += 1
         v = record.value or {}
@@ -157,10 +162,14 @@ def replay(settings: Settings, selection: Selection, dry_run: bool, timeout: flo
             continue
         headers = [(h["key"], h["value"]) for h in v.get("headers", [])  # the key id stays
                    if not h["key"].startswith("streaminfer.") or h["key"] == KEY_ID_HEADER]
-        headers += [("streaminfer.replay_of", coordinate.encode()),
-                    ("streaminfer.attempt", str(int(v.get("attempt", 1)) + 1).encode())]
+        attempt = str(int(v.get("attempt", 1)) + 1).encode()
+        key, value = v.get("key"), v.get("value") or b""
+        headers += [(REPLAY_OF, coordinate.encode()), (ATTEMPT, attempt)]
+        if signer is not None:
+            headers.append((REPLAY_SIG, sign_marker(signer, coordinate.encode(), attempt,
+                                                    key, value)))
         producer.topic = target or v["topic"]
-        producer.send_raw(v.get("key"), v.get("value") or b"", headers=headers)
+        producer.send_raw(key, value, headers=headers)
         producer.flush()  # durable before it is marked replayed
         client.sadd(ledger, coordinate)
         report.replayed += 1

@@ -121,6 +121,8 @@ class Accounting:
             m.fallback_reasons.labels(name, reason).inc(n)
         for scope, n in result.internal_errors.items():
             m.internal_errors.labels(scope).inc(n)
+        for verdict, n in result.replay_markers.items():
+            m.replay_markers.labels(verdict).inc(n)
         serving = self.control.serving
         if serving.scores is not None and result.model_scores:
             serving.scores.set_many(name, result.model_scores, serving.config.last_known_good_ttl_s)

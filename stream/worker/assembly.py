@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from fallback.breaker import BreakerConfig, BreakerState, CircuitBreaker
 from fallback.config import FallbackConfig
@@ -21,6 +23,7 @@ from processors.features.views import FeatureRepo
 from processors.limits import Limits
 from processors.model import OnnxModel, RuntimeOptions
 from processors.pipeline import Degradation, Pipeline
+from processors.replay_marker import ReplayPolicy
 from processors.runner import ChaosSwitch, TimedRunner
 from processors.sealing.seal_policy import SealPolicy
 from stream.connect.field_keys import key_source
@@ -109,7 +112,8 @@ def build_serving(settings: Settings, model: OnnxModel, worker_id: str,
                          frozenset(repo.sensitive_features) if repo else frozenset(),
                          settings.require_sealed)
     pipeline = Pipeline(DataPlane(model, predict=runner.predict), settings.predictions_topic,
-                        settings.dlq_topic, worker_id, degradation, limits, sealing)
+                        settings.dlq_topic, worker_id, degradation, limits, sealing,
+                        ReplayPolicy(replay_keys(settings)))
     log.info("fallbacks for %s: %s; inference timeout %d ms; SLA %s; feature views %s; "
              "field keys %s", model.name, chain.kinds or "none", config.inference_timeout_ms,
              f"{config.sla_ms} ms" if config.sla_ms else "none",
@@ -138,3 +142,13 @@ def build_arm(settings: Settings, model: OnnxModel, on_breaker_change: OnChange)
                              on_breaker_change)
     runner = TimedRunner(model, config.inference_timeout_ms / 1000, ChaosSwitch(None))
     return Arm(DataPlane(model, predict=runner.predict), breaker, runner)
+
+
+def replay_keys(settings: Settings) -> dict[str, Any]:
+    """The DLQ operators' public keys (--replay-trusted-keys), by key id."""
+    if not settings.replay_trusted_keys:
+        return {}
+    from processors.registry.signing import load_public
+
+    paths = [Path(p.strip()) for p in settings.replay_trusted_keys.split(",") if p.strip()]
+    return dict(load_public(paths))

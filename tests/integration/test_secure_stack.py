@@ -20,7 +20,13 @@ from stream.connect import kafka_config
 from stream.connect.redis_pool import make_redis
 from stream.settings import Settings
 from tests.integration.conftest import Endpoints, make_settings
-from tests.integration.helpers import streaminfer
+from tests.integration.helpers import (
+    WorkerPool,
+    start_collector,
+    streaminfer,
+    wait_for_all,
+    wait_for_workers,
+)
 from tests.integration.secure_support import SecureCluster
 
 pytestmark = pytest.mark.integration
@@ -198,3 +204,48 @@ def test_acls_apply_prints_the_difference_changes_only_that_and_is_idempotent(
                           admin.requests_topic) is None
     assert _produce_error(secure_cluster.as_principal(other, "producer"),
                           other.requests_topic) is None
+
+
+def test_a_forged_replay_marker_buys_nothing_a_signed_one_is_answered_however_late(
+        admin: Settings, secure_cluster: SecureCluster, workers: WorkerPool,
+        tmp_path: Any) -> None:
+    """The producer principal may write requests, and so a replay header; without the DLQ
+    operator's signature it gets the deadline fallback like any late request. The DLQ
+    operator's signed replay of a request just as late is answered by the model."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from processors.registry.signing import generate, load_private
+    from processors.replay_marker import ATTEMPT, REPLAY_OF, REPLAY_SIG, sign_marker
+    from schemas.serde import Encoder
+    from stream.clients import RequestProducer, now_ms, synthetic_requests
+
+    generate(tmp_path / "dlq.key", tmp_path / "dlq.pub")
+    operator = load_private(tmp_path / "dlq.key")
+    collector = start_collector(admin)
+    workers.start(secure_cluster.as_principal(admin, "worker"), "rp0",
+                  replay_trusted_keys=str(tmp_path / "dlq.pub"))
+    wait_for_workers(admin, workers, 1)
+    encode = Encoder("InferenceRequest")
+    late = list(synthetic_requests(3, seed=71))
+    for r in late:
+        r["deadline_ms"] = now_ms() - 60_000
+    coordinate = f"{admin.dlq_topic}:0:7".encode()
+
+    def send(as_: str, req: dict[str, Any], signer: Ed25519PrivateKey | None) -> None:
+        key, value = str(req["entity_id"]).encode(), encode(req)
+        headers: list[tuple[str, bytes | None]] = [(REPLAY_OF, coordinate), (ATTEMPT, b"2")]
+        if signer is not None:
+            headers.append((REPLAY_SIG, sign_marker(signer, coordinate, b"2", key, value)))
+        producer = RequestProducer(secure_cluster.as_principal(admin, as_))
+        producer.send_raw(key, value, headers=headers)
+        producer.flush(15)
+
+    send("producer", late[0], None)                           # forged: no signature
+    send("producer", late[1], Ed25519PrivateKey.generate())   # forged: the wrong key
+    send("dlq-operator", late[2], operator)                   # the operator's replay
+    ids = [r["request_id"] for r in late]
+    wait_for_all(collector, ids, deadline_s=60)
+    by_id = {v["request_id"]: v for v in collector.values(admin.predictions_topic)}
+    assert by_id[ids[0]]["fallback_reason"] == "deadline"
+    assert by_id[ids[1]]["fallback_reason"] == "deadline"
+    assert by_id[ids[2]]["fallback"] is False
