@@ -43,9 +43,11 @@ python -m stream.tools.audit >.venv/audit.log 2>&1 &
 AUDIT=$!
 STOP_ENGINE=""
 WORKER_IMAGE_BUILD=""
+IMAGES=""
 cleanup() {
   if [ -n "${MYPY:-}" ]; then kill "$MYPY" 2>/dev/null || true; fi
   if [ -n "${AUDIT:-}" ]; then kill "$AUDIT" 2>/dev/null || true; fi
+  if [ -n "$IMAGES" ]; then kill "$IMAGES" 2>/dev/null || true; wait "$IMAGES" 2>/dev/null || true; fi
   if [ -n "$WORKER_IMAGE_BUILD" ]; then kill "$WORKER_IMAGE_BUILD" 2>/dev/null || true; fi
   if [ -n "$STOP_ENGINE" ]; then
     python -c "from stream.devcluster.engine import stop_engine_we_started as s; s()"
@@ -57,23 +59,49 @@ if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ]; then
     # We start the engine for the tests, so we stop it afterwards (by its recorded pid).
     STOP_ENGINE=1
   fi
-  log "Docker engine and images (first time on a machine: a few minutes)"
-  streaminfer dev images --kafka-image "${STREAMINFER_TEST_KAFKA_IMAGE:-streaminfer/kafka:4.4.0}" \
-    --redis-image "${STREAMINFER_TEST_REDIS_IMAGE:-streaminfer/redis:7}"
+  # The Docker engine and the Kafka, Redis and MirrorMaker images (first time on a machine:
+  # a few minutes of debootstrap, apt and Maven) build in the background while the unit
+  # tests, which need no containers, run.
+  log "Docker engine and images, in the background (log: .venv/images.log)"
+  (streaminfer dev images --kafka-image "${STREAMINFER_TEST_KAFKA_IMAGE:-streaminfer/kafka:4.4.0}" \
+     --redis-image "${STREAMINFER_TEST_REDIS_IMAGE:-streaminfer/redis:7}" &&
+   python -c "from stream.devcluster.images import ensure_mirrormaker_image as m; m()") \
+    >.venv/images.log 2>&1 &
+  IMAGES=$!
 fi
-if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ] && [ "${1:-}" = "--extended" ]; then
-  # The worker image (first time: debootstrap, wheels, ~2 min) builds in the background
-  # while the first extended tests run; its test waits for it (a file lock).
-  log "building the worker image in the background (log: .venv/worker-image.log)"
-  streaminfer dev images --worker >.venv/worker-image.log 2>&1 &
-  WORKER_IMAGE_BUILD=$!
-fi
+await_images() {
+  if [ -z "$IMAGES" ]; then return 0; fi
+  log "waiting for the Docker engine and images (log: .venv/images.log)"
+  if ! wait "$IMAGES"; then
+    IMAGES=""
+    cat .venv/images.log >&2
+    log "building the images failed (above): fix the cause, then run this command again"
+    exit 1
+  fi
+  IMAGES=""
+  tail -n 3 .venv/images.log
+}
 status=0
 if [ "${1:-}" = "--extended" ]; then
   shift
+  await_images
+  if [ -z "${STREAMINFER_TEST_BOOTSTRAP_SERVERS:-}" ]; then
+    # The worker image (first time: debootstrap, wheels, ~2 min) builds in the background
+    # while the first extended tests run; its test waits for it (a file lock).
+    log "building the worker image in the background (log: .venv/worker-image.log)"
+    streaminfer dev images --worker >.venv/worker-image.log 2>&1 &
+    WORKER_IMAGE_BUILD=$!
+  fi
   log "pytest: the extended scenarios"
   python -m pytest -m extended "$@" || status=$?
+elif [ "$#" -eq 0 ]; then
+  log "pytest: unit tests (the extended scenarios: bash compose/test.sh --extended)"
+  python -m pytest -m "not extended" tests/unit || status=$?
+  await_images
+  log "pytest: integration tests on real Kafka and Redis"
+  python -m pytest -m "not extended" tests/integration || status=$?
 else
+  await_images
   log "pytest (the extended scenarios: bash compose/test.sh --extended)"
   python -m pytest -m "not extended" "$@" || status=$?
 fi

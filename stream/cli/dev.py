@@ -226,6 +226,8 @@ def dev_env(principal: str) -> None:
             raise click.UsageError(f"no principal {principal!r}; declared: "
                                    f"{', '.join(load().principals)}")
         env.update(current.secure_env(principal))
+        if principal not in ("admin", "dlq-operator"):  # only they sign replays
+            env.pop("STREAMINFER_REPLAY_SIGNING_KEY", None)
     elif principal != "admin":
         raise click.UsageError("the dev cluster is not secure: there are no principals "
                                "(`streaminfer dev up --secure --replace`)")

@@ -10,6 +10,8 @@ setting that fixes it, so a command stops at once instead of waiting out its tim
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 from typing import Any
 
@@ -78,8 +80,11 @@ def explain(settings: Settings, errors: list[KafkaError], lines: list[str]) -> s
                         "$STREAMINFER_HOME/secure/ca.pem)")
             return f"{where}: TLS failed ({text}); check the --ssl-* settings"
     for line in lines:
-        if LISTENER_CLOSED in line and settings.security_protocol in ("PLAINTEXT",
-                                                                       "SASL_PLAINTEXT"):
+        # A broker that is starting or stopping closes connections this way too: only a
+        # listener that completes a TLS handshake is taken for one that expects TLS.
+        if (LISTENER_CLOSED in line and settings.security_protocol in ("PLAINTEXT",
+                                                                        "SASL_PLAINTEXT")
+                and any(speaks_tls(hp) for hp in settings.bootstrap_servers.split(","))):
             return (f"{where} closed the connection before answering: its listener expects "
                     f"TLS, and this client speaks {settings.security_protocol}. Set "
                     "--security-protocol SASL_SSL (or SSL) with --ssl-ca-location")
@@ -88,3 +93,20 @@ def explain(settings: Settings, errors: list[KafkaError], lines: list[str]) -> s
                     "authentication. Set --security-protocol SASL_SSL with --sasl-mechanism, "
                     "--sasl-username and --sasl-password-file")
     return None
+
+
+def speaks_tls(host_port: str, timeout_s: float = 2.0) -> bool:
+    """Whether ``host:port`` completes a TLS handshake (its certificate is not checked:
+    this only tells a TLS listener from a plaintext one)."""
+    host, _, port = host_port.strip().rpartition(":")
+    if not port.isdigit():
+        return False
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as raw, \
+                context.wrap_socket(raw, server_hostname=host.strip("[]") or None):
+            return True
+    except (OSError, ssl.SSLError):
+        return False

@@ -63,6 +63,10 @@ class DevState:
         }
         env.update(self.redis_env or {})
         env.update(self.secure_env())
+        replay = replay_key_paths()
+        if replay[0].exists() and replay[1].exists():
+            env["STREAMINFER_REPLAY_TRUSTED_KEYS"] = str(replay[1])
+            env["STREAMINFER_REPLAY_SIGNING_KEY"] = str(replay[0])
         if self.regions:
             env["STREAMINFER_REGIONS"] = ";".join(f"{n}={b}" for n, b in self.regions.items())
         if self.region_redis:
@@ -71,9 +75,27 @@ class DevState:
         return env
 
 
+def replay_key_paths() -> tuple[Path, Path]:
+    """The dev cluster's DLQ-operator key pair (private, public) for signed replays."""
+    folder = state_dir() / "replay"
+    return folder / "dlq-operator.key", folder / "dlq-operator.pub"
+
+
+def ensure_replay_keys() -> None:
+    """Make the dev cluster's replay key pair once (kept across `dev down`/`dev up`)."""
+    from processors.registry.signing import generate
+
+    private, public = replay_key_paths()
+    if private.exists() and public.exists():
+        return
+    private.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    generate(private, public)
+
+
 def save(state: DevState) -> None:
     """Record the cluster and write the env file."""
     state_dir().mkdir(parents=True, exist_ok=True)
+    ensure_replay_keys()
     state_file().write_text(json.dumps(asdict(state), indent=2) + "\n")
     lines = [f"# written by `streaminfer dev up` at {time.ctime(state.started_at)}"]
     if state.brokers == 1:

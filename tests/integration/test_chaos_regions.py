@@ -66,6 +66,11 @@ def regional_settings(running: RunningRegions, namespace: str) -> Settings:
         region_down_after_s=3.0, region_failback_after_s=4.0)
 
 
+# The region stays away 8 s: past --region-down-after-s (3 s), so workers and producers
+# move to west, and long enough for the move to carry load before the region returns.
+HOLD_S = 8.0
+
+
 @pytest.mark.parametrize("name", [
     "region-stop",
     pytest.param("region-pause", marks=pytest.mark.extended),
@@ -76,14 +81,14 @@ def test_region_fault_under_load_loses_nothing_and_everyone_comes_home(
         two_regions: tuple[RunningRegions, str], tmp_path: Path, name: str) -> None:
     running, namespace = two_regions
     scenario = SCENARIOS[name]()
-    scenario.fault.hold_s = 12.0
+    scenario.fault.hold_s = HOLD_S
     plan = Plan(rate=100.0, workers=2, warmup_s=4.0, after_s=4.0, enforce_goals=False)
     result = run_scenario(regional_settings(running, namespace),
                           Containers.from_regions(running), scenario, plan, tmp_path)
     print(table([result], title=name))
     print("\n".join(result.notes))
     assert result.ok, result.problems
-    assert result.requests >= 100 * (4 + 12 + 4) * 0.9, result.requests
+    assert result.requests >= 100 * (4 + HOLD_S + 4) * 0.9, result.requests
     assert result.lost == 0
     assert result.figures is not None
     assert result.figures.recovery_s is not None
