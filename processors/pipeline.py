@@ -238,16 +238,10 @@ class Pipeline:
                 out[i] = self.dead_letter(record, where, exc, received, req["request_id"])
                 continue
             requests[i] = req
-            marker = self.replays.verdict(record)
-            if marker == "signed":
+            if self.replays.honoured(record):
                 # The DLQ operator replayed it after a fix: answer it, however late.
                 candidates.append(i)
                 continue
-            if marker != "none":
-                self._log.warning("replay marker", "%s[%s]@%s carries a replay marker that is "
-                                  "not signed by a trusted key (%s): treated as a new request "
-                                  "(deadline and shedding apply)", record.topic(),
-                                  record.partition(), record.offset(), marker, verdict=marker)
             deadline = req["deadline_ms"]
             if deadline is None and deg.sla_ms is not None:
                 deadline = req["created_at"] + deg.sla_ms

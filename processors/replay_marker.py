@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -30,8 +31,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from fallback.deadletter import SourceRecord, header_value
+from fallback.ratelimit import RateLimitedLog
 from processors.registry.signing import key_id
 
+_log = RateLimitedLog(logging.getLogger(__name__))
 REPLAY_OF = "streaminfer.replay_of"
 ATTEMPT = "streaminfer.attempt"
 REPLAY_SIG = "streaminfer.replay_sig"
@@ -89,6 +92,17 @@ class ReplayPolicy:
         except (InvalidSignature, ValueError):
             return "bad_signature"
         return "signed"
+
+    def honoured(self, record: SourceRecord) -> bool:
+        """Whether ``record`` is a replay to answer however late; a marker that is not
+        honoured is logged (rate-limited) and counted."""
+        verdict = self.verdict(record)
+        if verdict not in ("none", "signed"):
+            _log.warning("replay marker", "%s[%s]@%s carries a replay marker that is not "
+                         "signed by a trusted key (%s): treated as a new request (deadline "
+                         "and shedding apply)", record.topic(), record.partition(),
+                         record.offset(), verdict, verdict=verdict)
+        return verdict == "signed"
 
     def drain(self) -> dict[str, int]:
         """The verdict counts since the last call (for the batch's metrics)."""

@@ -94,14 +94,14 @@ def dlq_replay(stages: tuple[str, ...], error_types: tuple[str, ...],
                    "with --health-port are found on their own.")
 @click.option("--interval", type=float, default=2.0, show_default=True, show_envvar=True,
               help="Seconds between the two metric scrapes that give rates.")
-@settings_options(*CONNECTION)
+@settings_options(*CONNECTION, "health_token", "health_token_file")
 def status(metrics_urls: tuple[str, ...], interval: float, **kwargs: Any) -> None:
     """Group members, partitions and lag, throughput, fallback/DLQ rates, model versions."""
     from rich.console import Console
 
     from stream.observability.status import render
 
-    s = resolve(kwargs, CONNECTION)
+    s = resolve(kwargs, CONNECTION, ("health_token", "health_token_file"))
     require_namespace(s, require_kafka(s))
     console = Console() if sys.stdout.isatty() else Console(width=160)
     console.print(render(s, list(metrics_urls), interval))

@@ -65,6 +65,8 @@ KAFKA_SECURITY = ("security_protocol", "sasl_mechanism", "sasl_username", "sasl_
                   "ssl_key_location", "ssl_key_password", "ssl_endpoint_identification")
 REDIS_SECURITY = ("redis_username", "redis_password", "redis_password_file", "redis_ca_file",
                   "redis_cert_file", "redis_key_file")
+HTTP_ACCESS = ("health_token", "health_token_file", "health_tls_cert", "health_tls_key",
+               "health_tls_client_ca")
 CONNECTION = ("bootstrap_servers", *KAFKA_SECURITY, "namespace", "connect_timeout_s",
               "log_level", "log_format")
 TOPICS = ("partitions", "replication_factor", "min_insync_replicas")
@@ -77,7 +79,7 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "worker_id", "static_membership", "transaction_timeout_ms", "session_timeout_ms",
           "max_poll_interval_ms", "fetch_min_bytes",
           "commit_interval_ms", "producer_linger_ms", "producer_compression", "delivery_timeout_ms",
-          "health_port", "health_host", "watchdog_s", "probe_interval_s", "stats_interval_ms",
+          "health_port", "health_host", *HTTP_ACCESS, "watchdog_s", "probe_interval_s", "stats_interval_ms",
           "metrics_created_series",
           "breaker_failures", "breaker_open_s", "lkg_refresh_s", "shed_max_lag", "shed_min_priority",
           "chaos_file", "redis_url", "redis_mode", "redis_sentinels", "redis_master_name",

@@ -11,6 +11,7 @@ import click
 
 from stream.cli.options import (
     CONNECTION,
+    HTTP_ACCESS,
     REDIS,
     TOPICS,
     WORKER,
@@ -57,17 +58,20 @@ def features() -> None:
 
 @features.command("run")
 @settings_options(*CONNECTION, *TOPICS, *REDIS, "session_timeout_ms", "health_port",
-                  "health_host", "feature_app_stall_s")
+                  "health_host", *HTTP_ACCESS, "feature_app_stall_s")
 def features_run(**kwargs: Any) -> None:
     """Run the streaming feature pipeline (faust-streaming): <ns>.events -> Redis.
     With --health-port, /metrics serves its table sizes (streaminfer_feature_app_entries).
     A watchdog restarts the process when it stops consuming (--feature-app-stall-s)."""
-    from prometheus_client import CollectorRegistry, Gauge, start_http_server
+    from prometheus_client import CollectorRegistry, Gauge
 
     from stream.features.faust_app import app_ready, build_app, run
+    from stream.observability.health import HealthServer
+    from stream.observability.http_access import http_access
 
     s = resolve(kwargs, CONNECTION, TOPICS, REDIS,
-                  ("session_timeout_ms", "health_port", "health_host", "feature_app_stall_s"))
+                  ("session_timeout_ms", "health_port", "health_host", "feature_app_stall_s"),
+                  HTTP_ACCESS)
     from stream.connect.credentials import faust_credentials
     from stream.connect.redis_pool import make_async_redis
 
@@ -77,7 +81,7 @@ def features_run(**kwargs: Any) -> None:
         gauge = Gauge("streaminfer_feature_app_entries", "Entries in the feature app's "
                       "tables (bounded: old windows and idle entities expire).", ["table"],
                       registry=registry)
-        start_http_server(s.health_port, s.health_host, registry=registry)
+        HealthServer(None, registry, s.health_host, s.health_port, http_access(s)).start()
 
         def report(sizes: dict[str, int]) -> None:
             for table, n in sizes.items():

@@ -24,7 +24,10 @@ Accept header asks for it, OpenMetrics. ``/`` lists the endpoints.
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -121,16 +124,51 @@ class HealthState:
         return ok, {"status": "ready" if ok else "unready", "checks": checks}
 
 
-class HealthServer:
-    """A small threaded HTTP server in a daemon thread."""
+@dataclass(frozen=True)
+class HttpAccess:
+    """Who may read the endpoints: a bearer token and/or TLS (mutual when the context
+    requires client certificates). Without a token everything is open, as before."""
 
-    def __init__(self, state: HealthState, registry: CollectorRegistry,
-                 host: str = "127.0.0.1", port: int = 0) -> None:
+    token: str | None = None
+    tls: ssl.SSLContext | None = None
+    client_cert: bool = False  # mutual TLS: a client certificate the CA signed is required
+
+    def authorized(self, header: str | None, peer_cert: Any = None) -> bool:
+        """Whether a request may see /metrics and the details: its ``Authorization``
+        header carries the token (compared in constant time) and, with mutual TLS, it
+        presented a certificate (verified during the handshake)."""
+        if self.client_cert and not peer_cert:
+            return False
+        if self.token is None:
+            return True
+        return hmac.compare_digest((header or "").encode(), f"Bearer {self.token}".encode())
+
+
+class HealthServer:
+    """A small threaded HTTP server in a daemon thread: /healthz, /readyz and /metrics, or
+    /metrics alone when ``state`` is None (the feature app, the autoscaler).
+
+    With a token (``access``), /metrics needs ``Authorization: Bearer <token>``, and
+    /healthz and /readyz answer their status code to anyone (orchestrator probes carry no
+    secret) but their details (checks, errors, model names) only with the token. With TLS
+    the server speaks HTTPS; with a client CA (mutual TLS), a presented certificate must
+    be one the CA signed (else the handshake fails), and /metrics and the details need one
+    (probes, which present none, still get the status code)."""
+
+    def __init__(self, state: HealthState | None, registry: CollectorRegistry,
+                 host: str = "127.0.0.1", port: int = 0,
+                 access: HttpAccess | None = None) -> None:
         self.state = state
         self.registry = registry
+        self.access = access or HttpAccess()
         handler = self._handler()
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
+        if self.access.tls is not None:
+            # The handshake happens in the request's thread (do_handshake in setup), so a
+            # slow or silent client cannot hold up the accepting thread.
+            self._server.socket = self.access.tls.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name="health-http")
 
@@ -143,7 +181,8 @@ class HealthServer:
     def url(self) -> str:
         """Base URL."""
         host = self._server.server_address[0]
-        return f"http://{host!s}:{self.port}"
+        scheme = "https" if self.access.tls is not None else "http"
+        return f"{scheme}://{host!s}:{self.port}"
 
     def start(self) -> HealthServer:
         """Serve in the background."""
@@ -156,9 +195,32 @@ class HealthServer:
         self._server.server_close()
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        state, registry = self.state, self.registry
+        state, registry, access = self.state, self.registry, self.access
+        endpoints = ENDPOINTS if state is not None else {"/metrics": ENDPOINTS["/metrics"]}
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 10  # seconds a client may take (the TLS handshake included)
+
+            refused = False  # the TLS handshake failed: nothing to answer
+
+            def setup(self) -> None:
+                super().setup()
+                if isinstance(self.connection, ssl.SSLSocket):
+                    self.connection.settimeout(self.timeout)
+                    try:
+                        self.connection.do_handshake()
+                    except (ssl.SSLError, OSError):
+                        self.refused = True  # a stranger's certificate, plain HTTP, a timeout
+
+            def handle(self) -> None:
+                if not self.refused:
+                    super().handle()
+
+            def finish(self) -> None:
+                # the peer went away mid-answer, or never finished the handshake
+                with contextlib.suppress(ssl.SSLError, OSError):
+                    super().finish()
+
             def do_GET(self) -> None:
                 self._answer(body=True)
 
@@ -167,28 +229,40 @@ class HealthServer:
 
             def _answer(self, body: bool) -> None:
                 path = self.path.split("?", 1)[0]
+                peer = (self.connection.getpeercert()
+                        if isinstance(self.connection, ssl.SSLSocket) else None)
+                authorized = access.authorized(self.headers.get("Authorization"), peer)
                 if path == "/metrics":
+                    if not authorized:
+                        self._json(401, {"error": "/metrics needs a client certificate "
+                                                  "(mutual TLS) and/or Authorization: Bearer "
+                                                  "<token> (--health-token)"}, body,
+                                   {"WWW-Authenticate": 'Bearer realm="streaminfer"'})
+                        return
                     encoder, ctype = choose_encoder(self.headers.get("Accept") or "")
                     self._send(200, encoder(registry), ctype, body)
-                elif path == "/healthz":
-                    ok, out = state.liveness()
-                    self._json(200 if ok else 503, out, body)
-                elif path == "/readyz":
-                    ok, out = state.readiness()
+                elif path in ("/healthz", "/readyz") and state is not None:
+                    ok, out = state.liveness() if path == "/healthz" else state.readiness()
+                    if not authorized:  # the verdict for probes; the details for the token
+                        out = {"status": out["status"]}
                     self._json(200 if ok else 503, out, body)
                 elif path == "/":
-                    self._json(200, {"endpoints": ENDPOINTS}, body)
+                    self._json(200, {"endpoints": endpoints}, body)
                 else:
                     self._json(404, {"error": f"no such endpoint {path}; try "
-                                              f"{', '.join(ENDPOINTS)}"}, body)
+                                              f"{', '.join(endpoints)}"}, body)
 
-            def _json(self, code: int, out: dict[str, Any], body: bool) -> None:
-                self._send(code, json.dumps(out).encode(), "application/json", body)
+            def _json(self, code: int, out: dict[str, Any], body: bool,
+                      headers: dict[str, str] | None = None) -> None:
+                self._send(code, json.dumps(out).encode(), "application/json", body, headers)
 
-            def _send(self, code: int, payload: bytes, ctype: str, body: bool) -> None:
+            def _send(self, code: int, payload: bytes, ctype: str, body: bool,
+                      headers: dict[str, str] | None = None) -> None:
                 self.send_response(code)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(payload)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
                 self.end_headers()
                 if body:
                     self.wfile.write(payload)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from rich.console import Group
 from rich.table import Table
 
 from stream.connect import kafka_config
+from stream.connect.credentials import read_secret
 from stream.observability.announcements import announced
 from stream.settings import Settings
 
@@ -30,11 +32,17 @@ class WorkerSample:
     error: str | None = None
 
 
-def scrape(url: str, timeout: float = 3.0) -> WorkerSample:
-    """Read the counters status needs from a worker's /metrics."""
+def scrape(url: str, timeout: float = 3.0, token: str | None = None,
+           context: ssl.SSLContext | None = None) -> WorkerSample:
+    """Read the counters status needs from a worker's /metrics (``token``: the bearer
+    token of --health-token; ``context``: how to check an https worker's certificate)."""
     sample = WorkerSample(url)
+    request = urllib.request.Request(f"{url.rstrip('/')}/metrics")  # noqa: S310 - a worker's http(s) URL
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(f"{url.rstrip('/')}/metrics", timeout=timeout) as resp:  # noqa: S310 - the http URL of a worker's own /metrics
+        with urllib.request.urlopen(request, timeout=timeout,  # noqa: S310 - as above
+                                    context=context) as resp:
             text = resp.read().decode()
     except OSError as exc:
         sample.error = str(exc)
@@ -161,10 +169,13 @@ def render(settings: Settings, urls: list[str], interval_s: float) -> Group:
 
     names = {r["metrics_url"]: r["worker_id"] for r in announced(settings.group)}
     endpoints = sorted(set(urls) | set(names))
-    first = {u: scrape(u) for u in endpoints}
+    token = read_secret(settings.health_token, settings.health_token_file, "health_token_file")
+    context = ssl.create_default_context(  # https workers: the CA that signed the brokers'
+        cafile=str(settings.ssl_ca_location) if settings.ssl_ca_location else None)
+    first = {u: scrape(u, token=token, context=context) for u in endpoints}
     if endpoints:
         time.sleep(interval_s)
-    second = {u: scrape(u) for u in endpoints}
+    second = {u: scrape(u, token=token, context=context) for u in endpoints}
     workers = Table(title=f"workers ({len(endpoints)} metrics endpoint(s)); the last "
                           f"{interval_s:g}s, and totals since each worker started")
     for col in ("worker", "endpoint", "model", "probe", "consumed/s", "fallback %",

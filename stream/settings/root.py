@@ -81,6 +81,12 @@ class Settings(BaseSettings, KafkaSection, SecuritySection, EncryptionSection, W
         if (self.ssl_certificate_location is None) != (self.ssl_key_location is None):
             raise ValueError("a client certificate needs both ssl_certificate_location and "
                              "ssl_key_location")
+        if (self.health_tls_cert is None) != (self.health_tls_key is None):
+            raise ValueError("TLS on the HTTP endpoints needs both health_tls_cert and "
+                             "health_tls_key")
+        if self.health_tls_client_ca is not None and self.health_tls_cert is None:
+            raise ValueError("health_tls_client_ca (mutual TLS) needs health_tls_cert and "
+                             "health_tls_key")
         if (self.redis_cert_file is None) != (self.redis_key_file is None):
             raise ValueError("a Redis client certificate needs both redis_cert_file and "
                              "redis_key_file")

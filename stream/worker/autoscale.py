@@ -17,8 +17,10 @@ import time
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaException
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from stream.observability.health import HealthServer
+from stream.observability.http_access import http_access
 from stream.observability.status import group_consumer, read_lags
 from stream.settings import Settings
 from stream.worker.scaling import ScaleRule, Stabiliser, parse_range
@@ -81,8 +83,8 @@ def autoscale(settings: Settings) -> int:
     registry = CollectorRegistry()
     metrics = ScaleMetrics.create(registry)
     if settings.autoscale_metrics_port is not None:
-        start_http_server(settings.autoscale_metrics_port, settings.health_host,
-                          registry=registry)
+        HealthServer(None, registry, settings.health_host, settings.autoscale_metrics_port,
+                     http_access(settings)).start()
     pool = ProcessPool(settings, elastic_from=minimum)
     stabiliser = Stabiliser(settings.autoscale_up_window_s, settings.autoscale_down_window_s)
     reader = GroupLag(settings)

@@ -33,6 +33,7 @@ from processors.pipeline import Pipeline
 from stream.connect.redis_pool import RedisPool
 from stream.observability.announcements import announce, withdraw
 from stream.observability.health import HealthServer, HealthState
+from stream.observability.http_access import http_access
 from stream.observability.metrics import WorkerMetrics
 from stream.regions.policy import FollowRegions
 from stream.settings import Settings
@@ -132,7 +133,7 @@ class Worker:
         if s.health_port is None:
             return None
         self.server = HealthServer(self.health, self.metrics.registry, s.health_host,
-                                   s.health_port).start()
+                                   s.health_port, http_access(s)).start()
         log.info("health and metrics on %s (/healthz /readyz /metrics)", self.server.url)
         announce(s, self.worker_id, self.server.url)
         return self.server
