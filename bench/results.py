@@ -73,6 +73,8 @@ def ratios(results: list[SystemResult], ceilings: dict[str, float]) -> dict[str,
         if ours and "streaminfer-eos" in drains else None,
         "sealed_over_alo": drains["streaminfer-sealed"] / ours
         if ours and "streaminfer-sealed" in drains else None,
+        "secure_over_alo": drains["streaminfer-secure"] / ours
+        if ours and "streaminfer-secure" in drains else None,
     }
     for name in drains:
         if name.startswith("streaminfer-alo@"):

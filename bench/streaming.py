@@ -28,10 +28,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +57,14 @@ from bench.load import (
 )
 from bench.results import SystemResult, print_tables, ratios
 from stream.connect.topics import ensure_topics
+from stream.devcluster.cluster import RunningCluster, start_cluster
+from stream.devcluster.secure import SecureMaterial, acting_as, grant
 from stream.settings import Settings, to_env
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
-ALL_SYSTEMS = ("streaminfer-alo", "streaminfer-eos", "streaminfer-sealed", "naive",
-               "faust-event", "faust-take", "quix")
+ALL_SYSTEMS = ("streaminfer-alo", "streaminfer-eos", "streaminfer-sealed", "streaminfer-secure",
+               "naive", "faust-event", "faust-take", "quix")
 LOADS = (0.1, 0.25, 0.5, 0.75, 0.9)
 SEALED = frozenset({"amount", "merchant_risk", "distance_km"})  # streaminfer-sealed's fields
 
@@ -81,6 +84,7 @@ def command(system: str) -> list[str] | None:
         "streaminfer-alo": [py, "-m", "stream.cli.main", "worker"],
         "streaminfer-eos": [py, "-m", "stream.cli.main", "worker"],
         "streaminfer-sealed": [py, "-m", "stream.cli.main", "worker"],
+        "streaminfer-secure": [py, "-m", "stream.cli.main", "worker"],
         "naive": [py, "-m", "bench.systems.naive"],
         "faust-event": [py, "-m", "bench.systems.faust_agent", "event"],
         "faust-take": [py, "-m", "bench.systems.faust_agent", "take"],
@@ -89,6 +93,36 @@ def command(system: str) -> list[str] | None:
     }[name]
 
 
+
+
+@dataclass
+class SecureTarget:
+    """A secure single-broker cluster (``dev up --secure``'s kind) for streaminfer-secure."""
+
+    running: RunningCluster
+    material: SecureMaterial
+
+    @classmethod
+    def start(cls, kafka_image: str, redis_image: str) -> SecureTarget:
+        """Certificates, users and the cluster, in a temporary folder."""
+        from stream.access.declaration import load
+        from stream.devcluster.secure import SecureStack, prepare
+
+        declaration = load()
+        root = Path(tempfile.mkdtemp(prefix="bench-secure-"))
+        stack = SecureStack(prepare(root, declaration, [""]), declaration)
+        say("starting the secure cluster for streaminfer-secure (SASL_SSL, TLS Redis)")
+        return cls(start_cluster(1, kafka_image, redis_image, secure=stack), stack.material)
+
+    def as_principal(self, base: Settings, principal: str) -> Settings:
+        """``base`` on this cluster as ``principal``."""
+        return acting_as(base, self.material, principal, self.running.bootstrap_servers,
+                         self.running.redis_url)
+
+    def stop(self) -> None:
+        """Remove the containers and the material."""
+        self.running.stop()
+        shutil.rmtree(self.material.root, ignore_errors=True)
 
 
 class Sampler(threading.Thread):
@@ -128,7 +162,8 @@ def sealed_inputs(corpus: list[tuple[bytes, bytes]], requests: TimedRequests, lo
 
 def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
             requests: TimedRequests, seconds: float, common_rate: float,
-            loads: tuple[float, ...], log_dir: Path, profile: bool = False) -> SystemResult:
+            loads: tuple[float, ...], log_dir: Path, profile: bool = False,
+            secure: SecureTarget | None = None) -> SystemResult:
     """Drain and open-loop phases of one system on its own namespace."""
     result = SystemResult(system)
     cmd = command(system)
@@ -142,16 +177,26 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
         return result
     ns = f"bench-{re.sub(r'[^A-Za-z0-9._-]', '-', system)}-{uuid.uuid4().hex[:6]}"
     settings = base.model_copy(update={"namespace": ns})
-    ensure_topics(settings)
-    load_features(settings)
     name, ref = split(system)
+    worker_settings = settings
+    if name == "streaminfer-secure":  # the secure cluster: the harness as admin, the worker
+        if secure is None:  # as the worker principal, over SASL_SSL and TLS Redis
+            result.available = False
+            result.note = "needs the secure cluster (bench/streaming.py starts it when asked)"
+            return result
+        settings = secure.as_principal(settings, "admin")
+        worker_settings = secure.as_principal(settings, "worker")
+    ensure_topics(settings)
+    if name == "streaminfer-secure" and secure is not None:
+        grant(settings, secure.material)
+    load_features(settings)
     extra: dict[str, Any] = {"guarantee": "exactly-once" if name.endswith("eos")
                              else "at-least-once"}
     if name == "streaminfer-sealed":  # the same requests, their sensitive features sealed
         corpus, requests, extra["field_keys_file"] = sealed_inputs(corpus, requests, log_dir)
     produce_corpus(settings, corpus)
     load = load_producer(settings)
-    env = to_env(settings, **extra)
+    env = to_env(worker_settings, **extra)
     cwd = ROOT
     if system == "quix":
         env["PYTHONPATH"] = str(ROOT)
@@ -220,9 +265,10 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
 # --- the run ---------------------------------------------------------------------------------
 def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common_rate: float,
               loads: tuple[float, ...] = LOADS, log_dir: Path | None = None,
-              profile: bool = False, drain_only: bool = False) -> dict[str, Any]:
-    """Every measurement against the cluster ``base`` points at; returns the report
-    (``drain_only``: no open-loop phases)."""
+              profile: bool = False, drain_only: bool = False,
+              secure: SecureTarget | None = None) -> dict[str, Any]:
+    """Every measurement against the cluster ``base`` points at (streaminfer-secure:
+    against ``secure``); returns the report (``drain_only``: no open-loop phases)."""
     if drain_only:
         loads, common_rate = (), 0.0
     log_dir = log_dir or ROOT / "bench" / "results" / "logs"
@@ -246,7 +292,7 @@ def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common
         say(f"{system}: drain {n}" + (f", then open loop at {', '.join(f'{x:.0%}' for x in loads)} "
                                       f"of its capacity and {common_rate:g}/s" if loads else ""))
         results.append(measure(system, base, corpus, timed, seconds, common_rate, loads,
-                               log_dir, profile))
+                               log_dir, profile, secure))
     return {"requests": n, "seconds_per_rate": seconds, "common_rate": common_rate,
             "cores": os.cpu_count(), "ceilings": ceilings,
             "systems": [asdict(r) | {"max_rate_p99_under_100ms": r.max_rate_p99_under(100)}
@@ -290,7 +336,6 @@ def main() -> None:
         systems.append(f"streaminfer-alo@{args.baseline}")
     systems = [s for k in range(max(1, args.rounds))
                for s in (systems if k % 2 == 0 else systems[::-1])]
-    from stream.devcluster.cluster import start_cluster
     from stream.devcluster.engine import ensure_engine
     from stream.devcluster.images import ensure_images
 
@@ -298,15 +343,21 @@ def main() -> None:
     ensure_engine()
     images = ensure_images()
     running = start_cluster(1, images.kafka, images.redis)
+    secure: SecureTarget | None = None
     try:
+        if "streaminfer-secure" in systems:  # beside the open one, idle while others run
+            secure = SecureTarget.start(images.kafka, images.redis)
         base = Settings(bootstrap_servers=running.bootstrap_servers,
                         redis_url=running.redis_url, partitions=4, replication_factor=1,
                         min_insync_replicas=1, namespace="bench")
         loads = tuple(float(x) for x in args.loads.split(",") if x)
         report = run_bench(base, args.requests, args.seconds, systems, args.common_rate,
-                           loads, profile=args.profile, drain_only=args.drain_only)
+                           loads, profile=args.profile, drain_only=args.drain_only,
+                           secure=secure)
     finally:
         running.stop()
+        if secure is not None:
+            secure.stop()
     print_tables(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=float))

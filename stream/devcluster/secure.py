@@ -31,6 +31,7 @@ from typing import Any
 from stream.access.declaration import Declaration
 from stream.devcluster import pki
 from stream.exceptions import InfrastructureError
+from stream.settings import Settings
 
 SECRETS_DIR = "/run/streaminfer"
 BROKER_PRINCIPAL = "broker"  # the CN of the nodes' certificate
@@ -230,3 +231,36 @@ def client_env(root: Path, principal: str = ADMIN) -> dict[str, str]:
         "STREAMINFER_REDIS_PASSWORD_FILE": str(material.password_file(principal)),
         "STREAMINFER_REDIS_CA_FILE": str(material.ca),
     }
+
+
+def acting_as(base: Settings, material: SecureMaterial, principal: str, bootstrap: str,
+              redis_url: str) -> Settings:
+    """``base`` (its namespace and tuning) on the secure cluster at ``bootstrap`` and
+    ``redis_url``, acting as ``principal`` (its password from its file)."""
+    return base.model_copy(update={
+        "bootstrap_servers": bootstrap, "redis_url": redis_url,
+        "security_protocol": "SASL_SSL", "sasl_mechanism": SCRAM,
+        "sasl_username": principal, "sasl_password_file": material.password_file(principal),
+        "ssl_ca_location": material.ca, "redis_username": principal,
+        "redis_password_file": material.password_file(principal),
+        "redis_ca_file": material.ca})
+
+
+def grant(admin: Settings, material: SecureMaterial) -> None:
+    """The packaged declaration's Kafka ACLs and Redis users for ``admin``'s namespace
+    (``admin`` acts as a super user)."""
+    import redis
+    from confluent_kafka.admin import AdminClient
+
+    from stream.access import kafka_acls, redis_acls
+    from stream.access.declaration import load
+    from stream.connect import kafka_config
+    from stream.connect.redis_pool import make_redis
+
+    declaration = load(namespace=admin.namespace)
+    client = AdminClient(kafka_config.admin(admin))
+    kafka_acls.apply(kafka_acls.diff(declaration, client, admin.namespace), client)
+    r = make_redis(admin, timeout_s=5.0)
+    if not isinstance(r, redis.Redis):
+        raise InfrastructureError("Redis ACL users are set per node: grant on a standalone Redis")
+    redis_acls.apply(redis_acls.diff(declaration, r, material.passwords), r, material.passwords)

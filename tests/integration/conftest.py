@@ -68,7 +68,7 @@ def secure_cluster(cluster: Endpoints) -> Iterator[SecureCluster]:
     try:
         yield secure
     finally:
-        secure.running.stop()
+        secure.stop()
 
 
 @pytest.fixture(params=["open", "secure"])
