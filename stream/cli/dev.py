@@ -109,15 +109,16 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
             broken = {n: s for n, s in statuses.items() if s != "running"}
             say(f"the recorded dev cluster is not running ({broken}): replacing it")
         state.remove(current)
-    if secure and (n_regions == "2" or redis_topology != "standalone"):
-        raise click.UsageError("--secure runs one region with standalone Redis for now "
-                               "(secure regions and Redis Sentinel/Cluster: issue 15)")
+    if secure and redis_topology != "standalone":
+        raise click.UsageError("--secure runs standalone Redis for now (secure Redis "
+                               "Sentinel and Cluster: issue 15)")
     ensure_engine()
     images = ensure_images(s.kafka_image, s.redis_image)
     if n_regions == "2":
         if redis_topology != "standalone":
             raise click.UsageError("--regions 2 runs one standalone Redis per region")
-        _dev_up_regions(int(brokers), images.kafka, images.redis, s.namespace)
+        _dev_up_regions(int(brokers), images.kafka, images.redis, s.namespace,
+                        _secure_stack(s.namespace, ["east-", "west-"]) if secure else None)
         return
     stack = _secure_stack(s.namespace) if secure else None
     started = time.monotonic()
@@ -180,8 +181,9 @@ def _layout(brokers: int, redis: str, regions: int, secure: bool = False) -> str
         ", secure" if secure else "")
 
 
-def _secure_stack(namespace: str) -> Any:
-    """New certificates and passwords for a secure dev cluster, under the state directory."""
+def _secure_stack(namespace: str, alias_prefixes: list[str] | None = None) -> Any:
+    """New certificates and passwords for a secure dev cluster, under the state directory
+    (``alias_prefixes``: the regions' name prefixes the certificates must cover)."""
     from stream.access.declaration import load
     from stream.devcluster.progress import step
     from stream.devcluster.secure import SecureStack, prepare
@@ -189,7 +191,7 @@ def _secure_stack(namespace: str) -> Any:
     declaration = load(namespace=namespace)
     with step(f"making a CA, certificates and {len(declaration.principals)} principals' "
               "passwords"):
-        material = prepare(state_dir() / "secure", declaration, [""])
+        material = prepare(state_dir() / "secure", declaration, alias_prefixes or [""])
     return SecureStack(material, declaration)
 
 
@@ -234,15 +236,18 @@ def dev_env(principal: str) -> None:
     _print_env(env)
 
 
-def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace: str) -> None:
-    """Regions east and west plus MirrorMaker 2, recorded like a single cluster."""
+def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace: str,
+                    stack: Any = None) -> None:
+    """Regions east and west plus MirrorMaker 2, recorded like a single cluster (with
+    ``stack``: both secure, MirrorMaker as its own principal)."""
     from stream.devcluster import state
     from stream.devcluster.images import ensure_mirrormaker_image
     from stream.devcluster.progress import say
     from stream.devcluster.regions import start_regions
 
     running = start_regions(brokers, kafka_image, redis_image, ensure_mirrormaker_image(),
-                            namespace, name_prefix=_name_prefix(), wait_for_replication=True)
+                            namespace, name_prefix=_name_prefix(), wait_for_replication=True,
+                            secure=stack)
     names: dict[str, str] = {}
     for region, cluster in running.clusters.items():
         names.update({f"{region}-kafka-{i}": c.get_wrapped_container().id
@@ -255,7 +260,8 @@ def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace:
                             east.network.name, kafka_image, redis_image, time.time(),
                             regions={n: c.bootstrap_servers for n, c in running.clusters.items()},
                             extra_networks=[west.network.name],
-                            region_redis={n: c.redis_url for n, c in running.clusters.items()})
+                            region_redis={n: c.redis_url for n, c in running.clusters.items()},
+                            secure_dir=str(stack.material.root) if stack is not None else None)
     state.save(record)
     say(f"regions east ({east.bootstrap_servers}, Redis {east.redis_url}) and west "
         f"({west.bootstrap_servers}, Redis {west.redis_url}); MirrorMaker 2 replicates "

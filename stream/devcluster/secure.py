@@ -34,6 +34,9 @@ from stream.exceptions import InfrastructureError
 from stream.settings import Settings
 
 SECRETS_DIR = "/run/streaminfer"
+MM2_SECRETS = "mm2-secrets.properties"  # MirrorMaker's password (password=...)
+MM2_PASSWORD_PLACEHOLDER = "@MM2_PASSWORD@"  # noqa: S105 - a placeholder the entrypoint replaces
+REPLICATION_PORT = 19093  # the brokers' own listener (mutual TLS) in the secure cluster
 BROKER_PRINCIPAL = "broker"  # the CN of the nodes' certificate
 SCRAM = "SCRAM-SHA-512"
 ADMIN = "admin"
@@ -115,18 +118,30 @@ def kafka_secure_env(env: dict[str, str], declaration: Declaration) -> dict[str,
     """A node's environment (:func:`stream.devcluster.cluster.kafka_env`) made secure."""
     supers = ";".join(f"User:{n}" for n in [BROKER_PRINCIPAL, *declaration.super_users])
     out = dict(env)
+    # Clients in the cluster's network (MirrorMaker, compose workers) use INTERNAL with
+    # SCRAM like those on the host; the brokers replicate over REPLICATION (mutual TLS).
+    internal = next(a for a in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+                    if a.startswith("INTERNAL://"))
+    host = internal.removeprefix("INTERNAL://").rsplit(":", 1)[0]
     out.update({
         "STREAMINFER_SECRETS_DIR": SECRETS_DIR,
-        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "INTERNAL:SSL,EXTERNAL:SASL_SSL,CONTROLLER:SSL",
+        "KAFKA_LISTENERS": f"{env['KAFKA_LISTENERS']},REPLICATION://:{REPLICATION_PORT}",
+        "KAFKA_ADVERTISED_LISTENERS":
+            f"{env['KAFKA_ADVERTISED_LISTENERS']},REPLICATION://{host}:{REPLICATION_PORT}",
+        "KAFKA_INTER_BROKER_LISTENER_NAME": "REPLICATION",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":
+            "INTERNAL:SASL_SSL,EXTERNAL:SASL_SSL,CONTROLLER:SSL,REPLICATION:SSL",
         "KAFKA_SSL_KEYSTORE_TYPE": "PEM",
         "KAFKA_SSL_KEYSTORE_LOCATION": f"{SECRETS_DIR}/node.pem",
         "KAFKA_SSL_TRUSTSTORE_TYPE": "PEM",
         "KAFKA_SSL_TRUSTSTORE_LOCATION": f"{SECRETS_DIR}/ca.pem",
-        "KAFKA_LISTENER_NAME_INTERNAL_SSL_CLIENT_AUTH": "required",
+        "KAFKA_LISTENER_NAME_REPLICATION_SSL_CLIENT_AUTH": "required",
         "KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH": "required",
         "KAFKA_SSL_PRINCIPAL_MAPPING_RULES": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
         "KAFKA_SASL_ENABLED_MECHANISMS": SCRAM,
         "KAFKA_LISTENER_NAME_EXTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG":
+            "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "KAFKA_LISTENER_NAME_INTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG":
             "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         "KAFKA_AUTHORIZER_CLASS_NAME": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND": "false",
@@ -204,6 +219,12 @@ class SecureStack:
     def redis_files(self) -> dict[str, bytes]:
         """Redis' secret files."""
         return redis_files(self.material, self.declaration)
+
+    def mirrormaker_files(self) -> dict[str, bytes]:
+        """MirrorMaker's secret files: the CA and its password (a properties file)."""
+        password = self.material.password("mirrormaker")
+        return {"ca.pem": self.material.read("ca.pem"),
+                MM2_SECRETS: f"password={password}\n".encode()}
 
     def kafka_client(self, principal: str = ADMIN) -> dict[str, Any]:
         """librdkafka properties of ``principal``."""

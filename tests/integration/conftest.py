@@ -176,16 +176,30 @@ def own_redis() -> Iterator[tuple[Any, int]]:
 
 
 @pytest.fixture
-def regions() -> Iterator[tuple[Any, str]]:
-    """East and west with MirrorMaker 2 between them, for one test."""
+def regions(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
+    """East and west with MirrorMaker 2 between them, for one test; parametrised
+    indirectly with "secure", both regions are secure clusters and MirrorMaker runs as
+    its own principal."""
+    import shutil
+    import tempfile
+
+    from stream.access.declaration import load
     from stream.devcluster.images import ensure_mirrormaker_image
     from stream.devcluster.regions import start_regions
+    from stream.devcluster.secure import SecureStack, prepare
 
     images = ensure_test_images()
     mm2 = ensure_mirrormaker_image()
     namespace = f"rg-{uuid.uuid4().hex[:8]}"
-    running = start_regions(1, images.kafka, images.redis, mm2, namespace)
+    stack = None
+    if getattr(request, "param", "open") == "secure":
+        declaration = load()
+        root = Path(tempfile.mkdtemp(prefix="streaminfer-secure-regions-"))
+        stack = SecureStack(prepare(root, declaration, ["east-", "west-"]), declaration)
+    running = start_regions(1, images.kafka, images.redis, mm2, namespace, secure=stack)
     try:
         yield running, namespace
     finally:
         running.stop()
+        if stack is not None:
+            shutil.rmtree(stack.material.root, ignore_errors=True)

@@ -7,11 +7,12 @@ from stream.devcluster.regions import RunningRegions
 from stream.settings import Settings
 
 
-def region_settings(running: RunningRegions, region: str, namespace: str) -> Settings:
-    cluster = running.clusters[region]
-    return Settings(bootstrap_servers=cluster.bootstrap_servers,
-                    redis_url=cluster.redis_url, namespace=namespace, partitions=4,
-                    replication_factor=1, min_insync_replicas=1)
+def region_settings(running: RunningRegions, region: str, namespace: str,
+                    principal: str = "admin") -> Settings:
+    """A region's settings for ``namespace`` (secure regions: as ``principal``)."""
+    return running.settings(region, Settings(namespace=namespace, partitions=4,
+                                             replication_factor=1, min_insync_replicas=1),
+                            principal)
 
 
 def count(settings: Settings, topic: str) -> int:

@@ -66,9 +66,10 @@ def regional_settings(running: RunningRegions, namespace: str) -> Settings:
         region_down_after_s=3.0, region_failback_after_s=4.0)
 
 
-# The region stays away 8 s: past --region-down-after-s (3 s), so workers and producers
-# move to west, and long enough for the move to carry load before the region returns.
-HOLD_S = 8.0
+# The region stays away 12 s: past --region-down-after-s (3 s), so workers and producers
+# move to west, and long enough for the move to recover before the region returns (with
+# 8 s the failover had not recovered by the heal: "did not recover before the next strike").
+HOLD_S = 12.0
 
 
 @pytest.mark.parametrize("name", [

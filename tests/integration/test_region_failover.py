@@ -16,11 +16,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
-import redis
 from confluent_kafka import Consumer
 
 from stream.clients import TopicReader, synthetic_requests
 from stream.connect import kafka_config
+from stream.connect.redis_pool import make_redis
 from stream.connect.topics import watermarks
 from stream.devcluster.cluster import free_port
 from stream.devcluster.regions import RunningRegions
@@ -125,9 +125,14 @@ class Outage:
 # covers a region outage with failback through the chaos scenario region-stop
 # (test_chaos_regions.py), which shares the checker with `streaminfer chaos run`. These
 # add 1,000 requests/s, the downstream `answers` view in each region and `regions status`.
-@pytest.mark.parametrize("how", [pytest.param("stop", marks=pytest.mark.extended),
-                                 pytest.param("pause", marks=pytest.mark.extended),
-                                 pytest.param("disconnect", marks=pytest.mark.extended)])
+# "secure": both regions secure, MirrorMaker, the worker and the producer each as their
+# own principal (TLS, SCRAM, ACLs), east stopped.
+@pytest.mark.parametrize(("regions", "how"), [
+    pytest.param("open", "stop", marks=pytest.mark.extended),
+    pytest.param("open", "pause", marks=pytest.mark.extended),
+    pytest.param("open", "disconnect", marks=pytest.mark.extended),
+    pytest.param("secure", "stop", marks=pytest.mark.extended),
+], indirect=["regions"])
 def test_worker_fails_over_to_west_and_back_without_losing_or_repeating_an_answer(
         regions: tuple[RunningRegions, str], workers: WorkerPool, how: str) -> None:
     running, _ns = regions
@@ -154,7 +159,8 @@ def fail_over_and_back(running: RunningRegions, ns: str, workers: WorkerPool, ho
                "MirrorMaker replicating both ways", 1.0)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    worker = workers.start(east, "rw-1", regions=spec, region_redis=redis_spec,
+    worker = workers.start(running.settings("east", east, "worker"), "rw-1", regions=spec,
+                           region_redis=redis_spec,
                            region_down_after_s=3.0, region_failback_after_s=4.0,
                            dedupe_ttl_s=600.0, health_port=port)
     wait_until(lambda: serving(url) == "east", 60, "the worker serving east", 0.5)
@@ -173,7 +179,7 @@ def fail_over_and_back(running: RunningRegions, ns: str, workers: WorkerPool, ho
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    producer = FailoverProducer(east.model_copy(update={
+    producer = FailoverProducer(running.settings("east", east, "producer").model_copy(update={
         "regions": spec, "region_down_after_s": 3.0, "region_failback_after_s": 4.0}))
     outage = Outage(running, how)
 
@@ -309,7 +315,7 @@ def downstream_view(settings: Settings, other: str, ids: list[str]
     """Read a region's answers (own and mirrored from ``other``) as a downstream consumer
     would, through the de-duplicating reader, until every id was delivered."""
     group = f"view-{uuid.uuid4().hex[:8]}"
-    seen = FirstSeen(redis.Redis.from_url(settings.redis_url), settings.namespace, group, 3600)
+    seen = FirstSeen(make_redis(settings, timeout_s=5.0), settings.namespace, group, 3600)
     counts = UniqueCounts()
     delivered: Counter[str] = Counter()
     wanted = set(ids)
