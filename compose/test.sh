@@ -4,9 +4,10 @@
 # With --extended first: the long scenarios instead (marker "extended": the region failover
 # at 1,000 requests/s three ways, the chaos region pause/cut and MirrorMaker kill, three
 # brokers per region, dev up --regions 2, the two-region compose stack, three workers
-# SIGKILLed under exactly-once, the three-broker chaos scenarios, the zombie worker, the
-# autoscaler's step load at at-least-once, the 200k-request memory soak, the worker
-# image in the compose stack); its total time is not yet measured.
+# SIGKILLed under exactly-once, the three-broker chaos scenarios, the zombie worker, Redis
+# fed corrupt values, the autoscaler's step load, the secure regions' failover, the
+# 200k-request memory soak, the worker image in the compose stack); its total time is not
+# yet measured.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then

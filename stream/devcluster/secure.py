@@ -285,3 +285,4 @@ def grant(admin: Settings, material: SecureMaterial) -> None:
     if not isinstance(r, redis.Redis):
         raise InfrastructureError("Redis ACL users are set per node: grant on a standalone Redis")
     redis_acls.apply(redis_acls.diff(declaration, r, material.passwords), r, material.passwords)
+    redis_acls.save_if_file(r)  # a restarted Redis reloads its users from its ACL file

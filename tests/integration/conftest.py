@@ -193,7 +193,7 @@ def regions(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
     namespace = f"rg-{uuid.uuid4().hex[:8]}"
     stack = None
     if getattr(request, "param", "open") == "secure":
-        declaration = load()
+        declaration = load(namespace=namespace)
         root = Path(tempfile.mkdtemp(prefix="streaminfer-secure-regions-"))
         stack = SecureStack(prepare(root, declaration, ["east-", "west-"]), declaration)
     running = start_regions(1, images.kafka, images.redis, mm2, namespace, secure=stack)

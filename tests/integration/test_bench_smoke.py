@@ -8,26 +8,31 @@ from pathlib import Path
 import pytest
 
 from bench.results import print_tables
-from bench.streaming import run_bench
+from bench.streaming import SecureTarget, run_bench
 from tests.integration.conftest import Endpoints, make_settings
+from tests.integration.secure_support import SecureCluster
 
 pytestmark = pytest.mark.integration
 
 
 def test_bench_harness_measures_every_system_and_ceiling(cluster: Endpoints,
+                                                         secure_cluster: SecureCluster,
                                                          tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """streaminfer-alo, -sealed and -secure (the worker principal over SASL_SSL and TLS
+    Redis, on the session's secure cluster)."""
+    secure = SecureTarget(secure_cluster.running, secure_cluster.stack.material)
     report = run_bench(make_settings(cluster), n=300, seconds=1.0,
-                       systems=["streaminfer-alo", "streaminfer-sealed"],
+                       systems=["streaminfer-alo", "streaminfer-sealed", "streaminfer-secure"],
                        common_rate=100.0, loads=(0.5,),
-                       log_dir=tmp_path)
+                       log_dir=tmp_path, secure=secure)
     assert set(report["ceilings"]) == {"onnx_rows_per_s", "decode_encode_per_s",
                                        "produce_per_s", "consume_decode_per_s"}
     assert all(v > 0 for v in report["ceilings"].values())
     systems = {s["system"]: s for s in report["systems"]}
     # The peers (naive, faust, Quix) run in `bash bench/run.sh`; their harness path is the
     # same subprocess-and-measure code these two go through.
-    assert set(systems) == {"streaminfer-alo", "streaminfer-sealed"}
+    assert set(systems) == {"streaminfer-alo", "streaminfer-sealed", "streaminfer-secure"}
     for s in systems.values():
         assert s["available"]
         assert s["drain_per_s"] > 0
@@ -37,9 +42,12 @@ def test_bench_harness_measures_every_system_and_ceiling(cluster: Endpoints,
             assert p["answered"] == p["sent"] > 0  # every request of every phase answered
             assert p["p50_ms"] <= p["p99_ms"] <= p["p999_ms"]
     assert report["ratios"]["sealed_over_alo"] is not None
+    assert report["ratios"]["secure_over_alo"] is not None
+    assert "consuming" in (tmp_path / "streaminfer-secure.log").read_text()
     sealed_log = (tmp_path / "streaminfer-sealed.log").read_text()
     assert "field keys ['bench']" in sealed_log  # the sealed run's worker held the key
     print_tables(report)
     out = capsys.readouterr().out
     assert "ceiling: decode+encode alone" in out
     assert "sealed over alo" in out
+    assert "secure over alo" in out

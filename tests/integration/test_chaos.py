@@ -48,6 +48,7 @@ def test_a_zombie_worker_is_fenced(cluster: Endpoints, tmp_path: Path) -> None:
                                                "FENCED", "UNKNOWN_MEMBER_ID")), zombie_log[-3000:]
 
 
+@pytest.mark.extended  # 25 s; corrupt stored features stay covered by test_features.py
 def test_redis_fed_corrupt_feature_values(settings: Settings, tmp_path: Path) -> None:
     fault = RedisCorrupt(hold_s=5.0)
     result = run_scenario(settings, Containers(), Scenario(fault, "at-least-once"), PLAN,

@@ -17,6 +17,7 @@ from confluent_kafka import Producer
 
 from processors.model import DEFAULT_MODEL_DIR
 from processors.outcomes import check
+from processors.registry.signing import generate
 from stream.clients import RequestProducer, synthetic_requests
 from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import free_port
@@ -247,14 +248,18 @@ def test_replay_answers_fixed_dead_letters_once(
     chaos = tmp_path / "chaos"
     chaos.write_text("fail")
     model = model_copy(tmp_path, order=[])  # no fallbacks: a failing model dead-letters
+    # The DLQ operator signs replays; the worker trusts the key, so a replayed request past
+    # its deadline is answered by the model (an unsigned one would get the deadline path).
+    generate(tmp_path / "dlq.key", tmp_path / "dlq.pub")
     collector = start_collector(settings)
-    worker = workers.start(settings, "rep0", model_path=model, chaos_file=chaos)
+    worker = workers.start(settings, "rep0", model_path=model, chaos_file=chaos,
+                           replay_trusted_keys=str(tmp_path / "dlq.pub"))
     wait_for_workers(settings, workers, 1)
     ids = produce_all(settings, 60, seed=96)
     tally = wait_for_all(collector, ids, deadline_s=60)
     assert tally.dead == set(ids)
     chaos.unlink()  # the bug is fixed
-    env = settings_env(settings)
+    env = settings_env(settings, replay_signing_key=tmp_path / "dlq.key")
 
     def streaminfer(*args: str) -> str:
         try:

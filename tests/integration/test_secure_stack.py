@@ -250,21 +250,3 @@ def test_a_forged_replay_marker_buys_nothing_a_signed_one_is_answered_however_la
     assert by_id[ids[1]]["fallback_reason"] == "deadline"
     assert by_id[ids[2]]["fallback"] is False
 
-
-def test_the_benchmark_measures_the_secure_stack_beside_the_open_one(
-        cluster: Endpoints, secure_cluster: SecureCluster, tmp_path: Any) -> None:
-    """`bench/streaming.py --systems streaminfer-alo,streaminfer-secure` (drain only, a
-    few hundred requests here): the secure worker runs as the worker principal over
-    SASL_SSL and TLS Redis, and the ratio is reported."""
-    from bench.streaming import SecureTarget, run_bench
-
-    secure = SecureTarget(secure_cluster.running, secure_cluster.stack.material)
-    report = run_bench(make_settings(cluster), n=300, seconds=1.0,
-                       systems=["streaminfer-alo", "streaminfer-secure"], common_rate=0.0,
-                       drain_only=True, log_dir=tmp_path, secure=secure)
-    systems = {s["system"]: s for s in report["systems"]}
-    assert systems["streaminfer-secure"]["available"]
-    assert systems["streaminfer-secure"]["drain_per_s"] > 0
-    assert report["ratios"]["secure_over_alo"] is not None
-    log = (tmp_path / "streaminfer-secure.log").read_text()
-    assert "consuming" in log
