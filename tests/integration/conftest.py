@@ -9,6 +9,7 @@ Each test gets its own namespace, hence its own topics and consumer group.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +46,9 @@ def cluster() -> Iterator[Endpoints]:
     from stream.devcluster.engine import stop_engine_we_started
 
     images = ensure_test_images()
+    started = time.monotonic()
     running = start_cluster(1, images.kafka, images.redis)
+    STARTUP_S["open"] = time.monotonic() - started
     try:
         yield Endpoints(running.bootstrap_servers, running.redis_url, running.brokers)
     finally:
@@ -55,6 +58,8 @@ def cluster() -> Iterator[Endpoints]:
 
 
 ENGINE_STARTED = False
+# Seconds from nothing to a cluster that answers, per stack (the session's fixtures).
+STARTUP_S: dict[str, float] = {}
 
 
 @pytest.fixture(scope="session")
@@ -64,7 +69,9 @@ def secure_cluster(cluster: Endpoints) -> Iterator[SecureCluster]:
     from tests.integration.secure_support import start_secure
 
     images = ensure_test_images()
+    started = time.monotonic()
     secure = start_secure(images.kafka, images.redis)
+    STARTUP_S["secure"] = time.monotonic() - started
     try:
         yield secure
     finally:

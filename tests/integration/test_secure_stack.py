@@ -83,6 +83,22 @@ def _denied(err: KafkaError | None) -> bool:
         KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED)
 
 
+def test_the_secure_stack_comes_up_in_a_time_comparable_to_the_open_one(
+        cluster: Endpoints, secure_cluster: SecureCluster) -> None:
+    """Printed, not bounded (machines differ): the session's two clusters from nothing to
+    answering, the secure one with its CA, certificates, SCRAM users and Redis users."""
+    from tests.integration.conftest import STARTUP_S
+
+    if "open" not in STARTUP_S:  # STREAMINFER_TEST_BOOTSTRAP_SERVERS: not started here
+        pytest.skip("the open cluster was not started by this session")
+    print(f"\nfrom nothing to answering: open stack {STARTUP_S['open']:.1f} s, secure stack "
+          f"{STARTUP_S['secure']:.1f} s (one broker and Redis each)")
+    from stream.connect.reachability import require_kafka
+
+    admin = secure_cluster.as_principal(make_settings(cluster), "admin")
+    assert len(require_kafka(admin).brokers) == 1  # it answers, over SASL_SSL
+
+
 def test_refused_clients_get_one_clear_line_naming_the_cause(admin: Settings,
                                                              secure_cluster: SecureCluster,
                                                              tmp_path: Any) -> None:
