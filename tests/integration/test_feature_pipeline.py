@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import redis
 from confluent_kafka import Producer
 
 from schemas.serde import Encoder
+from stream.connect import kafka_config
+from stream.connect.redis_pool import make_redis
 from stream.features.aggregates import expected_features
 from stream.settings import Settings
+from tests.integration.conftest import Stack
 from tests.integration.helpers import settings_env, wait_until
 
 pytestmark = pytest.mark.integration
@@ -27,7 +29,7 @@ pytestmark = pytest.mark.integration
 def produce_events(settings: Settings, n: int, seed: int, garbage: int = 0) -> list[dict[str, Any]]:
     rng = np.random.default_rng(seed)
     enc = Encoder("DomainEvent")
-    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all"})
+    producer = Producer({**kafka_config.common(settings), "acks": "all"})
     now = int(time.time() * 1000)
     events = []
     for _ in range(n):
@@ -43,10 +45,10 @@ def produce_events(settings: Settings, n: int, seed: int, garbage: int = 0) -> l
 
 
 def stored(settings: Settings, entities: set[str]) -> dict[str, dict[str, float]]:
-    client = redis.Redis.from_url(settings.redis_url)
+    client: Any = make_redis(settings, timeout_s=5.0)
     out = {}
     for entity in entities:
-        raw: dict[bytes, bytes] = client.hgetall(  # type: ignore[assignment]  # sync client: a dict, not an Awaitable
+        raw: dict[bytes, bytes] = client.hgetall(
             f"{settings.namespace}:fv:card_activity:{{{entity}}}")
         out[entity] = {k.decode(): float(v) for k, v in raw.items() if k != b"_updated_at"}
     return out
@@ -65,11 +67,18 @@ def start_app(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
                                 env=settings_env(settings), stdout=fh, stderr=subprocess.STDOUT)
 
 
+# On the secure stack (`--extended`, 24 s): events from the producer principal, the app
+# as the features principal (its own topics, group and transactional ids), Redis over TLS.
+@pytest.mark.parametrize("stack", ["open", pytest.param("secure", marks=pytest.mark.extended)],
+                         indirect=True)
 def test_aggregates_match_and_a_killed_app_counts_nothing_twice(
-        settings: Settings, tmp_path: Path) -> None:
+        stack: Stack, tmp_path: Path) -> None:
+    settings = stack.settings()
+    events_as = stack.acting_as(settings, "producer")
+    app_as = stack.acting_as(settings, "features")
     log = tmp_path / "features-app.log"
-    first = produce_events(settings, 300, seed=1, garbage=3)
-    app = start_app(settings, log)
+    first = produce_events(events_as, 300, seed=1, garbage=3)
+    app = start_app(app_as, log)
     try:
         expected = expected_features(first)
         try:
@@ -78,12 +87,12 @@ def test_aggregates_match_and_a_killed_app_counts_nothing_twice(
         except AssertionError:
             print(log.read_text(errors="replace")[-5000:])  # the app's own account
             raise
-        second = produce_events(settings, 200, seed=2)
+        second = produce_events(events_as, 200, seed=2)
         time.sleep(0.5)  # let it get part of the way through the second batch
         app.send_signal(signal.SIGKILL)
         app.wait(10)
-        third = produce_events(settings, 100, seed=3)
-        app = start_app(settings, log)
+        third = produce_events(events_as, 100, seed=3)
+        app = start_app(app_as, log)
         expected = expected_features(first + second + third)
         last: list[Any] = []
 
@@ -102,7 +111,6 @@ def test_aggregates_match_and_a_killed_app_counts_nothing_twice(
             raise AssertionError(f"stored != expected (stored, expected): {over}\n"
                                  f"{tail[:6000]}") from None
         from stream.clients import TopicReader
-        from stream.connect import kafka_config
         from stream.features.watchdog import GroupProgress
 
         # What the watchdog reads (its own client): the group catches up with the topic.
