@@ -3,9 +3,10 @@
 * Kafka: clients connect with SASL_SSL and SCRAM-SHA-512; nodes talk to each other and to
   the KRaft controllers over TLS with client certificates (mutual TLS), whose CN
   (``broker``) is a super user. SCRAM cannot protect a KRaft controller listener: SCRAM
-  credentials live in the metadata log the controllers serve, so a controller could not
-  check them before it has the log; the controller listener therefore uses mutual TLS and
-  stays on the cluster's private network (it is never published). The
+  credentials live in the metadata log the controllers serve, so they can be checked only
+  once a quorum has a leader (three nodes with SCRAM there never formed one, "invalid
+  credentials": docs/running-securely.md); the controller listener therefore uses mutual
+  TLS and stays on the cluster's private network (it is never published). The
   ``StandardAuthorizer`` refuses whatever no ACL allows.
 * SCRAM users are created when the storage is formatted (``--add-scram``), from a file
   the entrypoint reads, not from server.properties or the container's environment.
