@@ -109,9 +109,9 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
             broken = {n: s for n, s in statuses.items() if s != "running"}
             say(f"the recorded dev cluster is not running ({broken}): replacing it")
         state.remove(current)
-    if secure and redis_topology != "standalone":
-        raise click.UsageError("--secure runs standalone Redis for now (secure Redis "
-                               "Sentinel and Cluster: issue 15)")
+    if secure and redis_topology == "cluster":
+        raise click.UsageError("--secure runs standalone Redis or Sentinel for now (a secure "
+                               "Redis Cluster: issue 15)")
     ensure_engine()
     images = ensure_images(s.kafka_image, s.redis_image)
     if n_regions == "2":
@@ -141,7 +141,7 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
         from stream.devcluster.redis_topologies import start_sentinel
 
         try:
-            topo = (start_sentinel(images.redis, label=cluster.network.name)
+            topo = (start_sentinel(images.redis, label=cluster.network.name, secure=stack)
                     if redis_topology == "sentinel"
                     else start_redis_cluster(images.redis, label=cluster.network.name))
         except BaseException:

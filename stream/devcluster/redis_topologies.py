@@ -12,12 +12,14 @@ import contextlib
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from testcontainers.core.container import DockerContainer
 
 from stream.devcluster.cluster import LABEL, free_port, wait_for_redis
 from stream.devcluster.progress import step
+from stream.devcluster.secure import SECRETS_DIR, SecureStack, copy_secrets
 from stream.exceptions import InfrastructureError
 
 MASTER_NAME = "streaminfer"
@@ -73,40 +75,118 @@ class RedisTopology:
                 container.stop()
 
 
-def start_sentinel(image: str, label: str = "sentinel") -> RedisTopology:
-    """A master, a replica and three sentinels (quorum 2, down after 2 s)."""
+def start_sentinel(image: str, label: str = "sentinel",
+                   secure: SecureStack | None = None) -> RedisTopology:
+    """A master, a replica and three sentinels (quorum 2, down after 2 s). With
+    ``secure``: every node and sentinel TLS only, ACL users from the declaration (the
+    replica and the sentinels log in as admin), the default user off."""
     master, replica = free_port(), free_port()
     sentinel_ports = [free_port() for _ in range(3)]
-    topo = RedisTopology("sentinel", f"redis://127.0.0.1:{master}/0",
+    scheme = "rediss" if secure is not None else "redis"
+    topo = RedisTopology("sentinel", f"{scheme}://127.0.0.1:{master}/0",
                          ",".join(f"127.0.0.1:{p}" for p in sentinel_ports))
     base = "redis-server --bind 127.0.0.1 --protected-mode no --save '' --appendonly no"
+    login: dict[str, Any] = {}
+    if secure is not None:
+        login = secure.redis_client()
+        password = secure.material.password("admin")
+        tls = (f"--port 0 --tls-replication yes {secure_tls_flags()} "
+               f"--masteruser admin --masterauth {password}")
     try:
-        with step("starting Redis Sentinel (master, replica, 3 sentinels)"):
-            topo.containers["redis-master"] = _host_container(
-                image, f"{base} --port {master}", label).start()
-            topo.containers["redis-replica"] = _host_container(
-                image, f"{base} --port {replica} --replicaof 127.0.0.1 {master}", label).start()
-            wait_for_redis(f"redis://127.0.0.1:{master}/0", 30)
+        with step("starting Redis Sentinel (master, replica, 3 sentinels)"
+                  + (" over TLS with ACL users" if secure is not None else "")):
+            def node(port: int, extra: str = "") -> DockerContainer:
+                if secure is None:
+                    return _host_container(image, f"{base} --port {port} {extra}", label).start()
+                return _secured(image, f"{base} --tls-port {port} {tls} {extra}", label, secure)
+
+            topo.containers["redis-master"] = node(master)
+            topo.containers["redis-replica"] = node(replica, f"--replicaof 127.0.0.1 {master}")
+            wait_for_redis(f"{scheme}://127.0.0.1:{master}/0", 30, **login)
             for i, port in enumerate(sentinel_ports):
-                conf = (f"port {port}\\nbind 127.0.0.1\\nprotected-mode no\\n"
-                        f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2\\n"
-                        f"sentinel down-after-milliseconds {MASTER_NAME} 2000\\n"
-                        f"sentinel failover-timeout {MASTER_NAME} 10000\\n")
-                cmd = f"sh -c 'printf \"{conf}\" > /tmp/s.conf && redis-server /tmp/s.conf --sentinel'"
-                topo.containers[f"sentinel-{i + 1}"] = _host_container(image, cmd, label).start()
-            _wait_replication(master, replica, sentinel_ports)
+                lines = ["bind 127.0.0.1",
+                         f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master} 2",
+                         f"sentinel down-after-milliseconds {MASTER_NAME} 2000",
+                         f"sentinel failover-timeout {MASTER_NAME} 10000"]
+                if secure is None:
+                    lines += [f"port {port}", "protected-mode no"]
+                else:  # TLS to clients, nodes and other sentinels; logins as admin
+                    lines += ["port 0", f"tls-port {port}", "tls-replication yes",
+                              *secure_tls_conf(),
+                              f"sentinel auth-user {MASTER_NAME} admin",
+                              f"sentinel auth-pass {MASTER_NAME} {password}",
+                              "sentinel sentinel-user admin", f"sentinel sentinel-pass {password}",
+                              "user default off", *sentinel_users(secure)]
+                quoted = " ".join(f'"{line}"' for line in lines)
+                cmd = (f'printf "%s\\n" {quoted} > /tmp/s.conf && '
+                       "exec redis-server /tmp/s.conf --sentinel")
+                if secure is None:
+                    sentinel = _host_container(image, f"sh -c '{cmd}'", label).start()
+                else:
+                    sentinel = _secured(image, cmd, label, secure, raw=True)
+                topo.containers[f"sentinel-{i + 1}"] = sentinel
+            _wait_replication(master, replica, sentinel_ports, login)
     except BaseException:
         topo.stop()
         raise
     return topo
 
 
-def _wait_replication(master: int, replica: int, sentinels: list[int]) -> None:
+# What a client asks a sentinel (redis-py's discovery), and nothing that changes it.
+SENTINEL_READS = ("get-master-addr-by-name", "sentinels", "replicas", "slaves", "masters",
+                  "master", "myid")
+
+
+def sentinel_users(secure: SecureStack) -> list[str]:
+    """The sentinels' ACL users: admin may do anything; every principal with Redis access
+    logs in with its own password and may only ask where the master is."""
+    lines = []
+    for name, principal in secure.declaration.principals.items():
+        if principal.redis is None and not principal.super_user:
+            continue
+        password = secure.material.password(name)
+        if principal.super_user:
+            lines.append(f"user {name} on >{password} ~* &* +@all")
+        else:
+            reads = " ".join(f"+sentinel|{sub}" for sub in SENTINEL_READS)
+            lines.append(f"user {name} on >{password} -@all +ping +hello +auth +client|setname "
+                         f"{reads}")
+    return lines
+
+
+def secure_tls_flags() -> str:
+    """redis-server flags for TLS with the dev CA's certificate (clients may present one)."""
+    d = SECRETS_DIR
+    return (f"--tls-cert-file {d}/redis.crt --tls-key-file {d}/redis.key "
+            f"--tls-ca-cert-file {d}/ca.pem --tls-auth-clients optional --aclfile {d}/users.acl")
+
+
+def secure_tls_conf() -> list[str]:
+    """The same as lines of a sentinel's configuration file."""
+    d = SECRETS_DIR
+    return [f"tls-cert-file {d}/redis.crt", f"tls-key-file {d}/redis.key",
+            f"tls-ca-cert-file {d}/ca.pem", "tls-auth-clients optional"]
+
+
+def _secured(image: str, command: str, label: str, secure: SecureStack,
+             raw: bool = False) -> DockerContainer:
+    """A host-network Redis node that waits for its secrets, then runs ``command``."""
+    wait = (f"i=0; while [ ! -f {SECRETS_DIR}/.ready ]; do i=$((i+1)); "
+            "if [ $i -gt 1200 ]; then exit 2; fi; sleep 0.1; done; ")
+    body = command if raw else f"exec {command}"
+    container = _host_container(image, f"sh -c '{wait}{body}'", label).start()
+    copy_secrets(container.get_wrapped_container(), secure.redis_files())
+    return container
+
+
+def _wait_replication(master: int, replica: int, sentinels: list[int],
+                      login: dict[str, Any] | None = None) -> None:
+    kw = {**(login or {}), **({"ssl": True} if login else {})}
     end = time.monotonic() + 60
     while time.monotonic() < end:
         try:
-            info = redis.Redis(port=replica, socket_timeout=1).info("replication")
-            s = redis.Redis(port=sentinels[0], socket_timeout=1)
+            info = redis.Redis(port=replica, socket_timeout=1, **kw).info("replication")
+            s = redis.Redis(port=sentinels[0], socket_timeout=1, **kw)
             known = s.execute_command("SENTINEL", "REPLICAS", MASTER_NAME)
             if info.get("master_link_status") == "up" and known:
                 return

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
@@ -11,9 +17,12 @@ from redis.sentinel import Sentinel
 
 from processors.features.store import RedisFeatureStore
 from processors.outcomes import check
+from stream.access.declaration import load
 from stream.clients import RequestProducer, synthetic_requests
+from stream.connect.credentials import redis_security
 from stream.connect.topics import ensure_topics
 from stream.devcluster.redis_topologies import RedisTopology, start_cluster, start_sentinel
+from stream.devcluster.secure import SecureStack, prepare
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.helpers import (
     HOT,
@@ -30,13 +39,40 @@ pytestmark = pytest.mark.integration
 TTL = {"card_activity": 86400}
 
 
+@dataclass
+class SentinelUnderTest:
+    """A Sentinel topology, and on the secure one its namespace and material."""
+
+    topo: RedisTopology
+    namespace: str
+    stack: SecureStack | None = None
+
+    def security(self, principal: str) -> dict[str, Any]:
+        """Settings fields (principal's Redis login over TLS) and redis-py arguments."""
+        if self.stack is None:
+            return {}
+        return {"redis_username": principal,
+                "redis_password_file": self.stack.material.password_file(principal),
+                "redis_ca_file": self.stack.material.ca}
+
+
 @pytest.fixture
-def sentinel() -> Iterator[RedisTopology]:
-    topo = start_sentinel(ensure_test_images().redis, label="test-sentinel")
+def sentinel(request: pytest.FixtureRequest) -> Iterator[SentinelUnderTest]:
+    """Master, replica and three sentinels; parametrised indirectly with "secure": TLS
+    only, ACL users for a namespace of the test's own (the worker logs in as worker)."""
+    namespace = f"it-{uuid.uuid4().hex[:10]}"
+    stack = None
+    if getattr(request, "param", "open") == "secure":
+        declaration = load(namespace=namespace)
+        root = Path(tempfile.mkdtemp(prefix="streaminfer-secure-sentinel-"))
+        stack = SecureStack(prepare(root, declaration, [""]), declaration)
+    topo = start_sentinel(ensure_test_images().redis, label="test-sentinel", secure=stack)
     try:
-        yield topo
+        yield SentinelUnderTest(topo, namespace, stack)
     finally:
         topo.stop()
+        if stack is not None:
+            shutil.rmtree(stack.material.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -48,33 +84,41 @@ def redis_cluster() -> Iterator[RedisTopology]:
         topo.stop()
 
 
+# "secure" (`--extended`): every Redis node and sentinel TLS only, the worker logging in
+# as worker (to the sentinels too), the default user off.
+@pytest.mark.parametrize("sentinel", ["open", pytest.param("secure", marks=pytest.mark.extended)],
+                         indirect=True)
 def test_sentinel_failover_the_worker_follows_the_new_master(
-        cluster: Endpoints, sentinel: RedisTopology, workers: WorkerPool) -> None:
+        cluster: Endpoints, sentinel: SentinelUnderTest, workers: WorkerPool) -> None:
     # (fixture order: workers stop before the Redis nodes they use are removed)
-    settings = make_settings(cluster, redis_mode="sentinel", redis_sentinels=sentinel.sentinels,
-                             redis_master_name=sentinel.master_name)
+    under_test = sentinel
+    topo = under_test.topo
+    settings = make_settings(cluster, namespace=under_test.namespace, redis_mode="sentinel",
+                             redis_sentinels=topo.sentinels, redis_master_name=topo.master_name,
+                             redis_url=topo.url, **under_test.security("admin"))
     ensure_topics(settings)
-    hosts = [(h.split(":")[0], int(h.split(":")[1])) for h in (sentinel.sentinels or "").split(",")]
-    sentinels = Sentinel(hosts, socket_timeout=1)
-    old_master = sentinels.discover_master(sentinel.master_name)
+    hosts = [(h.split(":")[0], int(h.split(":")[1])) for h in (topo.sentinels or "").split(",")]
+    login = redis_security(settings)
+    sentinels = Sentinel(hosts, socket_timeout=1, sentinel_kwargs=login or None, **login)
+    old_master = sentinels.discover_master(topo.master_name)
     collector = start_collector(settings)
-    workers.start(settings, "sent0", breaker_open_s=1.0)
+    workers.start(settings, "sent0", breaker_open_s=1.0, **under_test.security("worker"))
     wait_for_workers(settings, workers, 1)
     producer = PacedProducer(settings, 1500, 100.0, seed=111)  # 15 s of traffic
     producer.start()
     wait_until(lambda: len(collector.seen) > 100, 30, "traffic flowing before the kill")
     started = time.monotonic()
-    sentinel.containers["redis-master"].get_wrapped_container().kill()
+    topo.containers["redis-master"].get_wrapped_container().kill()
 
     def failed_over() -> bool:
         try:
-            return bool(sentinels.discover_master(sentinel.master_name) != old_master)
+            return bool(sentinels.discover_master(topo.master_name) != old_master)
         except Exception:  # noqa: BLE001 - a failover in progress raises anything; polled until the deadline
             return False
 
     wait_until(failed_over, 30, "the sentinels to promote the replica", interval=0.5)
     failover_s = time.monotonic() - started
-    master = sentinels.master_for(sentinel.master_name, socket_timeout=1)
+    master = sentinels.master_for(topo.master_name, socket_timeout=1)
     RedisFeatureStore(master, settings.namespace).write(
         [("card_activity", "card-after", HOT, None)], TTL)
     base = list(synthetic_requests(10, seed=112))
