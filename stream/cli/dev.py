@@ -109,9 +109,6 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
             broken = {n: s for n, s in statuses.items() if s != "running"}
             say(f"the recorded dev cluster is not running ({broken}): replacing it")
         state.remove(current)
-    if secure and redis_topology == "cluster":
-        raise click.UsageError("--secure runs standalone Redis or Sentinel for now (a secure "
-                               "Redis Cluster: issue 15)")
     ensure_engine()
     images = ensure_images(s.kafka_image, s.redis_image)
     if n_regions == "2":
@@ -143,7 +140,8 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
         try:
             topo = (start_sentinel(images.redis, label=cluster.network.name, secure=stack)
                     if redis_topology == "sentinel"
-                    else start_redis_cluster(images.redis, label=cluster.network.name))
+                    else start_redis_cluster(images.redis, label=cluster.network.name,
+                                             secure=stack))
         except BaseException:
             cluster.stop()
             raise

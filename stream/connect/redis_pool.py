@@ -60,15 +60,16 @@ def make_redis(settings: Settings, timeout_s: float = 0.25,
         return master
     # One attempt per call: our circuit breaker, not the client, decides when to try again,
     # so a dead cluster costs one timeout per batch until the breaker opens.
-    return RedisCluster.from_url(settings.redis_url, socket_timeout=timeout_s,
+    url, rest = standalone_url(settings.redis_url, security)  # from_url: TLS by scheme too
+    return RedisCluster.from_url(url, socket_timeout=timeout_s,
                                  socket_connect_timeout=timeout_s,
-                                 cluster_error_retry_attempts=1, **named, **security)
+                                 cluster_error_retry_attempts=1, **named, **rest)
 
 
 def standalone_url(url: str, security: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """A standalone client takes TLS from its URL's scheme (redis-py's ``from_url`` picks
-    the connection class by scheme and would pass an ``ssl`` argument on to it): rediss://
-    when TLS is on."""
+    """A client made by ``from_url`` (standalone, Cluster) takes TLS from its URL's
+    scheme (redis-py picks the connection class by scheme and would pass an ``ssl``
+    argument on to it): rediss:// when TLS is on."""
     rest = dict(security)
     if rest.pop("ssl", False) and url.startswith("redis://"):
         url = "rediss://" + url[len("redis://"):]
@@ -145,4 +146,5 @@ def make_async_redis(settings: Settings, timeout_s: float = 2.0) -> AsyncRedisCl
             sentinel_hosts(settings), socket_timeout=timeout_s, sentinel_kwargs=security or None,
             **security).master_for(settings.redis_master_name, socket_timeout=timeout_s)
         return master
-    return AsyncCluster.from_url(settings.redis_url, socket_timeout=timeout_s, **security)
+    url, rest = standalone_url(settings.redis_url, security)
+    return AsyncCluster.from_url(url, socket_timeout=timeout_s, **rest)

@@ -196,21 +196,36 @@ def _wait_replication(master: int, replica: int, sentinels: list[int],
     raise InfrastructureError("Redis Sentinel did not come up within 60 s")
 
 
-def start_cluster(image: str, nodes: int = 3, label: str = "cluster") -> RedisTopology:
-    """A Redis Cluster of ``nodes`` masters (no replicas), slots spread evenly."""
+def start_cluster(image: str, nodes: int = 3, label: str = "cluster",
+                  secure: SecureStack | None = None) -> RedisTopology:
+    """A Redis Cluster of ``nodes`` masters (no replicas), slots spread evenly. With
+    ``secure``: clients and the cluster bus over TLS, ACL users, the default user off."""
     ports = [_cluster_port() for _ in range(nodes)]
-    topo = RedisTopology("cluster", f"redis://127.0.0.1:{ports[0]}/0")
+    scheme = "rediss" if secure is not None else "redis"
+    topo = RedisTopology("cluster", f"{scheme}://127.0.0.1:{ports[0]}/0")
+    login: dict[str, Any] = secure.redis_client() if secure is not None else {}
     try:
-        with step(f"starting a {nodes}-node Redis Cluster"):
+        with step(f"starting a {nodes}-node Redis Cluster"
+                  + (" over TLS with ACL users" if secure is not None else "")):
             for i, port in enumerate(ports):
-                cmd = (f"redis-server --bind 127.0.0.1 --protected-mode no --port {port} "
-                       f"--cluster-enabled yes --cluster-config-file /tmp/nodes-{port}.conf "
-                       "--save '' --appendonly no")
-                topo.containers[f"redis-node-{i + 1}"] = _host_container(image, cmd, label).start()
+                base = ("redis-server --bind 127.0.0.1 --protected-mode no "
+                        f"--cluster-enabled yes --cluster-config-file /tmp/nodes-{port}.conf "
+                        "--save '' --appendonly no")
+                if secure is None:
+                    node = _host_container(image, f"{base} --port {port}", label).start()
+                else:
+                    node = _secured(image, f"{base} --port 0 --tls-port {port} --tls-cluster yes "
+                                           f"--tls-replication yes {secure_tls_flags()}", label,
+                                    secure)
+                topo.containers[f"redis-node-{i + 1}"] = node
             for port in ports:
-                wait_for_redis(f"redis://127.0.0.1:{port}/0", 30)
+                wait_for_redis(f"{scheme}://127.0.0.1:{port}/0", 30, **login)
+            cli = ["redis-cli"]
+            if secure is not None:
+                cli += ["--tls", "--cacert", f"{SECRETS_DIR}/ca.pem", "--user", "admin",
+                        "--pass", secure.material.password("admin"), "--no-auth-warning"]
             create = topo.containers["redis-node-1"].exec(
-                ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                [*cli, "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
                  "--cluster-replicas", "0", "--cluster-yes"])
             if create.exit_code != 0:
                 raise InfrastructureError(f"redis-cli --cluster create failed: "
@@ -219,7 +234,8 @@ def start_cluster(image: str, nodes: int = 3, label: str = "cluster") -> RedisTo
             # converged); checking one node let a client meet a node still saying "down".
             end = time.monotonic() + 30
             while time.monotonic() < end:
-                infos = [redis.Redis(port=p).cluster("info") for p in ports]
+                kw = {**login, **({"ssl": True} if login else {})}
+                infos = [redis.Redis(port=p, **kw).cluster("info") for p in ports]
                 if all(i.get("cluster_state") == "ok"
                        and int(i.get("cluster_slots_ok", 0)) == 16384
                        and int(i.get("cluster_known_nodes", 0)) == len(ports) for i in infos):

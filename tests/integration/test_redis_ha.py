@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
 from processors.features.store import RedisFeatureStore
@@ -20,6 +19,7 @@ from processors.outcomes import check
 from stream.access.declaration import load
 from stream.clients import RequestProducer, synthetic_requests
 from stream.connect.credentials import redis_security
+from stream.connect.redis_pool import make_redis
 from stream.connect.topics import ensure_topics
 from stream.devcluster.redis_topologies import RedisTopology, start_cluster, start_sentinel
 from stream.devcluster.secure import SecureStack, prepare
@@ -40,8 +40,8 @@ TTL = {"card_activity": 86400}
 
 
 @dataclass
-class SentinelUnderTest:
-    """A Sentinel topology, and on the secure one its namespace and material."""
+class TopologyUnderTest:
+    """A Sentinel or Cluster topology, and on the secure one its namespace and material."""
 
     topo: RedisTopology
     namespace: str
@@ -56,19 +56,19 @@ class SentinelUnderTest:
                 "redis_ca_file": self.stack.material.ca}
 
 
-@pytest.fixture
-def sentinel(request: pytest.FixtureRequest) -> Iterator[SentinelUnderTest]:
-    """Master, replica and three sentinels; parametrised indirectly with "secure": TLS
-    only, ACL users for a namespace of the test's own (the worker logs in as worker)."""
+def _topology(request: pytest.FixtureRequest, start: Any, label: str
+              ) -> Iterator[TopologyUnderTest]:
+    """Parametrised indirectly with "secure": TLS only, ACL users for a namespace of the
+    test's own (the worker logs in as worker), the default user off."""
     namespace = f"it-{uuid.uuid4().hex[:10]}"
     stack = None
     if getattr(request, "param", "open") == "secure":
         declaration = load(namespace=namespace)
-        root = Path(tempfile.mkdtemp(prefix="streaminfer-secure-sentinel-"))
+        root = Path(tempfile.mkdtemp(prefix=f"streaminfer-secure-{label}-"))
         stack = SecureStack(prepare(root, declaration, [""]), declaration)
-    topo = start_sentinel(ensure_test_images().redis, label="test-sentinel", secure=stack)
+    topo = start(ensure_test_images().redis, label=label, secure=stack)
     try:
-        yield SentinelUnderTest(topo, namespace, stack)
+        yield TopologyUnderTest(topo, namespace, stack)
     finally:
         topo.stop()
         if stack is not None:
@@ -76,12 +76,15 @@ def sentinel(request: pytest.FixtureRequest) -> Iterator[SentinelUnderTest]:
 
 
 @pytest.fixture
-def redis_cluster() -> Iterator[RedisTopology]:
-    topo = start_cluster(ensure_test_images().redis, label="test-cluster")
-    try:
-        yield topo
-    finally:
-        topo.stop()
+def sentinel(request: pytest.FixtureRequest) -> Iterator[TopologyUnderTest]:
+    """Master, replica and three sentinels."""
+    yield from _topology(request, start_sentinel, "test-sentinel")
+
+
+@pytest.fixture
+def redis_cluster(request: pytest.FixtureRequest) -> Iterator[TopologyUnderTest]:
+    """Three masters, slots spread evenly."""
+    yield from _topology(request, start_cluster, "test-cluster")
 
 
 # "secure" (`--extended`): every Redis node and sentinel TLS only, the worker logging in
@@ -89,7 +92,7 @@ def redis_cluster() -> Iterator[RedisTopology]:
 @pytest.mark.parametrize("sentinel", ["open", pytest.param("secure", marks=pytest.mark.extended)],
                          indirect=True)
 def test_sentinel_failover_the_worker_follows_the_new_master(
-        cluster: Endpoints, sentinel: SentinelUnderTest, workers: WorkerPool) -> None:
+        cluster: Endpoints, sentinel: TopologyUnderTest, workers: WorkerPool) -> None:
     # (fixture order: workers stop before the Redis nodes they use are removed)
     under_test = sentinel
     topo = under_test.topo
@@ -153,11 +156,16 @@ def test_sentinel_failover_the_worker_follows_the_new_master(
     print(f"sentinel failover took {failover_s:.1f}s")
 
 
+@pytest.mark.parametrize("redis_cluster",
+                         ["open", pytest.param("secure", marks=pytest.mark.extended)],
+                         indirect=True)
 def test_cluster_mode_reads_a_batch_spread_over_three_nodes(
-        cluster: Endpoints, redis_cluster: RedisTopology, workers: WorkerPool) -> None:
-    settings = make_settings(cluster, redis_mode="cluster", redis_url=redis_cluster.url)
+        cluster: Endpoints, redis_cluster: TopologyUnderTest, workers: WorkerPool) -> None:
+    topo = redis_cluster.topo
+    settings = make_settings(cluster, namespace=redis_cluster.namespace, redis_mode="cluster",
+                             redis_url=topo.url, **redis_cluster.security("admin"))
     ensure_topics(settings)
-    client = RedisCluster.from_url(redis_cluster.url)
+    client: Any = make_redis(settings, timeout_s=5.0)
     store = RedisFeatureStore(client, settings.namespace)
     entities = [f"card-{i}" for i in range(60)]
     hot = set(entities[::2])
@@ -168,7 +176,7 @@ def test_cluster_mode_reads_a_batch_spread_over_three_nodes(
     assert [r is not None for r in rows] == [e in hot for e in entities]
 
     collector = start_collector(settings)
-    workers.start(settings, "clu0")
+    workers.start(settings, "clu0", **redis_cluster.security("worker"))
     wait_for_workers(settings, workers, 1)
     base = next(synthetic_requests(1, seed=113))
     reqs = [request_only(base, e, f"{e}-r") for e in entities]
