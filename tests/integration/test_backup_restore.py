@@ -75,6 +75,7 @@ def cli(settings: Settings, *args: str) -> str:
     return done.stdout
 
 
+@pytest.mark.extended  # 24-33 s: `bash compose/test.sh --extended` (the test command's budget)
 def test_backup_drop_restore_and_resume_without_reprocessing(
         cluster: Endpoints, workers: WorkerPool, own_kafka: list[RunningCluster],
         tmp_path: Path) -> None:

@@ -95,6 +95,7 @@ def test_a_garbage_message_does_not_stop_its_partition(settings: Settings,
         consumer.close()
 
 
+@pytest.mark.extended  # 7-11 s: `bash compose/test.sh --extended` (the test command's budget)
 def test_worker_processes_flag_runs_n_consumers_and_stops_cleanly(settings: Settings,
                                                                    workers: WorkerPool) -> None:
     collector = start_collector(settings)

@@ -88,6 +88,7 @@ def test_sigkill_and_immediate_restart_flows_again_within_seconds(
         assert tally.duplicates == 0
 
 
+@pytest.mark.extended  # 10 s: `bash compose/test.sh --extended` (the test command's budget)
 def test_two_workers_with_one_id_end_with_an_error_naming_it(
         cluster: Endpoints, workers: WorkerPool) -> None:
     settings = make_settings(cluster)
