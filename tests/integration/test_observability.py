@@ -169,15 +169,41 @@ def test_healthz_fails_while_the_loop_is_stuck(cluster: Endpoints) -> None:
         thread.join(30)
 
 
+# "secure" (`--extended`): compose/prometheus/prometheus.secure.yml scrapes a worker whose
+# endpoints need mutual TLS and a bearer token.
+@pytest.mark.parametrize("config_name", [
+    "prometheus.yml", pytest.param("prometheus.secure.yml", marks=pytest.mark.extended)])
 def test_prometheus_from_the_compose_config_scrapes_the_workers(
-        settings: Settings, workers: WorkerPool, tmp_path: Path) -> None:
+        settings: Settings, workers: WorkerPool, tmp_path: Path, config_name: str) -> None:
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus not found: install Debian's prometheus package"
     port = free_port()
-    workers.start(settings, "prom0", health_port=port)
+    access: dict[str, Any] = {}
+    secrets = tmp_path / "secrets"
+    if config_name == "prometheus.secure.yml":
+        from stream.devcluster import pki
+
+        ca = pki.make_ca()
+        worker_cert = pki.issue(ca, "worker", ["localhost"], ["127.0.0.1"])
+        scraper = pki.issue(ca, "prometheus", ["prometheus"])
+        for name, data in {"ca.pem": ca.cert_pem, "worker.crt": worker_cert.cert_pem,
+                           "worker.key": worker_cert.key_pem, "prometheus.crt": scraper.cert_pem,
+                           "prometheus.key": scraper.key_pem,
+                           "metrics-token": b"scrape-token\n"}.items():
+            pki.write_private(secrets / name, data)
+        access = {"health_tls_cert": secrets / "worker.crt",
+                  "health_tls_key": secrets / "worker.key",
+                  "health_tls_client_ca": secrets / "ca.pem",
+                  "health_token_file": secrets / "metrics-token"}
+    workers.start(settings, "prom0", health_port=port, **access)
     wait_for_workers(settings, workers, 1)
-    config = yaml.safe_load((PROM_DIR / "prometheus.yml").read_text())
+    config = yaml.safe_load((PROM_DIR / config_name).read_text())
     config["scrape_configs"][0]["static_configs"] = [{"targets": [f"127.0.0.1:{port}"]}]
+    if access:  # the secret files where this test made them
+        job = config["scrape_configs"][0]
+        job["tls_config"] = {k: str(secrets / Path(v).name)
+                             for k, v in job["tls_config"].items()}
+        job["authorization"]["credentials_file"] = str(secrets / "metrics-token")
     config["global"]["scrape_interval"] = "1s"
     config["rule_files"] = [str(PROM_DIR / "alerts.yml")]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
