@@ -165,6 +165,7 @@ def test_model_control_and_sealed_requests_are_mirrored_and_regions_status_sees_
         assert 0 <= lag < 30_000
 
 
+@pytest.mark.extended  # 19 s: `bash compose/test.sh --extended` (the test command's budget)
 def test_mirrormaker_watchdog_restarts_mirrormaker_when_replication_stalls(
         two_regions: tuple[RunningRegions, str], tmp_path: Path) -> None:
     """A MirrorMaker whose replicated heartbeats stop advancing while both regions answer

@@ -104,6 +104,7 @@ def test_two_workers_with_one_id_end_with_an_error_naming_it(
     assert "give each worker its own id" in quitter.log(), quitter.log()[-2000:]
 
 
+@pytest.mark.extended  # 17-19 s; the SIGKILL-restart test above restarts a static member too
 def test_restarting_one_static_member_leaves_the_others_partitions_alone(
         cluster: Endpoints, workers: WorkerPool) -> None:
     """A rolling restart's step: with static membership (--worker-id), a member that stops
