@@ -105,12 +105,10 @@ class SecureTarget:
     @classmethod
     def start(cls, kafka_image: str, redis_image: str) -> SecureTarget:
         """Certificates, users and the cluster, in a temporary folder."""
-        from stream.access.declaration import load
-        from stream.devcluster.secure import SecureStack, prepare
+        from stream.devcluster.secure import SecureStack
 
-        declaration = load()
         root = Path(tempfile.mkdtemp(prefix="bench-secure-"))
-        stack = SecureStack(prepare(root, declaration, [""]), declaration)
+        stack = SecureStack.create(root)
         say("starting the secure cluster for streaminfer-secure (SASL_SSL, TLS Redis)")
         return cls(start_cluster(1, kafka_image, redis_image, secure=stack), stack.material)
 

@@ -182,15 +182,11 @@ def _layout(brokers: int, redis: str, regions: int, secure: bool = False) -> str
 def _secure_stack(namespace: str, alias_prefixes: list[str] | None = None) -> Any:
     """New certificates and passwords for a secure dev cluster, under the state directory
     (``alias_prefixes``: the regions' name prefixes the certificates must cover)."""
-    from stream.access.declaration import load
     from stream.devcluster.progress import step
-    from stream.devcluster.secure import SecureStack, prepare
+    from stream.devcluster.secure import SecureStack
 
-    declaration = load(namespace=namespace)
-    with step(f"making a CA, certificates and {len(declaration.principals)} principals' "
-              "passwords"):
-        material = prepare(state_dir() / "secure", declaration, alias_prefixes or [""])
-    return SecureStack(material, declaration)
+    with step("making a CA, certificates and the principals' passwords"):
+        return SecureStack.create(state_dir() / "secure", namespace, alias_prefixes)
 
 
 def _apply_kafka_acls(conf: dict[str, Any], stack: Any, namespace: str) -> None:

@@ -38,6 +38,16 @@ def _existing(path: Path | None, field: str) -> str | None:
     return str(path)
 
 
+def _tls_files(settings: Settings, ca: str, cert: str, key: str
+               ) -> tuple[str | None, str | None, str | None]:
+    """The CA, client certificate and key files the fields ``ca``, ``cert`` and ``key``
+    name, each checked to exist (the key only with a certificate)."""
+    ca_path = _existing(getattr(settings, ca), ca)
+    cert_path = _existing(getattr(settings, cert), cert)
+    key_path = _existing(getattr(settings, key), key) if cert_path else None
+    return ca_path, cert_path, key_path
+
+
 def kafka_security(settings: Settings) -> dict[str, Any]:
     """librdkafka's security properties for these settings."""
     conf: dict[str, Any] = {"security.protocol": settings.security_protocol}
@@ -51,13 +61,13 @@ def kafka_security(settings: Settings) -> dict[str, Any]:
                      "sasl.username": settings.sasl_username,
                      "sasl.password": password})
     if settings.security_protocol.endswith("SSL"):
-        ca = _existing(settings.ssl_ca_location, "ssl_ca_location")
+        ca, cert, key = _tls_files(settings, "ssl_ca_location", "ssl_certificate_location",
+                                   "ssl_key_location")
         if ca:
             conf["ssl.ca.location"] = ca
-        cert = _existing(settings.ssl_certificate_location, "ssl_certificate_location")
         if cert:
             conf["ssl.certificate.location"] = cert
-            conf["ssl.key.location"] = _existing(settings.ssl_key_location, "ssl_key_location")
+            conf["ssl.key.location"] = key
             if settings.ssl_key_password is not None:
                 conf["ssl.key.password"] = settings.ssl_key_password.get_secret_value()
         conf["ssl.endpoint.identification.algorithm"] = (
@@ -82,27 +92,26 @@ def redis_security(settings: Settings) -> dict[str, Any]:
     if redis_tls(settings):
         kwargs["ssl"] = True
         kwargs["ssl_cert_reqs"] = "required"
-        ca = _existing(settings.redis_ca_file, "redis_ca_file")
+        ca, cert, key = _tls_files(settings, "redis_ca_file", "redis_cert_file",
+                                   "redis_key_file")
         if ca:
             kwargs["ssl_ca_certs"] = ca
-        cert = _existing(settings.redis_cert_file, "redis_cert_file")
         if cert:
             kwargs["ssl_certfile"] = cert
-            kwargs["ssl_keyfile"] = _existing(settings.redis_key_file, "redis_key_file")
+            kwargs["ssl_keyfile"] = key
     return kwargs
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
     """A client TLS context for Python Kafka clients (the faust feature app): the CA
     file (or the system's), the client certificate when set, hostname checks as set."""
-    ctx = ssl.create_default_context(
-        cafile=_existing(settings.ssl_ca_location, "ssl_ca_location"))
-    cert = _existing(settings.ssl_certificate_location, "ssl_certificate_location")
+    ca, cert, key = _tls_files(settings, "ssl_ca_location", "ssl_certificate_location",
+                               "ssl_key_location")
+    ctx = ssl.create_default_context(cafile=ca)
     if cert:
         key_password = (settings.ssl_key_password.get_secret_value()
                         if settings.ssl_key_password is not None else None)
-        ctx.load_cert_chain(cert, _existing(settings.ssl_key_location, "ssl_key_location"),
-                            key_password)
+        ctx.load_cert_chain(cert, key, key_password)
     if not settings.ssl_endpoint_identification:
         ctx.check_hostname = False
     return ctx

@@ -19,7 +19,13 @@ from testcontainers.core.container import DockerContainer
 
 from stream.devcluster.cluster import LABEL, free_port, wait_for_redis
 from stream.devcluster.progress import step
-from stream.devcluster.secure import SECRETS_DIR, SecureStack, copy_secrets
+from stream.devcluster.secure import (
+    REDIS_TLS_FLAGS,
+    SECRETS_DIR,
+    WAIT_FOR_SECRETS_SH,
+    SecureStack,
+    copy_secrets,
+)
 from stream.exceptions import InfrastructureError
 
 MASTER_NAME = "streaminfer"
@@ -90,7 +96,7 @@ def start_sentinel(image: str, label: str = "sentinel",
     if secure is not None:
         login = secure.redis_client()
         password = secure.material.password("admin")
-        tls = (f"--port 0 --tls-replication yes {secure_tls_flags()} "
+        tls = (f"--port 0 --tls-replication yes {REDIS_TLS_FLAGS} "
                f"--masteruser admin --masterauth {password}")
     try:
         with step("starting Redis Sentinel (master, replica, 3 sentinels)"
@@ -154,13 +160,6 @@ def sentinel_users(secure: SecureStack) -> list[str]:
     return lines
 
 
-def secure_tls_flags() -> str:
-    """redis-server flags for TLS with the dev CA's certificate (clients may present one)."""
-    d = SECRETS_DIR
-    return (f"--tls-cert-file {d}/redis.crt --tls-key-file {d}/redis.key "
-            f"--tls-ca-cert-file {d}/ca.pem --tls-auth-clients optional --aclfile {d}/users.acl")
-
-
 def secure_tls_conf() -> list[str]:
     """The same as lines of a sentinel's configuration file."""
     d = SECRETS_DIR
@@ -171,10 +170,8 @@ def secure_tls_conf() -> list[str]:
 def _secured(image: str, command: str, label: str, secure: SecureStack,
              raw: bool = False) -> DockerContainer:
     """A host-network Redis node that waits for its secrets, then runs ``command``."""
-    wait = (f"i=0; while [ ! -f {SECRETS_DIR}/.ready ]; do i=$((i+1)); "
-            "if [ $i -gt 1200 ]; then exit 2; fi; sleep 0.1; done; ")
     body = command if raw else f"exec {command}"
-    container = _host_container(image, f"sh -c '{wait}{body}'", label).start()
+    container = _host_container(image, f"sh -c '{WAIT_FOR_SECRETS_SH}{body}'", label).start()
     copy_secrets(container.get_wrapped_container(), secure.redis_files())
     return container
 
@@ -215,7 +212,7 @@ def start_cluster(image: str, nodes: int = 3, label: str = "cluster",
                     node = _host_container(image, f"{base} --port {port}", label).start()
                 else:
                     node = _secured(image, f"{base} --port 0 --tls-port {port} --tls-cluster yes "
-                                           f"--tls-replication yes {secure_tls_flags()}", label,
+                                           f"--tls-replication yes {REDIS_TLS_FLAGS}", label,
                                     secure)
                 topo.containers[f"redis-node-{i + 1}"] = node
             for port in ports:

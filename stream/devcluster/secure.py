@@ -163,15 +163,20 @@ def redis_files(material: SecureMaterial, declaration: Declaration) -> dict[str,
             "ca.pem": material.read("ca.pem"), "users.acl": redis_acl_file(material, declaration)}
 
 
-REDIS_SECURE_COMMAND = (
-    f"sh -c 'i=0; while [ ! -f {SECRETS_DIR}/.ready ]; do i=$((i+1)); "
+# Shell that waits (at most 120 s) for the engine to copy the secrets in.
+WAIT_FOR_SECRETS_SH = (
+    f"i=0; while [ ! -f {SECRETS_DIR}/.ready ]; do i=$((i+1)); "
     f"if [ $i -gt 1200 ]; then echo no secrets in {SECRETS_DIR} after 120 s >&2; exit 2; fi; "
-    "sleep 0.1; done; "
-    "exec redis-server --port 0 --tls-port 6379 "
+    "sleep 0.1; done; ")
+# redis-server's TLS and ACL flags with the copied-in certificate (client certificates
+# optional: passwords are required).
+REDIS_TLS_FLAGS = (
     f"--tls-cert-file {SECRETS_DIR}/redis.crt --tls-key-file {SECRETS_DIR}/redis.key "
     f"--tls-ca-cert-file {SECRETS_DIR}/ca.pem --tls-auth-clients optional "
-    f"--aclfile {SECRETS_DIR}/users.acl --protected-mode yes --bind 0.0.0.0 "
-    "--save \"\" --appendonly no'"
+    f"--aclfile {SECRETS_DIR}/users.acl")
+REDIS_SECURE_COMMAND = (
+    f"sh -c '{WAIT_FOR_SECRETS_SH}exec redis-server --port 0 --tls-port 6379 "
+    f"{REDIS_TLS_FLAGS} --protected-mode yes --bind 0.0.0.0 --save \"\" --appendonly no'"
 )
 
 
@@ -208,6 +213,16 @@ class SecureStack:
 
     material: SecureMaterial
     declaration: Declaration
+
+    @classmethod
+    def create(cls, root: Path, namespace: str | None = None,
+               alias_prefixes: list[str] | None = None) -> SecureStack:
+        """New material under ``root`` for the packaged declaration (rendered for
+        ``namespace``; certificates naming the regions' ``alias_prefixes``)."""
+        from stream.access.declaration import load
+
+        declaration = load(namespace=namespace)
+        return cls(prepare(root, declaration, alias_prefixes or [""]), declaration)
 
     def kafka_env(self, env: dict[str, str]) -> dict[str, str]:
         """A node's environment made secure."""

@@ -190,19 +190,17 @@ def regions(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
     import shutil
     import tempfile
 
-    from stream.access.declaration import load
     from stream.devcluster.images import ensure_mirrormaker_image
     from stream.devcluster.regions import start_regions
-    from stream.devcluster.secure import SecureStack, prepare
+    from stream.devcluster.secure import SecureStack
 
     images = ensure_test_images()
     mm2 = ensure_mirrormaker_image()
     namespace = f"rg-{uuid.uuid4().hex[:8]}"
     stack = None
     if getattr(request, "param", "open") == "secure":
-        declaration = load(namespace=namespace)
         root = Path(tempfile.mkdtemp(prefix="streaminfer-secure-regions-"))
-        stack = SecureStack(prepare(root, declaration, ["east-", "west-"]), declaration)
+        stack = SecureStack.create(root, namespace, ["east-", "west-"])
     running = start_regions(1, images.kafka, images.redis, mm2, namespace, secure=stack)
     try:
         yield running, namespace

@@ -8,9 +8,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from stream.access.declaration import load
 from stream.devcluster.cluster import RunningCluster, start_cluster
-from stream.devcluster.secure import SecureStack, acting_as, grant, prepare
+from stream.devcluster.secure import SecureStack, acting_as, grant
 from stream.settings import Settings
 
 
@@ -38,7 +37,6 @@ class SecureCluster:
 
 def start_secure(kafka_image: str, redis_image: str) -> SecureCluster:
     """A secure single-broker cluster with the packaged declaration's principals."""
-    declaration = load(namespace="streaminfer")
     root = Path(tempfile.mkdtemp(prefix="streaminfer-secure-"))
-    stack = SecureStack(prepare(root / "secure", declaration, [""]), declaration)
+    stack = SecureStack.create(root / "secure", "streaminfer")
     return SecureCluster(start_cluster(1, kafka_image, redis_image, secure=stack), stack)

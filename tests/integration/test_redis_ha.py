@@ -16,13 +16,12 @@ from redis.sentinel import Sentinel
 
 from processors.features.store import RedisFeatureStore
 from processors.outcomes import check
-from stream.access.declaration import load
 from stream.clients import RequestProducer, synthetic_requests
 from stream.connect.credentials import redis_security
 from stream.connect.redis_pool import make_redis
 from stream.connect.topics import ensure_topics
 from stream.devcluster.redis_topologies import RedisTopology, start_cluster, start_sentinel
-from stream.devcluster.secure import SecureStack, prepare
+from stream.devcluster.secure import SecureStack
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.helpers import (
     HOT,
@@ -63,9 +62,8 @@ def _topology(request: pytest.FixtureRequest, start: Any, label: str
     namespace = f"it-{uuid.uuid4().hex[:10]}"
     stack = None
     if getattr(request, "param", "open") == "secure":
-        declaration = load(namespace=namespace)
         root = Path(tempfile.mkdtemp(prefix=f"streaminfer-secure-{label}-"))
-        stack = SecureStack(prepare(root, declaration, [""]), declaration)
+        stack = SecureStack.create(root, namespace)
     topo = start(ensure_test_images().redis, label=label, secure=stack)
     try:
         yield TopologyUnderTest(topo, namespace, stack)
