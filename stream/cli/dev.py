@@ -150,14 +150,16 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
     record = state.DevState(cluster.bootstrap_servers, redis_url, cluster.brokers, names,
                             cluster.network.name, images.kafka, images.redis, time.time(),
                             redis_env,
-                            secure_dir=str(stack.material.root) if stack is not None else None)
+                            secure_dir=str(stack.material.root) if stack is not None else None,
+                            certs_bootstrap=cluster.certs_bootstrap)
     state.save(record)
     say(f"cluster answered {time.monotonic() - started:.1f}s after start"
         + (" (secure: TLS, SCRAM, ACLs applied)" if stack is not None else ""))
     if stack is not None:
         say(f"secure: CA {stack.material.ca}; one password file per principal in "
             f"{stack.material.passwords} (0600); clients act as admin, "
-            "`streaminfer dev env --as worker` prints the worker's settings")
+            "`streaminfer dev env --as worker` prints the worker's settings "
+            f"(add --client-cert for its certificate at {cluster.certs_bootstrap})")
     if cluster.brokers == 1:
         say("ONE broker: topics will have replication factor 1 (no fault tolerance); "
             "use `dev up --brokers 3` for RF 3 / min ISR 2")
@@ -206,7 +208,10 @@ def _apply_kafka_acls(conf: dict[str, Any], stack: Any, namespace: str) -> None:
 @click.option("--as", "principal", default="admin", show_default=True,
               help="The principal whose settings to print (secure cluster; see `streaminfer "
                    "acls show`).")
-def dev_env(principal: str) -> None:
+@click.option("--client-cert", is_flag=True,
+              help="Kafka with the principal's client certificate (mutual TLS on the "
+                   "certificate listener) instead of its SCRAM password (secure cluster).")
+def dev_env(principal: str, client_cert: bool) -> None:
     """Print the dev cluster's settings as shell exports, e.g. to run a worker as the
     worker principal: eval "$(streaminfer dev env --as worker)"."""
     from stream.devcluster import state
@@ -221,12 +226,12 @@ def dev_env(principal: str) -> None:
         if principal not in load().principals:
             raise click.UsageError(f"no principal {principal!r}; declared: "
                                    f"{', '.join(load().principals)}")
-        env.update(current.secure_env(principal))
+        env.update(current.secure_env(principal, client_cert))
         if principal not in ("admin", "dlq-operator"):  # only they sign replays
             env.pop("STREAMINFER_REPLAY_SIGNING_KEY", None)
-    elif principal != "admin":
-        raise click.UsageError("the dev cluster is not secure: there are no principals "
-                               "(`streaminfer dev up --secure --replace`)")
+    elif principal != "admin" or client_cert:
+        raise click.UsageError("the dev cluster is not secure: there are no principals or "
+                               "certificates (`streaminfer dev up --secure --replace`)")
     _print_env(env)
 
 
@@ -255,7 +260,11 @@ def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace:
                             regions={n: c.bootstrap_servers for n, c in running.clusters.items()},
                             extra_networks=[west.network.name],
                             region_redis={n: c.redis_url for n, c in running.clusters.items()},
-                            secure_dir=str(stack.material.root) if stack is not None else None)
+                            secure_dir=str(stack.material.root) if stack is not None else None,
+                            certs_bootstrap=east.certs_bootstrap,
+                            certs_regions=({n: c.certs_bootstrap or ""
+                                            for n, c in running.clusters.items()}
+                                           if stack is not None else None))
     state.save(record)
     say(f"regions east ({east.bootstrap_servers}, Redis {east.redis_url}) and west "
         f"({west.bootstrap_servers}, Redis {west.redis_url}); MirrorMaker 2 replicates "

@@ -1,5 +1,5 @@
 """The ``streaminfer`` command: the root group and its entry point; each command group
-lives in its own module (dev, traffic, serve, ops, models, chaos, plan, keys, access)."""
+lives in its own module (dev, dev_secrets, traffic, serve, ops, models, chaos, plan, keys, access)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 from stream.cli.access import acls
 from stream.cli.chaos import chaos
 from stream.cli.dev import dev
+from stream.cli.dev_secrets import dev_secrets  # noqa: F401 - registers `dev secrets`
 from stream.cli.keys import field_keys
 from stream.cli.models import backup, models, restore
 from stream.cli.ops import demo, dlq, regions, status

@@ -21,6 +21,11 @@ from stream.settings import Settings
 
 LISTENER_CLOSED = "in state APIVERSION_QUERY"
 CLOSED_AFTER_TLS = "SSL connection closed by peer"
+# A listener requiring client certificates (TLS 1.3 alert 116), and librdkafka's note that
+# the configured certificate is not from a CA the broker accepts (so it sent none).
+CERT_REQUIRED = "alert certificate required"
+CERT_NOT_SENT = "not sending any client certificates"
+TELLING = (LISTENER_CLOSED, CLOSED_AFTER_TLS, CERT_REQUIRED, CERT_NOT_SENT)
 
 
 class Refusals:
@@ -42,7 +47,7 @@ class Refusals:
     def log(self, level: int, fmt: str, *args: Any) -> None:
         """librdkafka's log callback (the logging.Logger method it calls)."""
         text = fmt % args if args else fmt
-        if LISTENER_CLOSED in text or CLOSED_AFTER_TLS in text:
+        if any(t in text for t in TELLING):
             with self._lock:
                 self.lines.append(text)
         if self.forward is not None:
@@ -79,6 +84,9 @@ def explain(settings: Settings, errors: list[KafkaError], lines: list[str]) -> s
                         "--ssl-ca-location to the CA that signed it (dev up --secure: "
                         "$STREAMINFER_HOME/secure/ca.pem)")
             return f"{where}: TLS failed ({text}); check the --ssl-* settings"
+    certificate = _client_certificate(settings, [*lines, *(e.str() for e in errors)])
+    if certificate is not None:
+        return certificate
     for line in lines:
         # A broker that is starting or stopping closes connections this way too: only a
         # listener that completes a TLS handshake is taken for one that expects TLS.
@@ -92,6 +100,23 @@ def explain(settings: Settings, errors: list[KafkaError], lines: list[str]) -> s
             return (f"{where} closed the connection after TLS: its listener expects SASL "
                     "authentication. Set --security-protocol SASL_SSL with --sasl-mechanism, "
                     "--sasl-username and --sasl-password-file")
+    return None
+
+
+def _client_certificate(settings: Settings, texts: list[str]) -> str | None:
+    """A listener that requires a client certificate refused this client's (or its lack)."""
+    where = f"Kafka at {settings.bootstrap_servers}"
+    if any(CERT_NOT_SENT in t for t in texts) and settings.ssl_certificate_location:
+        return (f"{where} refused the client certificate {settings.ssl_certificate_location}: "
+                "the broker does not trust the CA that signed it (so none was sent). Use a "
+                "certificate from the cluster's CA (--ssl-certificate-location, "
+                "--ssl-key-location; dev up --secure: `streaminfer dev env --as <principal> "
+                "--client-cert`)")
+    if any(CERT_REQUIRED in t for t in texts):
+        return (f"{where}: its listener requires a client certificate, and this client sent "
+                "none. Set --ssl-certificate-location and --ssl-key-location (dev up "
+                "--secure: `streaminfer dev env --as <principal> --client-cert`), or use the "
+                "SASL listener")
     return None
 
 

@@ -24,7 +24,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from stream.devcluster.progress import say, step
-from stream.devcluster.secure import REDIS_SECURE_COMMAND, SecureStack, copy_secrets
+from stream.devcluster.secure import CERTS_PORT, REDIS_SECURE_COMMAND, SecureStack, copy_secrets
 from stream.exceptions import InfrastructureError
 
 # The Ryuk reaper image cannot be pulled without a registry; every container here is
@@ -132,6 +132,14 @@ class RunningCluster:
     kafka_ports: dict[int, int] = field(default_factory=dict)
     alias_prefix: str = ""
     secure: SecureStack | None = None
+    certs_ports: dict[int, int] = field(default_factory=dict)  # secure: the CERTS listener
+
+    @property
+    def certs_bootstrap(self) -> str | None:
+        """Where host clients that authenticate with a certificate connect (secure only)."""
+        if self.secure is None:
+            return None
+        return ",".join(f"127.0.0.1:{p}" for p in self.certs_ports.values())
 
     def client_conf(self) -> dict[str, Any]:
         """librdkafka properties of an admin client on the host."""
@@ -179,7 +187,9 @@ def start_kafka_node(cluster: RunningCluster, node_id: int, image: str, cluster_
     container = DockerContainer(image)
     env = kafka_env(node_id, cluster.brokers, host_port, cluster_id, cluster.alias_prefix)
     if cluster.secure is not None:
-        env = cluster.secure.kafka_env(env)
+        certs_port = cluster.certs_ports[node_id]
+        env = cluster.secure.kafka_env(env, f"127.0.0.1:{certs_port}")
+        _publish(container, CERTS_PORT, certs_port)
     for key, value in env.items():
         container.with_env(key, value)
     _publish(container, EXTERNAL_PORT, host_port)
@@ -295,6 +305,8 @@ def start_cluster(brokers: int, kafka_image: str, redis_image: str,
     scheme = "rediss" if secure is not None else "redis"
     cluster = RunningCluster(bootstrap, f"{scheme}://127.0.0.1:{redis_port}/0", brokers, network,
                              kafka_ports=ports, alias_prefix=alias_prefix, secure=secure)
+    if secure is not None:
+        cluster.certs_ports = {i: pick(9191 + i) for i in ports}
     cluster_id = new_cluster_id()
     try:
         how = " (TLS, SCRAM, ACLs)" if secure is not None else ""

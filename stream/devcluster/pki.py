@@ -6,7 +6,7 @@ and a certificate signed by it whose subject alternative names are every name cl
 use (its container alias, ``localhost``, 127.0.0.1). Keys are PKCS#8 PEM, unencrypted but
 written 0600 in a 0700 folder of the state directory, never in the repository; inside a
 container they are copied in by the engine with the service's uid and mode 0600
-(:mod:`stream.devcluster.secrets`), never bind-mounted.
+(:mod:`stream.devcluster.secure`), never bind-mounted.
 """
 
 from __future__ import annotations
@@ -63,10 +63,11 @@ def make_ca(common_name: str = "streaminfer dev CA") -> Issued:
 
 
 def issue(ca: Issued, common_name: str, dns_names: list[str],
-          ip_addresses: list[str] | None = None) -> Issued:
+          ip_addresses: list[str] | None = None, server: bool = True) -> Issued:
     """A certificate for ``common_name`` signed by ``ca``, usable as TLS server and client
     (a Kafka node presents the same one to its peers on the inter-broker and controller
-    listeners, where the principal is taken from the CN)."""
+    listeners, where the principal is taken from the CN). ``server=False``: a client
+    certificate only (a principal's, for Kafka's certificate listener), without names."""
     ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
     if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
         raise TypeError("the CA key must be an EC key")
@@ -74,21 +75,22 @@ def issue(ca: Issued, common_name: str, dns_names: list[str],
     key = ec.generate_private_key(ec.SECP256R1())
     sans: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
     sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in (ip_addresses or [])]
+    usages = ([ExtendedKeyUsageOID.SERVER_AUTH] if server else []) + [
+        ExtendedKeyUsageOID.CLIENT_AUTH]
     now = _now()
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + VALIDITY)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                           critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    builder = (x509.CertificateBuilder()
+               .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+               .issuer_name(ca_cert.subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(minutes=5))
+               .not_valid_after(now + VALIDITY)
+               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+               .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                   ca_key.public_key()), critical=False))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
     return Issued(_key_pem(key), cert.public_bytes(serialization.Encoding.PEM))
 
 

@@ -10,6 +10,9 @@
   ``StandardAuthorizer`` refuses whatever no ACL allows.
 * SCRAM users are created when the storage is formatted (``--add-scram``), from a file
   the entrypoint reads, not from server.properties or the container's environment.
+* Clients may instead authenticate with a certificate: the ``CERTS`` listener (mutual
+  TLS, published on its own host port) takes the principal from the certificate's CN,
+  so the same ACLs apply. Each principal gets a client certificate next to its password.
 * Redis: TLS only (the plaintext port is off), ACL users from a file, the default user off.
 
 Secret files reach a container through the engine (``put_archive``) into
@@ -38,6 +41,7 @@ SECRETS_DIR = "/run/streaminfer"
 MM2_SECRETS = "mm2-secrets.properties"  # MirrorMaker's password (password=...)
 MM2_PASSWORD_PLACEHOLDER = "@MM2_PASSWORD@"  # noqa: S105 - a placeholder the entrypoint replaces
 REPLICATION_PORT = 19093  # the brokers' own listener (mutual TLS) in the secure cluster
+CERTS_PORT = 9094  # clients that authenticate with a certificate (mutual TLS)
 BROKER_PRINCIPAL = "broker"  # the CN of the nodes' certificate
 SCRAM = "SCRAM-SHA-512"
 ADMIN = "admin"
@@ -67,6 +71,14 @@ class SecureMaterial:
         """The password of ``principal``."""
         return self.password_file(principal).read_text().strip()
 
+    def client_cert(self, principal: str) -> Path:
+        """``principal``'s client certificate (CN = the principal), for the CERTS listener."""
+        return self.root / "clients" / f"{principal}.crt"
+
+    def client_key(self, principal: str) -> Path:
+        """The private key of :meth:`client_cert` (0600)."""
+        return self.root / "clients" / f"{principal}.key"
+
     def read(self, name: str) -> bytes:
         """A file of the material."""
         return (self.root / name).read_bytes()
@@ -77,21 +89,34 @@ def kafka_dns_names(alias_prefixes: list[str], nodes: int = 3) -> list[str]:
     return [f"{p}kafka-{i}" for p in alias_prefixes for i in range(1, nodes + 1)] + ["localhost"]
 
 
-def prepare(root: Path, declaration: Declaration, alias_prefixes: list[str]) -> SecureMaterial:
-    """A new CA, node and Redis certificates, and a password per principal, under ``root``
-    (replacing what a previous secure cluster left there)."""
+def prepare(root: Path, declaration: Declaration, alias_prefixes: list[str],
+            extra_names: dict[str, list[str]] | None = None) -> SecureMaterial:
+    """A new CA, node and Redis certificates, and a password and client certificate per
+    principal, under ``root`` (replacing what a previous secure cluster left there);
+    ``extra_names``: more names the ``kafka`` and ``redis`` certificates cover (compose's
+    service names)."""
     material = SecureMaterial(root)
+    if BROKER_PRINCIPAL in declaration.principals:
+        raise InfrastructureError(
+            f"the access declaration names a principal {BROKER_PRINCIPAL!r}: that name is the "
+            "Kafka nodes' own (a super user); rename the principal")
     ca = pki.make_ca()
     pki.write_private(root / "ca.key", ca.key_pem)
     pki.write_private(material.ca, ca.cert_pem)
-    kafka = pki.issue(ca, BROKER_PRINCIPAL, kafka_dns_names(alias_prefixes), ["127.0.0.1"])
+    extra = extra_names or {}
+    kafka = pki.issue(ca, BROKER_PRINCIPAL, kafka_dns_names(alias_prefixes)
+                      + extra.get("kafka", []), ["127.0.0.1"])
     pki.write_private(root / "kafka-node.pem", kafka.key_pem + kafka.cert_pem)
-    redis_names = [f"{p}redis" for p in alias_prefixes] + ["localhost"]
+    redis_names = ([f"{p}redis" for p in alias_prefixes] + ["localhost"]
+                   + extra.get("redis", []))
     redis_cert = pki.issue(ca, "redis", redis_names, ["127.0.0.1"])
     pki.write_private(root / "redis.key", redis_cert.key_pem)
     pki.write_private(root / "redis.crt", redis_cert.cert_pem)
     for name in declaration.principals:
         pki.write_private(material.password_file(name), secrets.token_urlsafe(24).encode() + b"\n")
+        client = pki.issue(ca, name, [], server=False)
+        pki.write_private(material.client_key(name), client.key_pem)
+        pki.write_private(material.client_cert(name), client.cert_pem)
     return material
 
 
@@ -115,8 +140,10 @@ def redis_acl_file(material: SecureMaterial, declaration: Declaration) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def kafka_secure_env(env: dict[str, str], declaration: Declaration) -> dict[str, str]:
-    """A node's environment (:func:`stream.devcluster.cluster.kafka_env`) made secure."""
+def kafka_secure_env(env: dict[str, str], declaration: Declaration,
+                     certs_address: str) -> dict[str, str]:
+    """A node's environment (:func:`stream.devcluster.cluster.kafka_env`) made secure;
+    ``certs_address`` (host:port) is where clients reach its certificate listener."""
     supers = ";".join(f"User:{n}" for n in [BROKER_PRINCIPAL, *declaration.super_users])
     out = dict(env)
     # Clients in the cluster's network (MirrorMaker, compose workers) use INTERNAL with
@@ -126,18 +153,21 @@ def kafka_secure_env(env: dict[str, str], declaration: Declaration) -> dict[str,
     host = internal.removeprefix("INTERNAL://").rsplit(":", 1)[0]
     out.update({
         "STREAMINFER_SECRETS_DIR": SECRETS_DIR,
-        "KAFKA_LISTENERS": f"{env['KAFKA_LISTENERS']},REPLICATION://:{REPLICATION_PORT}",
+        "KAFKA_LISTENERS": f"{env['KAFKA_LISTENERS']},REPLICATION://:{REPLICATION_PORT},"
+                           f"CERTS://:{CERTS_PORT}",
         "KAFKA_ADVERTISED_LISTENERS":
-            f"{env['KAFKA_ADVERTISED_LISTENERS']},REPLICATION://{host}:{REPLICATION_PORT}",
+            f"{env['KAFKA_ADVERTISED_LISTENERS']},REPLICATION://{host}:{REPLICATION_PORT},"
+            f"CERTS://{certs_address}",
         "KAFKA_INTER_BROKER_LISTENER_NAME": "REPLICATION",
         "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP":
-            "INTERNAL:SASL_SSL,EXTERNAL:SASL_SSL,CONTROLLER:SSL,REPLICATION:SSL",
+            "INTERNAL:SASL_SSL,EXTERNAL:SASL_SSL,CONTROLLER:SSL,REPLICATION:SSL,CERTS:SSL",
         "KAFKA_SSL_KEYSTORE_TYPE": "PEM",
         "KAFKA_SSL_KEYSTORE_LOCATION": f"{SECRETS_DIR}/node.pem",
         "KAFKA_SSL_TRUSTSTORE_TYPE": "PEM",
         "KAFKA_SSL_TRUSTSTORE_LOCATION": f"{SECRETS_DIR}/ca.pem",
         "KAFKA_LISTENER_NAME_REPLICATION_SSL_CLIENT_AUTH": "required",
         "KAFKA_LISTENER_NAME_CONTROLLER_SSL_CLIENT_AUTH": "required",
+        "KAFKA_LISTENER_NAME_CERTS_SSL_CLIENT_AUTH": "required",
         "KAFKA_SSL_PRINCIPAL_MAPPING_RULES": "RULE:^CN=([^,]+)$/$1/,DEFAULT",
         "KAFKA_SASL_ENABLED_MECHANISMS": SCRAM,
         "KAFKA_LISTENER_NAME_EXTERNAL_SCRAM___SHA___512_SASL_JAAS_CONFIG":
@@ -216,17 +246,20 @@ class SecureStack:
 
     @classmethod
     def create(cls, root: Path, namespace: str | None = None,
-               alias_prefixes: list[str] | None = None) -> SecureStack:
+               alias_prefixes: list[str] | None = None,
+               extra_names: dict[str, list[str]] | None = None) -> SecureStack:
         """New material under ``root`` for the packaged declaration (rendered for
-        ``namespace``; certificates naming the regions' ``alias_prefixes``)."""
+        ``namespace``; certificates naming the regions' ``alias_prefixes`` and
+        ``extra_names``)."""
         from stream.access.declaration import load
 
         declaration = load(namespace=namespace)
-        return cls(prepare(root, declaration, alias_prefixes or [""]), declaration)
+        return cls(prepare(root, declaration, alias_prefixes or [""], extra_names),
+                   declaration)
 
-    def kafka_env(self, env: dict[str, str]) -> dict[str, str]:
-        """A node's environment made secure."""
-        return kafka_secure_env(env, self.declaration)
+    def kafka_env(self, env: dict[str, str], certs_address: str) -> dict[str, str]:
+        """A node's environment made secure (its certificate listener at ``certs_address``)."""
+        return kafka_secure_env(env, self.declaration, certs_address)
 
     def kafka_files(self) -> dict[str, bytes]:
         """A node's secret files."""
@@ -254,15 +287,23 @@ class SecureStack:
                 "ssl_ca_certs": str(self.material.ca), "ssl_cert_reqs": "required"}
 
 
-def client_env(root: Path, principal: str = ADMIN) -> dict[str, str]:
+def client_env(root: Path, principal: str = ADMIN, certificate: bool = False
+               ) -> dict[str, str]:
     """The STREAMINFER_* settings of ``principal`` on the secure cluster whose material is
-    under ``root`` (passwords as files, never values)."""
+    under ``root`` (passwords as files, never values). ``certificate``: Kafka with the
+    principal's client certificate (the CERTS listener; the caller sets the bootstrap
+    servers) instead of SCRAM."""
     material = SecureMaterial(root)
+    kafka = ({"STREAMINFER_SECURITY_PROTOCOL": "SSL",
+              "STREAMINFER_SSL_CERTIFICATE_LOCATION": str(material.client_cert(principal)),
+              "STREAMINFER_SSL_KEY_LOCATION": str(material.client_key(principal))}
+             if certificate else
+             {"STREAMINFER_SECURITY_PROTOCOL": "SASL_SSL",
+              "STREAMINFER_SASL_MECHANISM": SCRAM,
+              "STREAMINFER_SASL_USERNAME": principal,
+              "STREAMINFER_SASL_PASSWORD_FILE": str(material.password_file(principal))})
     return {
-        "STREAMINFER_SECURITY_PROTOCOL": "SASL_SSL",
-        "STREAMINFER_SASL_MECHANISM": SCRAM,
-        "STREAMINFER_SASL_USERNAME": principal,
-        "STREAMINFER_SASL_PASSWORD_FILE": str(material.password_file(principal)),
+        **kafka,
         "STREAMINFER_SSL_CA_LOCATION": str(material.ca),
         "STREAMINFER_REDIS_USERNAME": principal,
         "STREAMINFER_REDIS_PASSWORD_FILE": str(material.password_file(principal)),
@@ -271,13 +312,18 @@ def client_env(root: Path, principal: str = ADMIN) -> dict[str, str]:
 
 
 def acting_as(base: Settings, material: SecureMaterial, principal: str, bootstrap: str,
-              redis_url: str) -> Settings:
+              redis_url: str, certificate: bool = False) -> Settings:
     """``base`` (its namespace and tuning) on the secure cluster at ``bootstrap`` and
-    ``redis_url``, acting as ``principal`` (its password from its file)."""
+    ``redis_url``, acting as ``principal`` (its password from its file; ``certificate``:
+    its client certificate, ``bootstrap`` then being the certificate listener's)."""
+    kafka: dict[str, object] = (
+        {"security_protocol": "SSL", "ssl_certificate_location": material.client_cert(principal),
+         "ssl_key_location": material.client_key(principal)}
+        if certificate else
+        {"security_protocol": "SASL_SSL", "sasl_mechanism": SCRAM, "sasl_username": principal,
+         "sasl_password_file": material.password_file(principal)})
     return base.model_copy(update={
-        "bootstrap_servers": bootstrap, "redis_url": redis_url,
-        "security_protocol": "SASL_SSL", "sasl_mechanism": SCRAM,
-        "sasl_username": principal, "sasl_password_file": material.password_file(principal),
+        "bootstrap_servers": bootstrap, "redis_url": redis_url, **kafka,
         "ssl_ca_location": material.ca, "redis_username": principal,
         "redis_password_file": material.password_file(principal),
         "redis_ca_file": material.ca})

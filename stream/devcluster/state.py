@@ -18,6 +18,7 @@ import docker
 from docker.errors import NotFound
 
 from stream.devcluster.progress import say
+from stream.exceptions import ConfigurationError
 from stream.settings import dev_env_file, state_dir
 
 
@@ -43,14 +44,29 @@ class DevState:
     extra_networks: list[str] = field(default_factory=list)  # the other regions' networks
     region_redis: dict[str, str] | None = None  # name -> Redis URL (dev up --regions 2)
     secure_dir: str | None = None  # dev up --secure: CA, passwords (0700)
+    certs_bootstrap: str | None = None  # secure: the certificate listener (mutual TLS)
+    certs_regions: dict[str, str] | None = None  # secure, two regions: each one's CERTS
 
-    def secure_env(self, principal: str = "admin") -> dict[str, str]:
-        """The client settings of ``principal`` on a secure cluster (nothing if open)."""
+    def secure_env(self, principal: str = "admin", certificate: bool = False
+                   ) -> dict[str, str]:
+        """The client settings of ``principal`` on a secure cluster (nothing if open);
+        ``certificate``: Kafka through the certificate listener with its client
+        certificate instead of SCRAM."""
         if self.secure_dir is None:
             return {}
         from stream.devcluster.secure import client_env
 
-        return client_env(Path(self.secure_dir), principal)
+        env = client_env(Path(self.secure_dir), principal, certificate)
+        if certificate:
+            if self.certs_bootstrap is None:
+                raise ConfigurationError(
+                    "this dev cluster was started before certificate clients existed: "
+                    "`streaminfer dev up --secure --replace`")
+            env["STREAMINFER_BOOTSTRAP_SERVERS"] = self.certs_bootstrap
+            if self.certs_regions:
+                env["STREAMINFER_REGIONS"] = ";".join(
+                    f"{n}={b}" for n, b in self.certs_regions.items())
+        return env
 
     def env(self) -> dict[str, str]:
         """Settings every command should use against this cluster."""

@@ -20,10 +20,15 @@ class SecureCluster:
     running: RunningCluster
     stack: SecureStack
 
-    def as_principal(self, base: Settings, principal: str) -> Settings:
-        """``base`` (its namespace and tuning) acting as ``principal``."""
-        return acting_as(base, self.stack.material, principal, self.running.bootstrap_servers,
-                         self.running.redis_url)
+    def as_principal(self, base: Settings, principal: str, certificate: bool = False
+                     ) -> Settings:
+        """``base`` (its namespace and tuning) acting as ``principal`` (``certificate``:
+        authenticated by its client certificate on the CERTS listener, not SCRAM)."""
+        bootstrap = (self.running.certs_bootstrap if certificate
+                     else self.running.bootstrap_servers)
+        assert bootstrap is not None
+        return acting_as(base, self.stack.material, principal, bootstrap,
+                         self.running.redis_url, certificate)
 
     def grant(self, admin: Settings) -> None:
         """The declaration's ACLs and Redis users for ``admin``'s namespace."""

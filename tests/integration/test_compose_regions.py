@@ -1,6 +1,8 @@
-"""The users' two-region compose file comes up and serves: both regions answer,
+"""The users' two-region compose files come up and serve: both regions answer,
 MirrorMaker replicates both ways, a worker following the regions answers requests, and
-each region's downstream view holds every answer once."""
+each region's downstream view holds every answer once. The same run for the open file
+and the secure one (docker-compose.regions.secure.yml: every client and MirrorMaker as
+its own principal over SASL_SSL, the secrets from `streaminfer dev secrets`)."""
 
 from __future__ import annotations
 
@@ -14,42 +16,67 @@ from pathlib import Path
 import pytest
 
 from stream.devcluster.cluster import free_port
+from stream.devcluster.compose_secrets import ComposeSecrets, host_env, make
 from stream.settings import Settings
 from tests.integration.compose_stack import compose_up
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import WorkerPool, wait_until
 
 pytestmark = pytest.mark.integration
-COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.regions.yml"
+COMPOSE = Path(__file__).resolve().parents[2] / "compose"
+FILES = {"open": "docker-compose.regions.yml", "secure": "docker-compose.regions.secure.yml"}
 
 
 @pytest.fixture
-def stack() -> Iterator[dict[str, str]]:
-    """`compose up -d` of the regions file on free ports; `down -v` afterwards."""
+def stack(request: pytest.FixtureRequest, tmp_path: Path
+          ) -> Iterator[tuple[dict[str, str], ComposeSecrets | None]]:
+    """`compose up -d` of the regions file (``request.param``: open or secure) on free
+    ports; `down -v` afterwards."""
     from stream.devcluster.images import ensure_mirrormaker_image
 
     images = ensure_test_images()
     ports = {name: str(free_port()) for name in
-             ("EAST_KAFKA_PORT", "WEST_KAFKA_PORT", "EAST_REDIS_PORT", "WEST_REDIS_PORT")}
+             ("EAST_KAFKA_PORT", "WEST_KAFKA_PORT", "EAST_REDIS_PORT", "WEST_REDIS_PORT",
+              "EAST_KAFKA_CERTS_PORT", "WEST_KAFKA_CERTS_PORT", "MIRRORMAKER_METRICS_PORT")}
     env = {**os.environ, **ports, "KAFKA_IMAGE": images.kafka, "REDIS_IMAGE": images.redis,
            "MIRRORMAKER_IMAGE": ensure_mirrormaker_image()}
-    with compose_up(COMPOSE_FILE, env, logs_of="mirrormaker"):
-        yield ports
+    made = None
+    if request.param == "secure":
+        from stream.devcluster.worker_image import ensure_worker_image
+
+        made = make(tmp_path / "secrets", "streaminfer")
+        env.update({"STREAMINFER_COMPOSE_SECRETS": str(made.root),
+                    "WORKER_IMAGE": ensure_worker_image()})
+    with compose_up(COMPOSE / FILES[request.param], env, logs_of="mirrormaker"):
+        yield ports, made
 
 
-@pytest.mark.extended  # the two-region compose stack (45 s): `bash compose/test.sh --extended`
-def test_the_two_region_compose_file_comes_up_and_serves(
-        stack: dict[str, str], workers: WorkerPool) -> None:
-    east = Settings(bootstrap_servers=f"127.0.0.1:{stack['EAST_KAFKA_PORT']}",
-                    redis_url=f"redis://127.0.0.1:{stack['EAST_REDIS_PORT']}/0",
+def _region(ports: dict[str, str], made: ComposeSecrets | None, region: str,
+            principal: str = "admin") -> Settings:
+    """A region's settings acting as ``principal`` (secure) or anyone (open)."""
+    kafka, redis = ports[f"{region.upper()}_KAFKA_PORT"], ports[f"{region.upper()}_REDIS_PORT"]
+    base = Settings(bootstrap_servers=f"127.0.0.1:{kafka}", redis_url=f"redis://127.0.0.1:{redis}/0",
                     namespace="streaminfer", partitions=4, replication_factor=1,
                     min_insync_replicas=1)
-    west = east.model_copy(update={
-        "bootstrap_servers": f"127.0.0.1:{stack['WEST_KAFKA_PORT']}",
-        "redis_url": f"redis://127.0.0.1:{stack['WEST_REDIS_PORT']}/0"})
+    if made is None:
+        return base
+    secure = host_env(made, principal, int(kafka), int(redis))
+    return base.model_copy(update={k.removeprefix("STREAMINFER_").lower(): v
+                                   for k, v in secure.items()})
+
+
+@pytest.mark.extended  # the two-region compose stacks (45 s, 70 s secure): `--extended`
+@pytest.mark.parametrize("stack", ["open", "secure"], indirect=True)
+def test_the_two_region_compose_file_comes_up_and_serves(
+        stack: tuple[dict[str, str], ComposeSecrets | None], workers: WorkerPool) -> None:
+    ports, made = stack
+    east, west = _region(ports, made, "east"), _region(ports, made, "west")
     regions = f"east={east.bootstrap_servers};west={west.bootstrap_servers}"
     region_redis = f"east={east.redis_url};west={west.redis_url}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STREAMINFER_")}
+    if made is not None:  # the CLI acts as admin
+        env.update(host_env(made, "admin", int(ports["EAST_KAFKA_PORT"]),
+                            int(ports["EAST_REDIS_PORT"])))
     env.update({"STREAMINFER_HOME": str(workers.log_dir), "STREAMINFER_NAMESPACE": "streaminfer",
                 "STREAMINFER_BOOTSTRAP_SERVERS": east.bootstrap_servers,
                 "STREAMINFER_REDIS_URL": east.redis_url, "STREAMINFER_REGIONS": regions,
@@ -78,7 +105,8 @@ def test_the_two_region_compose_file_comes_up_and_serves(
                    for r in rows)
 
     wait_until(replicating, 180, "MirrorMaker replicating both ways", interval=2.0)
-    workers.start(east, "compose-w", regions=regions, region_redis=region_redis)
+    workers.start(_region(ports, made, "east", "worker"), "compose-w", regions=regions,
+                  region_redis=region_redis)
     produced = cli("produce", "--count", "300", "--seed", "9")
     assert "acknowledged by east 300" in produced.stderr
 

@@ -154,6 +154,46 @@ def test_each_principal_is_held_to_its_grants(admin: Settings,
     assert _denied(_produce_error(as_("producer"), other.requests_topic))
 
 
+def test_a_client_certificate_is_a_principal_held_to_the_same_grants(
+        admin: Settings, secure_cluster: SecureCluster, tmp_path: Any) -> None:
+    """On the certificate listener (mutual TLS) the principal is the certificate's CN:
+    the producer's certificate may write requests and not read predictions, only the
+    release operator's may write the control topic. No certificate, or one another CA
+    signed, is refused with the cause named."""
+    def by_cert(p: str) -> Settings:
+        return secure_cluster.as_principal(admin, p, certificate=True)
+
+    assert _produce_error(by_cert("producer"), admin.requests_topic) is None
+    assert _denied(_consume_error(by_cert("producer"), admin.predictions_topic,
+                                  f"{admin.namespace}.reader"))
+    assert _denied(_produce_error(by_cert("worker"), f"{admin.namespace}.models"))
+    assert _produce_error(by_cert("release"), f"{admin.namespace}.models") is None
+    # A command through the CLI, authenticated by the certificate alone.
+    listed = streaminfer(by_cert("admin"), "topics", "list", timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert admin.requests_topic in listed.stdout
+
+    from stream.devcluster import pki
+
+    stranger = pki.issue(pki.make_ca("someone else's CA"), "admin", [], server=False)
+    (tmp_path / "s.key").write_bytes(stranger.key_pem)
+    (tmp_path / "s.crt").write_bytes(stranger.cert_pem)
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"ssl_certificate_location": None, "ssl_key_location": None},
+         "requires a client certificate"),
+        ({"ssl_certificate_location": tmp_path / "s.crt", "ssl_key_location": tmp_path / "s.key"},
+         "refused the client certificate"),
+    ]
+    for update, expected in cases:
+        started = time.monotonic()
+        result = streaminfer(by_cert("admin").model_copy(update=update), "topics", "list",
+                             timeout=60)
+        took = time.monotonic() - started
+        assert result.returncode == 2, (update, result.stdout, result.stderr)
+        assert expected in result.stderr, (update, result.stderr)
+        assert took < 15, f"{update}: {took:.1f} s to say why"
+
+
 def test_redis_refuses_the_default_user_plaintext_and_what_the_worker_may_not_do(
         admin: Settings, secure_cluster: SecureCluster) -> None:
     port = int(admin.redis_url.rsplit(":", 1)[1].split("/")[0])
