@@ -73,16 +73,18 @@ def test_the_secure_compose_stack_serves_principals_and_guards_its_secrets(
         secure_stack: tuple[list[str], dict[str, str], ComposeSecrets]) -> None:
     compose, env, made = secure_stack
     admin = _as(made, env, "admin")
-    from stream.connect.reachability import require_kafka
 
-    def topics_made() -> bool:
-        try:
-            have = set(require_kafka(admin).topics)
-        except Exception:  # noqa: BLE001 - the broker is still starting
-            return False
-        return {admin.requests_topic, admin.predictions_topic} <= have
+    def topics_job_done() -> bool:
+        """The topics job (as admin: topics, then the ACLs) exited 0."""
+        cid = subprocess.run([*compose, "ps", "-q", "topics"], env=env, capture_output=True,
+                             text=True, timeout=60).stdout.strip()
+        state = subprocess.run(["docker", "inspect", "--format",
+                                "{{.State.Status}} {{.State.ExitCode}}", cid],
+                               capture_output=True, text=True, timeout=60).stdout.split()
+        return bool(cid) and state == ["exited", "0"]
 
-    wait_until(topics_made, 120, "the topics job (as admin) to create the topics", interval=1.0)
+    wait_until(topics_job_done, 180, "the topics job to create the topics and apply the ACLs",
+               interval=1.0)
     collector = start_collector(admin)  # predictions and dead letters both
     ids = produce_all(_as(made, env, "producer"), 100, seed=17)
     ids += produce_all(_as(made, env, "producer", certificate=True), 100, seed=18)
