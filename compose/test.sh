@@ -6,8 +6,8 @@
 # brokers per region, dev up --regions 2, the two-region compose stack, three workers
 # SIGKILLed under exactly-once, the three-broker chaos scenarios, the zombie worker, Redis
 # fed corrupt values, the autoscaler's step load, the secure regions' failover, the
-# 200k-request memory soak, the worker image in the compose stack); its total time is not
-# yet measured.
+# 200k-request memory soak, the worker image in the compose stack, the secure compose
+# stacks); its total time is not yet measured.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
