@@ -20,6 +20,11 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 
+# The secure case in --extended (12 s, the test command's budget): the test command runs the
+# worker as its principal on the secure stack in test_restart.py (exactly-once, SIGKILL)
+# and test_secure_stack.py.
+@pytest.mark.parametrize("stack", ["open", pytest.param("secure", marks=pytest.mark.extended)],
+                         indirect=True)
 def test_10000_requests_over_4_partitions_and_2_workers(stack: Stack,
                                                         workers: WorkerPool) -> None:
     """On the open stack and on the secure one, where the workers act as the worker
