@@ -55,7 +55,7 @@ from bench.load import (
     predicted_span,
     produce_corpus,
 )
-from bench.results import SystemResult, print_tables, ratios
+from bench.results import SystemResult, print_tables, ratios, summarize
 from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import RunningCluster, start_cluster
 from stream.devcluster.secure import SecureMaterial, acting_as, grant
@@ -64,8 +64,11 @@ from stream.settings import Settings, to_env
 ROOT = Path(__file__).resolve().parents[1]
 QUIX_PYTHON = ROOT / ".venv-quix" / "bin" / "python"
 ALL_SYSTEMS = ("streaminfer-alo", "streaminfer-eos", "streaminfer-sealed", "streaminfer-secure",
-               "naive", "faust-event", "faust-take", "quix")
+               "batched", "naive", "faust-event", "faust-take", "quix")
 LOADS = (0.1, 0.25, 0.5, 0.75, 0.9)
+# One ladder of absolute rates for every system, next to the fractions of its own
+# capacity; a system stops climbing once it falls behind (behind()).
+LADDER = (500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
 SEALED = frozenset({"amount", "merchant_risk", "distance_km"})  # streaminfer-sealed's fields
 
 
@@ -85,6 +88,7 @@ def command(system: str) -> list[str] | None:
         "streaminfer-eos": [py, "-m", "stream.cli.main", "worker"],
         "streaminfer-sealed": [py, "-m", "stream.cli.main", "worker"],
         "streaminfer-secure": [py, "-m", "stream.cli.main", "worker"],
+        "batched": [py, "-m", "bench.systems.batched"],
         "naive": [py, "-m", "bench.systems.naive"],
         "faust-event": [py, "-m", "bench.systems.faust_agent", "event"],
         "faust-take": [py, "-m", "bench.systems.faust_agent", "take"],
@@ -158,11 +162,20 @@ def sealed_inputs(corpus: list[tuple[bytes, bytes]], requests: TimedRequests, lo
     return encode_corpus(sealed), TimedRequests(sealed), keys
 
 
+def behind(phase: Any) -> bool:
+    """The system fell behind this rate: requests left unanswered, a generator that could
+    not keep the rate (the machine is saturated), or a p99 over a second."""
+    return (phase.answered < phase.sent or phase.send_rate < 0.9 * phase.rate
+            or not phase.p99_ms < 1000.0)
+
+
 def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
             requests: TimedRequests, seconds: float, common_rate: float,
             loads: tuple[float, ...], log_dir: Path, profile: bool = False,
-            secure: SecureTarget | None = None) -> SystemResult:
-    """Drain and open-loop phases of one system on its own namespace."""
+            secure: SecureTarget | None = None, ladder: tuple[float, ...] = ()
+            ) -> SystemResult:
+    """Drain and open-loop phases of one system on its own namespace (``ladder``: the
+    common absolute rates, climbed until the system falls behind)."""
     result = SystemResult(system)
     cmd = command(system)
     if cmd is not None and profile:
@@ -240,6 +253,14 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
             say(f"  {system}: open loop at {rate:,.0f}/s ({label}) for {seconds:g}s")
             result.phases.append(open_loop(settings, load, reader, requests, rate, seconds,
                                            f"{system}-{label}"))
+        for rate in sorted(ladder):
+            say(f"  {system}: ladder, open loop at {rate:,.0f}/s for {seconds:g}s")
+            phase = open_loop(settings, load, reader, requests, rate, seconds,
+                              f"{system}-{int(rate)}/s")
+            result.phases.append(phase)
+            if behind(phase):
+                say(f"  {system}: fell behind at {rate:,.0f}/s; the ladder stops here")
+                break
         result.peak_rss_mb = sampler.peak_rss_mb
     finally:
         sampler.stop.set()
@@ -264,11 +285,14 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
 def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common_rate: float,
               loads: tuple[float, ...] = LOADS, log_dir: Path | None = None,
               profile: bool = False, drain_only: bool = False,
-              secure: SecureTarget | None = None) -> dict[str, Any]:
+              secure: SecureTarget | None = None, ladder: tuple[float, ...] = (),
+              machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every measurement against the cluster ``base`` points at (streaminfer-secure:
     against ``secure``); returns the report (``drain_only``: no open-loop phases)."""
+    from bench.machine import describe
+
     if drain_only:
-        loads, common_rate = (), 0.0
+        loads, common_rate, ladder = (), 0.0, ()
     log_dir = log_dir or ROOT / "bench" / "results" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     say(f"corpus: {n} requests, Zipf over 10,000 entities")
@@ -290,11 +314,13 @@ def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common
         say(f"{system}: drain {n}" + (f", then open loop at {', '.join(f'{x:.0%}' for x in loads)} "
                                       f"of its capacity and {common_rate:g}/s" if loads else ""))
         results.append(measure(system, base, corpus, timed, seconds, common_rate, loads,
-                               log_dir, profile, secure))
+                               log_dir, profile, secure, ladder))
     return {"requests": n, "seconds_per_rate": seconds, "common_rate": common_rate,
-            "cores": os.cpu_count(), "ceilings": ceilings,
+            "ladder": list(ladder), "cores": os.cpu_count(),
+            "machine": machine or describe(), "ceilings": ceilings,
             "systems": [asdict(r) | {"max_rate_p99_under_100ms": r.max_rate_p99_under(100)}
                         for r in results],
+            "summary": summarize(results),
             "ratios": ratios(results, ceilings)}
 
 
@@ -316,15 +342,18 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REF",
                         help="also run the at-least-once worker of this commit (sha, tag, "
                              "branch) side by side, as streaminfer-alo@REF")
-    parser.add_argument("--rounds", type=int, default=1,
+    parser.add_argument("--rounds", type=int, default=3,
                         help="measure the systems this many times, alternating their order; "
-                             "ratios use median drain rates")
+                             "tables show the median with min and max, ratios use medians")
+    parser.add_argument("--ladder", default=",".join(f"{r:g}" for r in LADDER),
+                        help="absolute open-loop rates every system climbs until it falls "
+                             "behind (empty: none)")
     parser.add_argument("--drain-only", action="store_true",
                         help="measure drain throughput only (no open-loop phases)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streaming.json")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.seconds = 5000, 4.0
+        args.requests, args.seconds, args.rounds = 5000, 4.0, 1
     systems = [s for s in args.systems.split(",") if s]
     unknown = {s for s in systems if split(s)[0] not in ALL_SYSTEMS}
     if unknown:
@@ -349,9 +378,13 @@ def main() -> None:
                         redis_url=running.redis_url, partitions=4, replication_factor=1,
                         min_insync_replicas=1, namespace="bench")
         loads = tuple(float(x) for x in args.loads.split(",") if x)
+        ladder = tuple(float(x) for x in args.ladder.split(",") if x)
+        from bench.machine import describe
+
         report = run_bench(base, args.requests, args.seconds, systems, args.common_rate,
                            loads, profile=args.profile, drain_only=args.drain_only,
-                           secure=secure)
+                           secure=secure, ladder=ladder,
+                           machine=describe(images.kafka, images.redis))
     finally:
         running.stop()
         if secure is not None:

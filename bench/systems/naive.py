@@ -1,5 +1,6 @@
-"""The tutorial loop: poll one message, answer it (Redis lookup, model at batch 1), produce,
-commit synchronously. Same serving code as the worker; settings from STREAMINFER_* env.
+"""The tutorial loop, kept as the floor: poll one message, answer it (Redis lookup, model
+at batch 1), produce, commit synchronously. The baseline a competent engineer would write
+is ``batched``. Same serving code as the worker; settings from STREAMINFER_* env.
 
     python -m bench.systems.naive
 """
@@ -35,7 +36,7 @@ def main() -> None:
         if msg is None or msg.error() is not None:
             continue
         for out in pipeline.process([msg]).outbound:
-            producer.produce(out.topic, out.value, out.key)
+            producer.produce(out.topic, out.value, out.key, headers=out.headers)
         producer.poll(0)
         consumer.commit(message=msg, asynchronous=False)
     producer.flush(10)
