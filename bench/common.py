@@ -156,9 +156,18 @@ def children(pid: int) -> Iterator[int]:
 
 @dataclass
 class Latencies:
-    """Milliseconds from intended send time to the prediction being read."""
+    """Milliseconds from intended send time to the prediction being read, and the same
+    split by stage (``stages``: name -> milliseconds per request): waiting to be read by the
+    system (intended time -> ``received_at``), served (``received_at`` -> ``predicted_at``),
+    delivered (``predicted_at`` -> read by the benchmark's consumer)."""
 
     values: list[float] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
+
+    def stage_pct(self, stage: str, q: float) -> float:
+        """The q-th percentile of one stage (NaN when empty)."""
+        v = self.stages.get(stage) or []
+        return float(np.percentile(v, q)) if v else float("nan")
 
     def pct(self, q: float) -> float:
         """The q-th percentile (NaN when empty)."""

@@ -74,11 +74,17 @@ class PredictionReader(threading.Thread):
         for requests intended at or after ``since_ms``."""
         with self._lock:
             raw, self._start, self._raw = self._raw, None, []
-        out = Latencies()
+        out = Latencies(stages={"wait": [], "serve": [], "deliver": []})
         for now, value in raw:
-            created = self._decode(value)["created_at"]
+            p = self._decode(value)
+            created = p["created_at"]
             if created >= since_ms:
                 out.values.append(now - created)
+                received, predicted = p.get("received_at"), p.get("predicted_at")
+                if received and predicted:
+                    out.stages["wait"].append(received - created)
+                    out.stages["serve"].append(predicted - received)
+                    out.stages["deliver"].append(now - predicted)
         return out
 
 
@@ -219,6 +225,8 @@ def open_loop(settings: Settings, producer: Producer, reader: PredictionReader,
     latency = reader.end(since_ms=(start + min(WARMUP_S, seconds / 5)) * 1000)
     phase.p50_ms, phase.p99_ms, phase.p999_ms = (latency.pct(50), latency.pct(99),
                                                  latency.pct(99.9))
+    phase.stages_p99_ms = {s: latency.stage_pct(s, 99) for s in latency.stages}
+    phase.stages_p50_ms = {s: latency.stage_pct(s, 50) for s in latency.stages}
     return phase
 
 

@@ -21,6 +21,10 @@ class Phase:
     p50_ms: float = float("nan")
     p99_ms: float = float("nan")
     p999_ms: float = float("nan")
+    # per stage (wait: intended time -> read by the system; serve: -> predicted; deliver:
+    # -> read by the benchmark), where a request spends its time
+    stages_p50_ms: dict[str, float] = field(default_factory=dict)
+    stages_p99_ms: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -165,11 +169,15 @@ def print_latency(console: Any, report: dict[str, Any]) -> None:
     lat = Table(title=f"open-loop latency (intended send time -> prediction read), "
                       f"{report['seconds_per_rate']:g} s per rate")
     for col in ("system", "load", "rate req/s", "sent rate", "answered", "p50 ms", "p99 ms",
-                "p99.9 ms"):
+                "p99.9 ms", "p99 wait / serve / deliver ms"):
         lat.add_column(col, justify="right")
     for s in report["systems"]:
         for p in s["phases"]:
+            st = p.get("stages_p99_ms") or {}
+            stages = " / ".join(f"{st[k]:.0f}" for k in ("wait", "serve", "deliver")
+                                if k in st and st[k] == st[k])
             lat.add_row(s["system"], p["label"].rsplit("-", 1)[-1], f"{p['rate']:,.0f}",
                         f"{p['send_rate']:,.0f}", f"{p['answered']}/{p['sent']}",
-                        f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['p999_ms']:.1f}")
+                        f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['p999_ms']:.1f}",
+                        stages or "n/a")
     console.print(lat)

@@ -342,9 +342,10 @@ def main() -> None:
     parser.add_argument("--baseline", metavar="REF",
                         help="also run the at-least-once worker of this commit (sha, tag, "
                              "branch) side by side, as streaminfer-alo@REF")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=None,
                         help="measure the systems this many times, alternating their order; "
-                             "tables show the median with min and max, ratios use medians")
+                             "tables show the median with min and max, ratios use medians "
+                             "(default 3; 1 with --quick)")
     parser.add_argument("--ladder", default=",".join(f"{r:g}" for r in LADDER),
                         help="absolute open-loop rates every system climbs until it falls "
                              "behind (empty: none)")
@@ -353,7 +354,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streaming.json")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.seconds, args.rounds = 5000, 4.0, 1
+        args.requests, args.seconds = 5000, 4.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
     systems = [s for s in args.systems.split(",") if s]
     unknown = {s for s in systems if split(s)[0] not in ALL_SYSTEMS}
     if unknown:
