@@ -171,7 +171,7 @@ def behind(phase: Any) -> bool:
 
 def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
             requests: TimedRequests, seconds: float, common_rate: float,
-            loads: tuple[float, ...], log_dir: Path, profile: bool = False,
+            loads: tuple[float, ...], log_dir: Path, profile: str | None = None,
             secure: SecureTarget | None = None, ladder: tuple[float, ...] = ()
             ) -> SystemResult:
     """Drain and open-loop phases of one system on its own namespace (``ladder``: the
@@ -180,7 +180,9 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
     cmd = command(system)
     if cmd is not None and profile:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        # "wall": idle samples too (where a thread waits: the latency view); "cpu": not
         cmd = [spy, "record", "--format", "raw", "--rate", "200", "--subprocesses",
+               *(["--idle"] if profile == "wall" else []),
                "-o", str(log_dir / f"{system}.profile.txt"), "--", *cmd]
     if cmd is None:
         result.available = False
@@ -284,7 +286,7 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
 # --- the run ---------------------------------------------------------------------------------
 def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common_rate: float,
               loads: tuple[float, ...] = LOADS, log_dir: Path | None = None,
-              profile: bool = False, drain_only: bool = False,
+              profile: str | None = None, drain_only: bool = False,
               secure: SecureTarget | None = None, ladder: tuple[float, ...] = (),
               machine: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every measurement against the cluster ``base`` points at (streaminfer-secure:
@@ -334,8 +336,9 @@ def main() -> None:
     parser.add_argument("--common-rate", type=float, default=500.0)
     parser.add_argument("--systems", default=",".join(ALL_SYSTEMS))
     parser.add_argument("--quick", action="store_true", help="5,000 requests, 4 s per rate")
-    parser.add_argument("--profile", action="store_true",
-                        help="run each system under py-spy; collapsed stacks go to "
+    parser.add_argument("--profile", nargs="?", const="cpu", choices=["cpu", "wall"],
+                        help="run each system under py-spy (wall: idle samples too, where "
+                             "threads wait); collapsed stacks go to "
                              "bench/results/logs/<system>.profile.txt")
     parser.add_argument("--loads", default=",".join(str(x) for x in LOADS),
                         help="open-loop rates as fractions of each system's drain rate")

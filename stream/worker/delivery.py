@@ -92,9 +92,10 @@ class DeliveryContext:
 def produce_all(producer: ProducerPort, result: BatchResult, failures: Failures,
                 remaining: list[int] | None = None) -> None:
     """Produce every outbound record not skipped; failures (index, error) arrive through
-    delivery callbacks, and ``remaining[0]`` counts the deliveries not reported yet."""
+    delivery callbacks, and ``remaining[0]`` counts the deliveries not reported yet (this
+    batch's are added to it: batches sent together share one count)."""
     if remaining is not None:
-        remaining[0] = len(result.outbound) - len(result.skipped)
+        remaining[0] += len(result.outbound) - len(result.skipped)
 
     def on_delivery_for(index: int) -> Callable[[KafkaError | None, object], None]:
         def on_delivery(err: KafkaError | None, _msg: object) -> None:

@@ -164,6 +164,58 @@ def test_alo_drop_forgets_what_a_dead_consumer_read() -> None:
     assert alo.unsettled() == []
 
 
+def test_alo_batches_computed_while_the_broker_acknowledges_are_held_then_sent_together(
+        ) -> None:
+    """The loop does not wait on the broker after every batch: while the group in flight
+    is unacknowledged, computed batches are held (never sent before it is settled) and
+    go out together once it is; each becomes durable, offsets committed after."""
+    h = Harness()
+    alo = AtLeastOnce(h.ctx)
+    h.producer.hold = True  # the broker has not answered yet
+    alo.send(*batch(0, 0, 2, "a"))
+    alo.send(*batch(0, 2, 2, "b"))
+    alo.send(*batch(1, 0, 1, "c"))
+    assert [v for v, _cb in h.producer.pending] == [b"a0", b"a1"]  # b and c held back
+    assert h.durable == []
+    assert {rid for rid, _d in alo.unsettled()} == {"a0", "a1", "b0", "b1", "c0"}
+    h.producer.hold = False
+    alo.send(*batch(1, 1, 1, "d"))  # a is acknowledged now: b, c and d go out together
+    assert h.durable == [[b"a0", b"a1"]]
+    assert h.producer.delivered == [b"a0", b"a1", b"b0", b"b1", b"c0", b"d0"]
+    alo.idle()
+    assert h.durable == [[b"a0", b"a1"], [b"b0", b"b1"], [b"c0"], [b"d0"]]
+    assert h.consumer.commits[-1][0] == [("t.requests", 0, 4), ("t.requests", 1, 2)]
+    assert alo.unsettled() == []
+
+
+def test_alo_a_failure_in_the_group_rewinds_it_and_the_held_batches_which_never_went_out(
+        ) -> None:
+    h = Harness(FakeProducer(refuse=refusing(b"a1", KafkaError._MSG_TIMED_OUT, retriable=True)))
+    alo = AtLeastOnce(h.ctx)
+    h.producer.hold = True
+    alo.send(*batch(0, 10, 2, "a"))
+    alo.send(*batch(1, 5, 2, "b"))  # held
+    h.producer.hold = False
+    alo.idle()  # a's failure: a and the held b are redone; b was never produced
+    assert sorted(h.consumer.seeks) == [("t.requests", 0, 10), ("t.requests", 1, 5)]
+    assert b"b0" not in h.producer.delivered
+    assert h.durable == []
+    assert h.consumer.commits == []
+
+
+def test_alo_a_revoke_sends_the_held_batches_and_commits_synchronously() -> None:
+    h = Harness()
+    alo = AtLeastOnce(h.ctx)
+    h.producer.hold = True
+    alo.send(*batch(0, 0, 1, "a"))
+    alo.send(*batch(0, 1, 1, "b"))
+    assert [v for v, _cb in h.producer.pending] == [b"a0"]
+    h.producer.hold = False
+    alo.before_revoke()
+    assert h.durable == [[b"a0"], [b"b0"]]
+    assert h.consumer.commits[-1] == ([("t.requests", 0, 2)], False)
+
+
 # --- exactly-once ---------------------------------------------------------------------------
 def eos() -> tuple[Harness, ExactlyOnce]:
     h = Harness(guarantee="exactly-once")
