@@ -10,6 +10,7 @@ differs. That is the point of the comparison.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,11 @@ from stream.connect.redis_pool import make_redis
 from stream.settings import Settings
 
 ENTITIES = 10_000
+
+
+def say(msg: str) -> None:
+    """Progress on stderr."""
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,11 +28,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from bench.common import (
     load_features,
     process_tree_sample,
     request_dicts,
+    say,
 )
 from bench.load import (
     MAX_RATE,
@@ -56,9 +56,10 @@ from bench.load import (
     produce_corpus,
 )
 from bench.results import SystemResult, print_tables, ratios, summarize
+from bench.secure_target import SecureTarget
 from stream.connect.topics import ensure_topics
-from stream.devcluster.cluster import RunningCluster, start_cluster
-from stream.devcluster.secure import SecureMaterial, acting_as, grant
+from stream.devcluster.cluster import start_cluster
+from stream.devcluster.secure import grant
 from stream.settings import Settings, to_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,11 +71,6 @@ LOADS = (0.1, 0.25, 0.5, 0.75, 0.9)
 # capacity; a system stops climbing once it falls behind (behind()).
 LADDER = (500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
 SEALED = frozenset({"amount", "merchant_risk", "distance_km"})  # streaminfer-sealed's fields
-
-
-def say(msg: str) -> None:
-    """Progress on stderr."""
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
 def command(system: str) -> list[str] | None:
@@ -97,34 +93,6 @@ def command(system: str) -> list[str] | None:
     }[name]
 
 
-
-
-@dataclass
-class SecureTarget:
-    """A secure single-broker cluster (``dev up --secure``'s kind) for streaminfer-secure."""
-
-    running: RunningCluster
-    material: SecureMaterial
-
-    @classmethod
-    def start(cls, kafka_image: str, redis_image: str) -> SecureTarget:
-        """Certificates, users and the cluster, in a temporary folder."""
-        from stream.devcluster.secure import SecureStack
-
-        root = Path(tempfile.mkdtemp(prefix="bench-secure-"))
-        stack = SecureStack.create(root)
-        say("starting the secure cluster for streaminfer-secure (SASL_SSL, TLS Redis)")
-        return cls(start_cluster(1, kafka_image, redis_image, secure=stack), stack.material)
-
-    def as_principal(self, base: Settings, principal: str) -> Settings:
-        """``base`` on this cluster as ``principal``."""
-        return acting_as(base, self.material, principal, self.running.bootstrap_servers,
-                         self.running.redis_url)
-
-    def stop(self) -> None:
-        """Remove the containers and the material."""
-        self.running.stop()
-        shutil.rmtree(self.material.root, ignore_errors=True)
 
 
 class Sampler(threading.Thread):
