@@ -367,6 +367,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, default=float))
     print(f"\nwrote {args.out}")
+    from bench.plots import write_plots
+
+    for picture in write_plots(report, args.out):
+        print(f"wrote {picture}")
 
 
 if __name__ == "__main__":

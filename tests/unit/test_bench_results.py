@@ -51,3 +51,26 @@ def test_the_machine_is_described_from_proc(tmp_path: Path) -> None:
     assert machine["kafka_image"] == "streaminfer/kafka:4.4.0"
     assert machine["versions"]["librdkafka"]
     assert machine["versions"]["onnxruntime"] != "not installed"
+
+
+def test_the_pictures_are_written_next_to_the_results_and_skip_unanswered_phases(
+        tmp_path: Path) -> None:
+    from dataclasses import asdict
+
+    from bench.plots import latency_points, write_plots
+
+    runs = [_run("streaminfer-alo", 8000.0, 0.1, [20.0, 90.0]),
+            _run("streaminfer-alo", 9000.0, 0.1, [40.0, 110.0]),
+            _run("batched", 5000.0, 0.2, [30.0])]
+    runs[2].phases.append(Phase("batched-x", 200.0, sent=10, answered=9, send_rate=200.0,
+                                p99_ms=900.0))  # fell behind: not on the chart
+    report = {"requests": 20_000, "systems": [asdict(r) for r in runs],
+              "summary": summarize(runs), "machine": {"cores": 2, "cpu_model": "Test CPU"}}
+    points = latency_points(report)
+    assert points["streaminfer-alo"][1][0] == 200.0
+    assert points["streaminfer-alo"][1][2] == 100.0  # median p99 of the two rounds
+    assert [(rate, p99) for rate, _p50, p99 in points["batched"]] == [(100.0, 30.0)]
+    written = write_plots(report, tmp_path / "streaming.json")
+    assert [p.name for p in written] == ["streaming.latency.png", "streaming.throughput.png"]
+    for path in written:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
