@@ -144,7 +144,9 @@ def regions_status(as_json: bool, metrics_urls: tuple[str, ...], **kwargs: Any) 
               envvar="STREAMINFER_DEMO_REQUESTS", show_envvar=True, help="Requests to send.")
 @click.option("--rate", type=float, default=2000.0, show_default=True,
               help="Requests per second (0 = as fast as possible).", show_envvar=True)
-@click.option("--workers", type=int, default=2, show_default=True, help="Worker processes.", show_envvar=True)
+@click.option("--workers", type=click.IntRange(min=1), default=None, show_envvar=True,
+              help="Worker processes. Default: one per two cores (the producer, the collector "
+                   "and the broker share the machine with them).")
 @click.option("--garbage", type=int, default=3, show_default=True,
               help="Undecodable messages mixed in, to show the dead-letter path.", show_envvar=True)
 @click.option("--break-model/--no-break-model", default=True, show_default=True,
@@ -154,12 +156,13 @@ def regions_status(as_json: bool, metrics_urls: tuple[str, ...], **kwargs: Any) 
 @click.option("--down/--keep-up", default=False, show_default=True,
               help="Remove the dev cluster at the end.", show_envvar=True)
 @settings_options(*CONNECTION, *DEV)
-def demo(n_requests: int, rate: float, workers: int, garbage: int, break_model: bool,
+def demo(n_requests: int, rate: float, workers: int | None, garbage: int, break_model: bool,
          down: bool, **kwargs: Any) -> None:
     """Cluster up, topics, workers, requests in, predictions out, a summary."""
     need_devcluster()
-    from stream.tools.demo import run_demo
+    from stream.tools.demo import default_workers, run_demo
 
-    sys.exit(run_demo(n_requests, rate, workers, garbage, down, kwargs, break_model))
+    sys.exit(run_demo(n_requests, rate, workers or default_workers(), garbage, down, kwargs,
+                      break_model))
 
 
