@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench.results import print_tables
-from bench.streaming import SecureTarget, run_bench
+from bench.secure_target import SecureTarget
+from bench.streaming import run_bench
 from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.secure_support import SecureCluster
 
