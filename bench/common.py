@@ -172,9 +172,12 @@ class Latencies:
 
     def stage_pct(self, stage: str, q: float) -> float:
         """The q-th percentile of one stage (NaN when empty)."""
-        v = self.stages.get(stage) or []
-        return float(np.percentile(v, q)) if v else float("nan")
+        return _pct(self.stages.get(stage) or [], q)
 
     def pct(self, q: float) -> float:
         """The q-th percentile (NaN when empty)."""
-        return float(np.percentile(self.values, q)) if self.values else float("nan")
+        return _pct(self.values, q)
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
 import urllib.error
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def get(url: str) -> tuple[int, bytes]:
-    """(status, body); 0 when nothing answers."""
+def get(url: str, token: str | None = None,
+        context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
+    """(status, body); 0 when nothing answers. ``token``: sent as a bearer token;
+    ``context``: the TLS context of an https URL (its CA, a client certificate)."""
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
     try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

@@ -96,7 +96,7 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
         want = _layout(int(brokers), redis_topology, int(n_regions), secure)
         if running and have == want:
             say("the dev cluster is already running")
-            _print_env(current.env())
+            print_env(current.env())
             return
         if running and not replace:
             raise click.UsageError(
@@ -164,7 +164,7 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, repl
         say("ONE broker: topics will have replication factor 1 (no fault tolerance); "
             "use `dev up --brokers 3` for RF 3 / min ISR 2")
     say(f"dev cluster up; settings written to {dev_env_file()}")
-    _print_env(record.env())
+    print_env(record.env())
 
 
 def _name_prefix() -> str:
@@ -232,7 +232,7 @@ def dev_env(principal: str, client_cert: bool) -> None:
     elif principal != "admin" or client_cert:
         raise click.UsageError("the dev cluster is not secure: there are no principals or "
                                "certificates (`streaminfer dev up --secure --replace`)")
-    _print_env(env)
+    print_env(env)
 
 
 def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace: str,
@@ -271,10 +271,11 @@ def _dev_up_regions(brokers: int, kafka_image: str, redis_image: str, namespace:
         f"{namespace}.requests/.predictions/.dlq/.models both ways")
     say(f"settings written to {dev_env_file()} (clients prefer east; "
         "`streaminfer regions status` shows replication lag)")
-    _print_env(record.env())
+    print_env(record.env())
 
 
-def _print_env(env: dict[str, str]) -> None:
+def print_env(env: dict[str, str]) -> None:
+    """Settings as shell exports (``eval "$(...)"``)."""
     for key, value in env.items():
         click.echo(f"export {key}={shlex.quote(value)}")
 

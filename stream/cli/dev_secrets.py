@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 import click
 
-from stream.cli.dev import dev
+from stream.cli.dev import dev, print_env
 
 
 @dev.command("secrets")
@@ -17,7 +16,7 @@ from stream.cli.dev import dev
 @click.option("--renew", is_flag=True,
               help="Replace a complete set already in FOLDER (new CA, certificates, "
                    "passwords); `docker compose up` then copies the new one in.")
-@click.option("--env", "print_env", is_flag=True,
+@click.option("--env", "with_env", is_flag=True,
               help="Print shell exports: STREAMINFER_COMPOSE_SECRETS for compose, and a "
                    "principal's settings for commands on the host.")
 @click.option("--as", "principal", default="admin", show_default=True,
@@ -27,7 +26,7 @@ from stream.cli.dev import dev
                    "certificate listener, KAFKA_CERTS_PORT) instead of its SCRAM password.")
 @click.option("--namespace", default="streaminfer", show_default=True,
               help="The namespace the Redis users' key patterns name.")
-def dev_secrets(folder: Path, renew: bool, print_env: bool, principal: str, client_cert: bool,
+def dev_secrets(folder: Path, renew: bool, with_env: bool, principal: str, client_cert: bool,
                 namespace: str) -> None:
     """Make the secure compose stack's material in FOLDER (0700, files 0600; kept when a
     complete set is there): a CA, certificates for Kafka, Redis and the workers' HTTPS,
@@ -44,10 +43,9 @@ def dev_secrets(folder: Path, renew: bool, print_env: bool, principal: str, clie
     say(("made" if made.made else "kept (--renew replaces it)")
         + f": the secure compose stack's material in {made.root}; Grafana's admin password "
         f"is in {made.service('grafana') / 'admin.password'}")
-    if print_env:
+    if with_env:
         env = {"STREAMINFER_COMPOSE_SECRETS": str(made.root)}
         env.update(host_env(made, principal, int(os.environ.get("KAFKA_PORT") or 9092),
                             int(os.environ.get("REDIS_PORT") or 6379), client_cert,
                             int(os.environ.get("KAFKA_CERTS_PORT") or 9094)))
-        for key, value in env.items():
-            click.echo(f"export {key}={shlex.quote(value)}")
+        print_env(env)

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stream.devcluster.cluster import RunningCluster, start_cluster
 from stream.devcluster.secure import SecureStack, acting_as, grant
@@ -45,3 +47,11 @@ def start_secure(kafka_image: str, redis_image: str) -> SecureCluster:
     root = Path(tempfile.mkdtemp(prefix="streaminfer-secure-"))
     stack = SecureStack.create(root / "secure", "streaminfer")
     return SecureCluster(start_cluster(1, kafka_image, redis_image, secure=stack), stack)
+
+
+def from_env(env: Mapping[str, str], **extra: Any) -> Settings:
+    """Settings from STREAMINFER_* variables, as `dev env` and `dev secrets --env` print
+    them (``extra``: more fields)."""
+    fields: dict[str, Any] = {k.removeprefix("STREAMINFER_").lower(): v for k, v in env.items()
+                              if k.startswith("STREAMINFER_")}
+    return Settings(**{**fields, **extra})

@@ -21,6 +21,7 @@ from stream.settings import Settings
 from tests.integration.compose_stack import compose_up
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import WorkerPool, wait_until
+from tests.integration.secure_support import from_env
 
 pytestmark = pytest.mark.integration
 COMPOSE = Path(__file__).resolve().parents[2] / "compose"
@@ -60,9 +61,8 @@ def _region(ports: dict[str, str], made: ComposeSecrets | None, region: str,
                     min_insync_replicas=1)
     if made is None:
         return base
-    secure = host_env(made, principal, int(kafka), int(redis))
-    return base.model_copy(update={k.removeprefix("STREAMINFER_").lower(): v
-                                   for k, v in secure.items()})
+    return from_env(host_env(made, principal, int(kafka), int(redis)), namespace="streaminfer",
+                    partitions=4)
 
 
 @pytest.mark.extended  # the two-region compose stacks (45 s, 70 s secure): `--extended`

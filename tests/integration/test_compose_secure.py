@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import ssl
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pytest
 from stream.devcluster.cluster import free_port
 from stream.devcluster.compose_secrets import ComposeSecrets, host_env, make
 from stream.settings import Settings
+from tests.http import get
 from tests.integration.compose_stack import compose_up
 from tests.integration.conftest import ensure_test_images
 from tests.integration.helpers import (
@@ -29,6 +28,7 @@ from tests.integration.helpers import (
     wait_for_all,
     wait_until,
 )
+from tests.integration.secure_support import from_env
 
 pytestmark = pytest.mark.integration
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.secure.yml"
@@ -52,20 +52,8 @@ def secure_stack(tmp_path: Path) -> Iterator[tuple[list[str], dict[str, str], Co
 
 def _as(made: ComposeSecrets, env: dict[str, str], principal: str,
         certificate: bool = False) -> Settings:
-    settings_env = host_env(made, principal, int(env["KAFKA_PORT"]), int(env["REDIS_PORT"]),
-                            certificate, int(env["KAFKA_CERTS_PORT"]))
-    fields = {k.removeprefix("STREAMINFER_").lower(): v for k, v in settings_env.items()}
-    return Settings(**fields, partitions=6)  # type: ignore[arg-type]
-
-
-def _get(url: str, context: ssl.SSLContext, token: str | None = None) -> int:
-    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
-                                     if token else {})
-    try:
-        with urllib.request.urlopen(request, timeout=5, context=context) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
+    return from_env(host_env(made, principal, int(env["KAFKA_PORT"]), int(env["REDIS_PORT"]),
+                             certificate, int(env["KAFKA_CERTS_PORT"])), partitions=6)
 
 
 @pytest.mark.extended  # the worker image and a compose stack: `bash compose/test.sh --extended`
@@ -101,12 +89,12 @@ def test_the_secure_compose_stack_serves_principals_and_guards_its_secrets(
     url = f"https://127.0.0.1:{env['WORKER_METRICS_PORT']}/metrics"
     prometheus = made.service("prometheus")
     bare = ssl.create_default_context(cafile=str(prometheus / "ca.pem"))
-    assert _get(url, bare) in (401, 403)
+    assert get(url, context=bare)[0] in (401, 403)
     scraper = ssl.create_default_context(cafile=str(prometheus / "ca.pem"))
     scraper.load_cert_chain(prometheus / "prometheus.crt", prometheus / "prometheus.key")
     token = (prometheus / "metrics-token").read_text().strip()
-    assert _get(url, scraper) in (401, 403)
-    assert _get(url, scraper, token) == 200
+    assert get(url, context=scraper)[0] in (401, 403)
+    assert get(url, token, scraper)[0] == 200
 
     # Each volume: its service's user, 0600, the files made for it; Grafana's password.
     def in_volumes(script: str) -> str:
