@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -193,9 +194,14 @@ def load_producer(settings: Settings) -> Producer:
 
 
 def open_loop(settings: Settings, producer: Producer, reader: PredictionReader,
-              requests: TimedRequests, rate: float, seconds: float, label: str) -> Phase:
-    """Send at ``rate`` for ``seconds`` with intended times; read the predictions."""
+              requests: TimedRequests, rate: float, seconds: float, label: str,
+              cpu: Callable[[], tuple[float, float]] | None = None) -> Phase:
+    """Send at ``rate`` for ``seconds`` with intended times; read the predictions.
+
+    ``cpu``: the CPU seconds used so far by the system and by the broker; with it the
+    phase records the cores each used while the requests were sent."""
     phase = Phase(label, rate)
+    cpu_start = cpu() if cpu is not None else None
     reader.begin(ends(settings, settings.predictions_topic))
     n = max(1, int(rate * seconds))
     topic = settings.requests_topic
@@ -215,7 +221,12 @@ def open_loop(settings: Settings, producer: Producer, reader: PredictionReader,
             i += 1
         producer.poll(0)
         time.sleep(0.001)
-    phase.send_rate = n / max(1e-9, time.time() - start)
+    elapsed = max(1e-9, time.time() - start)
+    phase.send_rate = n / elapsed
+    if cpu is not None and cpu_start is not None:
+        cpu_end = cpu()
+        phase.system_cores = (cpu_end[0] - cpu_start[0]) / elapsed
+        phase.broker_cores = (cpu_end[1] - cpu_start[1]) / elapsed
     producer.flush(30)
     phase.sent = n
     deadline = time.monotonic() + max(15.0, seconds)

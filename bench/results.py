@@ -25,6 +25,10 @@ class Phase:
     # -> read by the benchmark), where a request spends its time
     stages_p50_ms: dict[str, float] = field(default_factory=dict)
     stages_p99_ms: dict[str, float] = field(default_factory=dict)
+    # CPU cores used while the requests were sent (CPU seconds / wall seconds, from /proc):
+    # the system's process tree, and the broker's JVM, which shares the same two cores
+    system_cores: float = float("nan")
+    broker_cores: float = float("nan")
 
 
 @dataclass
@@ -36,6 +40,7 @@ class SystemResult:
     note: str = ""
     drain_per_s: float = 0.0
     cpu_s_per_1000: float = float("nan")
+    broker_cpu_s_per_1000: float = float("nan")  # the broker's CPU over the same drain
     peak_rss_mb: float = float("nan")
     phases: list[Phase] = field(default_factory=list)
 
@@ -64,6 +69,7 @@ def summarize(results: list[SystemResult]) -> list[dict[str, Any]]:
     return [{"system": name, "rounds": len(runs),
              "drain_per_s": spread([r.drain_per_s for r in runs]),
              "cpu_s_per_1000": spread([r.cpu_s_per_1000 for r in runs]),
+             "broker_cpu_s_per_1000": spread([r.broker_cpu_s_per_1000 for r in runs]),
              "max_rate_p99_under_100ms": spread([r.max_rate_p99_under(100) for r in runs])
              if any(r.phases for r in runs) else None}
             for name, runs in by.items()]
@@ -129,8 +135,8 @@ def print_tables(report: dict[str, Any]) -> None:
     t = Table(title=f"drain: {report['requests']:,} preloaded requests, one process each, "
                     f"{report['cores']} cores shared with Kafka and Redis"
                     + (f"; median (min-max) of {rounds} interleaved rounds" if rounds > 1 else ""))
-    for col in ("system", "drain req/s", "CPU s / 1k req", "peak RSS MB",
-                "max rate with p99 < 100 ms"):
+    for col in ("system", "drain req/s", "CPU s / 1k req", "broker CPU s / 1k req",
+                "peak RSS MB", "max rate with p99 < 100 ms"):
         t.add_column(col, justify="right")
     peaks: dict[str, float] = {}
     for s in report["systems"]:
@@ -140,17 +146,19 @@ def print_tables(report: dict[str, Any]) -> None:
     for s in report["systems"]:
         if not s["available"] and s["system"] not in shown:
             shown.add(s["system"])
-            t.add_row(s["system"], s["note"], "", "", "")
+            t.add_row(s["system"], s["note"], "", "", "", "")
     for row in report.get("summary", []):
         max_rate = row["max_rate_p99_under_100ms"]
         t.add_row(row["system"], _spread_text(row["drain_per_s"], ",.0f"),
-                  _spread_text(row["cpu_s_per_1000"], ".3f"), f"{peaks[row['system']]:.0f}",
+                  _spread_text(row["cpu_s_per_1000"], ".3f"),
+                  _spread_text(row.get("broker_cpu_s_per_1000"), ".3f"),
+                  f"{peaks[row['system']]:.0f}",
                   "not measured" if max_rate is None else _spread_text(max_rate, ",.0f") + "/s")
     for name, label in (("onnx_rows_per_s", "ceiling: ONNX alone (batch 500)"),
                         ("decode_encode_per_s", "ceiling: decode+encode alone"),
                         ("consume_decode_per_s", "ceiling: consume+decode only"),
                         ("produce_per_s", "ceiling: produce only")):
-        t.add_row(label, f"{c[name]:,.0f}", "", "", "")
+        t.add_row(label, f"{c[name]:,.0f}", "", "", "", "")
     console.print(t)
     if any(s["phases"] for s in report["systems"]):
         print_latency(console, report)
@@ -169,7 +177,7 @@ def print_latency(console: Any, report: dict[str, Any]) -> None:
     lat = Table(title=f"open-loop latency (intended send time -> prediction read), "
                       f"{report['seconds_per_rate']:g} s per rate")
     for col in ("system", "load", "rate req/s", "sent rate", "answered", "p50 ms", "p99 ms",
-                "p99.9 ms", "p99 wait / serve / deliver ms"):
+                "p99.9 ms", "p99 wait / serve / deliver ms", "cores: system / broker"):
         lat.add_column(col, justify="right")
     for s in report["systems"]:
         for p in s["phases"]:
@@ -179,5 +187,14 @@ def print_latency(console: Any, report: dict[str, Any]) -> None:
             lat.add_row(s["system"], p["label"].rsplit("-", 1)[-1], f"{p['rate']:,.0f}",
                         f"{p['send_rate']:,.0f}", f"{p['answered']}/{p['sent']}",
                         f"{p['p50_ms']:.1f}", f"{p['p99_ms']:.1f}", f"{p['p999_ms']:.1f}",
-                        stages or "n/a")
+                        stages or "n/a", _cores(p))
     console.print(lat)
+
+
+def _cores(phase: dict[str, Any]) -> str:
+    """CPU cores the system and the broker used during a phase ("n/a" unmeasured)."""
+    system, broker = phase.get("system_cores", float("nan")), phase.get("broker_cores",
+                                                                          float("nan"))
+    if system != system or broker != broker:
+        return "n/a"
+    return f"{system:.2f} / {broker:.2f}"

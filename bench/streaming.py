@@ -40,6 +40,7 @@ from bench.ceilings import ceiling_codec, ceiling_consume, ceiling_onnx
 from bench.common import (
     ProcSample,
     children,
+    container_pid,
     encode_corpus,
     load_features,
     process_tree_sample,
@@ -57,6 +58,8 @@ from bench.load import (
 )
 from bench.results import SystemResult, print_tables, ratios, summarize
 from bench.secure_target import SecureTarget
+from bench.warmup import MAX_S as MAX_WARMUP_S
+from bench.warmup import warm_broker
 from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import start_cluster
 from stream.devcluster.secure import grant
@@ -70,6 +73,7 @@ LOADS = (0.1, 0.25, 0.5, 0.75, 0.9)
 # One ladder of absolute rates for every system, next to the fractions of its own
 # capacity; a system stops climbing once it falls behind (behind()).
 LADDER = (500.0, 1000.0, 2000.0, 4000.0, 8000.0, 16000.0)
+NAN = float("nan")
 SEALED = frozenset({"amount", "merchant_risk", "distance_km"})  # streaminfer-sealed's fields
 
 
@@ -140,10 +144,11 @@ def behind(phase: Any) -> bool:
 def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
             requests: TimedRequests, seconds: float, common_rate: float,
             loads: tuple[float, ...], log_dir: Path, profile: str | None = None,
-            secure: SecureTarget | None = None, ladder: tuple[float, ...] = ()
-            ) -> SystemResult:
+            secure: SecureTarget | None = None, ladder: tuple[float, ...] = (),
+            broker_pid: int | None = None) -> SystemResult:
     """Drain and open-loop phases of one system on its own namespace (``ladder``: the
-    common absolute rates, climbed until the system falls behind)."""
+    common absolute rates, climbed until the system falls behind; ``broker_pid``: the
+    broker's process, whose CPU is measured beside the system's)."""
     result = SystemResult(system)
     cmd = command(system)
     if cmd is not None and profile:
@@ -192,10 +197,17 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
     reader = PredictionReader(settings)
     reader.start()
     n = len(corpus)
+
+    def cpu() -> tuple[float, float]:
+        """CPU seconds so far: the system's process tree, the broker's."""
+        ours = process_tree_sample(proc.pid) or sampler.last
+        broker = process_tree_sample(broker_pid) if broker_pid is not None else None
+        return (ours.cpu_s if ours else NAN, broker.cpu_s if broker else NAN)
+
     try:
         deadline = time.monotonic() + 60 + n / 100
         cpu_first: ProcSample | None = None
-        count_first = 0
+        broker_first, count_first = NAN, 0
         last_report = time.monotonic()
         while reader.count < n:
             if proc.poll() is not None:
@@ -206,6 +218,7 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
                                    f"{log_dir / (system + '.log')}")
             if cpu_first is None and reader.count > 0:
                 cpu_first, count_first = sampler.last, reader.count
+                broker_first = cpu()[1]
             if time.monotonic() - last_report > 5:
                 say(f"  {system}: {reader.count}/{n} answered")
                 last_report = time.monotonic()
@@ -215,6 +228,7 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
         result.drain_per_s = n / max(1e-3, (last_ms - first_ms) / 1000)
         if cpu_first is not None and cpu_end is not None and n > count_first:
             result.cpu_s_per_1000 = (cpu_end.cpu_s - cpu_first.cpu_s) / ((n - count_first) / 1000)
+            result.broker_cpu_s_per_1000 = (cpu()[1] - broker_first) / ((n - count_first) / 1000)
         say(f"  {system}: drained {n} at {result.drain_per_s:,.0f}/s")
         rates = [(f"{int(f * 100)}%", min(MAX_RATE, f * result.drain_per_s)) for f in loads]
         if common_rate > 0:
@@ -222,11 +236,11 @@ def measure(system: str, base: Settings, corpus: list[tuple[bytes, bytes]],
         for label, rate in rates:
             say(f"  {system}: open loop at {rate:,.0f}/s ({label}) for {seconds:g}s")
             result.phases.append(open_loop(settings, load, reader, requests, rate, seconds,
-                                           f"{system}-{label}"))
+                                           f"{system}-{label}", cpu))
         for rate in sorted(ladder):
             say(f"  {system}: ladder, open loop at {rate:,.0f}/s for {seconds:g}s")
             phase = open_loop(settings, load, reader, requests, rate, seconds,
-                              f"{system}-{int(rate)}/s")
+                              f"{system}-{int(rate)}/s", cpu)
             result.phases.append(phase)
             if behind(phase):
                 say(f"  {system}: fell behind at {rate:,.0f}/s; the ladder stops here")
@@ -256,9 +270,11 @@ def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common
               loads: tuple[float, ...] = LOADS, log_dir: Path | None = None,
               profile: str | None = None, drain_only: bool = False,
               secure: SecureTarget | None = None, ladder: tuple[float, ...] = (),
-              machine: dict[str, Any] | None = None) -> dict[str, Any]:
+              machine: dict[str, Any] | None = None, broker_pid: int | None = None,
+              warmup_s: float = 0.0) -> dict[str, Any]:
     """Every measurement against the cluster ``base`` points at (streaminfer-secure:
-    against ``secure``); returns the report (``drain_only``: no open-loop phases)."""
+    against ``secure``); returns the report (``drain_only``: no open-loop phases;
+    ``warmup_s``: at most this long warming the broker's JIT first, bench.warmup)."""
     from bench.machine import describe
 
     if drain_only:
@@ -271,6 +287,7 @@ def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common
     for r in requests:
         r["deadline_ms"] = deadline
     corpus = encode_corpus(requests)
+    warm = warm_broker(base, corpus, broker_pid, warmup_s) if warmup_s > 0 else None
     say("ceilings: ONNX alone, decode+encode alone, produce-only, consume+decode-only")
     ceilings: dict[str, float] = {"onnx_rows_per_s": ceiling_onnx(),
                                   "decode_encode_per_s": ceiling_codec(corpus)}
@@ -284,10 +301,11 @@ def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common
         say(f"{system}: drain {n}" + (f", then open loop at {', '.join(f'{x:.0%}' for x in loads)} "
                                       f"of its capacity and {common_rate:g}/s" if loads else ""))
         results.append(measure(system, base, corpus, timed, seconds, common_rate, loads,
-                               log_dir, profile, secure, ladder))
+                               log_dir, profile, secure, ladder, broker_pid))
     return {"requests": n, "seconds_per_rate": seconds, "common_rate": common_rate,
             "ladder": list(ladder), "cores": os.cpu_count(),
             "machine": machine or describe(), "ceilings": ceilings,
+            "broker_warmup": asdict(warm) if warm is not None else None,
             "systems": [asdict(r) | {"max_rate_p99_under_100ms": r.max_rate_p99_under(100)}
                         for r in results],
             "summary": summarize(results),
@@ -322,6 +340,9 @@ def main() -> None:
                              "behind (empty: none)")
     parser.add_argument("--drain-only", action="store_true",
                         help="measure drain throughput only (no open-loop phases)")
+    parser.add_argument("--warmup-s", type=float, default=MAX_WARMUP_S,
+                        help="warm the broker's JIT first, until its compiler threads are "
+                             "quiet, for at most this long (0: no warm-up)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "streaming.json")
     args = parser.parse_args()
     if args.quick:
@@ -358,7 +379,9 @@ def main() -> None:
         report = run_bench(base, args.requests, args.seconds, systems, args.common_rate,
                            loads, profile=args.profile, drain_only=args.drain_only,
                            secure=secure, ladder=ladder,
-                           machine=describe(images.kafka, images.redis))
+                           machine=describe(images.kafka, images.redis),
+                           broker_pid=container_pid(running.kafka[1]),
+                           warmup_s=args.warmup_s)
     finally:
         running.stop()
         if secure is not None:
