@@ -111,6 +111,8 @@ def ratios(results: list[SystemResult], ceilings: dict[str, float]) -> dict[str,
         "ours_over_lowest_ceiling": ours / lowest if ours and lowest else None,
         "ours_over_decode_encode_ceiling": ours / ceilings["decode_encode_per_s"]
         if ours and "decode_encode_per_s" in ceilings else None,
+        # the worker's CPU per request (drain) over the CPU of Avro decode + encode alone
+        "ours_cpu_over_decode_encode_cpu": _cpu_over_codec(results, ceilings),
         "eos_over_alo": drains["streaminfer-eos"] / ours
         if ours and "streaminfer-eos" in drains else None,
         "sealed_over_alo": drains["streaminfer-sealed"] / ours
@@ -122,6 +124,17 @@ def ratios(results: list[SystemResult], ceilings: dict[str, float]) -> dict[str,
         if name.startswith("streaminfer-alo@"):
             out[f"ours_over_{name.replace('streaminfer-alo@', 'baseline_')}"] = over(name)
     return out
+
+
+def _cpu_over_codec(results: list[SystemResult], ceilings: dict[str, float]) -> float | None:
+    """Median CPU seconds per request of streaminfer-alo's drains over the seconds per
+    request of decode + encode alone (the issue's per-request floor on one core)."""
+    cpu = [r.cpu_s_per_1000 for r in results if r.system == "streaminfer-alo"
+           and r.available and r.cpu_s_per_1000 == r.cpu_s_per_1000]
+    codec = ceilings.get("decode_encode_per_s")
+    if not cpu or not codec:
+        return None
+    return statistics.median(cpu) / 1000 * codec
 
 
 def print_tables(report: dict[str, Any]) -> None:
