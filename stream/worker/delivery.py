@@ -120,7 +120,9 @@ def produce_all(producer: ProducerPort, result: BatchResult, failures: Failures,
                 if remaining is not None:
                     remaining[0] -= 1
                 break
-        producer.poll(0)
+    # Serve delivery reports once per batch: poll(0) after every record cost about 74 us
+    # each (cProfile of the worker at 500 requests/s), about a tenth of its CPU there.
+    producer.poll(0)
 
 
 def rewind(ctx: DeliveryContext, records: Sequence[SourceRecord], why: str) -> None:
