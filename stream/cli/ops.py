@@ -155,14 +155,18 @@ def regions_status(as_json: bool, metrics_urls: tuple[str, ...], **kwargs: Any) 
                    "answer and the model take over again.")
 @click.option("--down/--keep-up", default=False, show_default=True,
               help="Remove the dev cluster at the end.", show_envvar=True)
+@click.option("--warm-up/--no-warm-up", default=True, show_default=True, show_envvar=True,
+              help="First drive traffic through the dev cluster until its broker's JIT "
+                   "compiler is quiet (about a minute after `dev up`, 5 s once warm): a cold "
+                   "broker makes the first minute several times slower.")
 @settings_options(*CONNECTION, *DEV)
 def demo(n_requests: int, rate: float, workers: int | None, garbage: int, break_model: bool,
-         down: bool, **kwargs: Any) -> None:
+         down: bool, warm_up: bool, **kwargs: Any) -> None:
     """Cluster up, topics, workers, requests in, predictions out, a summary."""
     need_devcluster()
     from stream.tools.demo import default_workers, run_demo
 
     sys.exit(run_demo(n_requests, rate, workers or default_workers(), garbage, down, kwargs,
-                      break_model))
+                      break_model, warm_up))
 
 

@@ -141,6 +141,23 @@ def container_status(state: DevState) -> dict[str, str]:
     return out
 
 
+def broker_pids(state: DevState) -> list[int]:
+    """Host pids of the running Kafka nodes' main processes (their CPU is visible in
+    /proc: the broker warm-up watches their JIT compiler threads)."""
+    client = docker.from_env()
+    pids = []
+    for name, cid in state.containers.items():
+        if not name.startswith("kafka"):
+            continue
+        try:
+            pid = int(client.containers.get(cid).attrs["State"]["Pid"])
+        except NotFound:
+            continue
+        if pid:
+            pids.append(pid)
+    return pids
+
+
 def remove(state: DevState) -> None:
     """Remove the recorded containers and network by id, then forget them."""
     client = docker.from_env()

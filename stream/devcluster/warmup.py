@@ -1,13 +1,16 @@
-"""Warm the broker before anything is measured.
+"""Warm a freshly started broker before anything is measured on it.
 
 A fresh broker runs its request paths in the JVM's interpreter and first-tier compiler
-while its JIT compiles them: measured here (per-thread CPU from /proc), the compiler
-threads took 0.4-0.66 of a core for the first 30 s of a 500 requests/s load, and the
-broker's total CPU fell from 1.3 to 0.3 cores once they went quiet (about 40 s). On two
-cores shared with the systems under test that is a handicap for whichever system runs
-first, so the benchmark first drives the same shape of traffic (produce, a consumer that
-answers into a second topic with acks=all and commits, a reader of the answers) until
-the compiler threads have been quiet for a window, bounded in time.
+while its JIT compiles them. Measured here (per-thread CPU from /proc, 2 cores,
+2026-12-02): under 500 requests/s the compiler threads took 0.4-0.66 of a core for the
+first 30 s, and the broker's total CPU fell from 1.3 to 0.3 cores once they went quiet
+(after about 40 s of load). On a small machine shared with the workers that makes the
+first minute after ``dev up`` several times slower than the next: the demo's first run
+and the first system of a benchmark paid for it. The warm-up drives the same shape of
+traffic the measured run will (a producer; a consumer group that answers into a second
+topic with an idempotent acks=all producer and commits; a reader of the answers) on two
+topics of its own, until the brokers' compiler threads have been quiet for a window,
+bounded in time, then deletes its topics.
 """
 
 from __future__ import annotations
@@ -16,25 +19,25 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
-from bench.common import children, say
 from stream.connect import kafka_config
-from stream.connect.topics import ensure_topics
+from stream.devcluster.progress import say
 from stream.settings import Settings
 
 RATE = 1500.0  # requests per second of warm-up traffic
 WINDOW_S = 5.0
-QUIET_CORES = 0.05  # the JIT compiler threads' CPU below which the broker counts as warm
+QUIET_CORES = 0.05  # the compiler threads' CPU under which the brokers count as warm
 MAX_S = 150.0
 
 
 @dataclass
 class Warmup:
-    """What the warm-up did (recorded in the results file)."""
+    """What a warm-up did (the benchmark records it in its results file)."""
 
     seconds: float
     requests: int
@@ -42,13 +45,13 @@ class Warmup:
     warm: bool
 
 
-def compiler_cpu_s(pid: int) -> float:
-    """CPU seconds so far of the JIT compiler threads of ``pid`` and its children."""
+def compiler_cpu_s(pids: Sequence[int]) -> float:
+    """CPU seconds so far of the JIT compiler threads of these processes (host pids)."""
     total = 0.0
     ticks = os.sysconf("SC_CLK_TCK")
-    for proc in (pid, *children(pid)):
-        for stat, comm in _threads(proc):
-            if "CompilerThre" in comm:
+    for pid in pids:
+        for stat, comm in _threads(pid):
+            if "CompilerThre" in comm:  # "C2 CompilerThre", "C1 CompilerThre" (15 chars)
                 fields = stat.rsplit(")", 1)[1].split()
                 total += (int(fields[11]) + int(fields[12])) / ticks
     return total
@@ -68,33 +71,39 @@ def _threads(pid: int) -> Iterator[tuple[str, str]]:
             continue
 
 
-def warm_broker(base: Settings, corpus: list[tuple[bytes, bytes]], broker_pid: int | None,
-                max_s: float = MAX_S) -> Warmup:
-    """Drive traffic until the broker's JIT compiler is quiet for a window (or ``max_s``)."""
-    if broker_pid is None:
-        say("broker warm-up skipped: the broker's process is not visible from here")
+def warm_brokers(settings: Settings, broker_pids: Sequence[int], max_s: float = MAX_S,
+                 payloads: Sequence[tuple[bytes, bytes]] | None = None) -> Warmup:
+    """Drive traffic until the brokers' JIT compilers are quiet for a window (or
+    ``max_s``); ``payloads``: (key, value) pairs to send, by default 200 random bytes."""
+    if not broker_pids:
+        say("broker warm-up skipped: the brokers' processes are not visible from here")
         return Warmup(0.0, 0, float("nan"), False)
-    settings = base.model_copy(update={"namespace": f"bench-warmup-{uuid.uuid4().hex[:6]}"})
-    ensure_topics(settings)
+    payloads = payloads or [(str(i).encode(), os.urandom(200)) for i in range(1000)]
+    prefix = f"streaminfer-warmup-{uuid.uuid4().hex[:6]}"
+    topics = (f"{prefix}.requests", f"{prefix}.answers")
+    admin = AdminClient(kafka_config.admin(settings))
+    rf = settings.replication_factor
+    for future in admin.create_topics([NewTopic(t, 4, rf) for t in topics]).values():
+        future.result(30)
     stop = threading.Event()
-    relay = threading.Thread(target=_relay, args=(settings, stop), daemon=True, name="warm-relay")
-    reader = threading.Thread(target=_read, args=(settings, stop), daemon=True, name="warm-read")
-    relay.start()
-    reader.start()
+    threads = [threading.Thread(target=_relay, args=(settings, topics, stop), daemon=True),
+               threading.Thread(target=_read, args=(settings, topics[1], stop), daemon=True)]
+    for t in threads:
+        t.start()
     producer = Producer({**kafka_config.common(settings), "acks": "all", "linger.ms": 5,
                          "enable.idempotence": True})
     start = time.monotonic()
-    window_start, compiled = start, compiler_cpu_s(broker_pid)
+    window_start, compiled = start, compiler_cpu_s(broker_pids)
     sent, cores, warm = 0, float("nan"), False
-    say(f"warming the broker (JIT) with {RATE:,.0f} requests/s until its compiler is quiet "
-        f"(at most {max_s:.0f} s)")
+    say(f"warming the broker (its JIT compiles the request paths) with {RATE:,.0f} "
+        f"requests/s until its compiler is quiet, at most {max_s:.0f} s")
     try:
         while time.monotonic() - start < max_s:
             due = int((time.monotonic() - start) * RATE)
             while sent < due:
-                key, value = corpus[sent % len(corpus)]
+                key, value = payloads[sent % len(payloads)]
                 try:
-                    producer.produce(settings.requests_topic, value, key)
+                    producer.produce(topics[0], value, key)
                 except BufferError:
                     producer.poll(0.01)
                     continue
@@ -103,7 +112,7 @@ def warm_broker(base: Settings, corpus: list[tuple[bytes, bytes]], broker_pid: i
             time.sleep(0.001)
             now = time.monotonic()
             if now - window_start >= WINDOW_S:
-                total = compiler_cpu_s(broker_pid)
+                total = compiler_cpu_s(broker_pids)
                 cores = (total - compiled) / (now - window_start)
                 window_start, compiled = now, total
                 say(f"  broker JIT compiler: {cores:.2f} cores over the last {WINDOW_S:g} s")
@@ -112,39 +121,45 @@ def warm_broker(base: Settings, corpus: list[tuple[bytes, bytes]], broker_pid: i
                     break
         if not warm:
             say(f"  the broker's compiler still used {cores:.2f} cores after {max_s:.0f} s; "
-                "measuring anyway (the first system may be handicapped)")
+                "going on (the first figures may be slower than the next)")
     finally:
         producer.flush(10)
         stop.set()
-        relay.join(15)
-        reader.join(15)
+        for t in threads:
+            t.join(15)
+        for future in admin.delete_topics(list(topics)).values():
+            try:
+                future.result(30)
+            except Exception as exc:  # noqa: BLE001 - leftovers are named, never fatal
+                say(f"  could not delete warm-up topic ({exc}); delete {prefix}.* by hand")
     return Warmup(time.monotonic() - start, sent, cores, warm)
 
 
-def _relay(settings: Settings, stop: threading.Event) -> None:
+def _relay(settings: Settings, topics: tuple[str, str], stop: threading.Event) -> None:
     """Answer each request with its own bytes: a consumer group with commits and an
-    idempotent acks=all producer, like the systems under test."""
-    consumer = Consumer({**kafka_config.common(settings), "group.id": settings.group,
-                         "enable.auto.commit": True, "auto.offset.reset": "earliest"})
+    idempotent acks=all producer with lz4, like a worker."""
+    consumer = Consumer({**kafka_config.common(settings),
+                         "group.id": f"{topics[0]}.relay", "enable.auto.commit": True,
+                         "auto.offset.reset": "earliest"})
     producer = Producer({**kafka_config.common(settings), "acks": "all", "linger.ms": 5,
                          "enable.idempotence": True, "compression.type": "lz4"})
-    consumer.subscribe([settings.requests_topic])
+    consumer.subscribe([topics[0]])
     try:
         while not stop.is_set():
             for msg in consumer.consume(500, 0.05):
                 if msg.error() is None:
-                    producer.produce(settings.predictions_topic, msg.value(), msg.key())
+                    producer.produce(topics[1], msg.value(), msg.key())
             producer.poll(0)
         producer.flush(10)
     finally:
         consumer.close()
 
 
-def _read(settings: Settings, stop: threading.Event) -> None:
-    """Read the answers, as the benchmark's reader does."""
-    consumer = Consumer({**kafka_config.common(settings), "group.id": f"warm-{uuid.uuid4().hex}",
+def _read(settings: Settings, topic: str, stop: threading.Event) -> None:
+    """Read the answers, as a client of the predictions would."""
+    consumer = Consumer({**kafka_config.common(settings), "group.id": f"{topic}.reader",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
-    consumer.subscribe([settings.predictions_topic])
+    consumer.subscribe([topic])
     try:
         while not stop.is_set():
             consumer.consume(1000, 0.1)

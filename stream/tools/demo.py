@@ -262,13 +262,15 @@ def default_workers(cores: int | None = None) -> int:
 
 
 def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: bool,
-             kwargs: dict[str, Any], break_model: bool = True) -> int:
+             kwargs: dict[str, Any], break_model: bool = True, warm_up: bool = True) -> int:
     """The whole demo; returns the exit code (0 when nothing was lost)."""
     from click.testing import CliRunner
 
     from stream.cli.dev import dev_down, dev_up
     from stream.clients import RequestProducer, synthetic_requests
     from stream.connect.topics import ensure_topics
+    from stream.devcluster import state as devstate
+    from stream.devcluster.warmup import warm_brokers
     from stream.tools.producing import send_paced
 
     dev_kwargs = pick(kwargs, DEV)
@@ -285,6 +287,9 @@ def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: boo
             return result.exit_code
         say(f"using the dev cluster ({dev_env_file()})")
     settings = load_settings(**conn)
+    if warm_up and not explicit_cluster:
+        state = devstate.load()
+        warm_brokers(settings, devstate.broker_pids(state) if state is not None else [])
     with step("ensuring topics"):
         for t in ensure_topics(settings):
             say(f"  {t.name}: {t.partitions} partitions, RF {t.replication_factor}"
