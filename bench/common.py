@@ -105,7 +105,11 @@ def load_features(settings: Settings, seed: int = 3) -> int:
     now = time.time_ns() // 10**6
     written = 0
     for view in repo.views:
-        rows = [(view.name, f"card-{i}", {n: float(rng.random()) for n in view.names}, now)
+        # Values of each feature's declared type (counts are integers): a float in an int
+        # feature is a corrupt value the worker repairs, logs and flags as degraded.
+        rows = [(view.name, f"card-{i}",
+                 {f.name: float(rng.integers(0, 50)) if f.type == "int" else float(rng.random())
+                  for f in view.features}, now)
                 for i in range(ENTITIES)]
         for start in range(0, len(rows), 1000):
             store.write(rows[start:start + 1000], {view.name: 24 * 3600})

@@ -4,6 +4,7 @@ stamps each request with its intended send time, and the reader of predictions."
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 import uuid
@@ -199,9 +200,11 @@ def open_loop(settings: Settings, producer: Producer, reader: PredictionReader,
     """Send at ``rate`` for ``seconds`` with intended times; read the predictions.
 
     ``cpu``: the CPU seconds used so far by the system and by the broker; with it the
-    phase records the cores each used while the requests were sent."""
+    phase records the cores each used while the requests were sent (and the benchmark's
+    own, this process's)."""
     phase = Phase(label, rate)
     cpu_start = cpu() if cpu is not None else None
+    own_start = _own_cpu_s()
     reader.begin(ends(settings, settings.predictions_topic))
     n = max(1, int(rate * seconds))
     topic = settings.requests_topic
@@ -227,6 +230,7 @@ def open_loop(settings: Settings, producer: Producer, reader: PredictionReader,
         cpu_end = cpu()
         phase.system_cores = (cpu_end[0] - cpu_start[0]) / elapsed
         phase.broker_cores = (cpu_end[1] - cpu_start[1]) / elapsed
+        phase.harness_cores = (_own_cpu_s() - own_start) / elapsed
     producer.flush(30)
     phase.sent = n
     deadline = time.monotonic() + max(15.0, seconds)
@@ -241,3 +245,9 @@ def open_loop(settings: Settings, producer: Producer, reader: PredictionReader,
     return phase
 
 
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process (every thread: generator, reader, samplers)."""
+    t = os.times()
+    return t.user + t.system

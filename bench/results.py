@@ -26,9 +26,11 @@ class Phase:
     stages_p50_ms: dict[str, float] = field(default_factory=dict)
     stages_p99_ms: dict[str, float] = field(default_factory=dict)
     # CPU cores used while the requests were sent (CPU seconds / wall seconds, from /proc):
-    # the system's process tree, and the broker's JVM, which shares the same two cores
+    # the system's process tree, the broker's JVM and the benchmark itself (generator and
+    # reader), which share the same cores
     system_cores: float = float("nan")
     broker_cores: float = float("nan")
+    harness_cores: float = float("nan")
 
 
 @dataclass
@@ -190,7 +192,8 @@ def print_latency(console: Any, report: dict[str, Any]) -> None:
     lat = Table(title=f"open-loop latency (intended send time -> prediction read), "
                       f"{report['seconds_per_rate']:g} s per rate")
     for col in ("system", "load", "rate req/s", "sent rate", "answered", "p50 ms", "p99 ms",
-                "p99.9 ms", "p99 wait / serve / deliver ms", "cores: system / broker"):
+                "p99.9 ms", "p99 wait / serve / deliver ms",
+                "cores: system / broker / bench"):
         lat.add_column(col, justify="right")
     for s in report["systems"]:
         for p in s["phases"]:
@@ -205,9 +208,9 @@ def print_latency(console: Any, report: dict[str, Any]) -> None:
 
 
 def _cores(phase: dict[str, Any]) -> str:
-    """CPU cores the system and the broker used during a phase ("n/a" unmeasured)."""
-    system, broker = phase.get("system_cores", float("nan")), phase.get("broker_cores",
-                                                                          float("nan"))
-    if system != system or broker != broker:
+    """CPU cores the system, the broker and the harness used in a phase (n/a: unmeasured)."""
+    cores = [phase.get(k, float("nan")) for k in ("system_cores", "broker_cores",
+                                                   "harness_cores")]
+    if any(c != c for c in cores):
         return "n/a"
-    return f"{system:.2f} / {broker:.2f}"
+    return " / ".join(f"{c:.2f}" for c in cores)
