@@ -25,19 +25,24 @@ PLAIN = FuncFormatter(lambda v, _pos: f"{v:,.0f}")  # 1,000 rather than 10^3
 
 
 def latency_points(report: dict[str, Any]) -> dict[str, list[tuple[float, float, float]]]:
-    """Per system, (offered rate, median p50, median p99) over its rounds, by rate; only
-    phases where every request was answered (a system behind is off the chart there)."""
-    by: dict[str, dict[float, list[tuple[float, float]]]] = {}
+    """Per system, (offered rate, median p50, median p99) over its rounds, by load (a
+    ladder rate, or a fraction of the system's capacity at the median of its rounds'
+    rates); only phases where every request was answered (a system behind is off the
+    chart there)."""
+    by: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     for s in report["systems"]:
         for p in s.get("phases", []):
             if p["answered"] < p["sent"] or math.isnan(p["p99_ms"]):
                 continue
-            by.setdefault(s["system"], {}).setdefault(round(p["rate"]), []).append(
-                (p["p50_ms"], p["p99_ms"]))
-    return {system: [(rate, statistics.median(v[0] for v in vals),
-                      statistics.median(v[1] for v in vals))
-                     for rate, vals in sorted(rates.items())]
-            for system, rates in by.items()}
+            load = p["label"].rsplit("-", 1)[-1]
+            load = f"{round(p['rate'])}/s" if load == "common" else load
+            by.setdefault(s["system"], {}).setdefault(load, []).append(
+                (p["rate"], p["p50_ms"], p["p99_ms"]))
+    return {system: sorted((statistics.median(v[0] for v in vals),
+                            statistics.median(v[1] for v in vals),
+                            statistics.median(v[2] for v in vals))
+                           for vals in loads.values())
+            for system, loads in by.items()}
 
 
 def plot_latency(report: dict[str, Any], path: Path) -> None:

@@ -69,12 +69,17 @@ def test_the_pictures_are_written_next_to_the_results_and_skip_unanswered_phases
             _run("batched", 5000.0, 0.2, [30.0])]
     runs[2].phases.append(Phase("batched-x", 200.0, sent=10, answered=9, send_rate=200.0,
                                 p99_ms=900.0))  # fell behind: not on the chart
+    for run, rate in ((runs[0], 4000.0), (runs[1], 4500.0)):  # half of each round's drain
+        run.phases.append(Phase("streaminfer-alo-50%", rate, sent=10, answered=10,
+                                p50_ms=30.0, p99_ms=60.0))
     report = {"requests": 20_000, "systems": [asdict(r) for r in runs],
               "summary": summarize(runs), "machine": {"cores": 2, "cpu_model": "Test CPU"}}
     points = latency_points(report)
     assert points["streaminfer-alo"][1][0] == 200.0
     assert points["streaminfer-alo"][1][2] == 100.0  # median p99 of the two rounds
     assert [(rate, p99) for rate, _p50, p99 in points["batched"]] == [(100.0, 30.0)]
+    # one point per fraction of capacity, at the median of the rounds' rates
+    assert points["streaminfer-alo"][-1] == (4250.0, 30.0, 60.0)
     written = write_plots(report, tmp_path / "streaming.json")
     assert [p.name for p in written] == ["streaming.latency.png", "streaming.throughput.png"]
     for path in written:
