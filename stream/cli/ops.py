@@ -157,8 +157,8 @@ def regions_status(as_json: bool, metrics_urls: tuple[str, ...], **kwargs: Any) 
               help="Remove the dev cluster at the end.", show_envvar=True)
 @click.option("--warm-up/--no-warm-up", default=True, show_default=True, show_envvar=True,
               help="First drive traffic through the dev cluster until its broker's JIT "
-                   "compiler is quiet (about a minute after `dev up`, 5 s once warm): a cold "
-                   "broker makes the first minute several times slower.")
+                   "compiler is quiet (45-50 s after `dev up`, 5-20 s later): a cold broker "
+                   "makes the first minute several times slower.")
 @settings_options(*CONNECTION, *DEV)
 def demo(n_requests: int, rate: float, workers: int | None, garbage: int, break_model: bool,
          down: bool, warm_up: bool, **kwargs: Any) -> None:

@@ -3,6 +3,7 @@ performance is measured by `bash bench/run.sh`, not by tests)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,41 @@ def test_bench_harness_measures_every_system_and_ceiling(cluster: Endpoints,
     assert "ceiling: decode+encode alone" in out
     assert "sealed over alo" in out
     assert "secure over alo" in out
+
+
+def _container_pid(bootstrap_servers: str) -> int:
+    """The host pid of the container publishing the session broker's port."""
+    import docker
+
+    port = bootstrap_servers.split(",")[0].rsplit(":", 1)[1]
+    for container in docker.from_env().containers.list():
+        published = container.attrs["NetworkSettings"]["Ports"] or {}
+        if any(b and b[0].get("HostPort") == port for b in published.values()):
+            return int(container.attrs["State"]["Pid"])
+    raise AssertionError(f"no container publishes port {port}")
+
+
+def test_the_broker_warm_up_drives_traffic_watches_the_compiler_and_cleans_up(
+        cluster: Endpoints) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    from stream.connect import kafka_config
+    from stream.devcluster.warmup import WINDOW_S, compiler_cpu_s, warm_brokers
+
+    settings = make_settings(cluster)
+    pid = _container_pid(cluster.bootstrap_servers)
+    assert compiler_cpu_s([pid]) > 0  # the broker's JIT has compiled since it started
+    warm = warm_brokers(settings, [pid], max_s=WINDOW_S + 1)
+    assert warm.requests > 1000  # 1,500/s for at least one 5 s window
+    assert warm.compiler_cores_last == warm.compiler_cores_last  # measured, not NaN
+    assert warm.seconds >= WINDOW_S
+    admin = AdminClient(kafka_config.admin(settings))
+
+    def leftovers() -> list[str]:
+        return [t for t in admin.list_topics(timeout=10).topics
+                if t.startswith("streaminfer-warmup-")]
+
+    deadline = time.monotonic() + 15  # deletion reaches the metadata shortly after
+    while leftovers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert leftovers() == []
