@@ -289,7 +289,10 @@ def run_demo(n_requests: int, rate: float, workers: int, garbage: int, down: boo
     settings = load_settings(**conn)
     if warm_up and not explicit_cluster:
         state = devstate.load()
-        warm_brokers(settings, devstate.broker_pids(state) if state is not None else [])
+        try:
+            warm_brokers(settings, devstate.broker_pids(state) if state is not None else [])
+        except Exception as exc:  # noqa: BLE001 - a slower first minute, never a failed demo
+            say(f"broker warm-up failed ({exc}); going on without it (or pass --no-warm-up)")
     with step("ensuring topics"):
         for t in ensure_topics(settings):
             say(f"  {t.name}: {t.partitions} partitions, RF {t.replication_factor}"
