@@ -17,6 +17,11 @@ FRACTIONS = ("10%", "25%", "50%", "75%", "90%")
 NAN = float("nan")
 
 
+def _rate(value: float | None) -> str:
+    """A rate, or "none" when no tested rate qualified."""
+    return f"{value:,.0f}/s" if value else "none"
+
+
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -67,7 +72,7 @@ def tables(report: dict[str, Any]) -> str:
         out.append(f"| {row['system']} | {_spread(row['drain_per_s'], ',.0f')} | "
                    f"{_spread(row['cpu_s_per_1000'], '.3f')} | "
                    f"{_spread(row.get('broker_cpu_s_per_1000'), '.3f')} | "
-                   f"{_median(ok) or 0:,.0f}/s |")
+                   f"{_rate(_median(ok))} |")
     c = report["ceilings"]
     for key, label in (("decode_encode_per_s", "ceiling: Avro decode + encode alone"),
                        ("consume_decode_per_s", "ceiling: consume + decode only"),
