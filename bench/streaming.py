@@ -273,7 +273,7 @@ def run_bench(base: Settings, n: int, seconds: float, systems: list[str], common
               warmup_s: float = 0.0) -> dict[str, Any]:
     """Every measurement against the cluster ``base`` points at (streaminfer-secure:
     against ``secure``); returns the report (``drain_only``: no open-loop phases;
-    ``warmup_s``: at most this long warming the broker's JIT first, bench.warmup)."""
+    ``warmup_s``: at most this long warming the broker's JIT first, stream.devcluster.warmup)."""
     from bench.machine import describe
 
     if drain_only:
