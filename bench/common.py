@@ -186,14 +186,3 @@ class Latencies:
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else float("nan")
 
-
-def container_pid(container: Any) -> int | None:
-    """The host pid of a testcontainers container's main process (the broker's JVM runs
-    in it), so its CPU can be read from /proc like a local process's; None if unknown."""
-    try:
-        wrapped = container.get_wrapped_container()
-        wrapped.reload()
-        pid = int(wrapped.attrs["State"]["Pid"])
-    except Exception:  # noqa: BLE001 - a figure left out, never a failed benchmark
-        return None
-    return pid or None

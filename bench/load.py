@@ -19,6 +19,7 @@ from bench.common import (
 from bench.results import Phase
 from schemas.serde import Decoder, Encoder
 from stream.connect import kafka_config
+from stream.connect.queue_room import produce_when_room
 from stream.connect.topics import watermarks
 from stream.settings import Settings
 
@@ -124,12 +125,7 @@ def produce_corpus(settings: Settings, corpus: list[tuple[bytes, bytes]]) -> flo
     producer.flush(10)
     start = time.perf_counter()
     for key, value in corpus:
-        while True:
-            try:
-                producer.produce(settings.requests_topic, value, key)
-                break
-            except BufferError:
-                producer.poll(0.01)
+        produce_when_room(producer, settings.requests_topic, value, key)
         producer.poll(0)
     left = producer.flush(60)
     assert left == 0, f"{left} requests not delivered while preloading"
@@ -216,11 +212,7 @@ def open_loop(settings: Settings, producer: Producer, reader: PredictionReader,
         due = min(n, int((time.time() - start) * rate) + 1)
         while i < due:
             key, value = requests.at(i, int((start + i / rate) * 1000))
-            try:
-                producer.produce(topic, value, key)
-            except BufferError:
-                producer.poll(0.01)
-                continue
+            produce_when_room(producer, topic, value, key)
             i += 1
         producer.poll(0)
         time.sleep(0.001)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from bench.results import spread, spread_text
 
 FRACTIONS = ("10%", "25%", "50%", "75%", "90%")
 NAN = float("nan")
@@ -27,16 +28,8 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def _median(values: Iterable[float]) -> float | None:
-    clean = [v for v in values if v == v]
-    return statistics.median(clean) if clean else None
-
-
-def _spread(s: dict[str, float] | None, fmt: str) -> str:
-    if s is None:
-        return "n/a"
-    if s["min"] == s["max"]:
-        return format(s["median"], fmt)
-    return f"{format(s['median'], fmt)} ({format(s['min'], fmt)}-{format(s['max'], fmt)})"
+    s = spread(list(values))
+    return s["median"] if s is not None else None
 
 
 def _phases(report: dict[str, Any], system: str, load: str) -> list[dict[str, Any]]:
@@ -69,9 +62,9 @@ def tables(report: dict[str, Any]) -> str:
         ok = [max((p["rate"] for p in s["phases"] if p["label"].endswith("/s")
                    and p["p99_ms"] < 100 and p["answered"] >= p["sent"] > 0), default=0.0)
               for s in report["systems"] if s["system"] == row["system"] and s["available"]]
-        out.append(f"| {row['system']} | {_spread(row['drain_per_s'], ',.0f')} | "
-                   f"{_spread(row['cpu_s_per_1000'], '.3f')} | "
-                   f"{_spread(row.get('broker_cpu_s_per_1000'), '.3f')} | "
+        out.append(f"| {row['system']} | {spread_text(row['drain_per_s'], ',.0f')} | "
+                   f"{spread_text(row['cpu_s_per_1000'], '.3f')} | "
+                   f"{spread_text(row.get('broker_cpu_s_per_1000'), '.3f')} | "
                    f"{_rate(_median(ok))} |")
     c = report["ceilings"]
     for key, label in (("decode_encode_per_s", "ceiling: Avro decode + encode alone"),

@@ -77,7 +77,8 @@ def summarize(results: list[SystemResult]) -> list[dict[str, Any]]:
             for name, runs in by.items()]
 
 
-def _spread_text(s: dict[str, float] | None, fmt: str) -> str:
+def spread_text(s: dict[str, float] | None, fmt: str) -> str:
+    """"median (min-max)", the median alone when they agree, "n/a" without values."""
     if s is None:
         return "n/a"
     if s["min"] == s["max"]:
@@ -164,11 +165,11 @@ def print_tables(report: dict[str, Any]) -> None:
             t.add_row(s["system"], s["note"], "", "", "", "")
     for row in report.get("summary", []):
         max_rate = row["max_rate_p99_under_100ms"]
-        t.add_row(row["system"], _spread_text(row["drain_per_s"], ",.0f"),
-                  _spread_text(row["cpu_s_per_1000"], ".3f"),
-                  _spread_text(row.get("broker_cpu_s_per_1000"), ".3f"),
+        t.add_row(row["system"], spread_text(row["drain_per_s"], ",.0f"),
+                  spread_text(row["cpu_s_per_1000"], ".3f"),
+                  spread_text(row.get("broker_cpu_s_per_1000"), ".3f"),
                   f"{peaks[row['system']]:.0f}",
-                  "not measured" if max_rate is None else _spread_text(max_rate, ",.0f") + "/s")
+                  "not measured" if max_rate is None else spread_text(max_rate, ",.0f") + "/s")
     for name, label in (("onnx_rows_per_s", "ceiling: ONNX alone (batch 500)"),
                         ("decode_encode_per_s", "ceiling: decode+encode alone"),
                         ("consume_decode_per_s", "ceiling: consume+decode only"),

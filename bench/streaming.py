@@ -40,7 +40,6 @@ from bench.ceilings import ceiling_codec, ceiling_consume, ceiling_onnx
 from bench.common import (
     ProcSample,
     children,
-    container_pid,
     encode_corpus,
     load_features,
     process_tree_sample,
@@ -62,7 +61,7 @@ from stream.connect.topics import ensure_topics
 from stream.devcluster.cluster import start_cluster
 from stream.devcluster.secure import grant
 from stream.devcluster.warmup import MAX_S as MAX_WARMUP_S
-from stream.devcluster.warmup import warm_brokers
+from stream.devcluster.warmup import host_pid, warm_brokers
 from stream.settings import Settings, to_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -380,7 +379,7 @@ def main() -> None:
                            loads, profile=args.profile, drain_only=args.drain_only,
                            secure=secure, ladder=ladder,
                            machine=describe(images.kafka, images.redis),
-                           broker_pid=container_pid(running.kafka[1]),
+                           broker_pid=host_pid(running.kafka[1].get_wrapped_container()),
                            warmup_s=args.warmup_s)
     finally:
         running.stop()

@@ -144,16 +144,18 @@ def container_status(state: DevState) -> dict[str, str]:
 def broker_pids(state: DevState) -> list[int]:
     """Host pids of the running Kafka nodes' main processes (their CPU is visible in
     /proc: the broker warm-up watches their JIT compiler threads)."""
+    from stream.devcluster.warmup import host_pid
+
     client = docker.from_env()
     pids = []
     for name, cid in state.containers.items():
         if not name.startswith("kafka"):
             continue
         try:
-            pid = int(client.containers.get(cid).attrs["State"]["Pid"])
+            pid = host_pid(client.containers.get(cid))
         except NotFound:
             continue
-        if pid:
+        if pid is not None:
             pids.append(pid)
     return pids
 

@@ -21,11 +21,13 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from stream.connect import kafka_config
+from stream.connect.queue_room import produce_when_room
 from stream.devcluster.progress import say
 from stream.settings import Settings
 
@@ -43,6 +45,17 @@ class Warmup:
     requests: int
     compiler_cores_last: float
     warm: bool
+
+
+def host_pid(container: Any) -> int | None:
+    """The host pid of a Docker SDK container's main process (a Kafka node's JVM: its
+    threads are visible in /proc from the host); None when unknown or not running."""
+    try:
+        container.reload()
+        pid = int(container.attrs["State"]["Pid"])
+    except Exception:  # noqa: BLE001 - a warm-up without this broker, never a failure
+        return None
+    return pid or None
 
 
 def compiler_cpu_s(pids: Sequence[int]) -> float:
@@ -102,11 +115,7 @@ def warm_brokers(settings: Settings, broker_pids: Sequence[int], max_s: float = 
             due = int((time.monotonic() - start) * RATE)
             while sent < due:
                 key, value = payloads[sent % len(payloads)]
-                try:
-                    producer.produce(topics[0], value, key)
-                except BufferError:
-                    producer.poll(0.01)
-                    continue
+                produce_when_room(producer, topics[0], value, key)
                 sent += 1
             producer.poll(0)
             time.sleep(0.001)
@@ -148,7 +157,7 @@ def _relay(settings: Settings, topics: tuple[str, str], stop: threading.Event) -
         while not stop.is_set():
             for msg in consumer.consume(500, 0.05):
                 if msg.error() is None:
-                    producer.produce(topics[1], msg.value(), msg.key())
+                    produce_when_room(producer, topics[1], msg.value(), msg.key())
             producer.poll(0)
         producer.flush(10)
     finally:

@@ -59,11 +59,15 @@ def _container_pid(bootstrap_servers: str) -> int:
     """The host pid of the container publishing the session broker's port."""
     import docker
 
+    from stream.devcluster.warmup import host_pid
+
     port = bootstrap_servers.split(",")[0].rsplit(":", 1)[1]
     for container in docker.from_env().containers.list():
         published = container.attrs["NetworkSettings"]["Ports"] or {}
         if any(b and b[0].get("HostPort") == port for b in published.values()):
-            return int(container.attrs["State"]["Pid"])
+            pid = host_pid(container)
+            assert pid is not None
+            return pid
     raise AssertionError(f"no container publishes port {port}")
 
 

@@ -1,0 +1,18 @@
+"""Queue a record even when the producer's local queue is full."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def produce_when_room(producer: Any, topic: str, value: bytes | None, key: bytes | None,
+                      wait_s: float = 0.01) -> None:
+    """``producer.produce``; on ``BufferError`` (the local queue is full) serve delivery
+    reports for ``wait_s`` to make room, then try again. Load generators use it: a full
+    queue slows them down instead of dropping records."""
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:
+            producer.poll(wait_s)
