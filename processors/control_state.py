@@ -22,12 +22,14 @@ class TransitionError(StreaminferError):
 
 def transition(current: dict[str, Any] | None, model: str, action: str, *,
                version: str | None = None, share: float | None = None, reason: str = "",
-               actor: str = "cli", at_ms: int | None = None) -> dict[str, Any]:
+               actor: str = "cli", at_ms: int | None = None,
+               max_psi: float | None = None) -> dict[str, Any]:
     """The next ModelControl record of ``model`` after ``action`` (pure; validates).
 
     promote V       V becomes active; the old active is kept as previous; a canary of V ends
     rollback        a running canary ends; without one, previous becomes active again
     canary V share  V takes ``share`` (0 < share <= 1) of the entities; judged from now
+                    (``max_psi``: the score shift this canary may show, else the workers')
     canary_stop     the canary ends
     shadow V        V scores the active version's requests off the critical path
     shadow_stop     the shadow ends
@@ -42,10 +44,12 @@ def transition(current: dict[str, Any] | None, model: str, action: str, *,
         "model": model, "active_version": active, "previous_version": cur.get("previous_version"),
         "action": action, "reason": reason, "actor": actor, "at": now,
         "canary_version": canary, "canary_share": float(cur.get("canary_share") or 0.0),
-        "canary_since": cur.get("canary_since"), "shadow_version": cur.get("shadow_version")}
+        "canary_since": cur.get("canary_since"), "shadow_version": cur.get("shadow_version"),
+        "canary_max_psi": cur.get("canary_max_psi")}
 
     def end_canary() -> None:
-        state.update(canary_version=None, canary_share=0.0, canary_since=None)
+        state.update(canary_version=None, canary_share=0.0, canary_since=None,
+                     canary_max_psi=None)
 
     if action not in ACTIONS:
         raise TransitionError(f"unknown action {action!r}; one of {', '.join(ACTIONS)}")
@@ -74,7 +78,10 @@ def transition(current: dict[str, Any] | None, model: str, action: str, *,
                                   f"{version!r} and {share!r}")
         if version == active:
             raise TransitionError(f"v{version} is already the active version of {model}")
-        state.update(canary_version=version, canary_share=float(share), canary_since=now)
+        if max_psi is not None and not (math.isfinite(max_psi) and max_psi > 0):
+            raise TransitionError(f"canary max PSI must be a positive number, got {max_psi!r}")
+        state.update(canary_version=version, canary_share=float(share), canary_since=now,
+                     canary_max_psi=max_psi)
     elif action in ("canary_stop", "auto_rollback"):
         if canary is None:
             raise TransitionError(f"{model} has no canary running")

@@ -20,7 +20,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from fallback.breaker import CircuitBreaker
 from fallback.deadletter import DeadLetterWriter, SourceRecord, Stage
@@ -40,6 +40,7 @@ from processors.routing import to_canary
 from processors.scoring import score_arm
 from processors.sealing.envelope import KEY_ID_HEADER, SealedFieldsError
 from processors.sealing.seal_policy import SealPolicy
+from processors.side_sinks import Answered, InputSink, ShadowSink
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
 
@@ -57,13 +58,6 @@ _ARM_REASONS = frozenset({"model_error", "timeout", "breaker_open", "guardrail"}
 def now_ms() -> int:
     """Wall-clock epoch milliseconds."""
     return time.time_ns() // 1_000_000
-
-
-class ShadowSink(Protocol):
-    """Takes the active version's answers to score them again off the critical path."""
-
-    def offer(self, active_version: str,
-              rows: list[tuple[dict[str, Any], float, bytes | None]]) -> None: ...
 
 
 class InternalError(Exception):
@@ -110,6 +104,7 @@ class Pipeline:
         self.canary: Arm | None = None
         self.canary_share = 0.0
         self.shadow: ShadowSink | None = None
+        self.inputs: InputSink | None = None
 
     def set_canary(self, arm: Arm | None, share: float) -> None:
         """Route ``share`` of the entities to ``arm`` from the next batch on (None: stop)."""
@@ -308,7 +303,7 @@ class Pipeline:
         predicted = now_ms()
         reasons: dict[str, int] = {}
         lkg: list[tuple[str, float]] = []
-        shadow_rows: list[tuple[dict[str, Any], float, bytes | None]] = []
+        answered: list[Answered] = []
         for i, req in requests.items():
             if out[i] is not None:
                 continue
@@ -363,12 +358,14 @@ class Pipeline:
                                   "model", req["request_id"], created_at=req["created_at"],
                                   digest=digest)
                 lkg.append((req["entity_id"], score))
-            if self.shadow is not None and i in scores and versions[i] == active.version \
-                    and i not in via_active:
-                shadow_rows.append((req, score, record.key()))
+            answered.append((req, score, model_version, record.key(), fb is not None,
+                             degraded.get(i, [])))
         timings["encode"] = time.perf_counter() - t3
-        if self.shadow is not None and shadow_rows:
-            self.shadow.offer(active.version, shadow_rows)
+        if self.shadow is not None and answered:  # the active version's own answers
+            self.shadow.offer(active.version, [(r, s, k) for r, s, v, k, fell, _ in answered
+                                               if v == active.version and not fell])
+        if self.inputs is not None and answered:
+            self.inputs.record(answered)
         outbound = [o for o in out if o is not None]
         if len(outbound) != len(batch):  # the "nothing lost" invariant: retried, then per record
             raise InternalError(f"{len(batch)} records but {len(outbound)} outcomes")

@@ -83,6 +83,27 @@ def fraud_logit(x: np.ndarray) -> np.ndarray:
     )
 
 
+def drifted_logit(x: np.ndarray) -> np.ndarray:
+    """A later fraud pattern (for drift demos and tests): card-not-present spending far
+    from home on new cards, online and abroad, while IP and merchant risk stop mattering."""
+    col = {name: x[:, i].astype(np.float64) for i, name in enumerate(FEATURE_NAMES)}
+    return (
+        -4.5
+        + 3.0 * col["online"] * col["foreign"]
+        + 1.6 * np.log1p(col["distance_km"]) * (1.0 - col["card_present"])
+        + 2.0 * (col["card_age_days"] < 60)
+        + 0.6 * col["tx_count_5m"]
+        - 0.002 * col["email_age_days"]
+        + 1.0 * col["is_weekend"]
+    )
+
+
+def fraud_probability(x: np.ndarray, drift: float = 0.0) -> np.ndarray:
+    """P(fraud) of each row: the original rule, moved ``drift`` (0..1) toward the later one."""
+    logit = (1.0 - drift) * fraud_logit(x) + drift * drifted_logit(x)
+    return 1.0 / (1.0 + np.exp(-logit))
+
+
 def sample_labelled(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Features and 0/1 fraud labels drawn from the hidden rule."""
     x = sample_features(rng, n)

@@ -1,6 +1,7 @@
 """Train the reference fraud model on synthetic data and export it to ONNX.
 
-Regenerates ``processors/models/fraud/`` (model.onnx, model.json, golden.json):
+Regenerates ``processors/models/fraud/`` (model.onnx, model.json, golden.json and
+reference.json, the training data's profile that drift is measured against):
 
     .venv/bin/python -m processors.models.train_reference
 
@@ -218,6 +219,11 @@ def main() -> None:
     }
     (args.out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_golden(args.out)
+    from processors.model import OnnxModel
+    from processors.retrain.drift import write_reference
+
+    x_ref, _ = sample_labelled(np.random.default_rng(args.seed), 20_000)
+    write_reference(args.out, x_ref, OnnxModel.load(args.out).predict(x_ref), FEATURE_NAMES)
     backup_auc = train_backup(args.seed, args.samples, args.out / "backup")
     print(f"wrote {onnx_path} ({onnx_path.stat().st_size} bytes), holdout AUC {auc:.3f}; "
           f"backup model AUC {backup_auc:.3f}")

@@ -26,7 +26,8 @@ class TopicState:
 def topic_names(settings: Settings) -> list[str]:
     """The data topics a namespace uses."""
     return [settings.requests_topic, settings.predictions_topic, settings.dlq_topic,
-            settings.events_topic, settings.shadow_topic]
+            settings.events_topic, settings.shadow_topic, settings.feedback_topic,
+            settings.inputs_topic]
 
 
 def broker_count(admin: AdminClient, timeout: float = 15.0) -> int:
@@ -66,6 +67,8 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[TopicState]
             config["retention.ms"] = str(30 * 24 * 3600 * 1000)
         elif name == settings.shadow_topic:
             config["retention.ms"] = str(7 * 24 * 3600 * 1000)  # for comparing, not serving
+        elif name in (settings.feedback_topic, settings.inputs_topic):  # training data
+            config["retention.ms"] = str(int(settings.inputs_retention_h * 3600 * 1000))
         to_create.append(NewTopic(name, num_partitions=settings.partitions,
                                   replication_factor=rf, config=config))
     control = f"{settings.namespace}.models"

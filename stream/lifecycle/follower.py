@@ -47,6 +47,7 @@ class Desired:
     share: float = 0.0
     since_ms: int | None = None
     shadow: str | None = None
+    max_psi: float | None = None  # this canary's allowed score shift (None: the setting's)
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any]) -> Desired:
@@ -54,7 +55,7 @@ class Desired:
         canary = rec.get("canary_version")
         return cls(rec["active_version"], canary, float(rec.get("canary_share") or 0.0)
                    if canary else 0.0, rec.get("canary_since") if canary else None,
-                   rec.get("shadow_version"))
+                   rec.get("shadow_version"), rec.get("canary_max_psi") if canary else None)
 
 
 @dataclass
@@ -201,7 +202,9 @@ class Lifecycle:
             if (self.judge is None or self.judge.version != self.canary.version
                     or self.judge.since_s != since_s):
                 meta = pipeline.active.dataplane.model.meta
-                self.judge = CanaryJudge(self.canary.version, self._thresholds, since_s,
+                limits = self._thresholds if d.max_psi is None else replace(
+                    self._thresholds, max_psi=d.max_psi)
+                self.judge = CanaryJudge(self.canary.version, limits, since_s,
                                          (meta.score_min, meta.score_max))
             log.info("canary %s v%s takes %.1f%% of entities", self.name, self.canary.version,
                      d.share * 100)

@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.settings.naming import ENV_PREFIX
 from stream.settings.paths import state_dir
+from stream.settings.retraining import RetrainSection
 from stream.settings.sections import (
     DevClusterSection,
     EncryptionSection,
@@ -32,16 +33,16 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "scaling": ScalingSection,
     "limits": LimitsSection,
     "serving": ServingSection, "features": FeaturesSection, "lifecycle": LifecycleSection,
-    "regions": RegionsSection, "observability": ObservabilitySection,
-    "devcluster": DevClusterSection,
+    "regions": RegionsSection, "retraining": RetrainSection,
+    "observability": ObservabilitySection, "devcluster": DevClusterSection,
 }
 
 
 class Settings(BaseSettings, KafkaSection, SecuritySection, EncryptionSection, WorkerSection,
                ScalingSection,
                LimitsSection, ServingSection,
-               FeaturesSection, LifecycleSection, RegionsSection, ObservabilitySection,
-               DevClusterSection):
+               FeaturesSection, LifecycleSection, RegionsSection, RetrainSection,
+               ObservabilitySection, DevClusterSection):
     """All streaminfer settings, section by section (see :data:`SECTIONS`)."""
 
     model_config = SettingsConfigDict(
@@ -122,6 +123,21 @@ class Settings(BaseSettings, KafkaSection, SecuritySection, EncryptionSection, W
     def shadow_topic(self) -> str:
         """Where shadow versions' scores go."""
         return f"{self.namespace}.shadow"
+
+    @property
+    def feedback_topic(self) -> str:
+        """Ground-truth labels (Avro Label)."""
+        return f"{self.namespace}.feedback"
+
+    @property
+    def inputs_topic(self) -> str:
+        """The features each request was answered with (Avro InputSnapshot)."""
+        return f"{self.namespace}.inputs"
+
+    @property
+    def retrain_path(self) -> Path:
+        """Where retraining keeps its run directories."""
+        return self.retrain_dir or state_dir() / "retrain"
 
     @property
     def group(self) -> str:

@@ -32,8 +32,9 @@ class KafkaSection(BaseModel):
     )
     namespace: str = Field(
         "streaminfer", pattern=r"^[A-Za-z0-9._-]{1,100}$",
-        description="Topic prefix of the six topics: <namespace>.requests, .predictions, .dlq, "
-                    ".events, .shadow and .models (the control topic).",
+        description="Topic prefix of the eight topics: <namespace>.requests, .predictions, "
+                    ".dlq, .events, .shadow, .feedback, .inputs and .models (the control "
+                    "topic).",
     )
     partitions: int = Field(4, ge=1, le=10_000, description="Partitions per topic on create.")
     replication_factor: int = Field(

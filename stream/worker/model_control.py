@@ -21,6 +21,7 @@ from stream.exceptions import KafkaOperationError
 from stream.lifecycle.follower import Lifecycle
 from stream.observability.health import HealthState
 from stream.observability.metrics import WorkerMetrics
+from stream.retrain.input_recorder import InputRecorder
 from stream.settings import Settings
 from stream.worker.assembly import OnChange, Serving, build_serving
 
@@ -39,6 +40,7 @@ class ModelControl:
         self.on_breaker_change = on_breaker_change
         self.mirrored_from = mirrored_from
         self.lifecycle: Lifecycle | None = None
+        self.recorder: InputRecorder | None = None  # --record-inputs
         if model is None and settings.registry_model:
             self.lifecycle = self._new_lifecycle(settings)
             initial = self.lifecycle.initial()
@@ -63,7 +65,17 @@ class ModelControl:
         return self.serving.pipeline.degradation.enricher is not None
 
     def _build(self, settings: Settings, model: OnnxModel) -> Serving:
-        return build_serving(settings, model, self.worker_id, self.on_breaker_change, self.pool)
+        serving = build_serving(settings, model, self.worker_id, self.on_breaker_change,
+                                self.pool)
+        if settings.record_inputs:
+            if self.recorder is not None and self.recorder.bootstrap != settings.bootstrap_servers:
+                self.recorder.close()  # a region move: record on the cluster served from
+                self.recorder = None
+            if self.recorder is None:
+                self.recorder = InputRecorder(settings, model.name,
+                                              serving.pipeline.sealing.sensitive)
+            serving.pipeline.inputs = self.recorder
+        return serving
 
     def _new_lifecycle(self, settings: Settings) -> Lifecycle:
         return Lifecycle(settings, self.worker_id, self.metrics,
@@ -146,5 +158,7 @@ class ModelControl:
     def close(self) -> None:
         """Close the serving path and stop following the control topic."""
         self.serving.close()
+        if self.recorder is not None:
+            self.recorder.close()
         if self.lifecycle is not None:
             self.lifecycle.close()

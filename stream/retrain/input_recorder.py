@@ -1,0 +1,66 @@
+"""The worker side of retraining: each answered request's served features go to
+``<ns>.inputs`` (``--record-inputs``), keyed like the request.
+
+Retraining trains on these snapshots rather than re-reading Redis at training time:
+the cache holds today's aggregates, not the ones a request saw hours ago, and training
+on values serving never saw is training/serving skew. Snapshots are produced by a plain
+idempotent producer outside the worker's transaction (a lost snapshot only means one
+label fewer joins; it never affects a prediction); a full local queue drops and counts.
+Sensitive features (sealed by clients) are left out: they would be stored in clear.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from confluent_kafka import Producer
+
+from processors.side_sinks import Answered
+from schemas.serde import Encoder
+from stream.connect import kafka_config
+from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class InputRecorder:
+    """Writes InputSnapshot records for answered requests (an ``InputSink``)."""
+
+    def __init__(self, settings: Settings, model: str, sensitive: Iterable[str] = ()) -> None:
+        self.topic = settings.inputs_topic
+        self.bootstrap = settings.bootstrap_servers
+        self.model = model
+        self.sensitive = frozenset(sensitive)
+        self.recorded = 0
+        self.dropped = 0
+        self._encode = Encoder("InputSnapshot")
+        self._producer = Producer({**kafka_config.client_producer(settings), "linger.ms": 100,
+                                   "compression.type": "lz4"})
+
+    def record(self, rows: list[Answered]) -> None:
+        """Queue one snapshot per row; never blocks the batch (full queue: dropped, counted)."""
+        now = time.time_ns() // 10**6
+        for req, score, version, key, fallback, degraded in rows:
+            features = req.get("features") or {}
+            if self.sensitive:
+                features = {k: v for k, v in features.items() if k not in self.sensitive}
+            value = self._encode({
+                "request_id": req["request_id"], "entity_id": req["entity_id"],
+                "model": req.get("model") or self.model, "model_version": version,
+                "fallback": fallback, "score": score, "features": features,
+                "features_degraded": degraded, "served_at": now})
+            try:
+                self._producer.produce(self.topic, value, key)
+                self.recorded += 1
+            except BufferError:
+                self.dropped += 1
+        self._producer.poll(0)
+        if self.dropped and self.dropped % 1000 == 1:
+            log.warning("%d input snapshots dropped (the producer's queue was full); "
+                        "retraining sees fewer joined labels", self.dropped)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued."""
+        self._producer.flush(timeout)
