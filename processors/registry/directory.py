@@ -14,6 +14,7 @@ verify, and with ``require_signature`` also an unsigned one.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import os
@@ -24,12 +25,14 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from processors.model import OnnxModel
 from processors.registry import signing
 from processors.registry.base import ArtifactInfo, RegistryError
 
 MANIFEST = "MANIFEST.json"
+RUNS = ".retrain-runs"  # <root>/<name>/.retrain-runs/<run_id>.json: retraining reports
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -142,6 +145,10 @@ class DirectoryRegistry:
         the manifest's signature, when keys are trusted)."""
         info = self.info(name, version)
         folder = self._dir(name, version)
+        if info.tags.get("decision") == "rejected":
+            raise RegistryError(f"{name} v{version} was rejected by the retraining gates "
+                                f"({info.tags.get('reason', 'see its report.json')}); it is "
+                                "kept for inspection and never served")
         if self.trusted:
             verdict = self.signature(name, version)
             refuse = verdict.state in ("bad-signature", "unknown-key") or (
@@ -158,3 +165,21 @@ class DirectoryRegistry:
             raise RegistryError(f"{name} v{version} in {folder} is corrupt: {changed} differ "
                                 "from its manifest; it will not be loaded")
         return folder
+
+    def record_run(self, name: str, run_id: str, report: dict[str, Any]) -> Path:
+        """Keep a retraining run's report beside the model's versions (latest wins)."""
+        folder = self.root / name / RUNS
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{run_id}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def runs(self, name: str, last: int = 5) -> builtins.list[dict[str, Any]]:
+        """The latest retraining reports of ``name``, newest first."""
+        folder = self.root / name / RUNS
+        if not folder.exists():
+            return []
+        paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        return [json.loads(p.read_text()) for p in paths[:last]]

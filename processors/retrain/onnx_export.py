@@ -33,8 +33,9 @@ OWN_FILES = {"model.onnx", "model.json", "golden.json", "MANIFEST.json", "SIGNAT
 
 def to_graph(pipe: Pipeline, n_features: int) -> onnx.ModelProto:
     """The pipeline as an ONNX graph: features[batch, n] -> score[batch, 1]."""
-    graph_model: onnx.ModelProto = to_onnx(pipe, initial_types=[("features", FloatTensorType([None, n_features]))],
-                          options={MLPClassifier: {"zipmap": False}}, target_opset=17)
+    inputs = [("features", FloatTensorType([None, n_features]))]
+    graph_model: onnx.ModelProto = to_onnx(pipe, initial_types=inputs, target_opset=17,
+                                           options={MLPClassifier: {"zipmap": False}})
     graph = graph_model.graph
     probabilities = next(o.name for o in graph.output if o.name == "probabilities")
     graph.initializer.extend([numpy_helper.from_array(np.array([v], dtype=np.int64), name)

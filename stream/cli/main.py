@@ -1,5 +1,6 @@
 """The ``streaminfer`` command: the root group and its entry point; each command group
-lives in its own module (dev, dev_secrets, traffic, serve, ops, models, chaos, plan, keys, access)."""
+lives in its own module (dev, dev_secrets, traffic, serve, ops, models, chaos, plan, keys, access,
+retrain)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from stream.cli.keys import field_keys
 from stream.cli.models import backup, models, restore
 from stream.cli.ops import demo, dlq, regions, status
 from stream.cli.plan import plan
+from stream.cli.retrain import labels, retrain
 from stream.cli.serve import features, worker
 from stream.cli.traffic import answers, check, consume, produce, topics
 from stream.exceptions import StreaminferError
@@ -32,7 +34,8 @@ def cli() -> None:
 
 
 for command in (dev, topics, produce, consume, answers, check, worker, dlq, features, status,
-                regions, demo, models, backup, restore, chaos, plan, field_keys, acls):
+                regions, demo, models, backup, restore, chaos, plan, field_keys, acls, labels,
+                retrain):
     cli.add_command(command)
 
 

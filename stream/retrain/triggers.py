@@ -1,0 +1,130 @@
+"""``streaminfer retrain watch``: run retraining when a trigger fires — a schedule, enough
+new labels since the last run, or drift of live inputs or scores from the active
+version's training profile (the PSI the canary judge uses, per feature and for scores)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, TopicPartition
+
+from processors.retrain.drift import drift, load_reference
+from schemas.exceptions import SerdeError
+from schemas.serde import Decoder
+from stream.connect import kafka_config
+from stream.retrain.job import active_of, last_report, retrain_once
+from stream.settings import Settings
+
+
+def _since(settings: Settings, topic: str, since_ms: int) -> tuple[Consumer, list[TopicPartition]]:
+    consumer = Consumer({**kafka_config.common(settings),
+                         "group.id": f"{settings.namespace}.retrain.{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "latest"})
+    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if meta is None or meta.error is not None:
+        consumer.close()
+        return consumer, []
+    parts = [TopicPartition(topic, p, since_ms) for p in meta.partitions]
+    return consumer, consumer.offsets_for_times(parts, timeout=10)
+
+
+def labels_since(settings: Settings, since_ms: int) -> int:
+    """Labels that arrived on <ns>.feedback since ``since_ms``."""
+    consumer, parts = _since(settings, settings.feedback_topic, since_ms)
+    if not parts:
+        return 0
+    try:
+        total = 0
+        for tp in parts:
+            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            total += max(0, high - tp.offset) if tp.offset >= 0 else 0
+        return total
+    finally:
+        consumer.close()
+
+
+def live_drift(settings: Settings, model: str, since_ms: int, limit: int = 5000
+               ) -> tuple[float, str] | None:
+    """The largest PSI of live snapshots (served since ``since_ms``) against the active
+    version's profile, and which feature (``__score__`` for scores); None without data."""
+    active = active_of(settings, model)
+    reference = load_reference(active.folder)
+    if reference is None:
+        return None
+    consumer, parts = _since(settings, settings.inputs_topic, since_ms)
+    rows: list[dict[str, Any]] = []
+    try:
+        parts = [tp for tp in parts if tp.offset >= 0]
+        if not parts:
+            return None
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        consumer.assign(parts)
+        decode = Decoder("InputSnapshot")
+        deadline = time.monotonic() + 30
+        while ends and len(rows) < limit and time.monotonic() < deadline:
+            for msg in consumer.consume(500, 0.5):
+                if msg.error() is not None:
+                    continue
+                if (msg.offset() or 0) >= ends.get(msg.partition() or 0, 0) - 1:
+                    ends.pop(msg.partition() or 0, None)
+                try:
+                    snap = decode(msg.value() or b"")
+                except SerdeError:
+                    continue
+                if snap["model"] == model and not snap["fallback"]:
+                    rows.append(snap)
+    finally:
+        consumer.close()
+    features = list(reference["features"])
+    rows = [r for r in rows if all(f in r["features"] for f in features)]
+    if len(rows) < 200:
+        return None
+    x = np.array([[r["features"][f] for f in features] for r in rows], dtype=np.float32)
+    scores = np.array([r["score"] for r in rows])
+    values = drift(reference, x, scores, features)
+    worst = max(values, key=lambda k: values[k])
+    return values[worst], worst
+
+
+def due(settings: Settings, model: str, now_ms: int) -> str | None:
+    """Why a run is due now (None: not yet)."""
+    last = last_report(settings, model)
+    last_end = int((last or {}).get("window", {}).get("end_ms", 0))
+    if settings.retrain_every_s and now_ms - last_end >= settings.retrain_every_s * 1000:
+        return f"schedule: {settings.retrain_every_s:g} s since the last run"
+    if settings.retrain_on_labels:
+        new = labels_since(settings, last_end)
+        if new >= settings.retrain_on_labels:
+            return f"labels: {new} new since the last run (threshold {settings.retrain_on_labels})"
+    if settings.retrain_on_psi:
+        since = max(last_end, now_ms - int(settings.retrain_window_h * 3600 * 1000))
+        found = live_drift(settings, model, since)
+        if found is not None and found[0] >= settings.retrain_on_psi:
+            return (f"drift: PSI {found[0]:.3f} of {found[1]} against v"
+                    f"{active_of(settings, model).version or 'shipped'}'s training profile "
+                    f"(threshold {settings.retrain_on_psi})")
+    return None
+
+
+def watch(settings: Settings, model: str, stop: threading.Event,
+          say: Callable[[str], None] = print, max_runs: int | None = None) -> int:
+    """Check the triggers every ``retrain_check_s`` until ``stop``; returns runs made."""
+    if not (settings.retrain_every_s or settings.retrain_on_labels or settings.retrain_on_psi):
+        raise ValueError("no trigger set: give --retrain-every-s, --retrain-on-labels or "
+                         "--retrain-on-psi")
+    runs = 0
+    while not stop.is_set() and (max_runs is None or runs < max_runs):
+        reason = due(settings, model, time.time_ns() // 10**6)
+        if reason is None:
+            say(f"no trigger yet; next check in {settings.retrain_check_s:g} s")
+        else:
+            say(f"retraining {model}: {reason}")
+            retrain_once(settings, model, say, trigger=reason)
+            runs += 1
+        stop.wait(settings.retrain_check_s)
+    return runs
