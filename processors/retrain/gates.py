@@ -52,8 +52,12 @@ class Gate:
     detail: str
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
-        return asdict(self)
+        """JSON-ready (numpy's bools and floats made plain)."""
+        out = asdict(self)
+        out["passed"] = bool(self.passed)
+        if isinstance(self.value, float):
+            out["value"] = float(self.value)
+        return out
 
 
 def figures(model: OnnxModel, data: Dataset) -> dict[str, float]:

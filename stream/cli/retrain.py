@@ -63,15 +63,16 @@ def labels_send(source: Any, **kwargs: Any) -> None:
                                               "labelling source; what the gates must refuse).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=int, default=None, help="Label at most this many requests.")
+@click.option("--since-ms", type=int, default=0, help="Only requests answered since (epoch ms).")
 @settings_options(*CONNECTION)
-def labels_synthesize(drift: float, shuffle: bool, seed: int, limit: int | None,
+def labels_synthesize(drift: float, shuffle: bool, seed: int, limit: int | None, since_ms: int,
                       **kwargs: Any) -> None:
     """Label the answered requests <ns>.inputs holds with synthetic outcomes (demos, tests)."""
     from stream.retrain.labeller import synthesize
 
     s = resolve(kwargs, CONNECTION)
     require_kafka(s)
-    counts = synthesize(s, drift, seed, shuffle, limit=limit)
+    counts = synthesize(s, drift, seed, shuffle, limit=limit, since_ms=since_ms)
     click.echo(f"labelled {counts['labelled']} requests ({counts['positives']} positive) on "
                f"{s.feedback_topic}; skipped {counts['skipped']}, undecodable "
                f"{counts['undecodable']}")

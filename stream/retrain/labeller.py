@@ -17,14 +17,16 @@ from stream.settings import Settings
 
 
 def synthesize(settings: Settings, drift: float, seed: int = 0, shuffle: bool = False,
-               delay_ms: int = 1000, limit: int | None = None) -> dict[str, int]:
-    """Label the requests ``<ns>.inputs`` holds; returns counts (labelled, skipped)."""
+               delay_ms: int = 1000, limit: int | None = None,
+               since_ms: int = 0) -> dict[str, int]:
+    """Label the requests ``<ns>.inputs`` holds (answered since ``since_ms``); returns
+    counts (labelled, positives, skipped, undecodable)."""
     undecodable: dict[str, int] = {}
     snaps: list[dict[str, Any]] = []
     seen: set[str] = set()
     skipped = 0
     for snap in read_records(settings, settings.inputs_topic, "InputSnapshot", undecodable):
-        if snap["request_id"] in seen:
+        if snap["request_id"] in seen or snap["served_at"] < since_ms:
             continue
         seen.add(snap["request_id"])
         if any(f not in snap["features"] for f in FEATURE_NAMES):
