@@ -96,8 +96,9 @@ if [ "${1:-}" = "--extended" ]; then
   log "pytest: the extended scenarios"
   python -m pytest -m extended "$@" || status=$?
 elif [ "$#" -eq 0 ]; then
-  log "pytest: unit tests (the extended scenarios: bash compose/test.sh --extended)"
-  python -m pytest -m "not extended" tests/unit || status=$?
+  log "pytest: unit tests on both cores (the extended scenarios: bash compose/test.sh --extended)"
+  # pytest-xdist: two processes take about half the serial time (~50 s instead of ~110 s).
+  python -m pytest -n 2 -m "not extended" tests/unit || status=$?
   await_images
   log "pytest: integration tests on real Kafka and Redis"
   python -m pytest -m "not extended" tests/integration || status=$?

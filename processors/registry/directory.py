@@ -181,5 +181,5 @@ class DirectoryRegistry:
         folder = self.root / name / RUNS
         if not folder.exists():
             return []
-        paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        paths = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
         return [json.loads(p.read_text()) for p in paths[:last]]

@@ -4,6 +4,9 @@
   feature names in the same order as the active version (what the request schema and
   the feature views supply), and the feature views cover them;
 - ``golden``: the golden inputs answer with finite scores inside the guardrails;
+- ``auc_min``: the candidate ranks better than chance by a set floor on the holdout
+  (labels from a broken source leave both versions near 0.5, where "not worse than the
+  active" alone would pass a coin flip);
 - ``auc`` / ``logloss`` / ``calibration``: on the held-out most recent rows, not worse
   than the active version's by more than the set margins;
 - ``latency_1`` / ``latency_256``: median time of a batch of 1 and of 256 within budget;
@@ -31,6 +34,7 @@ from processors.retrain.offline_metrics import auc, calibration_error, logloss, 
 class GateLimits:
     """Thresholds of the gates (the ``retrain_*`` settings)."""
 
+    min_auc: float = 0.6
     max_auc_drop: float = 0.0
     max_logloss_rise: float = 0.02
     max_calibration_rise: float = 0.02
@@ -73,6 +77,9 @@ def judge(candidate: OnnxModel, active: OnnxModel | None, holdout: Dataset,
     gates = [_signature(candidate, active), _golden(candidate, golden)]
     cand = figures(candidate, holdout)
     act = figures(active, holdout) if active is not None else None
+    gates.append(Gate("auc_min", cand["auc"] >= limits.min_auc, round(cand["auc"], 4),
+                      limits.min_auc, f"candidate AUC {cand['auc']:.4f} on "
+                      f"{len(holdout)} held-out rows (0.5 is chance)"))
     margins = (("auc", -limits.max_auc_drop, "higher"),
                ("logloss", limits.max_logloss_rise, "lower"),
                ("calibration", limits.max_calibration_rise, "lower"))

@@ -45,6 +45,7 @@ def train(x: np.ndarray, y: np.ndarray, spec: TrainSpec, run_dir: Path, data_dig
           progress: Progress | None = None) -> Pipeline:
     """The fitted pipeline (scaler + MLP), resuming from ``run_dir``'s checkpoint."""
     tag = {"spec": asdict(spec), "data": data_digest}
+    run_dir.mkdir(parents=True, exist_ok=True)
     state = _load(run_dir / CHECKPOINT, tag)
     resumed = state is not None
     if state is None:

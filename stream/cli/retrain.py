@@ -17,12 +17,22 @@ from stream.connect.reachability import require_kafka
 
 REGISTRY = ("registry_dir", "model_trusted_keys", "model_require_signature", "model_path")
 RETRAIN = ("retrain_window_h", "retrain_label_wait_s", "retrain_min_labels", "retrain_holdout",
-           "retrain_epochs", "retrain_seed", "retrain_hidden", "retrain_max_auc_drop",
+           "retrain_epochs", "retrain_seed", "retrain_hidden", "retrain_min_auc", "retrain_max_auc_drop",
            "retrain_max_logloss_rise", "retrain_max_calibration_rise", "retrain_latency_ms_1",
            "retrain_latency_ms_256", "retrain_max_model_bytes", "retrain_fairness_feature",
            "retrain_max_fairness_gap", "retrain_canary_share", "retrain_dir",
            "retrain_sign_key", "canary_max_psi")
 TRIGGERS = ("retrain_every_s", "retrain_on_labels", "retrain_on_psi", "retrain_check_s")
+
+
+def _require_trainer() -> None:
+    """Training needs the retrain extra (the worker image has it; a bare install does not)."""
+    try:
+        import skl2onnx  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise click.ClickException(f"retraining needs scikit-learn and skl2onnx ({exc}): "
+                                   "pip install 'streaminfer[retrain]'") from exc
 
 
 @click.group()
@@ -92,6 +102,7 @@ def retrain() -> None:
 def retrain_run(model: str, no_release: bool, until_ms: int | None, **kwargs: Any) -> None:
     """One run for MODEL: join labels with served inputs, train (resuming a killed run),
     gate against the active version, publish, and start a passing version as a canary."""
+    _require_trainer()
     from stream.retrain.job import retrain_once
 
     s = resolve(kwargs, CONNECTION, REGISTRY, RETRAIN)
@@ -112,6 +123,7 @@ def retrain_run(model: str, no_release: bool, until_ms: int | None, **kwargs: An
 def retrain_watch(model: str, max_runs: int | None, **kwargs: Any) -> None:
     """Check the triggers (schedule, new labels, drift) and run when one fires; until
     SIGTERM or Ctrl-C."""
+    _require_trainer()
     from stream.retrain.triggers import watch
 
     s = resolve(kwargs, CONNECTION, REGISTRY, RETRAIN, TRIGGERS)

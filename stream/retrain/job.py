@@ -45,10 +45,11 @@ def config_of(settings: Settings, model: str) -> RunConfig:
     """The run's training spec and gate limits from the settings."""
     spec = TrainSpec(hidden=tuple(int(h) for h in settings.retrain_hidden.split(",")),
                      epochs=settings.retrain_epochs, seed=settings.retrain_seed)
-    limits = GateLimits(settings.retrain_max_auc_drop, settings.retrain_max_logloss_rise,
-                        settings.retrain_max_calibration_rise, settings.retrain_latency_ms_1,
-                        settings.retrain_latency_ms_256, settings.retrain_max_model_bytes,
-                        settings.retrain_fairness_feature, settings.retrain_max_fairness_gap)
+    limits = GateLimits(settings.retrain_min_auc, settings.retrain_max_auc_drop,
+                        settings.retrain_max_logloss_rise, settings.retrain_max_calibration_rise,
+                        settings.retrain_latency_ms_1, settings.retrain_latency_ms_256,
+                        settings.retrain_max_model_bytes, settings.retrain_fairness_feature,
+                        settings.retrain_max_fairness_gap)
     return RunConfig(model, spec, limits, settings.retrain_holdout, settings.retrain_min_labels)
 
 

@@ -31,6 +31,9 @@ class RetrainSection(BaseModel):
     retrain_seed: int = Field(7, description="Seed of initialisation and shuffling.")
     retrain_hidden: str = Field(
         "32,16", pattern=r"^\d+(,\d+)*$", description="Hidden layer sizes of the MLP.")
+    retrain_min_auc: float = Field(
+        0.6, ge=0, le=1, description="Gate: the candidate's holdout AUC must reach this "
+                                     "(0.5 is chance), whatever the active version scores.")
     retrain_max_auc_drop: float = Field(
         0.0, ge=0, le=1, description="Gate: candidate AUC may be at most this below the "
                                      "active version's on the holdout.")

@@ -1,11 +1,12 @@
-"""A worker runs without the extras: no testcontainers, Docker SDK or pyarrow."""
+"""A worker runs without the extras: no testcontainers, Docker SDK, pyarrow, scikit-learn or
+skl2onnx (the retrain extra)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-BLOCKED = ("testcontainers", "docker", "pyarrow")
+BLOCKED = ("testcontainers", "docker", "pyarrow", "sklearn", "skl2onnx")
 PROBE = f"""
 import importlib.abc, sys
 class Block(importlib.abc.MetaPathFinder):
@@ -21,6 +22,8 @@ from stream.cli.main import cli
 assert CliRunner().invoke(cli, ["worker", "--help"]).exit_code == 0
 result = CliRunner().invoke(cli, ["dev", "status"])
 assert result.exit_code != 0 and "streaminfer[devcluster]" in result.output, result.output
+result = CliRunner().invoke(cli, ["retrain", "run", "fraud"])
+assert result.exit_code != 0 and "streaminfer[retrain]" in result.output, result.output
 print("ok")
 """
 
