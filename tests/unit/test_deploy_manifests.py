@@ -133,3 +133,32 @@ def test_the_prometheus_rule_must_match_the_tested_alerts(copy: Path) -> None:
     edit(rule, "for: 1m", "for: 10m")
     problems = worker_problems(render(copy / "base"))
     assert any("PrometheusRule must hold exactly the rules" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("tree", TREES)
+def test_retraining_runs_one_at_a_time_on_the_registry_the_workers_read(
+        rendered: dict[str, list[dict[str, Any]]], tree: str) -> None:
+    docs = rendered[tree]
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    worker = next(d for d in docs if d["kind"] == "StatefulSet")
+    settings = next(d for d in docs if d["kind"] == "ConfigMap"
+                    and d["metadata"]["name"].startswith("streaminfer-settings"))["data"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    job = cron["spec"]["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    assert pod["containers"][0]["args"][:2] == ["retrain", "run"]
+
+    def claim_mount(spec: dict[str, Any]) -> str:
+        """Where the pod mounts the model-registry claim."""
+        volume = next(v["name"] for v in spec["volumes"]
+                      if v.get("persistentVolumeClaim", {}).get("claimName") == "model-registry")
+        return next(m["mountPath"] for m in spec["containers"][0]["volumeMounts"]
+                    if m["name"] == volume)
+
+    mount = claim_mount(pod)
+    assert claim_mount(worker["spec"]["template"]["spec"]) == mount
+    # Registry and checkpoints on the shared volume: a retried pod resumes the run.
+    assert settings["STREAMINFER_REGISTRY_DIR"].startswith(mount + "/")
+    assert settings["STREAMINFER_RETRAIN_DIR"].startswith(mount + "/")
+    assert settings["STREAMINFER_RECORD_INPUTS"] == "true"
+    assert job["podFailurePolicy"]["rules"][0]["onExitCodes"]["values"] == [3]

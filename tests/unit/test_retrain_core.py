@@ -106,7 +106,7 @@ def test_a_run_killed_after_an_epoch_resumes_to_the_same_graph(tmp_path: Path) -
             raise Killed
 
     with pytest.raises(Killed):
-        train(x, y, spec, tmp_path / "a", "d1", kill_after_2)  # type: ignore[arg-type]
+        train(x, y, spec, tmp_path / "a", "d1", kill_after_2)
     assert checkpoint_epoch(tmp_path / "a") == 2
     seen: list[tuple[int, bool]] = []
     resumed = train(x, y, spec, tmp_path / "a", "d1", lambda e, _n, r: seen.append((e, r)))
