@@ -4,6 +4,7 @@ summed over the workers' /metrics (this host's announced workers and given URLs)
 from __future__ import annotations
 
 import math
+import time
 import urllib.request
 from collections import defaultdict
 from typing import Any
@@ -99,7 +100,7 @@ def collect(settings: Settings, name: str, urls: list[str]) -> dict[str, Any]:
                            for v, c in signatures.items()},
             "require_signature": settings.model_require_signature, "versions": versions,
             "shadow": shadows, "decisions": decisions, "workers": len(targets),
-            "unreachable": unreachable}
+            "unreachable": unreachable, "retrain_runs": registry.runs(name, 5)}
 
 
 def render(report: dict[str, Any]) -> Group:
@@ -148,4 +149,27 @@ def render(report: dict[str, Any]) -> Group:
     for d in report["decisions"]:
         parts.append(f"automatic {d['decision']} of v{d['version']} ({d['reason']}) by "
                      f"{d['worker']}")
+    if report.get("retrain_runs"):
+        parts.append(_runs_table(report["retrain_runs"]))
     return Group(*parts)
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> Table:
+    """The last retraining runs (`streaminfer retrain status` has the details)."""
+    table = Table(title="last retraining runs (newest first)")
+    for col in ("run", "window end (UTC)", "labels joined", "coverage", "AUC cand / active",
+                "decision", "version", "why"):
+        table.add_column(col)
+    for run in runs:
+        labels = run.get("labels") or {}
+        metrics = run.get("metrics") or {}
+        cand, act = metrics.get("candidate"), metrics.get("active")
+        auc = "-" if not cand else (f"{cand['auc']:.3f} / {act['auc']:.3f}" if act
+                                    else f"{cand['auc']:.3f} / -")
+        end = (run.get("window") or {}).get("end_ms") or 0
+        table.add_row(str(run.get("run_id", "?")), time.strftime("%Y-%m-%d %H:%M",
+                                                                  time.gmtime(end / 1000)),
+                      str(labels.get("joined", 0)), f"{labels.get('coverage', 0):.1%}", auc,
+                      str(run.get("decision", "?")), str(run.get("version") or "-"),
+                      str((run.get("release") or {}).get("detail") or run.get("reason", "")))
+    return table

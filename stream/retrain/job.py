@@ -132,8 +132,11 @@ def _release(settings: Settings, model: str, outcome: Outcome, active: Active) -
         raise RegistryError(f"{model} has no control record: publish and promote the shipped "
                             f"version first (`streaminfer models promote {model} VERSION`), "
                             "then retrain")
+    # The judge compares live canary and active scores on different entities and a few
+    # hundred requests each, where PSI is noisier than offline on the same holdout rows:
+    # twice the measured shift plus 0.25 (the default threshold for an unintended shift).
     shift = float(outcome.report["metrics"].get("score_psi_vs_active", 0.0))
-    max_psi = round(max(settings.canary_max_psi, shift * 1.5 + 0.1), 4)
+    max_psi = round(max(settings.canary_max_psi, shift * 2 + 0.25), 4)
     metrics = outcome.report["metrics"]
     reason = (f"retrain run {outcome.run_id}: holdout AUC {metrics['candidate']['auc']:.4f} "
               f"vs {metrics['active']['auc']:.4f}")

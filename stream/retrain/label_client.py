@@ -4,15 +4,17 @@ topics a retraining run joins."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from schemas.exceptions import SerdeError
 from schemas.serde import Encoder
-from stream.clients import TopicReader
+from stream.clients import AnyDecoder
 from stream.connect import kafka_config
+from stream.connect.topics import watermarks
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
 
@@ -68,16 +70,46 @@ class LabelProducer:
                                       f"{self.failed[0]}")
 
 
-def read_records(settings: Settings, topic: str, kind: str,
-                 undecodable: dict[str, int]) -> Iterator[dict[str, Any]]:
-    """Every record of ``kind`` the topic holds now (to its end offsets when reading
-    started); undecodable or other records are counted in ``undecodable[topic]``."""
-    for rec in TopicReader(settings, topic, timeout=30.0, until_end=True):
-        value = rec.value
-        if value is None or not _looks_like(kind, value):
-            undecodable[topic] = undecodable.get(topic, 0) + 1
-            continue
-        yield value
+def read_records(settings: Settings, topic: str, kind: str, undecodable: dict[str, int],
+                 idle_s: float = 30.0) -> Iterator[dict[str, Any]]:
+    """Every record of ``kind`` the topic holds now (to the end offsets it had when reading
+    started; partitions assigned, no group to join); undecodable or other records are
+    counted in ``undecodable[topic]``."""
+    consumer = Consumer({**kafka_config.common(settings),
+                         "group.id": f"{settings.namespace}.retrain.{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "isolation.level": "read_committed"})
+    decode = AnyDecoder()
+    try:
+        ends = {p: (low, high) for p, (low, high) in watermarks(settings, topic).items()
+                if high > low}
+        consumer.assign([TopicPartition(topic, p, low) for p, (low, _h) in ends.items()])
+        last = time.monotonic()
+        while ends:
+            if time.monotonic() - last > idle_s:
+                raise KafkaOperationError(
+                    f"reading {topic} stalled for {idle_s:.0f}s with partitions {sorted(ends)} "
+                    "unfinished; is Kafka reachable? Run the command again", retriable=True)
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error() is not None:
+                    continue
+                last = time.monotonic()
+                part, offset = msg.partition() or 0, msg.offset() or 0
+                end = ends.get(part)
+                if end is None or offset >= end[1]:
+                    continue
+                if offset >= end[1] - 1:
+                    del ends[part]
+                try:
+                    value = decode(msg.value() or b"")
+                except SerdeError:
+                    value = None
+                if value is None or not _looks_like(kind, value):
+                    undecodable[topic] = undecodable.get(topic, 0) + 1
+                    continue
+                yield value
+    finally:
+        consumer.close()
 
 
 def _looks_like(kind: str, value: Mapping[str, Any]) -> bool:

@@ -29,10 +29,9 @@ from processors.registry.directory import DirectoryRegistry
 from processors.retrain.offline_metrics import auc
 from processors.retrain.training import checkpoint_epoch
 from processors.synthetic import FEATURE_NAMES, fraud_probability
-from stream.clients import TopicReader
 from stream.connect.topics import ensure_topics
 from stream.lifecycle.control import current_state, publish_control
-from stream.retrain.label_client import LabelProducer
+from stream.retrain.label_client import LabelProducer, read_records
 from stream.settings import Settings
 from stream.tools.demo import Collector
 from tests.integration.conftest import Endpoints, make_settings
@@ -52,7 +51,7 @@ from tests.integration.helpers import (
 pytestmark = pytest.mark.integration
 
 DRIFT = 0.8
-PER_PHASE = 4000
+PER_PHASE = 3000
 
 
 @dataclass
@@ -64,6 +63,7 @@ class Served:
     pool: WorkerPool
     collector: Collector
     tmp: Path
+    resumed_content: str | None = None  # the killed-and-resumed run's content sha256
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def served(cluster: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iter
     registry = tmp / "registry"
     DirectoryRegistry(registry).publish(DEFAULT_MODEL_DIR, "fraud", "1")
     settings = make_settings(cluster, registry_model="fraud", registry_dir=registry,
-                             record_inputs=True, canary_min_samples=100, canary_window_s=20,
+                             record_inputs=True, canary_min_samples=300, canary_window_s=20,
                              canary_promote_after_s=6, retrain_canary_share=0.5,
                              retrain_epochs=40)
     ensure_topics(settings)
@@ -113,8 +113,8 @@ def send_phase(served: Served, seed: int) -> Window:
 
 
 def snapshots(settings: Settings, since: int) -> list[dict[str, Any]]:
-    return [r.value for r in TopicReader(settings, settings.inputs_topic, until_end=True)
-            if r.value is not None and r.value["served_at"] >= since]
+    return [s for s in read_records(settings, settings.inputs_topic, "InputSnapshot", {})
+            if s["served_at"] >= since]
 
 
 def predictions_of(collector: Collector, version: str) -> int:
@@ -201,6 +201,25 @@ def test_odd_labels_are_counted_and_a_candidate_of_shuffled_labels_is_rejected(
     assert predictions_of(served.collector, version) == 0
 
 
+def test_the_triggers_see_new_labels_and_no_input_drift(served: Served, phase_b: Window) -> None:
+    """`retrain watch` decides with these: the labels since the last run (phase A's) and
+    the PSI of live inputs and scores against v1's training profile (the synthetic
+    inputs did not move: the drift is in the outcomes, which only labels reveal)."""
+    from stream.retrain.triggers import due, labels_since, live_drift
+
+    settings = served.settings.model_copy(update={"retrain_on_labels": 1000,
+                                                  "retrain_on_psi": 0.2})
+    assert labels_since(settings, phase_b.start) == PER_PHASE
+    reason = due(settings, "fraud", now_ms())
+    assert reason is not None
+    assert reason.startswith("labels: "), reason
+    found = live_drift(settings, "fraud", phase_b.start)
+    assert found is not None
+    assert found[0] < 0.2, found
+    quiet = settings.model_copy(update={"retrain_on_labels": 10**9})
+    assert due(quiet, "fraud", now_ms()) is None
+
+
 def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_content(
         served: Served, phase_b: Window) -> None:
     run_dir = served.tmp / "killed"
@@ -227,14 +246,9 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_content(
     report = json.loads((Path(outcome["run_dir"]) / "report.json").read_text())
     assert report["training"]["resumed_from_epoch"] >= killed_at
 
-    fresh, clean = run_retrain(served, phase_b, "--no-release",
-                               retrain_dir=served.tmp / "uninterrupted")
-    assert fresh.returncode == 0, fresh.stderr[-3000:]
-    clean_report = json.loads((Path(clean["run_dir"]) / "report.json").read_text())
-    assert clean["version"] == outcome["version"]
-    assert clean_report["content_sha256"] == report["content_sha256"]
+    served.resumed_content = report["content_sha256"]
     print(f"\nkilled at epoch {killed_at}/40, resumed; content sha256 "
-          f"{report['content_sha256'][:16]} both ways")
+          f"{report['content_sha256'][:16]}")
 
 
 def test_drifted_labels_retrain_a_version_that_passes_becomes_canary_and_is_promoted(
@@ -244,6 +258,11 @@ def test_drifted_labels_retrain_a_version_that_passes_becomes_canary_and_is_prom
     assert result.returncode == 0, result.stderr[-3000:]
     assert outcome["decision"] == "candidate", result.stderr[-3000:]
     version = outcome["version"]
+    if served.resumed_content is not None:
+        # An uninterrupted run from scratch (a new run directory) made the same content
+        # as the killed and resumed one.
+        report = json.loads((Path(outcome["run_dir"]) / "report.json").read_text())
+        assert report["content_sha256"] == served.resumed_content
     state = current_state(settings, "fraud")
     assert state is not None
     assert (state["canary_version"], state["action"]) == (version, "canary")
@@ -282,3 +301,7 @@ def test_drifted_labels_retrain_a_version_that_passes_becomes_canary_and_is_prom
     status = streaminfer(settings, "retrain", "status", "fraud")
     assert status.returncode == 0, status.stderr
     assert f"candidate v{version}" in status.stdout, status.stdout
+    models = streaminfer(settings, "models", "status", "fraud")
+    assert models.returncode == 0, models.stderr
+    assert "last retraining runs" in models.stdout, models.stdout
+    assert "rejected" in models.stdout  # phase A's run is listed too

@@ -264,3 +264,47 @@ def test_a_bad_label_line_names_what_is_wrong(raw: dict[str, Any], problem: str)
     with pytest.raises(ConfigurationError, match=problem):
         checked_label(raw, "labels.jsonl:3")
     assert checked_label({"request_id": "r", "label": 1}, "x")["label_time"] > 0
+
+
+def test_watch_runs_when_a_trigger_fires_and_refuses_without_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from stream.retrain import triggers
+    from stream.settings import Settings
+
+    answers = iter([None, "labels: 1200 new since the last run (threshold 1000)"])
+    runs: list[str] = []
+    monkeypatch.setattr(triggers, "due", lambda _s, _m, _now: next(answers))
+    monkeypatch.setattr(triggers, "retrain_once",
+                        lambda _s, model, _say, trigger: runs.append(f"{model}: {trigger}"))
+    said: list[str] = []
+    settings = Settings(retrain_on_labels=1000, retrain_check_s=0.01)
+    assert triggers.watch(settings, "fraud", threading.Event(), said.append, max_runs=1) == 1
+    assert runs == ["fraud: labels: 1200 new since the last run (threshold 1000)"]
+    assert said[0].startswith("no trigger yet")
+    with pytest.raises(ValueError, match="no trigger set"):
+        triggers.watch(Settings(), "fraud", threading.Event(), said.append)
+
+
+def test_the_exported_graph_is_byte_identical_in_every_process(tmp_path: Path) -> None:
+    """Python's string hashing differs per process (PYTHONHASHSEED); the export must not."""
+    import subprocess
+    import sys
+
+    probe = ("import hashlib, numpy as np, pathlib, sys\n"
+             "from processors.synthetic import sample_labelled\n"
+             "from processors.retrain.training import train, TrainSpec\n"
+             "from processors.retrain.onnx_export import to_graph\n"
+             "x, y = sample_labelled(np.random.default_rng(3), 300)\n"
+             "p = train(x, y.astype(int), TrainSpec(epochs=1, hidden=(4,)), "
+             "pathlib.Path(sys.argv[1]), 'd')\n"
+             "print(hashlib.sha256(to_graph(p, x.shape[1]).SerializeToString()).hexdigest())\n")
+    digests = set()
+    for seed in ("1", "2"):
+        done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / seed)],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "PYTHONHASHSEED": seed})
+        assert done.returncode == 0, done.stderr[-2000:]
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1
