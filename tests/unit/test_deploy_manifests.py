@@ -152,8 +152,8 @@ def test_retraining_runs_one_at_a_time_on_the_registry_the_workers_read(
         """Where the pod mounts the model-registry claim."""
         volume = next(v["name"] for v in spec["volumes"]
                       if v.get("persistentVolumeClaim", {}).get("claimName") == "model-registry")
-        return next(m["mountPath"] for m in spec["containers"][0]["volumeMounts"]
-                    if m["name"] == volume)
+        return str(next(m["mountPath"] for m in spec["containers"][0]["volumeMounts"]
+                        if m["name"] == volume))
 
     mount = claim_mount(pod)
     assert claim_mount(worker["spec"]["template"]["spec"]) == mount
