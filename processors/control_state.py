@@ -13,7 +13,7 @@ from typing import Any
 from schemas.exceptions import StreaminferError
 
 ACTIONS = ("promote", "rollback", "canary", "canary_stop", "shadow", "shadow_stop",
-           "auto_rollback", "auto_promote")
+           "auto_rollback", "auto_promote", "rejected")
 
 
 class TransitionError(StreaminferError):
@@ -35,6 +35,7 @@ def transition(current: dict[str, Any] | None, model: str, action: str, *,
     shadow_stop     the shadow ends
     auto_rollback   (a worker's canary judge) the canary ends, with the reason
     auto_promote    (a worker's canary judge) the canary becomes active
+    rejected        (retraining) V failed its gates: recorded, nothing routed changes
     """
     now = at_ms if at_ms is not None else time.time_ns() // 10**6
     cur = dict(current or {})
@@ -91,6 +92,9 @@ def transition(current: dict[str, Any] | None, model: str, action: str, *,
             raise TransitionError(f"{model} has no canary running")
         state.update(active_version=canary, previous_version=active)
         end_canary()
+    elif action == "rejected":
+        if not version:
+            raise TransitionError("rejected needs the version that failed its gates")
     elif action == "shadow":
         if not version:
             raise TransitionError("shadow needs a version")

@@ -46,8 +46,9 @@ def to_graph(pipe: Pipeline, n_features: int) -> onnx.ModelProto:
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info("score", TensorProto.FLOAT, [None, 1]))
     graph_model.producer_name = "streaminfer-retrain"
-    # skl2onnx lists the opset domains in set order, which follows Python's per-process
-    # string hashing: sorted, the same training gives the same bytes in every process.
+    # skl2onnx lists the opset domains in an order that varies between processes (a fresh
+    # run's model once differed from a resumed run's only there): sorted, the same
+    # training gives the same bytes in every process.
     opsets = sorted((o.domain, o.version) for o in graph_model.opset_import)
     del graph_model.opset_import[:]
     graph_model.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets)

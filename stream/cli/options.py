@@ -87,7 +87,8 @@ WORKER = ("group_id", "guarantee", "batch_max_records", "batch_max_linger_ms", "
           "feature_cache_size", "feature_cache_ttl_s",
           "feature_precedence", "registry_model", "registry_dir", "dedupe_ttl_s", "canary_window_s",
           "canary_min_samples", "canary_max_error_rate", "canary_max_fallback_rate",
-          "canary_max_p99_ratio", "canary_max_psi", "canary_promote_after_s", "canary_judge")
+          "canary_max_p99_ratio", "canary_max_psi", "canary_promote_after_s", "canary_judge",
+          "record_inputs", "model_trusted_keys", "model_require_signature")
 DEV = ("kafka_image", "redis_image")
 SEALING = ("field_keys_file", "seal_fields", "model_path")  # producers of requests
 REGIONS = ("regions", "region_down_after_s", "region_failback_after_s")

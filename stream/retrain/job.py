@@ -89,6 +89,8 @@ def retrain_once(settings: Settings, model: str, say: Callable[[str], None] = pr
         _publish(settings, model, outcome)
         if outcome.decision == "candidate" and release:
             _release(settings, model, outcome, active)
+        elif outcome.decision == "rejected" and active.version is not None:
+            _record_rejection(settings, model, outcome)
     if outcome.decision != "skipped":
         (outcome.run_dir / REPORT).write_text(json.dumps(outcome.report, indent=2,
                                                          sort_keys=True) + "\n")
@@ -148,6 +150,18 @@ def _release(settings: Settings, model: str, outcome: Outcome, active: Active) -
         "actor": actor, "at": new["at"],
         "detail": f"canary v{version} at {settings.retrain_canary_share:.0%} by {actor} "
                   f"(score PSI allowed {max_psi}); the workers' judge promotes or rolls back"}
+
+
+def _record_rejection(settings: Settings, model: str, outcome: Outcome) -> None:
+    """Put the rejection on the control topic (once): routing stays as it is."""
+    if (outcome.report.get("release") or {}).get("action"):
+        return
+    actor = f"retrain@{socket.gethostname()}"
+    reason = f"retrain run {outcome.run_id}: v{outcome.version} {outcome.report['reason']}"
+    new = change(settings, model, "rejected", version=outcome.version, reason=reason,
+                 actor=actor)
+    outcome.report["release"] = {"action": "rejected", "actor": actor, "at": new["at"],
+                                 "detail": f"rejected by {actor}; routing unchanged"}
 
 
 def last_report(settings: Settings, model: str) -> dict[str, Any] | None:

@@ -180,7 +180,9 @@ def test_odd_labels_are_counted_and_a_candidate_of_shuffled_labels_is_rejected(
     assert outcome["decision"] == "rejected"
     report = json.loads((Path(outcome["run_dir"]) / "report.json").read_text())
     labels = report["labels"]
-    print(f"\nphase A labels: {labels}")
+    metrics = report["metrics"]
+    print(f"\nphase A labels: {labels}\nphase A holdout AUC: candidate "
+          f"{metrics['candidate']['auc']:.4f}, v1 {metrics['active']['auc']:.4f}")
     assert labels["unknown_request"] == 50
     assert labels["invalid"] == 10
     assert labels["late"] == 20
@@ -198,6 +200,9 @@ def test_odd_labels_are_counted_and_a_candidate_of_shuffled_labels_is_rejected(
     state = current_state(settings, "fraud")
     assert state is not None
     assert state["canary_version"] is None
+    assert state["active_version"] == "1"
+    assert (state["action"], state["actor"][:8]) == ("rejected", "retrain@")  # on the record
+    assert version in state["reason"]
     assert predictions_of(served.collector, version) == 0
 
 
