@@ -73,9 +73,12 @@ def retrain_once(settings: Settings, model: str, say: Callable[[str], None] = pr
     say(f"reading {settings.inputs_topic} and {settings.feedback_topic} "
         f"(window: the last {settings.retrain_window_h:g} h)")
     undecodable: dict[str, int] = {}
+    # From the window's start (by Kafka timestamps; labels are written after their
+    # requests were answered), so a long retention is not read whole.
     snaps = [s for s in read_records(settings, settings.inputs_topic, "InputSnapshot",
-                                     undecodable) if s.get("model") == model]
-    labels = list(read_records(settings, settings.feedback_topic, "Label", undecodable))
+                                     undecodable, since_ms=start) if s.get("model") == model]
+    labels = list(read_records(settings, settings.feedback_topic, "Label", undecodable,
+                               since_ms=start))
     dataset, counts = join(snaps, labels, features, start, end,
                            int(settings.retrain_label_wait_s * 1000))
     say(f"{counts.joined} labelled requests ({counts.labels} labels, {counts.snapshots} "

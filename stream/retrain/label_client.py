@@ -71,10 +71,10 @@ class LabelProducer:
 
 
 def read_records(settings: Settings, topic: str, kind: str, undecodable: dict[str, int],
-                 idle_s: float = 30.0) -> Iterator[dict[str, Any]]:
+                 idle_s: float = 30.0, since_ms: int = 0) -> Iterator[dict[str, Any]]:
     """Every record of ``kind`` the topic holds now (to the end offsets it had when reading
-    started; partitions assigned, no group to join); undecodable or other records are
-    counted in ``undecodable[topic]``."""
+    started; partitions assigned, no group to join), from the first one written at or
+    after ``since_ms``; undecodable or other records are counted in ``undecodable[topic]``."""
     consumer = Consumer({**kafka_config.common(settings),
                          "group.id": f"{settings.namespace}.retrain.{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
@@ -83,6 +83,15 @@ def read_records(settings: Settings, topic: str, kind: str, undecodable: dict[st
     try:
         ends = {p: (low, high) for p, (low, high) in watermarks(settings, topic).items()
                 if high > low}
+        if since_ms > 0 and ends:
+            found = consumer.offsets_for_times(
+                [TopicPartition(topic, p, since_ms) for p in ends], timeout=10)
+            for tp in found:  # offset -1: nothing written since then
+                low, high = ends[tp.partition]
+                if tp.offset < 0 or tp.offset >= high:
+                    del ends[tp.partition]
+                else:
+                    ends[tp.partition] = (max(low, tp.offset), high)
         consumer.assign([TopicPartition(topic, p, low) for p, (low, _h) in ends.items()])
         last = time.monotonic()
         while ends:

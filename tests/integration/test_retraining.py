@@ -32,6 +32,7 @@ from processors.synthetic import FEATURE_NAMES, fraud_probability
 from stream.connect.topics import ensure_topics
 from stream.lifecycle.control import current_state, publish_control
 from stream.retrain.label_client import LabelProducer, read_records
+from stream.retrain.labeller import synthesize
 from stream.settings import Settings
 from stream.tools.demo import Collector
 from tests.integration.conftest import Endpoints, make_settings
@@ -168,12 +169,11 @@ def test_odd_labels_are_counted_and_a_candidate_of_shuffled_labels_is_rejected(
                        "label": 0, "label_time": snap["served_at"] + int(wait_s * 1000) + 1,
                        "source": "test"})
     producer.flush()
-    out = streaminfer(settings, "labels", "synthesize", "--shuffle", "--drift", str(DRIFT),
-                      "--since-ms", str(phase_a.start))
-    assert out.returncode == 0, out.stderr
-    again = streaminfer(settings, "labels", "synthesize", "--shuffle", "--drift", str(DRIFT),
-                        "--since-ms", str(phase_a.start), "--limit", "30")
-    assert again.returncode == 0, again.stderr
+    # The labeller in this process (its command runs in phase B): every request labelled
+    # from a broken source, then the first 30 labelled again.
+    first = synthesize(settings, DRIFT, shuffle=True, since_ms=phase_a.start)
+    assert first["labelled"] == PER_PHASE
+    synthesize(settings, DRIFT, shuffle=True, since_ms=phase_a.start, limit=30)
 
     result, outcome = run_retrain(served, phase_a)
     assert result.returncode == 3, result.stderr[-3000:]  # rejected
@@ -263,10 +263,12 @@ def test_drifted_labels_retrain_a_version_that_passes_becomes_canary_and_is_prom
     assert result.returncode == 0, result.stderr[-3000:]
     assert outcome["decision"] == "candidate", result.stderr[-3000:]
     version = outcome["version"]
+    report = json.loads((Path(outcome["run_dir"]) / "report.json").read_text())
+    # Read from the window's start: phase A's labels are not even read.
+    assert report["labels"]["labels"] == report["labels"]["joined"] == PER_PHASE
     if served.resumed_content is not None:
         # An uninterrupted run from scratch (a new run directory) made the same content
         # as the killed and resumed one.
-        report = json.loads((Path(outcome["run_dir"]) / "report.json").read_text())
         assert report["content_sha256"] == served.resumed_content
     state = current_state(settings, "fraud")
     assert state is not None
