@@ -42,7 +42,7 @@ def test_dev_cluster_lifecycle_and_clients(tmp_path: Path) -> None:
         assert status.stdout.count("running") == 2
 
         ensure = run(tmp_path, "topics", "ensure")
-        assert ensure.stdout.count("created") == 6  # 5 data topics + control
+        assert ensure.stdout.count("created") == 8  # 7 data topics + control
         produce = run(tmp_path, "produce", "--count", "50", "--seed", "1")
         assert "sent 50 requests" in produce.stderr
         consume = run(tmp_path, "consume", "--topic", "requests", "--from-beginning",

@@ -110,6 +110,9 @@ def send_phase(served: Served, seed: int) -> Window:
     start = now_ms()
     ids = produce_all(served.settings, PER_PHASE, seed=seed)
     wait_for_all(served.collector, ids, 120)
+    # Snapshots travel beside the predictions (their own producer, 100 ms linger).
+    wait_until(lambda: len(snapshots(served.settings, start)) >= PER_PHASE, 30,
+               f"{PER_PHASE} input snapshots", interval=0.5)
     return Window(start, now_ms() + 1)
 
 

@@ -17,12 +17,13 @@ pytestmark = pytest.mark.integration
 def test_ensure_creates_then_reports_existing(cluster: Endpoints) -> None:
     settings = make_settings(cluster, partitions=6)
     first = ensure_topics(settings)
-    assert [t.created for t in first] == [True] * 6
+    assert [t.created for t in first] == [True] * 8
     assert {t.name for t in first} == {settings.requests_topic, settings.predictions_topic,
                                        settings.dlq_topic, settings.events_topic,
-                                       settings.shadow_topic, f"{settings.namespace}.models"}
+                                       settings.shadow_topic, settings.feedback_topic,
+                                       settings.inputs_topic, f"{settings.namespace}.models"}
     second = ensure_topics(settings)
-    assert [t.created for t in second] == [False] * 6
+    assert [t.created for t in second] == [False] * 8
     assert {t.partitions for t in second if not t.name.endswith(".models")} == {6}
     admin_meta = AdminClient({"bootstrap.servers": cluster.bootstrap_servers})
     control = ConfigResource(ConfigResource.Type.TOPIC, f"{settings.namespace}.models")
@@ -32,6 +33,10 @@ def test_ensure_creates_then_reports_existing(cluster: Endpoints) -> None:
     res = ConfigResource(ConfigResource.Type.TOPIC, settings.requests_topic)
     config = admin.describe_configs([res])[res].result(10)
     assert config["min.insync.replicas"].value == "1"
+    for topic in (settings.inputs_topic, settings.feedback_topic):  # training data: time-limited
+        res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+        retention = admin.describe_configs([res])[res].result(10)["retention.ms"].value
+        assert retention == str(int(settings.inputs_retention_h * 3_600_000))
 
 
 def test_replication_factor_above_broker_count_is_refused(cluster: Endpoints) -> None:
