@@ -27,8 +27,7 @@ def _since(settings: Settings, topic: str, since_ms: int) -> tuple[Consumer, lis
                          "enable.auto.commit": False, "auto.offset.reset": "latest"})
     meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
     if meta is None or meta.error is not None:
-        consumer.close()
-        return consumer, []
+        return consumer, []  # the caller closes it
     parts = [TopicPartition(topic, p, since_ms) for p in meta.partitions]
     return consumer, consumer.offsets_for_times(parts, timeout=10)
 
@@ -36,8 +35,6 @@ def _since(settings: Settings, topic: str, since_ms: int) -> tuple[Consumer, lis
 def labels_since(settings: Settings, since_ms: int) -> int:
     """Labels that arrived on <ns>.feedback since ``since_ms``."""
     consumer, parts = _since(settings, settings.feedback_topic, since_ms)
-    if not parts:
-        return 0
     try:
         total = 0
         for tp in parts:
