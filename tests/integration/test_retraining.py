@@ -4,9 +4,9 @@
 Two phases of traffic on one namespace, each with its own data window:
 A  labels from a broken source (shuffled) plus labels that cannot join: the candidate is
    rejected by the gates, the odd labels are counted, the version never serves;
-B  labels from a drifted world: a run killed mid-training resumes to the same content;
-   the passing candidate becomes a canary, the workers' judge promotes it, and its AUC
-   on drifted data beats the old version's.
+B  labels from a drifted world: a run killed mid-training resumes, its content equals an
+   uninterrupted run's, it passes and becomes a canary, the workers' judge promotes it,
+   and its AUC on drifted data beats the old version's.
 """
 
 from __future__ import annotations
@@ -23,14 +23,18 @@ from typing import Any
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from processors.model import DEFAULT_MODEL_DIR, OnnxModel
 from processors.registry.directory import DirectoryRegistry
+from processors.registry.signing import generate
 from processors.retrain.offline_metrics import auc
 from processors.retrain.training import checkpoint_epoch
 from processors.synthetic import FEATURE_NAMES, fraud_probability
+from stream.cli.main import cli
 from stream.connect.topics import ensure_topics
 from stream.lifecycle.control import current_state, publish_control
+from stream.retrain.job import retrain_once
 from stream.retrain.label_client import LabelProducer, read_records
 from stream.retrain.labeller import synthesize
 from stream.settings import Settings
@@ -53,6 +57,7 @@ pytestmark = pytest.mark.integration
 
 DRIFT = 0.8
 PER_PHASE = 3000
+EPOCHS = 25
 
 
 @dataclass
@@ -64,7 +69,6 @@ class Served:
     pool: WorkerPool
     collector: Collector
     tmp: Path
-    resumed_content: str | None = None  # the killed-and-resumed run's content sha256
 
 
 @dataclass(frozen=True)
@@ -87,11 +91,16 @@ def now_ms() -> int:
 def served(cluster: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("retrain")
     registry = tmp / "registry"
-    DirectoryRegistry(registry).publish(DEFAULT_MODEL_DIR, "fraud", "1")
+    # Workers load only signed versions; retraining signs what it publishes.
+    generate(tmp / "signing.key", tmp / "signing.pub")
+    DirectoryRegistry(registry).publish(DEFAULT_MODEL_DIR, "fraud", "1", None,
+                                        tmp / "signing.key")
     settings = make_settings(cluster, registry_model="fraud", registry_dir=registry,
                              record_inputs=True, canary_min_samples=300, canary_window_s=20,
-                             canary_promote_after_s=6, retrain_canary_share=0.5,
-                             retrain_epochs=40)
+                             canary_promote_after_s=4, retrain_canary_share=0.5,
+                             retrain_epochs=EPOCHS, model_trusted_keys=str(tmp / "signing.pub"),
+                             model_require_signature=True,
+                             retrain_sign_key=tmp / "signing.key")
     ensure_topics(settings)
     publish_control(settings, "fraud", "1", "promote", actor="test")
     pool = WorkerPool(tmp)
@@ -228,12 +237,13 @@ def test_the_triggers_see_new_labels_and_no_input_drift(served: Served, phase_b:
     assert due(quiet, "fraud", now_ms()) is None
 
 
-def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_content(
+def test_drifted_labels_a_killed_run_resumes_to_the_same_content_passes_and_is_promoted(
         served: Served, phase_b: Window) -> None:
-    run_dir = served.tmp / "killed"
-    env = settings_env(served.settings, retrain_dir=run_dir, **phase_b.overrides())
+    settings = served.settings
+    run_dir = served.tmp / "runs"
+    env = settings_env(settings, retrain_dir=run_dir, **phase_b.overrides())
     proc = subprocess.Popen([sys.executable, "-m", "stream.cli.main", "retrain", "run", "fraud",
-                             "--until-ms", str(phase_b.end), "--no-release"], env=env,
+                             "--until-ms", str(phase_b.end)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         def mid_training() -> bool:
@@ -246,38 +256,37 @@ def test_a_killed_run_resumes_from_its_checkpoint_to_the_same_content(
         proc.wait(30)
     assert proc.returncode == -signal.SIGKILL
     killed_at = checkpoint_epoch(next(run_dir.glob("fraud/*")))
-    assert killed_at < 40, "the run finished before it was killed"
+    assert killed_at < EPOCHS, "the run finished before it was killed"
 
-    resumed, outcome = run_retrain(served, phase_b, "--no-release", retrain_dir=run_dir)
+    # The rerun resumes, passes the gates, publishes and starts the canary.
+    resumed, outcome = run_retrain(served, phase_b, retrain_dir=run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resuming run {outcome['run_id']} from its checkpoint at epoch" in resumed.stderr
-    report = json.loads((Path(outcome["run_dir"]) / "report.json").read_text())
-    assert report["training"]["resumed_from_epoch"] >= killed_at
-
-    served.resumed_content = report["content_sha256"]
-    print(f"\nkilled at epoch {killed_at}/40, resumed; content sha256 "
-          f"{report['content_sha256'][:16]}")
-
-
-def test_drifted_labels_retrain_a_version_that_passes_becomes_canary_and_is_promoted(
-        served: Served, phase_b: Window) -> None:
-    settings = served.settings
-    result, outcome = run_retrain(served, phase_b, retrain_dir=served.tmp / "release")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert outcome["decision"] == "candidate", result.stderr[-3000:]
+    assert outcome["decision"] == "candidate", resumed.stderr[-3000:]
     version = outcome["version"]
     report = json.loads((Path(outcome["run_dir"]) / "report.json").read_text())
+    assert report["training"]["resumed_from_epoch"] >= killed_at
     # Read from the window's start: phase A's labels are not even read.
     assert report["labels"]["labels"] == report["labels"]["joined"] == PER_PHASE
-    if served.resumed_content is not None:
-        # An uninterrupted run from scratch (a new run directory) made the same content
-        # as the killed and resumed one.
-        assert report["content_sha256"] == served.resumed_content
+
+    # The same data and settings uninterrupted, from scratch (a new run directory, in this
+    # process): the same version with byte-identical content (publishing it again would
+    # refuse other content), and no second canary.
+    clean = retrain_once(settings.model_copy(update={
+        "retrain_dir": served.tmp / "uninterrupted", **phase_b.overrides()}), "fraud",
+        lambda _m: None, release=False, until_ms=phase_b.end)
+    assert clean.version == version
+    assert clean.report["content_sha256"] == report["content_sha256"]
+    print(f"\nkilled at epoch {killed_at}/{EPOCHS}, resumed; content sha256 "
+          f"{report['content_sha256'][:16]} both ways")
+
     state = current_state(settings, "fraud")
     assert state is not None
     assert (state["canary_version"], state["action"]) == (version, "canary")
     assert state["actor"].startswith("retrain@")
     assert state["canary_max_psi"] is not None
+    trusted = DirectoryRegistry(served.registry, [served.tmp / "signing.pub"], True)
+    assert trusted.signature("fraud", version).state == "signed"
 
     traffic = PacedProducer(settings, 60_000, 300.0, seed=503)
     traffic.start()
@@ -293,7 +302,7 @@ def test_drifted_labels_retrain_a_version_that_passes_becomes_canary_and_is_prom
     assert promoted["action"] == "auto_promote", promoted
 
     before = predictions_of(served.collector, version)
-    wait_until(lambda: time.time() * 1000 > promoted["at"] + 3000, 10, "3 s past promotion")
+    wait_until(lambda: time.time() * 1000 > promoted["at"] + 2000, 10, "2 s past promotion")
     ids = produce_all(settings, 500, seed=504)
     wait_for_all(served.collector, ids, 60)
     assert predictions_of(served.collector, version) - before >= 500 * 0.95
@@ -306,12 +315,13 @@ def test_drifted_labels_retrain_a_version_that_passes_becomes_canary_and_is_prom
     old = OnnxModel.load(DEFAULT_MODEL_DIR)
     new = OnnxModel.load(DirectoryRegistry(served.registry).fetch("fraud", version))
     old_auc, new_auc = auc(y, old.predict(x)), auc(y, new.predict(x))
-    print(f"\nAUC on drifted data (drift {DRIFT}): v1 {old_auc:.4f}, v{version} {new_auc:.4f}")
+    print(f"AUC on drifted data (drift {DRIFT}): v1 {old_auc:.4f}, v{version} {new_auc:.4f}")
     assert new_auc > old_auc
-    status = streaminfer(settings, "retrain", "status", "fraud")
-    assert status.returncode == 0, status.stderr
-    assert f"candidate v{version}" in status.stdout, status.stdout
     models = streaminfer(settings, "models", "status", "fraud")
     assert models.returncode == 0, models.stderr
     assert "last retraining runs" in models.stdout, models.stdout
     assert "rejected" in models.stdout  # phase A's run is listed too
+    status = CliRunner().invoke(cli, ["retrain", "status", "fraud", "--registry-dir",
+                                      str(served.registry)])
+    assert status.exit_code == 0, status.output
+    assert f"candidate v{version}" in status.output, status.output
