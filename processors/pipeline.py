@@ -304,6 +304,7 @@ class Pipeline:
         reasons: dict[str, int] = {}
         lkg: list[tuple[str, float]] = []
         answered: list[Answered] = []
+        keep = self.shadow is not None or self.inputs is not None  # a sink takes the answers
         for i, req in requests.items():
             if out[i] is not None:
                 continue
@@ -358,8 +359,9 @@ class Pipeline:
                                   "model", req["request_id"], created_at=req["created_at"],
                                   digest=digest)
                 lkg.append((req["entity_id"], score))
-            answered.append((req, score, model_version, record.key(), fb is not None,
-                             degraded.get(i, [])))
+            if keep:
+                answered.append((req, score, model_version, record.key(), fb is not None,
+                                 degraded.get(i, [])))
         timings["encode"] = time.perf_counter() - t3
         if self.shadow is not None and answered:  # the active version's own answers
             self.shadow.offer(active.version, [(r, s, k) for r, s, v, k, fell, _ in answered

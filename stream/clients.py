@@ -29,6 +29,7 @@ from schemas.fingerprints import default_registry
 from schemas.serde import HEADER_LEN, Decoder
 from stream.connect import kafka_config
 from stream.connect.field_keys import Sealer
+from stream.connect.queue_room import produce_when_room
 from stream.connect.request_encoding import RequestEncoder
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
@@ -136,13 +137,8 @@ class RequestProducer:
     def send_raw(self, key: bytes | None, value: bytes,
                  headers: list[tuple[str, bytes | None]] | None = None) -> None:
         """Queue already-encoded bytes (replay uses it; tests inject garbage with it)."""
-        while True:
-            try:
-                self._producer.produce(self.topic, value, key, headers=headers,  # type: ignore[arg-type]  # list of (str, bytes|None) is accepted
-                                       on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_when_room(self._producer, self.topic, value, key, 0.05, headers=headers,
+                          on_delivery=self._on_delivery)
         self.sent += 1
         self._producer.poll(0)
 

@@ -119,14 +119,12 @@ def run(dataset: Dataset, counts: JoinCounts, config: RunConfig, active_dir: Pat
     failed = [g.name for g in gates if not g.passed]
     shift = _score_psi(active.predict(holdout.x), candidate.predict(holdout.x))
     metrics = {k: v for k, v in figures.items() if v is not None}
-    with (run_dir / "candidate" / "model.json").open() as fh:
-        meta = json.load(fh)
     report.update(version=version, metrics=metrics | {"score_psi_vs_active": round(shift, 4)},
                   gates=[g.as_dict() for g in gates],
                   decision="candidate" if passed else "rejected",
                   reason="all gates passed" if passed else f"failed: {', '.join(failed)}",
                   content_sha256=content_hash(run_dir / "candidate"),
-                  model_sha256=meta["sha256"])
+                  model_sha256=candidate.meta.sha256)
     (run_dir / REPORT).write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return Outcome(run_id, run_dir, report["decision"], version, report)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from processors.model import OnnxModel
+from processors.model import ModelMetadata
 from processors.registry.base import RegistryError
 from processors.retrain.gates import GateLimits
 from processors.retrain.joining import join
@@ -67,7 +67,7 @@ def retrain_once(settings: Settings, model: str, say: Callable[[str], None] = pr
                  trigger: str = "manual") -> Outcome:
     """One run: data, candidate, gates, publication and (passing) the canary."""
     active = active_of(settings, model)
-    features = OnnxModel.load(active.folder).meta.features
+    features = ModelMetadata.from_file(active.folder / "model.json").features
     end = until_ms or time.time_ns() // 10**6
     start = end - int(settings.retrain_window_h * 3600 * 1000)
     say(f"reading {settings.inputs_topic} and {settings.feedback_topic} "

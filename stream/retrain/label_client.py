@@ -14,6 +14,7 @@ from schemas.exceptions import SerdeError
 from schemas.serde import Encoder
 from stream.clients import AnyDecoder
 from stream.connect import kafka_config
+from stream.connect.queue_room import produce_when_room
 from stream.connect.topics import watermarks
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
@@ -49,13 +50,8 @@ class LabelProducer:
     def send(self, label: Mapping[str, Any]) -> None:
         """Queue one label (SerdeError when it does not fit the schema)."""
         value = self._encode(dict(label))
-        while True:
-            try:
-                self._producer.produce(self.topic, value, str(label["entity_id"]).encode(),
-                                       on_delivery=self._on_delivery)
-                break
-            except BufferError:
-                self._producer.poll(0.05)
+        produce_when_room(self._producer, self.topic, value, str(label["entity_id"]).encode(),
+                          0.05, on_delivery=self._on_delivery)
         self.sent += 1
         self._producer.poll(0)
 

@@ -25,7 +25,8 @@ def synthesize(settings: Settings, drift: float, seed: int = 0, shuffle: bool = 
     snaps: list[dict[str, Any]] = []
     seen: set[str] = set()
     skipped = 0
-    for snap in read_records(settings, settings.inputs_topic, "InputSnapshot", undecodable):
+    for snap in read_records(settings, settings.inputs_topic, "InputSnapshot", undecodable,
+                             since_ms=since_ms):
         if snap["request_id"] in seen or snap["served_at"] < since_ms:
             continue
         seen.add(snap["request_id"])

@@ -14,71 +14,50 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from processors.retrain.drift import drift, load_reference
-from schemas.exceptions import SerdeError
-from schemas.serde import Decoder
 from stream.connect import kafka_config
-from stream.retrain.job import active_of, last_report, retrain_once
+from stream.retrain.job import Active, active_of, last_report, retrain_once
+from stream.retrain.label_client import read_records
 from stream.settings import Settings
 
 
-def _since(settings: Settings, topic: str, since_ms: int) -> tuple[Consumer, list[TopicPartition]]:
+def labels_since(settings: Settings, since_ms: int) -> int:
+    """Labels that arrived on <ns>.feedback since ``since_ms`` (from offsets by time; the
+    labels themselves are not read)."""
+    topic = settings.feedback_topic
     consumer = Consumer({**kafka_config.common(settings),
                          "group.id": f"{settings.namespace}.retrain.{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "auto.offset.reset": "latest"})
-    meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-    if meta is None or meta.error is not None:
-        return consumer, []  # the caller closes it
-    parts = [TopicPartition(topic, p, since_ms) for p in meta.partitions]
-    return consumer, consumer.offsets_for_times(parts, timeout=10)
-
-
-def labels_since(settings: Settings, since_ms: int) -> int:
-    """Labels that arrived on <ns>.feedback since ``since_ms``."""
-    consumer, parts = _since(settings, settings.feedback_topic, since_ms)
+                         "enable.auto.commit": False})
     try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return 0
+        found = consumer.offsets_for_times(
+            [TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=10)
         total = 0
-        for tp in parts:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            total += max(0, high - tp.offset) if tp.offset >= 0 else 0
+        for tp in found:  # offset -1: nothing written since then
+            if tp.offset >= 0:
+                total += max(0, consumer.get_watermark_offsets(tp, timeout=10)[1] - tp.offset)
         return total
     finally:
         consumer.close()
 
 
-def live_drift(settings: Settings, model: str, since_ms: int, limit: int = 5000
-               ) -> tuple[float, str] | None:
+def live_drift(settings: Settings, model: str, since_ms: int, limit: int = 5000,
+               active: Active | None = None) -> tuple[float, str] | None:
     """The largest PSI of live snapshots (served since ``since_ms``) against the active
     version's profile, and which feature (``__score__`` for scores); None without data."""
-    active = active_of(settings, model)
-    reference = load_reference(active.folder)
+    reference = load_reference((active or active_of(settings, model)).folder)
     if reference is None:
         return None
-    consumer, parts = _since(settings, settings.inputs_topic, since_ms)
-    rows: list[dict[str, Any]] = []
-    try:
-        parts = [tp for tp in parts if tp.offset >= 0]
-        if not parts:
-            return None
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
-        consumer.assign(parts)
-        decode = Decoder("InputSnapshot")
-        deadline = time.monotonic() + 30
-        while ends and len(rows) < limit and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.5):
-                if msg.error() is not None:
-                    continue
-                if (msg.offset() or 0) >= ends.get(msg.partition() or 0, 0) - 1:
-                    ends.pop(msg.partition() or 0, None)
-                try:
-                    snap = decode(msg.value() or b"")
-                except SerdeError:
-                    continue
-                if snap["model"] == model and not snap["fallback"]:
-                    rows.append(snap)
-    finally:
-        consumer.close()
     features = list(reference["features"])
-    rows = [r for r in rows if all(f in r["features"] for f in features)]
+    rows: list[dict[str, Any]] = []
+    for snap in read_records(settings, settings.inputs_topic, "InputSnapshot", {},
+                             since_ms=since_ms):
+        if (snap.get("model") == model and not snap.get("fallback")
+                and all(f in snap["features"] for f in features)):
+            rows.append(snap)
+            if len(rows) >= limit:
+                break
     if len(rows) < 200:
         return None
     x = np.array([[r["features"][f] for f in features] for r in rows], dtype=np.float32)
@@ -100,10 +79,11 @@ def due(settings: Settings, model: str, now_ms: int) -> str | None:
             return f"labels: {new} new since the last run (threshold {settings.retrain_on_labels})"
     if settings.retrain_on_psi:
         since = max(last_end, now_ms - int(settings.retrain_window_h * 3600 * 1000))
-        found = live_drift(settings, model, since)
+        active = active_of(settings, model)
+        found = live_drift(settings, model, since, active=active)
         if found is not None and found[0] >= settings.retrain_on_psi:
             return (f"drift: PSI {found[0]:.3f} of {found[1]} against v"
-                    f"{active_of(settings, model).version or 'shipped'}'s training profile "
+                    f"{active.version or 'shipped'}'s training profile "
                     f"(threshold {settings.retrain_on_psi})")
     return None
 

@@ -302,7 +302,9 @@ def test_drifted_labels_a_killed_run_resumes_to_the_same_content_passes_and_is_p
     assert promoted["action"] == "auto_promote", promoted
 
     before = predictions_of(served.collector, version)
-    wait_until(lambda: time.time() * 1000 > promoted["at"] + 2000, 10, "2 s past promotion")
+    wait_until(lambda: all(f"-> v{version} at a batch boundary" in w.log()
+                           for w in served.pool.started), 30,
+               f"every worker swapped to v{version}", interval=0.2)
     ids = produce_all(settings, 500, seed=504)
     wait_for_all(served.collector, ids, 60)
     assert predictions_of(served.collector, version) - before >= 500 * 0.95
