@@ -118,11 +118,14 @@ class FakeConsumer:
         self.commits: list[tuple[list[tuple[str, int, int]], bool]] = []  # (offsets, async)
         self.subscribed: list[str] = []
         self.closed = False
+        self.fail_commits: list[KafkaError] = []  # commit() raises these, one per call
 
     def seek(self, partition: TopicPartition) -> None:
         self.seeks.append(tp_tuple(partition))
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:
+        if self.fail_commits:
+            raise KafkaException(self.fail_commits.pop(0))
         self.commits.append(([tp_tuple(tp) for tp in offsets], asynchronous))
         return None if asynchronous else offsets
 
@@ -138,10 +141,16 @@ class FakeConsumer:
 
 class FakeProducer:
     """ProducerPort: deliveries are reported on poll(), each refused when ``refuse`` says
-    so; a transactional call named in ``fail_next`` raises that error once."""
+    so; a transactional call named in ``fail_next`` raises that error once.
+
+    Transactions behave like librdkafka's: a delivery refused inside a transaction makes
+    its commit fail with an abortable error, and the offsets sent to a transaction reach
+    ``committed_offsets`` (shared by every producer of one :class:`FakeClients`: the
+    broker's view) only when it commits."""
 
     def __init__(self, conf: dict[str, Any] | None = None,
-                 refuse: Callable[[bytes | None], KafkaError | None] = lambda _v: None) -> None:
+                 refuse: Callable[[bytes | None], KafkaError | None] = lambda _v: None,
+                 committed_offsets: dict[tuple[str, int], int] | None = None) -> None:
         self.conf = conf or {}
         self.refuse = refuse
         self.hold = False  # a broker that never answers: nothing is reported
@@ -149,10 +158,16 @@ class FakeProducer:
         self.delivered: list[bytes | None] = []
         self.calls: list[str] = []
         self.fail_next: dict[str, list[KafkaError]] = {}
+        self.committed_offsets = {} if committed_offsets is None else committed_offsets
+        self.txn_offsets: dict[tuple[str, int], int] = {}
+        self.txn_refused = False
+        self.refuse_locally: list[KafkaError] = []  # produce() raises these, one per call
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, *,
                 headers: list[tuple[str, str | bytes | None]],
                 on_delivery: Callable[..., None]) -> None:
+        if self.refuse_locally:
+            raise KafkaException(self.refuse_locally.pop(0))
         self.pending.append((value, on_delivery))
 
     def poll(self, timeout: float) -> int:
@@ -163,6 +178,8 @@ class FakeProducer:
             err = self.refuse(value)
             if err is None:
                 self.delivered.append(value)
+            else:
+                self.txn_refused = True
             on_delivery(err, None)
         return len(reported)
 
@@ -174,18 +191,26 @@ class FakeProducer:
 
     def begin_transaction(self) -> None:
         self._call("begin")
+        self.txn_offsets, self.txn_refused = {}, False
 
     def send_offsets_to_transaction(self, positions: list[TopicPartition], group_metadata: Any,
                                     timeout: float) -> None:
         self._call("send_offsets")
+        self.txn_offsets.update({(p.topic, p.partition): p.offset for p in positions})
 
     def commit_transaction(self, timeout: float) -> None:
         self.poll(0)
         self._call("commit")
+        if self.txn_refused:
+            raise KafkaException(KafkaError(KafkaError._STATE, "a delivery failed in the "
+                                            "transaction", txn_requires_abort=True))
+        self.committed_offsets.update(self.txn_offsets)
+        self.txn_offsets = {}
 
     def abort_transaction(self, timeout: float) -> None:
         self.pending = []
         self._call("abort")
+        self.txn_offsets, self.txn_refused = {}, False
 
     def init_transactions(self, timeout: float) -> None:
         self._call("init")
@@ -198,14 +223,27 @@ class FakeProducer:
 
 
 class FakeClients:
-    """ClientsPort over the fakes; a recreated producer is a fresh FakeProducer."""
+    """ClientsPort over the fakes; a recreated producer is a fresh FakeProducer (its
+    ``init_transactions`` fails with the errors in ``fail_recreate``, one per attempt,
+    like KafkaLink's: no producer is left then, until ensure_producer)."""
 
     def __init__(self, producer: FakeProducer | None = None) -> None:
         self.consumer: FakeConsumer | None = FakeConsumer()
+        self.committed_offsets: dict[tuple[str, int], int] = {}  # by transactions
         self.producer: FakeProducer | None = producer or FakeProducer()
+        self.producer.committed_offsets = self.committed_offsets
         self.recreated = 0
+        self.abandoned = 0
+        self.fail_recreate: list[KafkaError] = []
 
     def recreate_producer(self, abandon: bool = False) -> None:
         self.recreated += 1
-        self.abandoned = getattr(self, "abandoned", 0) + int(abandon)
-        self.producer = FakeProducer()
+        self.abandoned += int(abandon)
+        self.producer = None
+        if self.fail_recreate:
+            raise KafkaException(self.fail_recreate.pop(0))
+        self.producer = FakeProducer(committed_offsets=self.committed_offsets)
+
+    def ensure_producer(self) -> None:
+        if self.producer is None:
+            self.producer = FakeProducer(committed_offsets=self.committed_offsets)

@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
+
+BEAT_EVERY_S = 1.0  # while waiting, the caller's liveness is beaten this often
 
 
 class Wedged(Exception):
@@ -45,16 +48,27 @@ class BoundedCaller:
             except BaseException as exc:  # noqa: BLE001 - handed back to the caller, raised there
                 reply.put((False, exc))
 
-    def call(self, fn: Callable[[], Any], deadline_s: float) -> Any:
+    def call(self, fn: Callable[[], Any], deadline_s: float,
+             beat: Callable[[], None] | None = None) -> Any:
         """``fn()``'s result or exception; :class:`Wedged` after ``deadline_s``, in which
-        case the thread is abandoned (a new one serves the next call)."""
+        case the thread is abandoned (a new one serves the next call). ``beat`` is called
+        about every second while waiting: a bounded wait on Kafka is not a stuck loop, and
+        the liveness watchdog (30 s by default) must not kill a worker that is recovering
+        within its timeout chain."""
         reply: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
         self._jobs.put((fn, reply))
-        try:
-            ok, value = reply.get(timeout=deadline_s)
-        except queue.Empty:
-            self._start()  # the old thread stays blocked in the call, with the old client
-            raise Wedged(f"no answer within {deadline_s:.0f} s") from None
+        deadline = time.monotonic() + deadline_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                ok, value = reply.get(timeout=max(0.0, min(left, BEAT_EVERY_S)))
+                break
+            except queue.Empty:
+                if left <= BEAT_EVERY_S:
+                    self._start()  # the old thread stays blocked in the call, with the old client
+                    raise Wedged(f"no answer within {deadline_s:.0f} s") from None
+                if beat is not None:
+                    beat()
         if ok:
             return value
         raise value

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -34,6 +35,7 @@ class Transaction:
     opened: float  # monotonic
     started: float  # perf_counter
     batches: list[tuple[Batch, BatchResult, Failures]] = field(default_factory=list)
+    begun: bool = False  # begin_transaction() returned: there is something to abort
 
 
 class ExactlyOnce:
@@ -42,7 +44,7 @@ class ExactlyOnce:
     def __init__(self, ctx: DeliveryContext) -> None:
         self.ctx = ctx
         self.txn: Transaction | None = None
-        self.caller = BoundedCaller("send-offsets")
+        self.caller = BoundedCaller("transaction-calls")
 
     @property
     def timeout_s(self) -> float:
@@ -58,17 +60,24 @@ class ExactlyOnce:
     def send(self, records: Batch, result: BatchResult) -> None:
         """Add a batch (its outcomes and its offsets) to the open transaction; commit the
         transaction once it is ``commit_interval_ms`` old."""
+        self.ctx.clients.ensure_producer()  # one lost in a recovery that ran out of time
         producer, consumer = self.ctx.producer(), self.ctx.consumer()
         failures: Failures = []
+        # The batch joins the transaction before anything can fail, so every failure
+        # below (begin included) rewinds it: a batch outside every transaction would be
+        # skipped by the next commit's offsets (issue 34, item 1).
+        if self.txn is None:
+            self.txn = Transaction(time.monotonic(), time.perf_counter())
+        self.txn.batches.append((records, result, failures))
         try:
-            if self.txn is None:
+            if not self.txn.begun:
                 producer.begin_transaction()
-                self.txn = Transaction(time.monotonic(), time.perf_counter())
-            self.txn.batches.append((records, result, failures))
+                self.txn.begun = True
             produce_all(producer, result, failures)
             offsets, group = next_offsets(records), consumer.consumer_group_metadata()
             self.caller.call(lambda: producer.send_offsets_to_transaction(
-                offsets, group, self.offsets_timeout_s), self.offsets_timeout_s + 2)
+                offsets, group, self.offsets_timeout_s), self.offsets_timeout_s + 2,
+                self.ctx.beat)
         except KafkaException as exc:
             self._abort(exc.args[0])
             return
@@ -114,6 +123,11 @@ class ExactlyOnce:
         except KafkaException as exc:
             self._abort(exc.args[0])
             return False
+        except Wedged as exc:
+            log.error("commit_transaction %s; abandoning the producer", exc)
+            self._abort(KafkaError(KafkaError._FATAL, f"commit_transaction {exc}"),
+                        abandon=True)
+            return False
         self.txn = None
         self.ctx.observe_stage("commit", time.perf_counter() - t1)
         for records, result, failures in txn.batches:
@@ -123,31 +137,55 @@ class ExactlyOnce:
         return True
 
     def _abort(self, err: KafkaError, abandon: bool = False) -> None:
-        """Abort (or, when that is impossible, fence by recreating the producer) and redo
-        every batch of the transaction. ``abandon``: the producer is stuck inside a call;
-        do not touch it, start a new one."""
+        """Redo every batch of the transaction, then abort it (or, when that is
+        impossible, fence it by recreating the producer). ``abandon``: the producer is
+        stuck inside a call; do not touch it, start a new one.
+
+        The rewind comes first, so that no later failure (an abort or a recreation that
+        fails too) can leave a batch both unanswered and behind the consumer's position.
+        Each step is bounded (settings.timeout_chain: commit, abort and a new producer's
+        init_transactions, one transaction timeout each) and beats the liveness watchdog.
+        """
         txn, self.txn = self.txn, None
         batches = txn.batches if txn is not None else []
+        begun = txn is not None and txn.begun
         if not abandon and err.txn_requires_abort():
             # Only an abortable transaction blames records; when the producer itself is
             # fenced or fatal, every failed delivery in it is collateral (redone as is).
             for records, result, failures in batches:
                 self.ctx.poison.note(records, result, failures)
-        if abandon:
-            self.ctx.clients.recreate_producer(abandon=True)
-        elif err.txn_requires_abort():
-            log.warning("transaction aborted (%s); redoing its %d batch(es)", err, len(batches))
-            try:
-                self.ctx.producer().abort_transaction(self.timeout_s)
-            except KafkaException as abort_exc:
-                log.warning("abort failed (%s); recreating the producer", abort_exc)
-                self.ctx.clients.recreate_producer()
-        else:
-            log.error("fatal transactional error (%s); recreating the producer", err)
-            self.ctx.clients.recreate_producer()
         redo = [m for records, _r, _f in batches for m in records]
         if redo:
             rewind(self.ctx, redo, str(err))
+        try:
+            if abandon:
+                self.ctx.clients.recreate_producer(abandon=True)
+            elif begun and err.txn_requires_abort():
+                log.warning("transaction aborted (%s); redoing its %d batch(es)", err,
+                            len(batches))
+                self._abort_or_fence()
+            else:
+                log.error("transactional error (%s)%s; recreating the producer", err,
+                          "" if begun else " before the transaction began")
+                self.ctx.clients.recreate_producer()
+        except KafkaException as exc:
+            # The chain's budget is spent: the loop makes a new producer before the next
+            # batch (with its start-up patience, outside any rebalance callback).
+            log.error("no new transactional producer within the timeout chain (%s); the "
+                      "worker retries before its next batch", exc)
+
+    def _abort_or_fence(self) -> None:
+        """abort_transaction, bounded and beating; when it fails, fence by recreating."""
+        producer = self.ctx.producer()
+        try:
+            self.caller.call(lambda: producer.abort_transaction(self.timeout_s),
+                             self.timeout_s + 2, self.ctx.beat)
+        except KafkaException as abort_exc:
+            log.warning("abort failed (%s); recreating the producer", abort_exc)
+            self.ctx.clients.recreate_producer()
+        except Wedged as exc:
+            log.error("abort_transaction %s; abandoning the producer", exc)
+            self.ctx.clients.recreate_producer(abandon=True)
 
     def _commit(self) -> None:
         """Commit, retrying retriable errors within one transaction timeout in all (the
@@ -155,7 +193,9 @@ class ExactlyOnce:
         deadline = time.monotonic() + self.timeout_s
         for attempt in range(COMMIT_ATTEMPTS):
             try:
-                self.ctx.producer().commit_transaction(max(0.1, deadline - time.monotonic()))
+                producer, left = self.ctx.producer(), max(0.1, deadline - time.monotonic())
+                self.caller.call(partial(producer.commit_transaction, left), left + 2,
+                                 self.ctx.beat)
                 return
             except KafkaException as exc:
                 err: KafkaError = exc.args[0]

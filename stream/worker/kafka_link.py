@@ -32,6 +32,7 @@ from stream.worker.stats import WorkerStats
 
 log = logging.getLogger(__name__)
 MAX_CONSUMER_RECREATIONS = 3  # a minute; more means a live twin with the same id
+INIT_CALL_S = 5.0  # one init_transactions call at most; the watchdog is beaten between calls
 
 Rebalance = Callable[[Consumer, list[TopicPartition]], None]
 ConsumerFactory = Callable[[dict[str, Any]], Consumer]
@@ -59,6 +60,7 @@ class KafkaLink:
         self.on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = None
         self.rebalance: tuple[Rebalance, Rebalance, Rebalance] | None = None  # assign, revoke, lost
         self._consumer_recreations: list[float] = []  # monotonic times, the last minute
+        self._producer_missing = False  # a recreation failed: ensure_producer() retries
         self.stopping: Callable[[], bool] = lambda: False  # the worker is shutting down
 
     # --- building -------------------------------------------------------------------
@@ -73,16 +75,18 @@ class KafkaLink:
                         self.settings.transaction_timeout_ms)
         self._open_consumer()
 
-    def new_producer(self) -> Producer:
-        """A producer under the instance's transactional id (exactly-once)."""
+    def new_producer(self, patience_s: float | None = None) -> Producer:
+        """A producer under the instance's transactional id (exactly-once), whose
+        ``init_transactions`` is retried for ``patience_s`` (default
+        :meth:`init_patience_s`)."""
         conf = kafka_config.worker_producer(self.settings, self.worker_id)
         self.transactional_id = conf.get("transactional.id")
         producer = self._producer_factory({**conf, **self._extras("producer")})
         if self.eos:
-            self._init_transactions(producer)
+            self._init_transactions(producer, patience_s)
         return producer
 
-    def _init_transactions(self, producer: Producer) -> None:
+    def _init_transactions(self, producer: Producer, patience_s: float | None = None) -> None:
         """``init_transactions``, retrying retriable errors: right after a predecessor
         under the same id was abandoned mid-call, the broker answers
         CONCURRENT_TRANSACTIONS until that session's operation ends; after a broker died,
@@ -92,12 +96,17 @@ class KafkaLink:
         three are no reason to. So it keeps trying for ``init_patience_s()`` (unless
         the worker is stopping), saying so, then raises."""
         started = time.monotonic()
-        deadline = started + self.init_patience_s()
+        patience = self.init_patience_s() if patience_s is None else patience_s
+        deadline = started + patience
         call_s = self.settings.transaction_timeout_ms / 1000
         said = False
         while True:
+            # Calls of at most INIT_CALL_S (librdkafka resumes a timed-out
+            # init_transactions), beating the liveness watchdog between them.
+            self.health.beat()
             try:
-                producer.init_transactions(max(0.1, min(call_s, deadline - time.monotonic())))
+                producer.init_transactions(
+                    max(0.1, min(call_s, INIT_CALL_S, deadline - time.monotonic())))
                 if said:
                     log.info("init_transactions done after %.1f s", time.monotonic() - started)
                 return
@@ -109,7 +118,7 @@ class KafkaLink:
                     said = True
                     log.error("init_transactions still failing after %.0f s (%s); retrying "
                               "until %.0f s: the transaction coordinator is moving or loading",
-                              time.monotonic() - started, err, self.init_patience_s())
+                              time.monotonic() - started, err, patience)
                     self.health.update(kafka_detail=f"init_transactions: {err}")
                 else:
                     log.warning("init_transactions: %s; retrying", err)
@@ -175,12 +184,26 @@ class KafkaLink:
         """Drop the producer's queue and start a new one (fencing the old one). With
         ``abandon`` the old one is stuck inside a call on another thread: it is left
         alone (not purged, not closed here) and goes when that call ends."""
-        old = self.producer
+        old, self.producer = self.producer, None
         if old is not None and not abandon:
             with contextlib.suppress(Exception):
                 old.purge()
         self.stats.producer_recreations += 1
-        self.producer = self.new_producer()
+        # Within the delivery's timeout chain (it may run inside the revoke callback):
+        # one transaction timeout. When that is not enough the producer stays missing
+        # and ensure_producer() makes it before the next batch, with full patience.
+        self._producer_missing = True
+        self.health.update(kafka_detail="recreating the transactional producer")
+        self.producer = self.new_producer(self.settings.transaction_timeout_ms / 1000)
+        self._producer_missing = False
+
+    def ensure_producer(self) -> None:
+        """After a recreation that ran out of time: a new producer, with the start-up
+        patience (outside any rebalance callback; the watchdog is beaten meanwhile)."""
+        if self.producer is None and self._producer_missing:
+            log.info("making the producer a failed recovery left missing")
+            self.producer = self.new_producer()
+            self._producer_missing = False
 
     @staticmethod
     def consumer_is_dead(err: KafkaError) -> bool:

@@ -59,4 +59,11 @@ class ClientsPort(Protocol):
     @property
     def producer(self) -> ProducerPort | None: ...
 
-    def recreate_producer(self, abandon: bool = False) -> None: ...
+    def recreate_producer(self, abandon: bool = False) -> None:
+        """Replace the producer (exactly-once: fencing the old one), within one
+        transaction timeout; raises KafkaException when that is not enough, leaving no
+        producer until :meth:`ensure_producer`."""
+
+    def ensure_producer(self) -> None:
+        """Make the producer a failed :meth:`recreate_producer` left missing (with the
+        start-up patience, beating the liveness watchdog); nothing when there is one."""

@@ -140,7 +140,8 @@ def test_sigusr1_writes_every_threads_stack_to_the_worker_log(
 
 
 def test_healthz_fails_while_the_loop_is_stuck(cluster: Endpoints) -> None:
-    settings = make_settings(cluster, health_port=0, watchdog_s=1.0)
+    # The shortest watchdog the timeout chain allows (a recovering worker beats it every 5 s).
+    settings = make_settings(cluster, health_port=0, watchdog_s=6.5)
     ensure_topics(settings)
     worker = Worker(settings, worker_id="stuck0")
     worker.start_server()

@@ -102,16 +102,27 @@ def test_init_transactions_retries_while_the_abandoned_session_is_still_busy() -
 
 def test_init_transactions_outlasts_a_coordinator_that_times_out_for_a_while() -> None:
     """After a broker died, init_transactions times out until the new coordinator has
-    loaded: the link keeps trying past one transaction timeout instead of raising (the
-    worker would exit), and stops trying when the worker stops."""
+    loaded. A recreation inside the delivery's timeout chain (perhaps in the revoke
+    callback) gives up after one transaction timeout and leaves no producer; the loop's
+    ensure_producer then keeps trying past it with the start-up patience instead of
+    raising (the worker would exit), beating the watchdog, and stops trying when the
+    worker stops."""
     kl, _, producers = link(guarantee="exactly-once", transaction_timeout_ms=1000)
     timed_out = KafkaError(KafkaError._TIMED_OUT, "Timed out waiting for operation to finish",
                            retriable=True)
     failing_init(kl, [timed_out] * 4)  # 4 x 0.5 s > one 1 s timeout
-    kl.recreate_producer()
+    beats_before = kl.health.last_loop
+    with pytest.raises(KafkaException):
+        kl.recreate_producer()
+    assert kl.producer is None
+    assert kl.health.last_loop > beats_before
+    kl.ensure_producer()
     assert producers[-1].calls == ["init"] * 5
+    assert kl.producer is cast(Any, producers[-1])
     assert kl.init_patience_s() == 120.0
     assert "init_transactions" in kl.health.kafka_detail
+    kl.ensure_producer()  # there is one: nothing happens
+    assert kl.producer is cast(Any, producers[-1])
 
     kl.stopping = lambda: True  # a stopping worker does not wait for the coordinator
     with pytest.raises(KafkaException):

@@ -1,0 +1,283 @@
+"""Every failure point of both deliveries, as a table (issue 34, item 1).
+
+Each row injects one failure into a run of both guarantees over a partition of
+``N`` records, driven the way the worker loop drives them: consume from the position,
+answer, hand to the delivery, follow its rewinds; a delivery call that raises ends the
+process, and its successor starts from the committed offset. Whatever fails, the run must
+end with every record answered (exactly once under exactly-once), and at no point may
+the committed offset pass a record that is not answered durably.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from processors.records import BatchResult, Outbound
+from stream.settings import Settings
+from stream.worker.at_least_once import AtLeastOnce
+from stream.worker.delivery import Delivery, DeliveryContext
+from stream.worker.exactly_once import ExactlyOnce
+from stream.worker.poison import PoisonLedger
+from stream.worker.stats import WorkerStats
+from tests.fakes import FakeClients, FakeMessage, FakeProducer
+
+N = 11  # records in the partition
+BATCH = 3
+TOPIC = "t.requests"
+
+FATAL = KafkaError(KafkaError._FATAL, "fatal", fatal=True)
+FENCED = KafkaError(KafkaError._FENCED, "fenced", fatal=True)
+STATE = KafkaError(KafkaError._STATE, "state")
+ABORTABLE = KafkaError(KafkaError._STATE, "abortable", txn_requires_abort=True)
+TIMED_OUT = KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True)
+GONE = KafkaError(KafkaError._TRANSPORT, "gone")
+MSG_TIMED_OUT = KafkaError(KafkaError._MSG_TIMED_OUT, "timed out", retriable=True)
+TOO_LARGE = KafkaError(KafkaError.MSG_SIZE_TOO_LARGE, "too large")
+
+
+@dataclass
+class Run:
+    """One worker life after another over the fakes; what became durable, in order."""
+
+    clients: FakeClients
+    settings: Settings
+    durable: list[int]
+    poison: PoisonLedger
+    stats: WorkerStats
+
+    def committed(self) -> int:
+        """The group's committed offset of partition 0 (0 when none)."""
+        if self.settings.guarantee == "exactly-once":
+            return self.clients.committed_offsets.get((TOPIC, 0), 0)
+        assert self.clients.consumer is not None
+        offsets = [o for commit, _a in self.clients.consumer.commits for _t, _p, o in commit]
+        return max(offsets, default=0)
+
+    def delivery(self) -> Delivery:
+        ctx = DeliveryContext(self.settings, self.clients, self.poison, self.stats,
+                              lambda records, _r: self.durable.extend(
+                                  m.offset() or 0 for m in records),
+                              lambda _s, _t: None, lambda: None)
+        if self.settings.guarantee == "exactly-once":
+            return ExactlyOnce(ctx)
+        return AtLeastOnce(ctx)
+
+
+def answers(first: int, n: int, poison: PoisonLedger) -> tuple[list[FakeMessage], BatchResult]:
+    """Records ``first``..``first+n-1`` answered like the loop answers them: predictions,
+    or dead letters where the poison ledger says Kafka refused the outcome for good."""
+    records = [FakeMessage(f"r{o}".encode(), _partition=0, _offset=o)
+               for o in range(first, first + n)]
+    outbound = [Outbound("t.predictions", None, f"r{o}".encode(), [], "model",
+                         f"r{o}") for o in range(first, first + n)]
+
+    def dead_letter(msg: object, exc: Exception, rid: str | None) -> Outbound:
+        return Outbound("t.dlq", None, b"dead " + str(exc).encode(), [], "dead_letter", rid,
+                        "produce")
+
+    return records, poison.apply(records, BatchResult(outbound, n, 0, 0), dead_letter)
+
+
+def drive(guarantee: str, inject: Callable[[Run], None]) -> Run:
+    clients = FakeClients(FakeProducer())
+    run = Run(clients, Settings(guarantee=guarantee, commit_interval_ms=0),  # type: ignore[arg-type]
+              [], PoisonLedger(), WorkerStats())
+    inject(run)
+    delivery, position, lives = run.delivery(), 0, 1
+    for _step in range(80):
+        consumer = clients.consumer
+        assert consumer is not None
+        seeks = len(consumer.seeks)
+        try:
+            if position >= N:
+                delivery.idle()
+            else:
+                n = min(BATCH, N - position)
+                delivery.send(*answers(position, n, run.poison))
+                position += n
+        except KafkaException:
+            # The delivery gave up: the process exits, the next one resumes from the
+            # group's committed offset with fresh clients and a fresh delivery.
+            lives += 1
+            clients.consumer.__init__()  # type: ignore[misc]
+            clients.ensure_producer()
+            delivery, position = run.delivery(), run.committed()
+            continue
+        if len(consumer.seeks) > seeks:
+            position = min(o for _t, _p, o in consumer.seeks[seeks:])
+        unanswered = sorted(set(range(N)) - set(run.durable))
+        assert run.committed() <= (unanswered[0] if unanswered else N), (
+            f"offset {run.committed()} committed while record {unanswered[0]} is unanswered")
+        if position >= N and not unanswered and run.committed() == N:
+            break
+    assert lives <= 3
+    return run
+
+
+def once(value: bytes, err: KafkaError) -> Callable[[bytes | None], KafkaError | None]:
+    """Refuse the delivery of ``value`` the first time only."""
+    seen: list[bool] = []
+
+    def refuse(v: bytes | None) -> KafkaError | None:
+        if v == value and not seen:
+            seen.append(True)
+            return err
+        return None
+    return refuse
+
+
+def fail_next(call: str, *errors: KafkaError) -> Callable[[Run], None]:
+    def inject(run: Run) -> None:
+        assert run.clients.producer is not None
+        run.clients.producer.fail_next[call] = list(errors)
+    return inject
+
+
+def refuse(err: KafkaError, always: bool = False) -> Callable[[Run], None]:
+    def inject(run: Run) -> None:
+        assert run.clients.producer is not None
+        run.clients.producer.refuse = ((lambda v: err if v == b"r4" else None) if always
+                                       else once(b"r4", err))
+    return inject
+
+
+def refuse_locally(err: KafkaError) -> Callable[[Run], None]:
+    def inject(run: Run) -> None:
+        assert run.clients.producer is not None
+        run.clients.producer.refuse_locally = [err]
+    return inject
+
+
+def also_recreate_fails(first: Callable[[Run], None], times: int) -> Callable[[Run], None]:
+    def inject(run: Run) -> None:
+        first(run)
+        run.clients.fail_recreate = [TIMED_OUT] * times
+    return inject
+
+
+def also_abort_fails(first: Callable[[Run], None]) -> Callable[[Run], None]:
+    def inject(run: Run) -> None:
+        first(run)
+        assert run.clients.producer is not None
+        run.clients.producer.fail_next["abort"] = [GONE]
+    return inject
+
+
+def commit_fails(err: KafkaError) -> Callable[[Run], None]:
+    def inject(run: Run) -> None:
+        assert run.clients.consumer is not None
+        run.clients.consumer.fail_commits = [err]
+    return inject
+
+
+def nothing(_run: Run) -> None:
+    return None
+
+
+EXACTLY_ONCE = {
+    "no failure": nothing,
+    "begin: fatal": fail_next("begin", FATAL),
+    "begin: wrong state": fail_next("begin", STATE),
+    "begin: fatal, then the new producer's init times out": also_recreate_fails(
+        fail_next("begin", FATAL), 1),
+    "produce: a delivery times out": refuse(MSG_TIMED_OUT),
+    "produce: a record refused for good": refuse(TOO_LARGE, always=True),
+    "produce: refused locally": refuse_locally(TOO_LARGE),
+    "send_offsets: abortable": fail_next("send_offsets", ABORTABLE),
+    "send_offsets: fenced": fail_next("send_offsets", FENCED),
+    "commit: abortable": fail_next("commit", ABORTABLE),
+    "commit: fatal": fail_next("commit", FATAL),
+    "commit: keeps timing out": fail_next("commit", TIMED_OUT, TIMED_OUT, TIMED_OUT),
+    "abort: fails after an abortable commit": also_abort_fails(fail_next("commit", ABORTABLE)),
+    "recreate: init fails after a fatal commit": also_recreate_fails(
+        fail_next("commit", FATAL), 1),
+    "recreate: init fails twice after a fencing": also_recreate_fails(
+        fail_next("send_offsets", FENCED), 2),
+}
+
+AT_LEAST_ONCE = {
+    "no failure": nothing,
+    "produce: a delivery times out": refuse(MSG_TIMED_OUT),
+    "produce: a record refused for good": refuse(TOO_LARGE, always=True),
+    "produce: refused locally": refuse_locally(TOO_LARGE),
+    "commit: refused": commit_fails(KafkaError(KafkaError.ILLEGAL_GENERATION, "moved")),
+}
+
+
+@pytest.mark.parametrize("inject", EXACTLY_ONCE.values(), ids=EXACTLY_ONCE.keys())
+def test_exactly_once_answers_every_record_once_whatever_fails(
+        inject: Callable[[Run], None]) -> None:
+    run = drive("exactly-once", inject)
+    assert sorted(run.durable) == list(range(N)), "each record answered exactly once"
+    assert run.committed() == N
+
+
+@pytest.mark.parametrize("inject", AT_LEAST_ONCE.values(), ids=AT_LEAST_ONCE.keys())
+def test_at_least_once_answers_every_record_whatever_fails(
+        inject: Callable[[Run], None]) -> None:
+    run = drive("at-least-once", inject)
+    assert set(run.durable) == set(range(N))
+    assert run.committed() == N
+
+
+def test_a_failed_begin_rewinds_the_batch_it_was_for() -> None:
+    """The reproduction in issue 34: begin_transaction raises, the batch is redone (a
+    seek to its first offset), and the next transaction never commits past it."""
+    run = Run(FakeClients(), Settings(guarantee="exactly-once"), [], PoisonLedger(),  # type: ignore[arg-type]
+              WorkerStats())
+    assert run.clients.producer is not None
+    run.clients.producer.fail_next["begin"] = [FATAL]
+    delivery = run.delivery()
+    delivery.send(*answers(4, 2, run.poison))
+    assert run.clients.consumer is not None
+    assert run.clients.consumer.seeks == [(TOPIC, 0, 4)]
+    assert run.clients.recreated == 1
+    assert run.stats.rewinds == 1
+
+
+def test_a_dead_lettered_record_is_the_refused_one() -> None:
+    run = drive("exactly-once", refuse(TOO_LARGE, always=True))
+    assert run.clients.producer is not None
+    delivered = [v for v in run.clients.producer.delivered if v is not None]
+    assert any(v.startswith(b"dead ") and b"MSG_SIZE_TOO_LARGE" in v for v in delivered)
+    assert b"r4" not in delivered
+
+
+def test_a_recovery_beats_the_watchdog_while_each_bounded_call_waits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow commit that fails, then a slow abort: both wait on another thread while the
+    loop's liveness is beaten (issue 34, item 3: a 30 s watchdog must not kill a worker
+    recovering within its timeout chain)."""
+    import time
+
+    from stream.worker import bounded_call
+
+    monkeypatch.setattr(bounded_call, "BEAT_EVERY_S", 0.05)
+    beats: list[float] = []
+    clients = FakeClients()
+    producer = clients.producer
+    assert producer is not None
+    real_commit, real_abort = producer.commit_transaction, producer.abort_transaction
+
+    def slow(call: Callable[[float], None]) -> Callable[[float], None]:
+        def wrapped(timeout: float) -> None:
+            time.sleep(0.3)
+            call(timeout)
+        return wrapped
+
+    producer.commit_transaction = slow(real_commit)  # type: ignore[method-assign]
+    producer.abort_transaction = slow(real_abort)  # type: ignore[method-assign]
+    producer.fail_next["commit"] = [ABORTABLE]
+    ctx = DeliveryContext(Settings(guarantee="exactly-once"), clients, PoisonLedger(),  # type: ignore[arg-type]
+                          WorkerStats(), lambda _r, _s: None, lambda _s, _t: None,
+                          lambda: beats.append(time.monotonic()))
+    delivery = ExactlyOnce(ctx)
+    delivery.send(*answers(0, 2, PoisonLedger()))
+    assert delivery.end() is False
+    assert producer.calls == ["begin", "send_offsets", "commit", "abort"]
+    # Each call takes at least 0.3 s, so each wait outlasts at least one 0.05 s slice.
+    assert len(beats) >= 2
