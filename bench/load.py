@@ -20,7 +20,7 @@ from bench.results import Phase
 from schemas.serde import Decoder, Encoder
 from stream.connect import kafka_config
 from stream.connect.queue_room import produce_when_room
-from stream.connect.topics import watermarks
+from stream.connect.to_end import end_offsets, read_to_end
 from stream.settings import Settings
 
 MAX_RATE = 40_000.0  # what one Python generator thread can schedule here
@@ -92,8 +92,13 @@ class PredictionReader(threading.Thread):
 
 
 def ends(settings: Settings, topic: str) -> dict[int, int]:
-    """High watermarks."""
-    return {p: high for p, (_low, high) in watermarks(settings, topic).items()}
+    """End offsets as of now, as a read_committed reader sees them."""
+    c = Consumer({**kafka_config.common(settings), "group.id": f"ends-{uuid.uuid4().hex[:6]}",
+                  "isolation.level": "read_committed", "log_level": 2})
+    try:
+        return {p: end for (_t, p), (_low, end) in end_offsets(c, [topic]).items()}
+    finally:
+        c.close()
 
 
 def predicted_span(settings: Settings, n: int) -> tuple[int, int]:
@@ -101,19 +106,17 @@ def predicted_span(settings: Settings, n: int) -> tuple[int, int]:
     so decoding does not compete with the system; Kafka timestamps will not do: Quix
     Streams gives outputs their input's timestamp)."""
     decode = Decoder("Prediction")
-    topic = settings.predictions_topic
-    target = ends(settings, topic)
     c = Consumer({**kafka_config.common(settings), "group.id": f"span-{uuid.uuid4().hex[:6]}",
                   "enable.auto.commit": False, "isolation.level": "read_committed"})
-    c.assign([TopicPartition(topic, p, 0) for p in target])
     first, last, got = 2**63, 0, 0
-    deadline = time.monotonic() + 60
-    while got < n and time.monotonic() < deadline:
-        for msg in c.consume(2000, 0.2):
-            if msg.error() is None:
-                at = decode(msg.value() or b"")["predicted_at"]
-                first, last, got = min(first, at), max(last, at), got + 1
-    c.close()
+    try:
+        for msg in read_to_end(c, [settings.predictions_topic], stall_s=60):
+            at = decode(msg.value() or b"")["predicted_at"]
+            first, last, got = min(first, at), max(last, at), got + 1
+            if got >= n:
+                break
+    finally:
+        c.close()
     return first, last
 
 

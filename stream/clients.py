@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
 from fallback.deadletter import header_list
 from processors.synthetic import FEATURE_NAMES, sample_features
@@ -31,6 +31,7 @@ from stream.connect import kafka_config
 from stream.connect.field_keys import Sealer
 from stream.connect.queue_room import produce_when_room
 from stream.connect.request_encoding import RequestEncoder
+from stream.connect.to_end import read_to_end, refusal
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
 
@@ -211,7 +212,11 @@ class AnyDecoder:
 
 
 class TopicReader:
-    """Iterate a topic's records, decoded, until ``count`` or ``timeout`` of silence."""
+    """Iterate a topic's records, decoded, until ``count`` or ``timeout`` of silence; or,
+    with ``until_end``, up to the end offsets the topics had when reading started
+    (:mod:`stream.connect.to_end`: partitions assigned, no group joined, positions
+    compared with the last stable offsets, so transaction markers and a worker writing
+    meanwhile never keep it reading; a refusal raises, naming what was refused)."""
 
     def __init__(self, settings: Settings, topic: str | list[str], count: int | None = None,
                  timeout: float | None = 30.0, from_beginning: bool = True,
@@ -223,54 +228,47 @@ class TopicReader:
         self._consumer = Consumer(kafka_config.tail_consumer(settings, group, from_beginning))
         self._decode = AnyDecoder()
 
-    def _ends(self) -> dict[tuple[str, int], int]:
-        """High watermarks now (partitions with data only)."""
-        ends: dict[tuple[str, int], int] = {}
-        for topic in self.topics:
-            meta = self._consumer.list_topics(topic, timeout=10).topics[topic]
-            for p in meta.partitions:
-                low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), 10)
-                if high > low:
-                    ends[(topic, p)] = high
-        return ends
+    def _messages(self) -> Iterator[Message]:
+        if self.until_end:
+            yield from read_to_end(self._consumer, self.topics,
+                                   stall_s=self.timeout if self.timeout is not None else 60.0)
+            return
+        self._consumer.subscribe(self.topics)
+        last = time.monotonic()
+        while True:
+            if self.timeout is not None and time.monotonic() - last > self.timeout:
+                return
+            for msg in self._consumer.consume(500, 0.2):
+                err = msg.error()
+                if err is not None:
+                    refused = refusal(err, msg.topic() or ", ".join(self.topics))
+                    if refused is not None:
+                        raise refused
+                    if err.fatal():
+                        raise KafkaOperationError(f"consumer error: {err}")
+                    continue
+                last = time.monotonic()
+                yield msg
 
     def __iter__(self) -> Iterator[ReadRecord]:
         """Records until ``count``, ``timeout`` idle seconds, or (``until_end``) the end
-        offsets the topic had when reading started, so a reader never chases its own output."""
-        ends = self._ends() if self.until_end else {}
-        self._consumer.subscribe(self.topics)
+        offsets the topics had when reading started, so a reader never chases its own
+        output."""
         seen = 0
-        last = time.monotonic()
         try:
-            while self.count is None or seen < self.count:
-                if self.until_end and not ends:
+            if self.count is not None and self.count <= 0:
+                return
+            for msg in self._messages():
+                raw = msg.value()
+                try:
+                    value, error = self._decode(raw or b""), None
+                except SerdeError as exc:
+                    value, error = None, f"{type(exc).__name__}: {exc}"
+                seen += 1
+                yield ReadRecord(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
+                                 msg.key(), value, error, raw, msg.timestamp()[1], now_ms(),
+                                 tuple(header_list(msg.headers())))
+                if self.count is not None and seen >= self.count:
                     return
-                if self.timeout is not None and time.monotonic() - last > self.timeout:
-                    return
-                for msg in self._consumer.consume(500, 0.2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise KafkaOperationError(f"consumer error: {err}")
-                        continue
-                    last = time.monotonic()
-                    position = (msg.topic() or "", msg.partition() or 0)
-                    if self.until_end:
-                        end = ends.get(position)
-                        if end is None or (msg.offset() or 0) >= end:
-                            continue
-                        if (msg.offset() or 0) >= end - 1:
-                            del ends[position]
-                    raw = msg.value()
-                    try:
-                        value, error = self._decode(raw or b""), None
-                    except SerdeError as exc:
-                        value, error = None, f"{type(exc).__name__}: {exc}"
-                    seen += 1
-                    yield ReadRecord(msg.topic() or "", msg.partition() or 0, msg.offset() or 0,
-                                     msg.key(), value, error, raw, msg.timestamp()[1], now_ms(),
-                                     tuple(header_list(msg.headers())))
-                    if self.count is not None and seen >= self.count:
-                        return
         finally:
             self._consumer.close()

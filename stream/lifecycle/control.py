@@ -20,6 +20,7 @@ from processors.control_state import ACTIONS, TransitionError, control_problem, 
 from schemas.exceptions import SerdeError
 from schemas.serde import Decoder, Encoder
 from stream.connect import kafka_config
+from stream.connect.to_end import end_offsets
 from stream.exceptions import KafkaOperationError
 from stream.settings import Settings
 
@@ -107,6 +108,7 @@ class ControlFollower:
             if found is not None and found.error is None:
                 parts += [TopicPartition(mirrored, p, 0) for p in found.partitions]
         self._consumer.assign(parts)
+        self._parts = [(tp.topic, tp.partition) for tp in parts]
         self._decode = Decoder("ModelControl")
         self.state: dict[str, dict[str, Any]] = {}
 
@@ -141,12 +143,28 @@ class ControlFollower:
                   "Publish a valid decision with `streaminfer models ...`", msg.topic(),
                   msg.partition(), msg.offset(), reason, detail)
 
-    def catch_up(self, deadline_s: float = 5.0) -> dict[str, dict[str, Any]]:
-        """Read what the topic holds now (for start-up)."""
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if not self.poll(0.2):
-                break
+    def catch_up(self, deadline_s: float = 30.0) -> dict[str, dict[str, Any]]:
+        """Read what the topics hold now, to their end offsets as of this call (never
+        "until the first empty poll": over TLS and SCRAM, or with a remote leader, the
+        first fetch can come back empty while the topic holds the state, and a state
+        built from nothing would serve the image's default model or wipe a canary).
+        Raises KafkaOperationError when the end is not reached within ``deadline_s``."""
+        topics = sorted({t for t, _p in self._parts})
+        ends = {part: end for part, (low, end) in end_offsets(self._consumer, topics).items()
+                if part in self._parts and end > low}
+        deadline = time.monotonic() + deadline_s
+        while ends:
+            self.poll(0.2)
+            for tp in self._consumer.position([TopicPartition(t, p) for t, p in ends]):
+                if tp.offset >= ends[(tp.topic, tp.partition)]:
+                    del ends[(tp.topic, tp.partition)]
+            if ends and time.monotonic() > deadline:
+                short = ", ".join(f"{t}[{p}]" for t, p in sorted(ends))
+                raise KafkaOperationError(
+                    f"the control topic was not read to its end within {deadline_s:.0f} s "
+                    f"({short} unfinished): the model state would be incomplete. Is Kafka "
+                    "reachable, and may this principal read the topic? Run the command again",
+                    retriable=True)
         return self.state
 
     def close(self) -> None:

@@ -23,12 +23,13 @@ import time
 import uuid
 from collections.abc import Sequence
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException
 
 from fallback.deadletter import header_value
 from processors.dedupe import DIGEST_HEADER, Answer, AnsweredStore
 from stream.connect import kafka_config
-from stream.connect.topics import partition_watermarks
+from stream.connect.to_end import ReadStalled, read_spans, spans
+from stream.exceptions import KafkaOperationError
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,54 +50,36 @@ def seed_answered(settings: Settings, topics: Sequence[str], store: AnsweredStor
                          "group.id": f"{settings.namespace}.seed.{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "isolation.level": "read_committed",
                          "log_level": 2})
-    end_at = time.monotonic() + deadline_s
     since_ms = int((time.time() - lookback_s) * 1000)
+    ids: list[Answer] = []
+    seeded = 0
     try:
-        ends: dict[tuple[str, int], int] = {}
-        starts: list[TopicPartition] = []
-        for topic in topics:
-            meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-            if meta is None or meta.error is not None:
-                continue  # not mirrored (yet): nothing answered there to know about
-            wanted = [TopicPartition(topic, p, since_ms) for p in meta.partitions]
-            found = consumer.offsets_for_times(wanted, timeout=10)
-            for tp in found:
-                _low, high = partition_watermarks(consumer, topic, tp.partition, 10)
-                start = tp.offset if tp.offset >= 0 else high
-                if start < high:
-                    starts.append(TopicPartition(topic, tp.partition, start))
-                    ends[(topic, tp.partition)] = high
-        if not starts:
+        present = [t for t in topics if t in consumer.list_topics(timeout=10).topics]
+        # Not mirrored (yet): nothing answered there to know about.
+        todo = spans(consumer, present, since_ms)
+        if not todo:
             return 0
-        consumer.assign(starts)
-        total = sum(ends[(tp.topic, tp.partition)] - tp.offset for tp in starts)
-        log.info("marking answered requests from %d record(s) of %s (the last %.0f s)", total,
-                 ", ".join(sorted({t for t, _p in ends})), lookback_s)
-        ids: list[Answer] = []
-        seeded = 0
-        while ends and time.monotonic() < end_at:
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() is not None:
-                    continue
-                rid = header_value(msg.headers(), "request_id")
-                digest = header_value(msg.headers(), DIGEST_HEADER)
-                if rid:  # predictions older than the digest header: the id alone
-                    ids.append((rid.decode(), digest.decode() if digest else None))
-                if len(ids) >= CHUNK:
-                    store.record(ids)
-                    seeded, ids = seeded + len(ids), []
-            # Positions, not record offsets: transaction markers take offsets too.
-            for tp in consumer.position([TopicPartition(t, p) for t, p in ends]):
-                if tp.offset >= ends[(tp.topic, tp.partition)]:
-                    del ends[(tp.topic, tp.partition)]
+        log.info("marking answered requests from %d record(s) of %s (the last %.0f s)",
+                 sum(s.end - s.start for s in todo),
+                 ", ".join(sorted({s.topic for s in todo})), lookback_s)
+        for msg in read_spans(consumer, todo, stall_s=deadline_s, batch=1000, poll_s=0.5,
+                              deadline_s=deadline_s):
+            rid = header_value(msg.headers(), "request_id")
+            digest = header_value(msg.headers(), DIGEST_HEADER)
+            if rid:  # predictions older than the digest header: the id alone
+                ids.append((rid.decode(), digest.decode() if digest else None))
+            if len(ids) >= CHUNK:
+                store.record(ids)
+                seeded, ids = seeded + len(ids), []
         store.record(ids)
-        seeded += len(ids)
-        if ends:
-            log.warning("stopped marking answered requests after %.0f s with %d partition(s) "
-                        "unread; some re-read requests may be answered twice", deadline_s,
-                        len(ends))
-        return seeded
-    except KafkaException as exc:
+        return seeded + len(ids)
+    except ReadStalled as exc:
+        store.record(ids)
+        log.warning("stopped marking answered requests after %.0f s with %d partition(s) "
+                    "unread; some re-read requests may be answered twice", deadline_s,
+                    len(exc.unfinished))
+        return seeded + len(ids)
+    except (KafkaException, KafkaOperationError) as exc:
         log.warning("could not read the predictions to mark answered requests (%s); re-read "
                     "requests may be answered twice", exc)
         return 0

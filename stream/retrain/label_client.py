@@ -8,14 +8,14 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Producer
 
 from schemas.exceptions import SerdeError
 from schemas.serde import Encoder
 from stream.clients import AnyDecoder
 from stream.connect import kafka_config
 from stream.connect.queue_room import produce_when_room
-from stream.connect.topics import watermarks
+from stream.connect.to_end import read_to_end
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
 
@@ -77,42 +77,15 @@ def read_records(settings: Settings, topic: str, kind: str, undecodable: dict[st
                          "isolation.level": "read_committed"})
     decode = AnyDecoder()
     try:
-        ends = {p: (low, high) for p, (low, high) in watermarks(settings, topic).items()
-                if high > low}
-        if since_ms > 0 and ends:
-            found = consumer.offsets_for_times(
-                [TopicPartition(topic, p, since_ms) for p in ends], timeout=10)
-            for tp in found:  # offset -1: nothing written since then
-                low, high = ends[tp.partition]
-                if tp.offset < 0 or tp.offset >= high:
-                    del ends[tp.partition]
-                else:
-                    ends[tp.partition] = (max(low, tp.offset), high)
-        consumer.assign([TopicPartition(topic, p, low) for p, (low, _h) in ends.items()])
-        last = time.monotonic()
-        while ends:
-            if time.monotonic() - last > idle_s:
-                raise KafkaOperationError(
-                    f"reading {topic} stalled for {idle_s:.0f}s with partitions {sorted(ends)} "
-                    "unfinished; is Kafka reachable? Run the command again", retriable=True)
-            for msg in consumer.consume(1000, 0.5):
-                if msg.error() is not None:
-                    continue
-                last = time.monotonic()
-                part, offset = msg.partition() or 0, msg.offset() or 0
-                end = ends.get(part)
-                if end is None or offset >= end[1]:
-                    continue
-                if offset >= end[1] - 1:
-                    del ends[part]
-                try:
-                    value = decode(msg.value() or b"")
-                except SerdeError:
-                    value = None
-                if value is None or not _looks_like(kind, value):
-                    undecodable[topic] = undecodable.get(topic, 0) + 1
-                    continue
-                yield value
+        for msg in read_to_end(consumer, [topic], since_ms=since_ms, stall_s=idle_s):
+            try:
+                value = decode(msg.value() or b"")
+            except SerdeError:
+                value = None
+            if value is None or not _looks_like(kind, value):
+                undecodable[topic] = undecodable.get(topic, 0) + 1
+                continue
+            yield value
     finally:
         consumer.close()
 

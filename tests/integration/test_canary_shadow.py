@@ -233,3 +233,33 @@ def test_undecodable_and_out_of_range_control_records_are_counted_and_ignored(
     assert state["fraud"]["canary_version"] is None
     assert follower.refused == {"undecodable": 1, "invalid": 1}
     assert sorted(seen) == ["invalid", "undecodable"]
+
+
+def test_catching_up_reads_the_control_topic_to_its_end_past_records_that_change_nothing(
+        settings: Settings) -> None:
+    """Issue 34, item 6: catch-up stopped at the first poll that changed no state (an
+    empty first fetch over TLS, or a run of refused records), so a worker served the
+    default model and `models promote` rebuilt the state from nothing. It reads to the
+    end offsets as of its call."""
+    from confluent_kafka import Producer
+
+    from schemas.serde import Encoder
+    from stream.lifecycle.control import ControlFollower, control_topic, transition
+
+    producer = Producer(kafka_config.client_producer(settings))
+    topic = control_topic(settings)
+    producer.produce(topic, Encoder("ModelControl")(
+        transition(None, "fraud", "promote", version="1", at_ms=1)), b"fraud")
+    for i in range(250):  # refused records: they change no state
+        producer.produce(topic, b"\x00not avro %d" % i, b"fraud")
+    producer.produce(topic, Encoder("ModelControl")(
+        transition(None, "churn", "promote", version="4", at_ms=2)), b"churn")
+    assert producer.flush(30) == 0
+    follower = ControlFollower(settings)
+    try:
+        state = follower.catch_up()
+    finally:
+        follower.close()
+    assert state["fraud"]["active_version"] == "1"
+    assert state["churn"]["active_version"] == "4"
+    assert follower.refused == {"undecodable": 250}

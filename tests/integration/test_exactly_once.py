@@ -44,3 +44,41 @@ def test_fenced_producer_is_recreated_and_nothing_is_duplicated(cluster: Endpoin
         worker.stop_event.set()
         thread.join(30)
     assert not thread.is_alive()
+
+
+def test_reading_to_the_end_finishes_while_an_exactly_once_worker_keeps_writing(
+        cluster: Endpoints) -> None:
+    """Issue 34, item 2: under exactly-once the last offset of a partition is often a
+    commit marker a read_committed reader never receives, and every new record moved the
+    old goal (the last record's offset), so `check` and `dlq` never finished while a
+    worker served. The reader compares positions with the end offsets as of its start."""
+    from stream.clients import TopicReader
+    from stream.tools.check import read_topics
+    from tests.integration.helpers import PacedProducer
+
+    settings = make_settings(cluster, guarantee="exactly-once", batch_max_records=50)
+    ensure_topics(settings)
+    collector = start_collector(settings)
+    worker = Worker(settings, worker_id="eos-end")
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    paced = PacedProducer(settings, count=30_000, rate=200, seed=55)
+    try:
+        first = produce_all(settings, 300, seed=54)
+        wait_for_all(collector, first, deadline_s=60)
+        paced.start()  # the worker keeps serving (and committing) while we read
+        wait_until(lambda: len(paced.ids) > 400, 30, "the paced producer under way")
+        values = read_topics(settings, [settings.predictions_topic], timeout=30)
+        records = list(TopicReader(settings, settings.predictions_topic, timeout=30,
+                                   until_end=True))
+        assert not paced.finished.is_set(), "both reads ended while the worker still wrote"
+        answered = {v["request_id"] for v in values}
+        assert set(first) <= answered
+        assert len(values) == len(answered)  # exactly once, nothing read twice
+        assert len(records) >= len(values)
+    finally:
+        paced.halt.set()
+        paced.join(30)
+        worker.stop_event.set()
+        thread.join(30)
+    assert not thread.is_alive()

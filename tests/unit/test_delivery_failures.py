@@ -84,7 +84,7 @@ def answers(first: int, n: int, poison: PoisonLedger) -> tuple[list[FakeMessage]
 
 def drive(guarantee: str, inject: Callable[[Run], None]) -> Run:
     clients = FakeClients(FakeProducer())
-    run = Run(clients, Settings(guarantee=guarantee, commit_interval_ms=0),  # type: ignore[arg-type]
+    run = Run(clients, Settings(guarantee=guarantee, commit_interval_ms=0),
               [], PoisonLedger(), WorkerStats())
     inject(run)
     delivery, position, lives = run.delivery(), 0, 1
@@ -227,7 +227,7 @@ def test_at_least_once_answers_every_record_whatever_fails(
 def test_a_failed_begin_rewinds_the_batch_it_was_for() -> None:
     """The reproduction in issue 34: begin_transaction raises, the batch is redone (a
     seek to its first offset), and the next transaction never commits past it."""
-    run = Run(FakeClients(), Settings(guarantee="exactly-once"), [], PoisonLedger(),  # type: ignore[arg-type]
+    run = Run(FakeClients(), Settings(guarantee="exactly-once"), [], PoisonLedger(),
               WorkerStats())
     assert run.clients.producer is not None
     run.clients.producer.fail_next["begin"] = [FATAL]
@@ -269,10 +269,10 @@ def test_a_recovery_beats_the_watchdog_while_each_bounded_call_waits(
             call(timeout)
         return wrapped
 
-    producer.commit_transaction = slow(real_commit)  # type: ignore[method-assign]
-    producer.abort_transaction = slow(real_abort)  # type: ignore[method-assign]
+    producer.commit_transaction = slow(real_commit)  # type: ignore[method-assign,assignment]
+    producer.abort_transaction = slow(real_abort)  # type: ignore[method-assign,assignment]
     producer.fail_next["commit"] = [ABORTABLE]
-    ctx = DeliveryContext(Settings(guarantee="exactly-once"), clients, PoisonLedger(),  # type: ignore[arg-type]
+    ctx = DeliveryContext(Settings(guarantee="exactly-once"), clients, PoisonLedger(),
                           WorkerStats(), lambda _r, _s: None, lambda _s, _t: None,
                           lambda: beats.append(time.monotonic()))
     delivery = ExactlyOnce(ctx)
