@@ -169,6 +169,11 @@ def check(record: Path, timeout: float, allow_duplicates: bool, **kwargs: Any) -
                + ("at least once" if allow_duplicates else "exactly once"))
 
 
+UNTIL_END_HELP = ("Read from the earliest offsets to the end offsets the topics had when "
+                  "reading started (read_committed: the last stable offsets), then stop; "
+                  "--timeout is then how long it may stall.")
+
+
 @click.command()
 @click.option("--topic", default="predictions", show_default=True,
               help="predictions, dlq, requests, shadow, events, models, or a full topic name.",
@@ -177,9 +182,10 @@ def check(record: Path, timeout: float, allow_duplicates: bool, **kwargs: Any) -
 @click.option("--timeout", type=float, default=None,
               help="Stop after this many seconds without a record.", show_envvar=True)
 @click.option("--from-beginning", is_flag=True, help="Start at the earliest offset.", show_envvar=True)
+@click.option("--until-end", is_flag=True, show_envvar=True, help=UNTIL_END_HELP)
 @settings_options(*CONNECTION)
 def consume(topic: str, count: int | None, timeout: float | None, from_beginning: bool,
-            **kwargs: Any) -> None:
+            until_end: bool, **kwargs: Any) -> None:
     """Print records of one of our topics as JSON lines (decoded)."""
     from stream.clients import TopicReader
 
@@ -190,7 +196,7 @@ def consume(topic: str, count: int | None, timeout: float | None, from_beginning
     require_topic(s, require_kafka(s), name)
     n = 0
     for record in TopicReader(s, name, count=count, timeout=timeout,
-                              from_beginning=from_beginning):
+                              from_beginning=from_beginning, until_end=until_end):
         click.echo(record.to_json())
         n += 1
     click.echo(f"read {n} records from {name}", err=True)
@@ -208,9 +214,10 @@ def consume(topic: str, count: int | None, timeout: float | None, from_beginning
                    "default: a throwaway one.")
 @click.option("--ttl-s", type=float, default=86_400.0, show_default=True, show_envvar=True,
               help="How long a delivered request_id is remembered.")
+@click.option("--until-end", is_flag=True, show_envvar=True, help=UNTIL_END_HELP)
 @settings_options(*CONNECTION, *REGIONS, *REDIS)
 def answers(count: int | None, timeout: float | None, from_beginning: bool, group: str | None,
-            ttl_s: float, **kwargs: Any) -> None:
+            ttl_s: float, until_end: bool, **kwargs: Any) -> None:
     """Print this region's answers (predictions and dead letters, its own and those mirrored
     from --regions) as JSON lines, each request_id once (Redis SET NX)."""
     import uuid
@@ -229,8 +236,11 @@ def answers(count: int | None, timeout: float | None, from_beginning: bool, grou
     name = group or f"{s.namespace}.answers.{uuid.uuid4().hex[:8]}"
     seen = FirstSeen(make_redis(s, timeout_s=2.0), s.namespace, name, ttl_s)
     counts = UniqueCounts()
+    if until_end and group is not None:
+        raise click.UsageError("--until-end reads every partition from its start without a "
+                               "group: drop --group, or drop --until-end to resume the group")
     reader = TopicReader(s, topics, count=count, timeout=timeout, from_beginning=from_beginning,
-                         group=group)
+                         group=group, until_end=until_end)
     click.echo(f"reading {', '.join(topics)} (group {name})", err=True)
     for record in unique(reader, seen, counts):
         click.echo(record.to_json())
