@@ -138,7 +138,7 @@ class RequestProducer:
     def send_raw(self, key: bytes | None, value: bytes,
                  headers: list[tuple[str, bytes | None]] | None = None) -> None:
         """Queue already-encoded bytes (replay uses it; tests inject garbage with it)."""
-        produce_when_room(self._producer, self.topic, value, key, 0.05, headers=headers,
+        produce_when_room(self._producer, self.topic, value, key, headers=headers,
                           on_delivery=self._on_delivery)
         self.sent += 1
         self._producer.poll(0)

@@ -150,7 +150,8 @@ class FakeProducer:
 
     def __init__(self, conf: dict[str, Any] | None = None,
                  refuse: Callable[[bytes | None], KafkaError | None] = lambda _v: None,
-                 committed_offsets: dict[tuple[str, int], int] | None = None) -> None:
+                 committed_offsets: dict[tuple[str, int], int] | None = None,
+                 committed_values: list[bytes | None] | None = None) -> None:
         self.conf = conf or {}
         self.refuse = refuse
         self.hold = False  # a broker that never answers: nothing is reported
@@ -159,13 +160,19 @@ class FakeProducer:
         self.calls: list[str] = []
         self.fail_next: dict[str, list[KafkaError]] = {}
         self.committed_offsets = {} if committed_offsets is None else committed_offsets
+        self.committed_values = [] if committed_values is None else committed_values
         self.txn_offsets: dict[tuple[str, int], int] = {}
+        self.txn_values: list[bytes | None] = []  # delivered in the open transaction
         self.txn_refused = False
         self.refuse_locally: list[KafkaError] = []  # produce() raises these, one per call
+        self.full_for = 0  # produce() raises BufferError this many more times (-1: always)
 
     def produce(self, topic: str, value: bytes | None, key: bytes | None, *,
-                headers: list[tuple[str, str | bytes | None]],
-                on_delivery: Callable[..., None]) -> None:
+                headers: list[tuple[str, str | bytes | None]] | None = None,
+                on_delivery: Callable[..., None] = lambda _err, _msg: None) -> None:
+        if self.full_for:
+            self.full_for -= 1 if self.full_for > 0 else 0
+            raise BufferError("Local: Queue full")
         if self.refuse_locally:
             raise KafkaException(self.refuse_locally.pop(0))
         self.pending.append((value, on_delivery))
@@ -178,6 +185,7 @@ class FakeProducer:
             err = self.refuse(value)
             if err is None:
                 self.delivered.append(value)
+                self.txn_values.append(value)
             else:
                 self.txn_refused = True
             on_delivery(err, None)
@@ -191,7 +199,7 @@ class FakeProducer:
 
     def begin_transaction(self) -> None:
         self._call("begin")
-        self.txn_offsets, self.txn_refused = {}, False
+        self.txn_offsets, self.txn_values, self.txn_refused = {}, [], False
 
     def send_offsets_to_transaction(self, positions: list[TopicPartition], group_metadata: Any,
                                     timeout: float) -> None:
@@ -205,12 +213,13 @@ class FakeProducer:
             raise KafkaException(KafkaError(KafkaError._STATE, "a delivery failed in the "
                                             "transaction", txn_requires_abort=True))
         self.committed_offsets.update(self.txn_offsets)
-        self.txn_offsets = {}
+        self.committed_values.extend(self.txn_values)
+        self.txn_offsets, self.txn_values = {}, []
 
     def abort_transaction(self, timeout: float) -> None:
         self.pending = []
         self._call("abort")
-        self.txn_offsets, self.txn_refused = {}, False
+        self.txn_offsets, self.txn_values, self.txn_refused = {}, [], False
 
     def init_transactions(self, timeout: float) -> None:
         self._call("init")
@@ -230,8 +239,11 @@ class FakeClients:
     def __init__(self, producer: FakeProducer | None = None) -> None:
         self.consumer: FakeConsumer | None = FakeConsumer()
         self.committed_offsets: dict[tuple[str, int], int] = {}  # by transactions
+        self.committed_values: list[bytes | None] = []  # delivered in committed transactions
         self.producer: FakeProducer | None = producer or FakeProducer()
         self.producer.committed_offsets = self.committed_offsets
+        self.producer.committed_values = self.committed_values
+        self.producers: list[FakeProducer] = [self.producer]  # every one, the replaced too
         self.recreated = 0
         self.abandoned = 0
         self.fail_recreate: list[KafkaError] = []
@@ -242,8 +254,13 @@ class FakeClients:
         self.producer = None
         if self.fail_recreate:
             raise KafkaException(self.fail_recreate.pop(0))
-        self.producer = FakeProducer(committed_offsets=self.committed_offsets)
+        self._new()
 
     def ensure_producer(self) -> None:
         if self.producer is None:
-            self.producer = FakeProducer(committed_offsets=self.committed_offsets)
+            self._new()
+
+    def _new(self) -> None:
+        self.producer = FakeProducer(committed_offsets=self.committed_offsets,
+                                     committed_values=self.committed_values)
+        self.producers.append(self.producer)

@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 from schemas.serde import Encoder
 from stream.clients import AnyDecoder, now_ms, synthetic_requests
 from stream.connect import kafka_config
+from stream.connect.queue_room import produce_when_room
 from stream.exceptions import KafkaOperationError
 from stream.regions.failover import FailoverProducer, parse_regions, region_settings
 from stream.settings import Settings
@@ -96,14 +97,10 @@ class Load(threading.Thread):
                 with self._lock:
                     self._waiting[sent.record.request_id] = sent
                 self.failover.send(req)
-            while self.failover is None:
-                try:
-                    self._producer.produce(
-                        self._topic, self._encode(req), req["entity_id"].encode(),
-                        on_delivery=functools.partial(self._delivered, sent=sent))
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
+            if self.failover is None:
+                produce_when_room(self._producer, self._topic, self._encode(req),
+                                  req["entity_id"].encode(),
+                                  on_delivery=functools.partial(self._delivered, sent=sent))
             self._producer.poll(0)
             due += 1.0 / rate
             wall += 1000.0 / rate

@@ -23,11 +23,13 @@ from processors.dataplane import DataPlane
 from processors.model import OnnxModel
 from schemas.serde import Encoder
 from stream.connect import kafka_config
+from stream.connect.queue_room import Drop, produce_when_room
 from stream.observability.metrics import WorkerMetrics
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
 Row = tuple[dict[str, Any], float, bytes | None]
+SHADOW_ROOM_WAIT_S = 5.0  # a full queue is waited out this long, then the score is dropped
 
 
 class ShadowScorer:
@@ -113,12 +115,12 @@ class ShadowScorer:
             m.shadow_disagreements.labels(name, self.version).inc(disagree)
 
     def _produce(self, key: bytes | None, value: bytes) -> None:
-        for _ in range(100):
-            try:
-                self._producer.produce(self.topic, value, key)
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+        # Its own thread: waiting a while for room holds up no request, but a shadow
+        # never grows without bound either (stream.connect.queue_room).
+        produce_when_room(self._producer, self.topic, value, key, Drop(
+            self._dropped, wait_s=SHADOW_ROOM_WAIT_S))
+
+    def _dropped(self) -> None:
         self.metrics.shadow_scored.labels(self.model.name, self.version, "dropped").inc()
 
     def close(self, timeout: float = 5.0) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from stream.connect import kafka_config
+from stream.connect.queue_room import Block, QueueFull, produce_when_room
 from stream.connect.request_encoding import Encoded, RequestEncoder
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.regions.monitor import RegionMonitor
@@ -158,12 +159,15 @@ class FailoverProducer:
         key, value, headers = encoded
         while True:
             region = self.active
+            # A client: a full queue slows the sender down instead of dropping a request,
+            # until the active region changes (then the request goes there).
             try:
-                self._producer(region).produce(self.topic, value, key, headers=headers,  # type: ignore[arg-type]  # list of (str, bytes|None) is accepted
-                                               on_delivery=self._on_delivery(region, rid))
+                produce_when_room(self._producer(region), self.topic, value, key,
+                                  Block(abandon=lambda r=region: self.active != r),  # type: ignore[misc]
+                                  headers=headers, on_delivery=self._on_delivery(region, rid))
                 return
-            except BufferError:
-                self._producer(region).poll(0.05)
+            except QueueFull:
+                continue
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve callbacks, re-send what a failed region gave back, probe for failback."""

@@ -6,7 +6,10 @@ the cache holds today's aggregates, not the ones a request saw hours ago, and tr
 on values serving never saw is training/serving skew. Snapshots are produced by a plain
 idempotent producer outside the worker's transaction (a lost snapshot only means one
 label fewer joins; it never affects a prediction); a full local queue drops and counts.
-Sensitive features (sealed by clients) are left out: they would be stored in clear.
+``recorded`` counts snapshots Kafka acknowledged (delivery reports), ``failed`` those it
+refused or that timed out (a missing topic, an ACL that refuses the worker: logged with
+what to do, once a minute), ``dropped`` those never queued. Sensitive features (sealed by
+clients) are left out: they would be stored in clear.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ import logging
 import time
 from collections.abc import Iterable
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
+from fallback.ratelimit import RateLimitedLog
 from processors.side_sinks import Answered
 from schemas.serde import Encoder
 from stream.connect import kafka_config
+from stream.connect.queue_room import Drop, produce_when_room
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
+_FAILURES = RateLimitedLog(log, burst=1, period_s=60.0)
 
 
 class InputRecorder:
@@ -33,9 +39,12 @@ class InputRecorder:
         self.bootstrap = settings.bootstrap_servers
         self.model = model
         self.sensitive = frozenset(sensitive)
-        self.recorded = 0
-        self.dropped = 0
+        self.queued = 0
+        self.recorded = 0  # acknowledged by Kafka
+        self.failed = 0  # refused by Kafka or timed out
+        self.dropped = 0  # never queued: the local queue was full
         self._encode = Encoder("InputSnapshot")
+        self._drop = Drop(self._count_drop)  # never hold up the batch
         self._producer = Producer({**kafka_config.client_producer(settings), "linger.ms": 100,
                                    "compression.type": "lz4"})
 
@@ -51,15 +60,26 @@ class InputRecorder:
                 "model": req.get("model") or self.model, "model_version": version,
                 "fallback": fallback, "score": score, "features": features,
                 "features_degraded": degraded, "served_at": now})
-            try:
-                self._producer.produce(self.topic, value, key)
-                self.recorded += 1
-            except BufferError:
-                self.dropped += 1
+            if produce_when_room(self._producer, self.topic, value, key, self._drop,
+                                 on_delivery=self._on_delivery):
+                self.queued += 1
         self._producer.poll(0)
         if self.dropped and self.dropped % 1000 == 1:
             log.warning("%d input snapshots dropped (the producer's queue was full); "
                         "retraining sees fewer joined labels", self.dropped)
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
+
+    def _on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        if err is None:
+            self.recorded += 1
+            return
+        self.failed += 1
+        _FAILURES.warning(err.name(), "input snapshots to %s are refused (%s; %d so far): "
+                        "retraining sees fewer joined labels. Create the topic (`streaminfer "
+                        "topics ensure`) or grant the worker write on it (`streaminfer acls "
+                        "apply`)", self.topic, err, self.failed)
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued."""

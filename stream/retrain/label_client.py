@@ -51,7 +51,7 @@ class LabelProducer:
         """Queue one label (SerdeError when it does not fit the schema)."""
         value = self._encode(dict(label))
         produce_when_room(self._producer, self.topic, value, str(label["entity_id"]).encode(),
-                          0.05, on_delivery=self._on_delivery)
+                          on_delivery=self._on_delivery)
         self.sent += 1
         self._producer.poll(0)
 

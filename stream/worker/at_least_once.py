@@ -121,7 +121,7 @@ class AtLeastOnce:
         remaining = [0]  # the group's deliveries: each batch adds its own, callbacks count down
         producer = self.ctx.producer()
         for b in held:
-            produce_all(producer, b.result, b.failures, remaining)
+            produce_all(producer, b.result, b.failures, remaining, self.ctx.room())
         self.inflight = InFlight(held, remaining, time.perf_counter())
 
     def on_commit(self, err: KafkaError | None, parts: list[TopicPartition]) -> None:

@@ -24,7 +24,8 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from fallback.deadletter import SourceRecord
 from processors.records import BatchResult
-from stream.settings import Settings
+from stream.connect.queue_room import Block, QueueFull, produce_when_room
+from stream.settings import Settings, blocking_budget_ms
 from stream.worker.poison import Failures, PoisonLedger
 from stream.worker.ports import ClientsPort, ConsumerPort, ProducerPort
 from stream.worker.positions import first_offsets
@@ -81,6 +82,13 @@ class DeliveryContext:
             raise RuntimeError("delivery used with no producer (the clients are closed)")
         return producer
 
+    def room(self) -> Block:
+        """How outcomes wait for room in a full producer queue: within the blocking
+        budget (settings.timeout_chain), beating the watchdog, giving up on an
+        abandoned cluster."""
+        return Block(deadline_s=blocking_budget_ms(self.settings) / 1000, beat=self.beat,
+                     abandon=self.should_abandon)
+
     def consumer(self) -> ConsumerPort:
         """The current consumer (there is one while the loop runs)."""
         consumer = self.clients.consumer
@@ -90,10 +98,12 @@ class DeliveryContext:
 
 
 def produce_all(producer: ProducerPort, result: BatchResult, failures: Failures,
-                remaining: list[int] | None = None) -> None:
+                remaining: list[int] | None = None, room: Block | None = None) -> None:
     """Produce every outbound record not skipped; failures (index, error) arrive through
     delivery callbacks, and ``remaining[0]`` counts the deliveries not reported yet (this
-    batch's are added to it: batches sent together share one count)."""
+    batch's are added to it: batches sent together share one count). A full local queue
+    is waited out under ``room`` (:meth:`DeliveryContext.room`); a record it gives up on
+    fails like a refused delivery, so its batch is redone."""
     if remaining is not None:
         remaining[0] += len(result.outbound) - len(result.skipped)
 
@@ -108,18 +118,17 @@ def produce_all(producer: ProducerPort, result: BatchResult, failures: Failures,
     for index, out in enumerate(result.outbound):
         if index in result.skipped:
             continue
-        while True:
-            try:
-                producer.produce(out.topic, out.value, out.key, headers=out.headers,
-                                 on_delivery=on_delivery_for(index))
-                break
-            except BufferError:
-                producer.poll(0.05)  # local queue full: let deliveries drain
-            except KafkaException as exc:  # refused locally (e.g. message too large)
-                failures.append((index, exc.args[0]))
-                if remaining is not None:
-                    remaining[0] -= 1
-                break
+        try:
+            produce_when_room(producer, out.topic, out.value, out.key, room,
+                              headers=out.headers, on_delivery=on_delivery_for(index))
+        except KafkaException as exc:  # refused locally (e.g. message too large)
+            failures.append((index, exc.args[0]))
+            if remaining is not None:
+                remaining[0] -= 1
+        except QueueFull as exc:  # no room in time: fails the batch, which is redone
+            failures.append((index, KafkaError(KafkaError._QUEUE_FULL, str(exc))))
+            if remaining is not None:
+                remaining[0] -= 1
     # Serve delivery reports once per batch: poll(0) after every record cost about 74 us
     # each (cProfile of the worker at 500 requests/s), about a tenth of its CPU there.
     producer.poll(0)

@@ -73,11 +73,15 @@ class ExactlyOnce:
             if not self.txn.begun:
                 producer.begin_transaction()
                 self.txn.begun = True
-            produce_all(producer, result, failures)
+            produce_all(producer, result, failures, room=self.ctx.room())
             offsets, group = next_offsets(records), consumer.consumer_group_metadata()
             self.caller.call(lambda: producer.send_offsets_to_transaction(
                 offsets, group, self.offsets_timeout_s), self.offsets_timeout_s + 2,
                 self.ctx.beat)
+            if failures:
+                # Refused before it reached librdkafka (too large, no room) or already
+                # reported: the transaction must not commit without these outcomes.
+                raise KafkaException(_failed_locally(failures))
         except KafkaException as exc:
             self._abort(exc.args[0])
             return
@@ -118,6 +122,10 @@ class ExactlyOnce:
             return True
         t1 = time.perf_counter()
         self.ctx.observe_stage("produce", t1 - txn.started)
+        failed = [f for _r, _res, failures in txn.batches for f in failures]
+        if failed:  # reported already: the commit must not go ahead without them
+            self._abort(_failed_locally(failed))
+            return False
         try:
             self._commit()
         except KafkaException as exc:
@@ -208,3 +216,10 @@ class ExactlyOnce:
                     raise KafkaException(KafkaError(KafkaError._FATAL,
                                                     f"commit timed out: {err}")) from exc
                 raise
+
+
+def _failed_locally(failures: Failures) -> KafkaError:
+    """An abortable error for deliveries known to have failed before the commit."""
+    index, first = failures[0]
+    return KafkaError(KafkaError._STATE, f"{len(failures)} outcome(s) of the transaction "
+                      f"failed, first #{index}: {first}", txn_requires_abort=True)

@@ -66,6 +66,19 @@ class Run:
             return ExactlyOnce(ctx)
         return AtLeastOnce(ctx)
 
+    def outcomes(self) -> list[bytes]:
+        """The outcomes Kafka holds durably (exactly-once: in committed transactions)."""
+        if self.settings.guarantee == "exactly-once":
+            values = self.clients.committed_values
+        else:
+            values = [v for p in self.clients.producers for v in p.delivered]
+        return [v for v in values if v is not None]
+
+    def answered(self, offset: int) -> int:
+        """How many outcomes answer the record at ``offset`` (a prediction or a dead letter)."""
+        return sum(1 for v in self.outcomes()
+                   if v == f"r{offset}".encode() or v.startswith(f"dead r{offset} ".encode()))
+
 
 def answers(first: int, n: int, poison: PoisonLedger) -> tuple[list[FakeMessage], BatchResult]:
     """Records ``first``..``first+n-1`` answered like the loop answers them: predictions,
@@ -76,7 +89,7 @@ def answers(first: int, n: int, poison: PoisonLedger) -> tuple[list[FakeMessage]
                          f"r{o}") for o in range(first, first + n)]
 
     def dead_letter(msg: object, exc: Exception, rid: str | None) -> Outbound:
-        return Outbound("t.dlq", None, b"dead " + str(exc).encode(), [], "dead_letter", rid,
+        return Outbound("t.dlq", None, f"dead {rid} {exc}".encode(), [], "dead_letter", rid,
                         "produce")
 
     return records, poison.apply(records, BatchResult(outbound, n, 0, 0), dead_letter)
@@ -109,7 +122,7 @@ def drive(guarantee: str, inject: Callable[[Run], None]) -> Run:
             continue
         if len(consumer.seeks) > seeks:
             position = min(o for _t, _p, o in consumer.seeks[seeks:])
-        unanswered = sorted(set(range(N)) - set(run.durable))
+        unanswered = sorted(o for o in range(N) if o not in run.durable or not run.answered(o))
         assert run.committed() <= (unanswered[0] if unanswered else N), (
             f"offset {run.committed()} committed while record {unanswered[0]} is unanswered")
         if position >= N and not unanswered and run.committed() == N:
@@ -152,6 +165,13 @@ def refuse_locally(err: KafkaError) -> Callable[[Run], None]:
     return inject
 
 
+def queue_full(times: int) -> Callable[[Run], None]:
+    def inject(run: Run) -> None:
+        assert run.clients.producer is not None
+        run.clients.producer.full_for = times
+    return inject
+
+
 def also_recreate_fails(first: Callable[[Run], None], times: int) -> Callable[[Run], None]:
     def inject(run: Run) -> None:
         first(run)
@@ -187,6 +207,7 @@ EXACTLY_ONCE = {
     "produce: a delivery times out": refuse(MSG_TIMED_OUT),
     "produce: a record refused for good": refuse(TOO_LARGE, always=True),
     "produce: refused locally": refuse_locally(TOO_LARGE),
+    "produce: the local queue is full for a while": queue_full(4),
     "send_offsets: abortable": fail_next("send_offsets", ABORTABLE),
     "send_offsets: fenced": fail_next("send_offsets", FENCED),
     "commit: abortable": fail_next("commit", ABORTABLE),
@@ -204,6 +225,7 @@ AT_LEAST_ONCE = {
     "produce: a delivery times out": refuse(MSG_TIMED_OUT),
     "produce: a record refused for good": refuse(TOO_LARGE, always=True),
     "produce: refused locally": refuse_locally(TOO_LARGE),
+    "produce: the local queue is full for a while": queue_full(4),
     "commit: refused": commit_fails(KafkaError(KafkaError.ILLEGAL_GENERATION, "moved")),
 }
 
@@ -213,6 +235,7 @@ def test_exactly_once_answers_every_record_once_whatever_fails(
         inject: Callable[[Run], None]) -> None:
     run = drive("exactly-once", inject)
     assert sorted(run.durable) == list(range(N)), "each record answered exactly once"
+    assert [run.answered(o) for o in range(N)] == [1] * N, "one outcome per record in Kafka"
     assert run.committed() == N
 
 
@@ -221,6 +244,7 @@ def test_at_least_once_answers_every_record_whatever_fails(
         inject: Callable[[Run], None]) -> None:
     run = drive("at-least-once", inject)
     assert set(run.durable) == set(range(N))
+    assert all(run.answered(o) >= 1 for o in range(N)), "an outcome per record in Kafka"
     assert run.committed() == N
 
 
@@ -243,7 +267,7 @@ def test_a_dead_lettered_record_is_the_refused_one() -> None:
     run = drive("exactly-once", refuse(TOO_LARGE, always=True))
     assert run.clients.producer is not None
     delivered = [v for v in run.clients.producer.delivered if v is not None]
-    assert any(v.startswith(b"dead ") and b"MSG_SIZE_TOO_LARGE" in v for v in delivered)
+    assert any(v.startswith(b"dead r4 ") and b"MSG_SIZE_TOO_LARGE" in v for v in delivered)
     assert b"r4" not in delivered
 
 
@@ -281,3 +305,24 @@ def test_a_recovery_beats_the_watchdog_while_each_bounded_call_waits(
     assert producer.calls == ["begin", "send_offsets", "commit", "abort"]
     # Each call takes at least 0.3 s, so each wait outlasts at least one 0.05 s slice.
     assert len(beats) >= 2
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_a_queue_that_stays_full_on_an_abandoned_cluster_redoes_the_batch(guarantee: str) -> None:
+    """The worker's produce loop used to wait for room forever, with no beat and no
+    abandon check; now the record fails like a refused delivery and its batch is redone."""
+    clients = FakeClients()
+    assert clients.producer is not None
+    clients.producer.full_for = -1
+    durable: list[object] = []
+    ctx = DeliveryContext(Settings(guarantee=guarantee), clients,  # type: ignore[arg-type]
+                          PoisonLedger(), WorkerStats(), lambda r, _s: durable.append(r),
+                          lambda _s, _t: None, lambda: None, lambda: True)
+    delivery: Delivery = ExactlyOnce(ctx) if guarantee == "exactly-once" else AtLeastOnce(ctx)
+    delivery.send(*answers(7, 2, PoisonLedger()))
+    delivery.idle()
+    assert clients.consumer is not None
+    assert clients.consumer.seeks[0] == (TOPIC, 0, 7)
+    assert durable == []
+    assert clients.committed_offsets == {}
+    assert clients.consumer.commits == []
