@@ -315,7 +315,7 @@ def test_a_queue_that_stays_full_on_an_abandoned_cluster_redoes_the_batch(guaran
     assert clients.producer is not None
     clients.producer.full_for = -1
     durable: list[object] = []
-    ctx = DeliveryContext(Settings(guarantee=guarantee), clients,  # type: ignore[arg-type]
+    ctx = DeliveryContext(Settings(guarantee=guarantee), clients,
                           PoisonLedger(), WorkerStats(), lambda r, _s: durable.append(r),
                           lambda _s, _t: None, lambda: None, lambda: True)
     delivery: Delivery = ExactlyOnce(ctx) if guarantee == "exactly-once" else AtLeastOnce(ctx)
