@@ -1,4 +1,15 @@
-"""Model control state: what a ModelControl record may say, and how an action changes it.
+"""Model control state: what a ModelControl record may say, how an action changes it, and
+which record a reader holds.
+
+Decisions are ordered by the log, never by their writers' clocks. Every record carries
+``seq``: the seq of the state its writer read, plus one. Writers read and write inside
+one fenced session (``stream.lifecycle.control_writer``), so of two writers that read
+the same state only one commits; a reader still refuses (and logs) a record whose seq
+does not exceed the one it holds from the same topic (:func:`out_of_order`), so a stale
+write from any other client changes nothing. With regions, each region's topic is a
+chain of its own and the held state of a model is the head with the highest
+(seq, at, topic) over the chains (:func:`effective`): the same for a worker that read
+every record and for one that started after compaction, whatever order it read them in.
 
 Pure functions over the decoded record (no Kafka): ``stream.lifecycle.control`` publishes and
 follows the records, workers apply them.
@@ -39,6 +50,7 @@ def transition(current: dict[str, Any] | None, model: str, action: str, *,
     """
     now = at_ms if at_ms is not None else time.time_ns() // 10**6
     cur = dict(current or {})
+    seq = int(cur.get("seq") or 0) + 1  # the state this decision was made from, plus one
     active = cur.get("active_version")
     canary = cur.get("canary_version")
     state: dict[str, Any] = {
@@ -46,7 +58,7 @@ def transition(current: dict[str, Any] | None, model: str, action: str, *,
         "action": action, "reason": reason, "actor": actor, "at": now,
         "canary_version": canary, "canary_share": float(cur.get("canary_share") or 0.0),
         "canary_since": cur.get("canary_since"), "shadow_version": cur.get("shadow_version"),
-        "canary_max_psi": cur.get("canary_max_psi")}
+        "canary_max_psi": cur.get("canary_max_psi"), "seq": seq}
 
     def end_canary() -> None:
         state.update(canary_version=None, canary_share=0.0, canary_since=None,
@@ -126,3 +138,59 @@ def control_problem(record: dict[str, Any]) -> str | None:
         if canary == record["active_version"]:
             return f"canary v{canary} is the active version"
     return None
+
+
+def out_of_order(head: dict[str, Any] | None, record: dict[str, Any]) -> str | None:
+    """Why ``record`` does not follow the ``head`` held from the same topic (None: it
+    does). A record follows when its seq exceeds the head's: a stale write (made from a
+    state older than the head) or a repeat does not. Records without a seq (writers older
+    than ModelControl v4) follow only a head without one, in log order."""
+    if head is None:
+        return None
+    seq, held = int(record.get("seq") or 0), int(head.get("seq") or 0)
+    if seq == 0 and held == 0:
+        return None
+    if seq == 0:
+        return (f"a record without a sequence number (a client older than ModelControl v4) "
+                f"after seq {held}: upgrade the client that wrote it")
+    if seq <= held:
+        return (f"stale: seq {seq} was decided from seq {seq - 1}, but the state is at seq "
+                f"{held} (by {head.get('actor') or '?'}: {head.get('action')}); decide again "
+                f"from the current state")
+    return None
+
+
+def effective(heads: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The state a model is held at: of its chains' heads (topic -> record), the one with
+    the highest (seq, at, topic); None when there is none."""
+    if not heads:
+        return None
+    topic = max(heads, key=lambda t: (int(heads[t].get("seq") or 0),
+                                      int(heads[t].get("at") or 0), t))
+    return heads[topic]
+
+
+class ControlBook:
+    """What a reader holds: per model, each topic's head and the effective state.
+
+    ``take`` records in the order their topic's log has them; the result is the same for
+    a reader that took every record and for one that took only the latest per topic and
+    model (what compaction leaves), in any interleaving of the topics."""
+
+    def __init__(self) -> None:
+        self.heads: dict[str, dict[str, dict[str, Any]]] = {}
+        self.state: dict[str, dict[str, Any]] = {}
+
+    def take(self, topic: str, record: dict[str, Any]) -> tuple[bool, str | None]:
+        """(whether the model's state changed, why the record was refused or None)."""
+        model = record["model"]
+        chains = self.heads.setdefault(model, {})
+        problem = out_of_order(chains.get(topic), record)
+        if problem is not None:
+            return False, problem
+        chains[topic] = record
+        held = effective(chains)
+        if held is None or held is self.state.get(model):
+            return False, None
+        self.state[model] = held
+        return True, None

@@ -14,14 +14,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
-from processors.control_state import ACTIONS, TransitionError, control_problem, transition
+from processors.control_state import ACTIONS, ControlBook, TransitionError, control_problem, transition
 from schemas.exceptions import SerdeError
-from schemas.serde import Decoder, Encoder
+from schemas.serde import Decoder
 from stream.connect import kafka_config
 from stream.connect.to_end import end_offsets
 from stream.exceptions import KafkaOperationError
+from stream.lifecycle.control_writer import mirrored_control_topics, update
 from stream.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,27 +35,23 @@ def control_topic(settings: Settings) -> str:
     return f"{settings.namespace}.models"
 
 
-def publish_state(settings: Settings, state: dict[str, Any]) -> None:
-    """Write a ModelControl record (durably: acks=all, flushed); refuses an invalid one."""
+def publish_state(settings: Settings, state: dict[str, Any]) -> dict[str, Any]:
+    """Write ``state`` as the model's next decision, whatever the current one is (its seq
+    follows the current state's; refuses an invalid one). Returns what was written.
+    Decisions that depend on the current state use :func:`change` (or
+    :func:`stream.lifecycle.control_writer.update`) instead."""
     problem = control_problem(state)
     if problem is not None:
         raise TransitionError(f"refusing to publish a control record for "
                               f"{state.get('model')!r}: {problem}")
-    producer = Producer(kafka_config.client_producer(settings))
-    value = Encoder("ModelControl")(state)
-    errors: list[str] = []
-    producer.produce(control_topic(settings), value, state["model"].encode(),
-                     on_delivery=lambda err, _m: errors.append(str(err)) if err else None)
-    if producer.flush(30) or errors:
-        raise KafkaOperationError(f"could not publish the control record to "
-                                  f"{control_topic(settings)}: {errors or 'timeout'}; is Kafka "
-                                  "reachable? Nothing changed: run the command again",
-                                  retriable=True)
+    return _written(update(settings, state["model"], lambda cur: {
+        **state, "seq": int((cur or {}).get("seq") or 0) + 1}))
 
 
 def current_state(settings: Settings, model: str) -> dict[str, Any] | None:
-    """The latest control record of ``model`` (None when there is none)."""
-    follower = ControlFollower(settings)
+    """The model's state now: this region's control topic and the copies MirrorMaker
+    keeps here, read to their end (None when there is none)."""
+    follower = ControlFollower(settings, "discover")
     try:
         return follower.catch_up().get(model)
     finally:
@@ -62,9 +59,15 @@ def current_state(settings: Settings, model: str) -> dict[str, Any] | None:
 
 
 def change(settings: Settings, model: str, action: str, **kwargs: Any) -> dict[str, Any]:
-    """Read the current state, apply ``action`` and publish the result."""
-    state = transition(current_state(settings, model), model, action, **kwargs)
-    publish_state(settings, state)
+    """Apply ``action`` to the state read in the same fenced write session and publish
+    the result (stream.lifecycle.control_writer)."""
+    return _written(update(settings, model,
+                           lambda cur: transition(cur, model, action, **kwargs)))
+
+
+def _written(state: dict[str, Any] | None) -> dict[str, Any]:
+    if state is None:  # the decisions above always write
+        raise RuntimeError("a control decision that always writes wrote nothing")
     return state
 
 
@@ -81,12 +84,16 @@ class ControlFollower:
 
     With ``mirrored_from`` (other regions' names) it also follows those regions' control
     topics as MirrorMaker replicates them here (``<region>.<ns>.models``), so a decision
-    taken in any region reaches workers serving in this one; per model the record with
-    the latest ``at`` wins.
+    taken in any region reaches workers serving in this one. Records are taken in log
+    order, a record that does not follow its topic's head is refused (reason "stale"),
+    and a model's state is the head with the highest (seq, at, topic)
+    (``processors.control_state``).
     """
 
-    def __init__(self, settings: Settings, mirrored_from: Sequence[str] = (),
+    def __init__(self, settings: Settings, mirrored_from: Sequence[str] | str = (),
                  on_refused: Callable[[str], None] | None = None) -> None:
+        """``mirrored_from``: region names, or "discover": every region whose copy of
+        the topic the cluster holds."""
         self.topic = control_topic(settings)
         # Records refused (undecodable or invalid): reason ("undecodable", "invalid") ->
         # count; ``on_refused(reason)`` is called for each (a metric).
@@ -102,6 +109,9 @@ class ControlFollower:
             raise KafkaOperationError(f"control topic {self.topic} missing: run "
                                       "`streaminfer topics ensure`")
         parts = [TopicPartition(self.topic, p, 0) for p in meta.partitions]
+        if mirrored_from == "discover":
+            mirrored_from = mirrored_control_topics(
+                settings, self._consumer.list_topics(timeout=10).topics)
         for region in mirrored_from:
             mirrored = f"{region}.{self.topic}"
             found = self._consumer.list_topics(mirrored, timeout=10).topics.get(mirrored)
@@ -110,7 +120,8 @@ class ControlFollower:
         self._consumer.assign(parts)
         self._parts = [(tp.topic, tp.partition) for tp in parts]
         self._decode = Decoder("ModelControl")
-        self.state: dict[str, dict[str, Any]] = {}
+        self._book = ControlBook()  # per model: each topic's head, the effective state
+        self.state: dict[str, dict[str, Any]] = self._book.state
 
     def poll(self, timeout: float = 0.0) -> dict[str, dict[str, Any]]:
         """New states since the last call, by model name (latest per model)."""
@@ -127,11 +138,11 @@ class ControlFollower:
             if problem is not None:
                 self._refuse(msg, "invalid", problem)
                 continue
-            known = self.state.get(record["model"])
-            if known is not None and known["at"] > record["at"]:
-                continue  # an older decision replicated from another region
-            self.state[record["model"]] = record
-            changed[record["model"]] = record
+            moved, problem = self._book.take(msg.topic() or self.topic, record)
+            if problem is not None:
+                self._refuse(msg, "stale", problem)
+            elif moved:
+                changed[record["model"]] = self.state[record["model"]]
         return changed
 
     def _refuse(self, msg: Any, reason: str, detail: str) -> None:

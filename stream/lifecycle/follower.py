@@ -21,7 +21,8 @@ from processors.canary import CanaryJudge, Thresholds, Verdict
 from processors.model import OnnxModel, RuntimeOptions
 from processors.pipeline import Pipeline
 from processors.probe import Golden, run_probe
-from stream.lifecycle.control import ControlFollower, TransitionError, publish_state, transition
+from stream.lifecycle.control import ControlFollower
+from stream.lifecycle.judge_publisher import JudgePublisher
 from stream.lifecycle.registry import registry_of
 from stream.lifecycle.shadow import ShadowScorer
 from stream.observability.metrics import WorkerMetrics
@@ -93,7 +94,7 @@ class Lifecycle:
         self._failed: Desired | None = None
         self._next_control = 0.0
         self._next_judge = 0.0
-        self._unpublished: Verdict | None = None
+        self.publisher = JudgePublisher(settings, self.name, f"canary-judge@{worker_id}")
 
     # --- start-up -------------------------------------------------------------------------
     def initial(self) -> Desired | None:
@@ -244,8 +245,6 @@ class Lifecycle:
         if now < self._next_judge:
             return
         self._next_judge = now + 1.0
-        if self._unpublished is not None:
-            self._publish(self._unpublished)
         if self.judge is None or not self.settings.canary_judge:
             return
         verdict = self.judge.verdict()
@@ -271,27 +270,14 @@ class Lifecycle:
         self.judge = None
         self._publish(verdict, version)
 
-    def _publish(self, verdict: Verdict, version: str | None = None) -> None:
-        self.control.poll(0)
-        current = self.control.state.get(self.name)
-        if version is not None and (current is None or current.get("canary_version") != version):
-            self._unpublished = None
-            return  # someone (another worker, an operator) already changed the canary
+    def _publish(self, verdict: Verdict, version: str) -> None:
+        """Hand the judge's decision to the publisher (never blocks the loop)."""
         action = "auto_rollback" if verdict.decision == "rollback" else "auto_promote"
-        try:
-            publish_state(self.settings, transition(
-                current, self.name, action, reason=f"{verdict.reason}: {verdict.detail}",
-                actor=f"canary-judge@{self.worker_id}"))
-            self._unpublished = None
-        except TransitionError:
-            self._unpublished = None
-        except Exception as exc:  # noqa: BLE001 - a version that fails to load or publish is reported; serving goes on
-            log.error("could not publish the canary %s (%s); retrying in a second",
-                      verdict.decision, exc)
-            self._unpublished = verdict
+        self.publisher.submit(version, action, f"{verdict.reason}: {verdict.detail}")
 
     def close(self) -> None:
         """Stop the canary's thread and the shadow (flushing what it scored)."""
+        self.publisher.close()
         if self.canary is not None:
             self.canary.close()
         if self.shadow is not None:

@@ -263,3 +263,48 @@ def test_catching_up_reads_the_control_topic_to_its_end_past_records_that_change
     assert state["fraud"]["active_version"] == "1"
     assert state["churn"]["active_version"] == "4"
     assert follower.refused == {"undecodable": 250}
+
+
+def test_control_writes_are_conditional_and_ordered_by_the_log(settings: Settings) -> None:
+    """Issue 34, item 5, on real Kafka: a decision stamped by a clock an hour fast does not
+    outrank a later one; of two writers that read the same state only one commits (the
+    other is fenced and decides again from the new state); a record written past the
+    writer from an older state is refused by followers, counted as stale."""
+    from confluent_kafka import KafkaException, Producer
+
+    from schemas.serde import Encoder
+    from stream.lifecycle.control import ControlFollower, control_topic, transition
+    from stream.lifecycle.control_writer import ControlWriter
+
+    hour_ms = 3_600_000
+    now_ms = int(time.time() * 1000)
+    publish_control(settings, "fraud", "1", "promote", actor="test")
+    change(settings, "fraud", "canary", version="2", share=0.2, actor="test")
+    fast = change(settings, "fraud", "auto_promote", actor="judge-with-fast-clock",
+                  at_ms=now_ms + hour_ms)
+    assert fast["active_version"] == "2"
+    back = change(settings, "fraud", "rollback", actor="operator")
+    assert back["at"] < fast["at"]
+    assert current_state(settings, "fraud")["active_version"] == "1"  # type: ignore[index]
+
+    slow = ControlWriter(settings)
+    read = slow.read("fraud")
+    assert read is not None
+    change(settings, "fraud", "shadow", version="3", actor="other-writer")  # fences `slow`
+    with pytest.raises(KafkaException):
+        slow.write(transition(read, "fraud", "promote", version="4", actor="slow-writer"))
+    slow.close()
+
+    stale = transition(read, "fraud", "promote", version="5", actor="bypassing-client")
+    producer = Producer(kafka_config.client_producer(settings))
+    producer.produce(control_topic(settings), Encoder("ModelControl")(stale), b"fraud")
+    assert producer.flush(30) == 0
+    follower = ControlFollower(settings)
+    try:
+        state = follower.catch_up()
+    finally:
+        follower.close()
+    assert state["fraud"]["active_version"] == "1"
+    assert state["fraud"]["shadow_version"] == "3"
+    assert state["fraud"]["actor"] == "other-writer"
+    assert follower.refused == {"stale": 1}
