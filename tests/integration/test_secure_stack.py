@@ -130,7 +130,8 @@ def test_refused_clients_get_one_clear_line_naming_the_cause(admin: Settings,
 def test_each_principal_is_held_to_its_grants(admin: Settings,
                                               secure_cluster: SecureCluster) -> None:
     """The worker cannot write requests or join another group; the producer cannot read
-    predictions; only the release operator may write the control topic."""
+    predictions; only the release operator, retraining and the workers (their canary
+    judge) may write the control topic."""
     def as_(p: str) -> Settings:
         return secure_cluster.as_principal(admin, p)
 
@@ -143,9 +144,10 @@ def test_each_principal_is_held_to_its_grants(admin: Settings,
     assert _denied(_consume_error(as_("producer"), admin.predictions_topic, f"{ns}.reader"))
     assert _consume_error(as_("consumer"), admin.predictions_topic, f"{ns}.reader") is None
     control = f"{ns}.models"
-    for principal in ("worker", "producer", "consumer", "features", "dlq-operator"):
+    for principal in ("producer", "consumer", "features", "dlq-operator", "mirrormaker"):
         assert _denied(_produce_error(as_(principal), control)), principal
-    assert _produce_error(as_("release"), control) is None
+    for principal in ("release", "retrain", "worker"):
+        assert _produce_error(as_(principal), control) is None, principal
     # Another namespace's topics are out of reach even for the same principal.
     other = make_settings(Endpoints(admin.bootstrap_servers, admin.redis_url, 1))
     from stream.connect.topics import ensure_topics
@@ -157,8 +159,9 @@ def test_each_principal_is_held_to_its_grants(admin: Settings,
 def test_a_client_certificate_is_a_principal_held_to_the_same_grants(
         admin: Settings, secure_cluster: SecureCluster, tmp_path: Any) -> None:
     """On the certificate listener (mutual TLS) the principal is the certificate's CN:
-    the producer's certificate may write requests and not read predictions, only the
-    release operator's may write the control topic. No certificate, or one another CA
+    the producer's certificate may write requests and not read predictions, the
+    consumer's may not write the control topic, the release operator's may. No
+    certificate, or one another CA
     signed, is refused with the cause named."""
     def by_cert(p: str) -> Settings:
         return secure_cluster.as_principal(admin, p, certificate=True)
@@ -166,7 +169,7 @@ def test_a_client_certificate_is_a_principal_held_to_the_same_grants(
     assert _produce_error(by_cert("producer"), admin.requests_topic) is None
     assert _denied(_consume_error(by_cert("producer"), admin.predictions_topic,
                                   f"{admin.namespace}.reader"))
-    assert _denied(_produce_error(by_cert("worker"), f"{admin.namespace}.models"))
+    assert _denied(_produce_error(by_cert("consumer"), f"{admin.namespace}.models"))
     assert _produce_error(by_cert("release"), f"{admin.namespace}.models") is None
     # A command through the CLI, authenticated by the certificate alone.
     listed = streaminfer(by_cert("admin"), "topics", "list", timeout=60)

@@ -1,0 +1,76 @@
+"""Model control on the secure stack (issue 34, item 7): the canary judge, running as the
+`worker` principal, promotes a healthy canary and rolls back a broken one through the
+control writers' fenced session; principals that may not decide are refused with the
+reason. (The judge on the open stack: test_canary_shadow.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stream.exceptions import KafkaOperationError
+from stream.lifecycle.control import change, current_state, publish_control
+from tests.integration.conftest import Stack
+from tests.integration.helpers import (
+    PacedProducer,
+    WorkerPool,
+    start_collector,
+    streaminfer,
+    wait_for_all,
+    wait_for_workers,
+    wait_until,
+)
+from tests.integration.test_canary_shadow import garbage_model, registry_with
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("stack", ["secure"], indirect=True)
+def test_the_canary_judge_promotes_and_rolls_back_on_the_secure_stack(
+        stack: Stack, workers: WorkerPool, tmp_path: Path) -> None:
+    from processors.model import DEFAULT_MODEL_DIR
+
+    root = registry_with(tmp_path, {"2": DEFAULT_MODEL_DIR, "3": garbage_model(tmp_path)})
+    admin = stack.settings(registry_model="fraud", registry_dir=root, canary_min_samples=100,
+                           canary_window_s=20, canary_promote_after_s=4)
+    release = stack.acting_as(admin, "release")
+    publish_control(release, "fraud", "1", "promote", actor="release-test")
+    for principal in ("producer", "consumer", "dlq-operator", "features"):
+        with pytest.raises(KafkaOperationError, match="may not write the control topic"):
+            change(stack.acting_as(admin, principal), "fraud", "canary", version="2",
+                   share=0.5)
+    worker = stack.acting_as(admin, "worker")
+    workers.start(worker, "judge0", health_port=0)
+    wait_for_workers(admin, workers, 1)
+    collector = start_collector(stack.acting_as(admin, "consumer"))
+    load = PacedProducer(stack.acting_as(admin, "producer"), 40_000, 300.0, seed=77)
+    load.start()
+    try:
+        out = streaminfer(release, "models", "canary", "fraud", "2", "--share", "0.5",
+                          timeout=60)
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: (current_state(admin, "fraud") or {}).get("active_version") == "2",
+                   90, "the judge (as `worker`) promoting the healthy canary v2")
+        promoted = current_state(admin, "fraud")
+        assert promoted is not None
+        assert promoted["action"] == "auto_promote"
+        assert promoted["actor"] == "canary-judge@judge0"
+        out = streaminfer(release, "models", "canary", "fraud", "3", "--share", "0.5",
+                          timeout=60)
+        assert out.returncode == 0, out.stderr
+        wait_until(lambda: (current_state(admin, "fraud") or {}).get("action")
+                   == "auto_rollback", 90, "the judge rolling back the broken canary v3")
+        rolled = current_state(admin, "fraud")
+        assert rolled is not None
+        assert rolled["active_version"] == "2"
+        assert rolled["canary_version"] is None
+        assert rolled["seq"] == promoted["seq"] + 2  # canary v3, then its rollback
+    finally:
+        load.halt.set()
+        load.join(60)
+    assert load.error is None
+    wait_for_all(collector, load.ids, deadline_s=120)
+    log = workers.started[0].log()
+    assert "could not write the canary" not in log
+    assert "written (seq" in log
