@@ -184,6 +184,15 @@ def worker_problems(docs: list[dict[str, Any]]) -> list[str]:
                         "what KEDA counts")
     if pod.get("securityContext", {}).get("runAsUser") != 10001:
         problems.append("the pod must run as uid 10001, the worker image's user")
+    if not s.model_require_signature or not s.model_trusted_keys:
+        problems.append("workers must serve signed model versions only: set "
+                        "STREAMINFER_MODEL_TRUSTED_KEYS and STREAMINFER_MODEL_REQUIRE_SIGNATURE")
+    else:
+        mounts = [m["mountPath"] for m in box.get("volumeMounts", [])]
+        for key in s.model_trusted_keys.split(","):
+            if not any(key.strip().startswith(m.rstrip("/") + "/") for m in mounts):
+                problems.append(f"the trusted key {key.strip()} is on no volume the worker "
+                                "mounts")
 
     scaled = _one(docs, "ScaledObject", "worker")
     hpa = _one(docs, "HorizontalPodAutoscaler", "worker")

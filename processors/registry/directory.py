@@ -4,16 +4,19 @@ Publishing copies the model directory (model.onnx, model.json and whatever sits 
 them: features.json, golden.json, a backup model), records every file's sha256 in the
 manifest, makes the files read-only and renames the version into place atomically.
 A version, once published, never changes: publishing it again is refused. Fetching
-re-hashes every file and refuses a version whose files do not match its manifest.
+copies every file into a private directory, hashing what it copies, and refuses a
+version whose files do not match its manifest or whose manifest names another version.
 
 Optionally the manifest is signed (Ed25519, :mod:`processors.registry.signing`): publish
 with ``sign_key`` writes SIGNATURE.json beside it; a registry built with
 ``trusted_keys`` refuses a version whose signature is by an unknown key or does not
-verify, and with ``require_signature`` also an unsigned one.
+verify, and an unsigned one: with trusted keys, signatures are required
+(``require_signature`` without keys is refused: it would check nothing).
 """
 
 from __future__ import annotations
 
+import atexit
 import builtins
 import hashlib
 import json
@@ -44,6 +47,34 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+_COPIES: list[Path] = []  # private copies fetch() made, removed at exit
+
+
+@atexit.register
+def _remove_copies() -> None:
+    for copy in _COPIES:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
+def _copy_hashed(src: Path, dst: Path) -> dict[str, str]:
+    """Copy the version's files (not its manifest or signature) from ``src`` into
+    ``dst``, hashing the bytes as they are written: relative path -> sha256."""
+    out: dict[str, str] = {}
+    for path in sorted(src.rglob("*")):
+        if not path.is_file() or path.name in (MANIFEST, signing.SIGNATURE):
+            continue
+        rel = path.relative_to(src)
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with path.open("rb") as fin, target.open("wb") as fout:
+            while chunk := fin.read(1 << 20):
+                digest.update(chunk)
+                fout.write(chunk)
+        out[str(rel)] = digest.hexdigest()
+    return out
+
+
 def _files(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): _sha256(p) for p in sorted(root.rglob("*"))
             if p.is_file() and p.name not in (MANIFEST, signing.SIGNATURE)}
@@ -56,7 +87,9 @@ class DirectoryRegistry:
                  require_signature: bool = False) -> None:
         self.root = Path(root)
         self.trusted = signing.load_public(trusted_keys or [])
-        self.require_signature = require_signature
+        # Trusting keys and accepting what no key signed would let anyone who can write
+        # the registry delete SIGNATURE.json (issue 34, item 9).
+        self.require_signature = require_signature or bool(self.trusted)
         if require_signature and not self.trusted:
             raise RegistryError("signatures are required but no trusted key is given: set "
                                 "--model-trusted-keys to the publishers' public key files")
@@ -141,16 +174,23 @@ class DirectoryRegistry:
         return signing.check(folder, (folder / MANIFEST).read_bytes(), self.trusted)
 
     def fetch(self, name: str, version: str) -> Path:
-        """The version's directory, after checking every file against the manifest (and
-        the manifest's signature, when keys are trusted)."""
-        info = self.info(name, version)
+        """A private copy of the version's files, each checked against the manifest (and
+        the manifest against its signature, when keys are trusted), to load from.
+
+        The manifest is read once: its signature, the name and version it names (a
+        signed ``fraud/1`` copied to ``fraud/9`` is refused) and the file hashes all come
+        from those same bytes. The files are hashed as they are copied into a directory
+        only this process can write, and the copy is what is returned, so what is loaded
+        is what was verified even if the registry changes meanwhile (no check-then-use).
+        Copies are removed when the process exits."""
         folder = self._dir(name, version)
-        if info.tags.get("decision") == "rejected":
-            raise RegistryError(f"{name} v{version} was rejected by the retraining gates "
-                                f"({info.tags.get('reason', 'see its report.json')}); it is "
-                                "kept for inspection and never served")
+        try:
+            manifest = (folder / MANIFEST).read_bytes()
+        except FileNotFoundError:
+            raise RegistryError(f"{name} v{version} is not in the registry at {self.root}") \
+                from None
         if self.trusted:
-            verdict = self.signature(name, version)
+            verdict = signing.check(folder, manifest, self.trusted)
             refuse = verdict.state in ("bad-signature", "unknown-key") or (
                 self.require_signature and not verdict.ok)
             if refuse:
@@ -158,13 +198,29 @@ class DirectoryRegistry:
                                     + (" (signatures are required)"
                                        if verdict.state == "unsigned" else "")
                                     + "; it will not be loaded")
-        actual = _files(folder)
+        info = ArtifactInfo(**json.loads(manifest))
+        if (info.name, info.version) != (name, version):
+            raise RegistryError(f"{name} v{version} is refused: its manifest is that of "
+                                f"{info.name} v{info.version} (a version copied or renamed "
+                                "in the registry); it will not be loaded")
+        if info.tags.get("decision") == "rejected":
+            raise RegistryError(f"{name} v{version} was rejected by the retraining gates "
+                                f"({info.tags.get('reason', 'see its report.json')}); it is "
+                                "kept for inspection and never served")
+        copy = Path(tempfile.mkdtemp(prefix=f"streaminfer-{name}-{version}-"))
+        _COPIES.append(copy)
+        actual = _copy_hashed(folder, copy)
         if actual != info.files:
             changed = sorted(k for k in set(actual) | set(info.files)
                              if actual.get(k) != info.files.get(k))
+            shutil.rmtree(copy, ignore_errors=True)
             raise RegistryError(f"{name} v{version} in {folder} is corrupt: {changed} differ "
                                 "from its manifest; it will not be loaded")
-        return folder
+        (copy / MANIFEST).write_bytes(manifest)
+        for path in copy.rglob("*"):
+            if path.is_file():
+                path.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+        return copy
 
     def record_run(self, name: str, run_id: str, report: dict[str, Any]) -> Path:
         """Keep a retraining run's report beside the model's versions (latest wins)."""

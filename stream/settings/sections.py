@@ -235,10 +235,12 @@ class LifecycleSection(BaseModel):
     )
     model_trusted_keys: str | None = Field(
         None, description="Ed25519 public key files (PEM, comma-separated) whose signatures "
-                          "on model versions are trusted; a version signed by another key, "
-                          "or whose signature does not verify, is refused.")
+                          "on model versions are trusted; with them set, a version that is "
+                          "unsigned, signed by another key, or whose signature does not "
+                          "verify or names another version, is refused.")
     model_require_signature: bool = Field(
-        False, description="Refuse unsigned model versions too (needs --model-trusted-keys).")
+        False, description="Fail at start-up unless --model-trusted-keys is set (signatures "
+                           "are always required once keys are trusted).")
     canary_window_s: float = Field(
         60.0, gt=0, description="Canary judging window: figures of the last this many seconds.")
     canary_min_samples: int = Field(

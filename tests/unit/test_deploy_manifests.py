@@ -110,7 +110,10 @@ def test_broken_worker_copies_fail_the_checks(copy: Path) -> None:
          "  maxReplicaCount: 16")
     edit(copy / "base" / "worker" / "scaledobject.yaml", "        lagThreshold:",
          "        lagTreshold: \"1\"\n        lagThreshold:")
+    edit(copy / "base" / "settings.env", "STREAMINFER_MODEL_REQUIRE_SIGNATURE=true",
+         "STREAMINFER_MODEL_REQUIRE_SIGNATURE=false")
     problems = worker_problems(render(copy / "base"))
+    assert any("signed model versions only" in p for p in problems), problems
     assert any("readinessProbe" in p for p in problems), problems
     assert any("terminationGracePeriodSeconds" in p for p in problems), problems
     assert any("maxReplicaCount 16 is above the 12 partitions" in p for p in problems), problems

@@ -36,7 +36,7 @@ def test_a_signed_version_is_fetched_and_named_by_its_key(keys: tuple[Path, Path
     DirectoryRegistry(tmp_path / "reg").publish(DEFAULT_MODEL_DIR, "fraud", "2",
                                                 sign_key=private)
     registry = DirectoryRegistry(tmp_path / "reg", [public], require_signature=True)
-    assert registry.fetch("fraud", "2").name == "2"
+    assert json.loads((registry.fetch("fraud", "2") / "model.json").read_text())["version"] == "2"
     check = registry.signature("fraud", "2")
     assert check.ok
     assert check.key_id is not None
@@ -55,8 +55,18 @@ def test_unsigned_unknown_and_tampered_versions_are_refused(
     required = DirectoryRegistry(tmp_path / "reg", [public], require_signature=True)
     with pytest.raises(RegistryError, match=r"v1 is refused: no SIGNATURE.json \(signatures are required\)"):
         required.fetch("fraud", "1")
-    # Without the requirement an unsigned version still loads; a bad one never does.
-    assert DirectoryRegistry(tmp_path / "reg", [public]).fetch("fraud", "1")
+    # Trusting keys requires signatures: deleting SIGNATURE.json is no way around them
+    # (issue 34, item 9: it used to load without --model-require-signature).
+    with pytest.raises(RegistryError, match="signatures are required"):
+        DirectoryRegistry(tmp_path / "reg", [public]).fetch("fraud", "1")
+    sig3 = tmp_path / "reg" / "fraud" / "3" / SIGNATURE
+    writable(sig3.parent)
+    kept = sig3.read_bytes()
+    sig3.unlink()
+    with pytest.raises(RegistryError, match="signatures are required"):
+        DirectoryRegistry(tmp_path / "reg", [public]).fetch("fraud", "3")
+    sig3.write_bytes(kept)
+    assert DirectoryRegistry(tmp_path / "reg").fetch("fraud", "1")  # no keys: nothing checked
 
     # Tampered manifest (and matching file hashes): the signature no longer verifies.
     manifest = tmp_path / "reg" / "fraud" / "3" / MANIFEST
@@ -133,3 +143,47 @@ def test_version_status_names_a_refused_version(keys: tuple[Path, Path, Path],
     assert "v1 refused" in text
     assert "no SIGNATURE.json" in text
     assert "v2 signature" in text
+
+
+def test_a_signed_version_copied_to_another_version_is_refused(
+        keys: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """The signature covers the manifest, and the manifest names its version: a signed
+    fraud/1 copied to fraud/9 (a substitution, or a downgrade behind a newer number)
+    verifies but names v1, and is refused."""
+    import shutil
+
+    private, public, _other = keys
+    DirectoryRegistry(tmp_path / "reg").publish(DEFAULT_MODEL_DIR, "fraud", "1",
+                                                sign_key=private)
+    shutil.copytree(tmp_path / "reg" / "fraud" / "1", tmp_path / "reg" / "fraud" / "9")
+    shutil.copytree(tmp_path / "reg" / "fraud" / "1", tmp_path / "reg" / "churn" / "1")
+    registry = DirectoryRegistry(tmp_path / "reg", [public])
+    assert registry.signature("fraud", "9").ok  # the bytes verify...
+    with pytest.raises(RegistryError, match="its manifest is that of fraud v1"):
+        registry.fetch("fraud", "9")  # ...but they are v1's
+    with pytest.raises(RegistryError, match="its manifest is that of fraud v1"):
+        registry.fetch("churn", "1")
+
+
+def test_what_is_loaded_is_the_private_copy_that_was_verified(
+        keys: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """Check-then-use: fetch hashes the bytes as it copies them into a directory of its
+    own and returns that copy, so a file replaced in the registry after the check is
+    never what loads."""
+    from processors.model import OnnxModel
+
+    private, public, _other = keys
+    DirectoryRegistry(tmp_path / "reg").publish(DEFAULT_MODEL_DIR, "fraud", "2",
+                                                sign_key=private)
+    registry = DirectoryRegistry(tmp_path / "reg", [public])
+    folder = registry.fetch("fraud", "2")
+    assert tmp_path / "reg" not in folder.parents
+    original = (folder / "model.onnx").read_bytes()
+    onnx = tmp_path / "reg" / "fraud" / "2" / "model.onnx"
+    writable(onnx.parent)
+    writable(onnx)
+    onnx.write_bytes(b"swapped after the check")
+    assert (folder / "model.onnx").read_bytes() == original
+    assert OnnxModel.load(folder).version == "2"
+    with pytest.raises(RegistryError, match=r"corrupt: \['model.onnx'\]"):
+        registry.fetch("fraud", "2")
