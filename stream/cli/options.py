@@ -39,14 +39,44 @@ def _click_type(annotation: Any) -> Any:
     return str
 
 
+def _secret(name: str) -> bool:
+    """Whether the field holds a secret (SecretStr): environment or file only."""
+    return SecretStr in typing.get_args(Settings.model_fields[name].annotation)
+
+
+def _no_secret_flags(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse a secret given as a flag: it would be visible in `ps` and shell history."""
+    from click.core import ParameterSource
+
+    name = param.name or ""
+    if value is not None and ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE:
+        file_field = f"{name}_file"
+        instead = (f"{flag_of(file_field)} FILE or " if file_field in Settings.model_fields
+                   else "")
+        raise click.BadParameter(
+            f"a secret on the command line is visible to every user in `ps` and stays in "
+            f"the shell's history: use {instead}the environment variable {env_of(name)} "
+            "instead", ctx=ctx, param=param)
+    return value
+
+
 def settings_options(*fields: str) -> Callable[[F], F]:
-    """Add one option per named Settings field."""
+    """Add one option per named Settings field. Secrets (SecretStr fields) are read from
+    their environment variable only: the flag exists to name it in --help and refuses a
+    value given on the command line."""
     def decorate(func: F) -> F:
         for name in reversed(fields):
             info = Settings.model_fields[name]
             default = info.default if info.default_factory is None else "(see description)"
             shown = "unset" if default is None else default
             help_text = f"{info.description} [default: {shown}]"
+            if _secret(name):
+                func = click.option(
+                    flag_of(name), name, type=str, default=None, envvar=env_of(name),
+                    show_envvar=True, callback=_no_secret_flags, expose_value=True,
+                    help=f"{info.description} Environment variable only: as a flag it is "
+                         "refused (visible in ps).")(func)
+                continue
             if info.annotation is bool:
                 option = click.option(
                     f"{flag_of(name)}/--no-{name.replace('_', '-')}", name, default=None,

@@ -55,7 +55,7 @@ def kafka_security(settings: Settings) -> dict[str, Any]:
         password = read_secret(settings.sasl_password, settings.sasl_password_file,
                                "sasl_password_file")
         if password is None:  # Settings checks it; never send a None password
-            raise ConfigurationError("security_protocol SASL_* needs --sasl-password or "
+            raise ConfigurationError("security_protocol SASL_* needs STREAMINFER_SASL_PASSWORD or "
                                      "--sasl-password-file")
         conf.update({"sasl.mechanism": settings.sasl_mechanism,
                      "sasl.username": settings.sasl_username,

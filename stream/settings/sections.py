@@ -301,7 +301,8 @@ class ObservabilitySection(BaseModel):
     health_token: SecretStr | None = Field(
         None, description="Bearer token the HTTP endpoints require for /metrics and for the "
                           "details of /healthz and /readyz (their status code stays open for "
-                          "orchestrator probes; never logged; --health-token-file wins).")
+                          "orchestrator probes), from the environment only (never logged; "
+                          "--health-token-file wins).")
     health_token_file: Path | None = Field(
         None, description="File holding the bearer token (first line; keep it 0600).")
     health_tls_cert: Path | None = Field(

@@ -27,8 +27,8 @@ class SecuritySection(BaseModel):
     )
     sasl_username: str | None = Field(None, description="SASL user name.")
     sasl_password: SecretStr | None = Field(
-        None, description="SASL password (never logged; --sasl-password-file wins when both "
-                          "are set).")
+        None, description="SASL password, from the environment only (a flag would show in "
+                          "ps; never logged; --sasl-password-file wins when both are set).")
     sasl_password_file: Path | None = Field(
         None, description="File holding the SASL password (first line; keep it 0600).")
     ssl_ca_location: Path | None = Field(
@@ -39,14 +39,16 @@ class SecuritySection(BaseModel):
     ssl_key_location: Path | None = Field(
         None, description="Private key (PEM) of the client certificate.")
     ssl_key_password: SecretStr | None = Field(
-        None, description="Password of an encrypted --ssl-key-location (never logged).")
+        None, description="Password of an encrypted --ssl-key-location, from the environment "
+                          "only (never logged).")
     ssl_endpoint_identification: bool = Field(
         True, description="Check that a broker's certificate names the host connected to "
                           "(turn off only for certificates without the right names).")
     redis_username: str | None = Field(
         None, description="Redis ACL user (unset: the URL's user, else 'default').")
     redis_password: SecretStr | None = Field(
-        None, description="Redis password (never logged; --redis-password-file wins).")
+        None, description="Redis password, from the environment only (never logged; "
+                          "--redis-password-file wins).")
     redis_password_file: Path | None = Field(
         None, description="File holding the Redis password (first line; keep it 0600).")
     redis_ca_file: Path | None = Field(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 
+import pytest
 from pydantic import SecretStr
 
 from stream.settings import Settings, to_env
@@ -73,3 +74,37 @@ def test_cleartext_to_another_host_is_warned_about_loopback_is_not() -> None:
     sasl = Settings(bootstrap_servers="kafka-1:9092", security_protocol="SASL_PLAINTEXT",
                     sasl_mechanism="SCRAM-SHA-512", sasl_username="u", sasl_password="p")
     assert "SASL credentials and data" in cleartext_warnings(sasl, redis=False)[0]
+
+
+@pytest.mark.parametrize(("flag", "instead"), [
+    ("--sasl-password", "--sasl-password-file FILE or the environment variable "
+                        "STREAMINFER_SASL_PASSWORD"),
+    ("--redis-password", "--redis-password-file FILE or the environment variable "
+                         "STREAMINFER_REDIS_PASSWORD"),
+    ("--ssl-key-password", "the environment variable STREAMINFER_SSL_KEY_PASSWORD"),
+])
+def test_a_secret_given_as_a_flag_is_refused_naming_what_to_use_instead(
+        flag: str, instead: str) -> None:
+    """Issue 34, item 12: a command line is visible to every user in `ps`."""
+    from click.testing import CliRunner
+
+    from stream.cli.main import cli
+
+    command = ["features", "run"] if flag == "--redis-password" else ["topics", "list"]
+    out = CliRunner().invoke(cli, [*command, flag, "hunter2"])
+    assert out.exit_code == 2
+    assert "visible to every user in `ps`" in out.output
+    assert instead in " ".join(out.output.split())
+    assert "hunter2" not in out.output
+
+
+def test_a_secret_from_the_environment_is_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from stream.cli.main import cli
+
+    monkeypatch.setenv("STREAMINFER_SASL_PASSWORD", "from-env")
+    out = CliRunner().invoke(cli, ["topics", "list", "--bootstrap-servers", "127.0.0.1:1",
+                                   "--connect-timeout-s", "0.5"])
+    assert "visible to every user" not in out.output
+    assert "did not answer" in str(out.exception)  # it got as far as connecting
