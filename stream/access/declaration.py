@@ -12,6 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stream.exceptions import ConfigurationError
 
 DEFAULT_FILE = Path(__file__).with_name("access.toml")
+# Names a declaration may not give a principal, and why.
+RESERVED = {
+    "broker": "it is the brokers' own principal (User:broker, from their certificates' CN), "
+              "which the controllers and replication trust",
+    "default": "it is Redis' default user, which the secure stack turns off",
+    "anonymous": "it is Kafka's principal for unauthenticated clients",
+}
+SEPARATORS = (".", "-", "_")  # a prefixed grant's name ends with one
 
 Resource = Literal["topic", "group", "transactional_id", "cluster"]
 Operation = Literal["read", "write", "create", "delete", "alter", "describe", "describe_configs",
@@ -81,8 +89,18 @@ def load(path: Path | None = None, namespace: str | None = None) -> Declaration:
         raise ConfigurationError(f"{source} declares access wrongly:\n{problems}\n"
                                  "fix the entries named above (the file's header lists "
                                  "what each field takes)") from exc
-    for name in declaration.principals:
+    for name, principal in declaration.principals.items():
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ConfigurationError(f"{source}: principal name {name!r} must be letters, "
                                      "digits, '-' or '_' (it becomes a Kafka and Redis user)")
+        if name.lower() in RESERVED:
+            raise ConfigurationError(f"{source}: principal name {name!r} is reserved: "
+                                     f"{RESERVED[name.lower()]}; choose another name")
+        for i, grant in enumerate(principal.kafka):
+            if grant.pattern == "prefixed" and not grant.name.endswith(SEPARATORS):
+                raise ConfigurationError(
+                    f"{source}: principals.{name}.kafka[{i}]: the prefix {grant.name!r} has "
+                    f"no separator at its end, so it also reaches {grant.name + 'X'!r} and "
+                    f"every other name that starts with it (another namespace's, say); end "
+                    f"it with one of {' '.join(repr(s) for s in SEPARATORS)}")
     return declaration.render(namespace) if namespace else declaration

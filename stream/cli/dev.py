@@ -226,7 +226,7 @@ def dev_env(principal: str, client_cert: bool) -> None:
         if principal not in load().principals:
             raise click.UsageError(f"no principal {principal!r}; declared: "
                                    f"{', '.join(load().principals)}")
-        env.update(current.secure_env(principal, client_cert))
+        env = current.env_as(principal, client_cert)
         if principal not in ("admin", "dlq-operator"):  # only they sign replays
             env.pop("STREAMINFER_REPLAY_SIGNING_KEY", None)
     elif principal != "admin" or client_cert:

@@ -68,6 +68,17 @@ class DevState:
                     f"{n}={b}" for n, b in self.certs_regions.items())
         return env
 
+    def env_as(self, principal: str, certificate: bool = False) -> dict[str, str]:
+        """:meth:`env` acting as ``principal``: the admin's credentials are taken out
+        before the principal's go in, so nothing of the admin's is left (with a client
+        certificate, the admin's SASL user and password file were left over, and any
+        SASL connection made from that environment acted as admin)."""
+        env = self.env()
+        for key in self.secure_env():
+            env.pop(key, None)
+        env.update(self.secure_env(principal, certificate))
+        return env
+
     def env(self) -> dict[str, str]:
         """Settings every command should use against this cluster."""
         rf = min(3, self.brokers)

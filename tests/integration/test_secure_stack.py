@@ -219,6 +219,7 @@ def test_redis_refuses_the_default_user_plaintext_and_what_the_worker_may_not_do
     for forbidden in (lambda: worker.set(f"{ns}:fv:card_activity:{{e1}}", "x"),  # read-only
                       lambda: worker.get(f"other-{uuid.uuid4().hex[:6]}:answered:{{r1}}"),
                       worker.flushall, lambda: worker.keys("*"),
+                      lambda: worker.scan(0, match="*"), worker.randomkey,  # key names
                       lambda: worker.config_get("*")):
         with pytest.raises(redis.exceptions.NoPermissionError):
             forbidden()

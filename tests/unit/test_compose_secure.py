@@ -177,3 +177,24 @@ def test_dev_secrets_keeps_a_complete_set_and_renews_on_request(tmp_path: Path) 
     unknown = runner.invoke(cli, ["dev", "secrets", str(folder), "--as", "mallory"])
     assert unknown.exit_code == 2
     assert "no principal 'mallory'" in unknown.output
+
+
+def test_dev_env_as_a_principal_carries_nothing_of_the_admins(tmp_path: Path) -> None:
+    """Issue 34, item 14: `dev env --as P --client-cert` exported the admin's SASL user and
+    password file for every P."""
+    from stream.devcluster.state import DevState
+
+    dev = DevState("127.0.0.1:9092", "rediss://127.0.0.1:6379/0", 1, {}, "net", "k", "r", 0.0,
+                   secure_dir=str(tmp_path / "secure"), certs_bootstrap="127.0.0.1:9094")
+    for principal in ("worker", "consumer", "dlq-operator"):
+        for certificate in (False, True):
+            env = dev.env_as(principal, certificate)
+            leaked = {k: v for k, v in env.items() if "admin" in v}
+            assert leaked == {}, (principal, certificate, leaked)
+            assert env["STREAMINFER_REDIS_USERNAME"] == principal
+            if certificate:
+                assert "STREAMINFER_SASL_USERNAME" not in env
+                assert env["STREAMINFER_SECURITY_PROTOCOL"] == "SSL"
+                assert env["STREAMINFER_BOOTSTRAP_SERVERS"] == "127.0.0.1:9094"
+            else:
+                assert env["STREAMINFER_SASL_USERNAME"] == principal
