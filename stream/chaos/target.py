@@ -97,6 +97,7 @@ class Fleet:
         self.log_dir = log_dir
         self.env = to_env(settings, **overrides)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.killed: set[int] = set()  # pids this run SIGKILLed itself
 
     def worker_id(self, index: int) -> str:
         """The stable id of worker ``index``."""
@@ -116,6 +117,7 @@ class Fleet:
 
     def kill(self, index: int) -> None:
         """SIGKILL worker ``index`` and reap it."""
+        self.killed.add(self.procs[index].pid)
         self.procs[index].kill()
         self.procs[index].wait(30)
 
@@ -137,8 +139,16 @@ class Fleet:
         return [p.pid for p in self.procs.values() if p.poll() is None]
 
     def exited(self) -> dict[int, int]:
-        """Workers that ended on their own: index -> exit code."""
+        """Workers that ended: index -> exit code."""
         return {i: p.returncode for i, p in self.procs.items() if p.poll() is not None}
+
+    def unexpected_exits(self) -> dict[str, int]:
+        """Workers that ended on their own: worker id -> exit code. A clean exit (0), our
+        SIGTERM (-15) and a SIGKILL this run sent are expected; any other code is not,
+        a SIGKILL from elsewhere (the kernel's OOM killer) included."""
+        return {self.worker_id(i): p.returncode for i, p in self.procs.items()
+                if p.poll() is not None and p.returncode not in (0, -15)
+                and not (p.returncode == -9 and p.pid in self.killed)}
 
     def stop_all(self, grace_s: float = 30.0) -> None:
         """SIGTERM every worker, SIGKILL what is left after ``grace_s``."""
@@ -152,5 +162,6 @@ class Fleet:
             try:
                 p.wait(max(0.1, end - time.monotonic()))
             except subprocess.TimeoutExpired:
+                self.killed.add(p.pid)
                 p.kill()
                 p.wait(10)

@@ -59,10 +59,13 @@ def chaos_list() -> None:
               help="Also write the results as JSON here.")
 @click.option("--soak", default=None, help="Repeat the scenarios until this much time "
               "has passed (600s, 30m, 2h), then summarise.")
+@click.option("--keep", is_flag=True, help="Keep each scenario's topics (namespace "
+              "<ns>-chaos-<scenario>-<id>) for inspection; by default they are deleted once "
+              "the scenario is judged.")
 @settings_options(*CONNECTION, *TOPICS, *WORKER)
 def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: float,
               after_s: float, hold_s: float | None, overload_cap: float,
-              json_path: Path | None, soak: str | None, **kwargs: Any) -> None:
+              json_path: Path | None, soak: str | None, keep: bool, **kwargs: Any) -> None:
     """Run scenarios against the dev cluster (`streaminfer dev up --brokers 3`; the
     region scenarios need `dev up --regions 2`): each gets its own namespace, workers
     and load; the fault; recovery; then `check`.
@@ -82,7 +85,7 @@ def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: flo
     containers = (Containers.from_dev_state(dev)
                   if dev is not None and dev.bootstrap_servers == s.bootstrap_servers
                   else Containers())
-    plan = Plan(rate=rate, workers=n_workers, warmup_s=warmup_s, after_s=after_s)
+    plan = Plan(rate=rate, workers=n_workers, warmup_s=warmup_s, after_s=after_s, keep=keep)
     until = time.monotonic() + (parse_duration(soak) if soak else 0)
     log_dir = state_dir() / "chaos" / time.strftime("%Y%m%d-%H%M%S")
     results: list[Result] = []

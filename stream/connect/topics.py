@@ -153,3 +153,33 @@ def watermarks(settings: Settings, topic: str, deadline_s: float = 30.0
         return {p: partition_watermarks(consumer, topic, p, deadline_s) for p in meta.partitions}
     finally:
         consumer.close()
+
+
+def namespace_topics(names: list[str], namespace: str, own: bool = True,
+                     mirrored: bool = True) -> list[str]:
+    """Of ``names``, the namespace's topics (``own``) and their mirrored copies
+    (``mirrored``: ``<region>.<namespace>.*``), never another namespace's."""
+    prefix = f"{namespace}."
+    return sorted(n for n in names
+                  if (own and n.startswith(prefix))
+                  or (mirrored and n.count(".") >= 2 and n.split(".", 1)[1].startswith(prefix)))
+
+
+def delete_namespace_topics(settings: Settings, own: bool = True, mirrored: bool = True,
+                            timeout: float = 30.0) -> list[str]:
+    """Delete the namespace's topics and/or their mirrored copies from the cluster of
+    ``settings``; returns their names. Topics already gone are not an error. With
+    MirrorMaker running, delete every region's own topics first: a copy deleted while its
+    source exists is made again."""
+    admin = AdminClient(kafka_config.admin(settings))
+    doomed = namespace_topics(list(admin.list_topics(timeout=timeout).topics),
+                              settings.namespace, own, mirrored)
+    if not doomed:
+        return []
+    for name, future in admin.delete_topics(doomed, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise KafkaOperationError(f"deleting topic {name} failed: {exc}") from exc
+    return doomed
