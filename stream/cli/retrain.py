@@ -16,7 +16,8 @@ from stream.cli.options import CONNECTION, resolve, settings_options
 from stream.connect.reachability import require_kafka
 
 REGISTRY = ("registry_dir", "model_trusted_keys", "model_require_signature", "model_path")
-RETRAIN = ("retrain_window_h", "retrain_label_wait_s", "retrain_min_labels", "retrain_holdout",
+RETRAIN = ("retrain_window_h", "retrain_scheduled_job", "retrain_keep_runs_h",
+           "retrain_label_wait_s", "retrain_min_labels", "retrain_holdout",
            "retrain_epochs", "retrain_seed", "retrain_hidden", "retrain_min_auc", "retrain_max_auc_drop",
            "retrain_max_logloss_rise", "retrain_max_calibration_rise", "retrain_latency_ms_1",
            "retrain_latency_ms_256", "retrain_max_model_bytes", "retrain_fairness_feature",

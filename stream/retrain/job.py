@@ -12,6 +12,7 @@ published version and its canary, and does nothing twice.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from processors.retrain.onnx_export import content_hash
 from processors.retrain.run_report import summary
 from processors.retrain.stages import REPORT, Outcome, RunConfig, run
 from processors.retrain.training import TrainSpec
+from stream.exceptions import ConfigurationError
 from stream.lifecycle.control import change, current_state
 from stream.lifecycle.registry import registry_of
 from stream.retrain.label_client import read_records
@@ -68,7 +70,7 @@ def retrain_once(settings: Settings, model: str, say: Callable[[str], None] = pr
     """One run: data, candidate, gates, publication and (passing) the canary."""
     active = active_of(settings, model)
     features = ModelMetadata.from_file(active.folder / "model.json").features
-    end = until_ms or time.time_ns() // 10**6
+    end = until_ms or scheduled_end_ms(settings.retrain_scheduled_job) or time.time_ns() // 10**6
     start = end - int(settings.retrain_window_h * 3600 * 1000)
     say(f"reading {settings.inputs_topic} and {settings.feedback_topic} "
         f"(window: the last {settings.retrain_window_h:g} h)")
@@ -98,8 +100,46 @@ def retrain_once(settings: Settings, model: str, say: Callable[[str], None] = pr
         (outcome.run_dir / REPORT).write_text(json.dumps(outcome.report, indent=2,
                                                          sort_keys=True) + "\n")
     registry_of(settings).record_run(model, outcome.run_id, outcome.report)
+    removed = prune_runs(settings.retrain_path / model, settings.retrain_keep_runs_h * 3600,
+                         keep=outcome.run_dir)
+    if removed:
+        say(f"removed {len(removed)} run directories older than "
+            f"{settings.retrain_keep_runs_h:g} h (--retrain-keep-runs-h)")
     say(summary(outcome.report))
     return outcome
+
+
+def scheduled_end_ms(job: str | None) -> int | None:
+    """The end of the data window a CronJob's Job stands for: its name ends with the
+    scheduled time in minutes since the epoch (Kubernetes names a CronJob's Jobs so).
+    Every retry of the Job gets the same window, hence the same data and run id."""
+    if not job:
+        return None
+    suffix = job.rsplit("-", 1)[-1]
+    if not suffix.isdigit() or len(job) == len(suffix):
+        raise ConfigurationError(f"--retrain-scheduled-job {job!r} does not end with "
+                                 "-<scheduled minutes since the epoch> (a CronJob's Job "
+                                 "name); set --until-ms instead")
+    return int(suffix) * 60_000
+
+
+def prune_runs(root: Path, older_than_s: float, keep: Path | None = None,
+               now: float | None = None) -> list[Path]:
+    """Delete the run directories under ``root`` last changed more than ``older_than_s``
+    ago (a resumed run's checkpoints change it), except ``keep``; returns them."""
+    if not root.is_dir():
+        return []
+    cutoff = (time.time() if now is None else now) - older_than_s
+    removed = []
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if keep is not None and run_dir.resolve() == keep.resolve():
+            continue
+        newest = max([run_dir.stat().st_mtime,
+                      *(f.stat().st_mtime for f in run_dir.rglob("*"))])
+        if newest < cutoff:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            removed.append(run_dir)
+    return removed
 
 
 def _publish(settings: Settings, model: str, outcome: Outcome) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from stream.connect import kafka_config
 from stream.retrain.job import Active, active_of, last_report, retrain_once
 from stream.retrain.label_client import read_records
 from stream.settings import Settings
+
+DRIFT_WINDOW_MS = 3_600_000  # drift is judged on the snapshots of the last hour at most
 
 
 def labels_since(settings: Settings, since_ms: int) -> int:
@@ -43,21 +46,23 @@ def labels_since(settings: Settings, since_ms: int) -> int:
 
 
 def live_drift(settings: Settings, model: str, since_ms: int, limit: int = 5000,
-               active: Active | None = None) -> tuple[float, str] | None:
-    """The largest PSI of live snapshots (served since ``since_ms``) against the active
-    version's profile, and which feature (``__score__`` for scores); None without data."""
+               active: Active | None = None, recent_ms: int = DRIFT_WINDOW_MS,
+               now_ms: int | None = None) -> tuple[float, str] | None:
+    """The largest PSI of the most recent live snapshots (the last ``limit`` served in
+    the last ``recent_ms``, and since ``since_ms``) against the active version's profile,
+    and which feature (``__score__`` for scores); None without data. The newest, not the
+    oldest after the last run: drift that starts later must be seen."""
     reference = load_reference((active or active_of(settings, model)).folder)
     if reference is None:
         return None
     features = list(reference["features"])
-    rows: list[dict[str, Any]] = []
+    now = time.time_ns() // 10**6 if now_ms is None else now_ms
+    rows: deque[dict[str, Any]] = deque(maxlen=limit)
     for snap in read_records(settings, settings.inputs_topic, "InputSnapshot", {},
-                             since_ms=since_ms):
+                             since_ms=max(since_ms, now - recent_ms)):
         if (snap.get("model") == model and not snap.get("fallback")
                 and all(f in snap["features"] for f in features)):
             rows.append(snap)
-            if len(rows) >= limit:
-                break
     if len(rows) < 200:
         return None
     x = np.array([[r["features"][f] for f in features] for r in rows], dtype=np.float32)

@@ -19,6 +19,16 @@ class RetrainSection(BaseModel):
         168.0, gt=0, description="Retention of <ns>.inputs and <ns>.feedback on create, hours.")
     retrain_window_h: float = Field(
         24.0, gt=0, description="Data window: requests answered in the last this many hours.")
+    retrain_scheduled_job: str | None = Field(
+        None, description="The Kubernetes Job a CronJob made for this run "
+                           "(<cronjob>-<scheduled minutes since the epoch>; the manifest sets "
+                           "it from the pod's job-name label): the window ends at the "
+                           "scheduled time, so a retried pod resumes the same run instead of "
+                           "starting a new one (--until-ms wins).")
+    retrain_keep_runs_h: float = Field(
+        168.0, gt=0, description="Run directories (checkpoints, candidates) older than this "
+                                 "many hours are deleted after each run; reports stay in the "
+                                 "registry.")
     retrain_label_wait_s: float = Field(
         7 * 86400.0, gt=0, description="A label counts when it arrives within this long "
                                        "after its request was answered (later: counted late).")
