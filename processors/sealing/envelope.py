@@ -32,6 +32,7 @@ NONCE_BYTES = 12
 KEY_ID_HEADER = "streaminfer.key_id"
 _MAP = parse_schema({"type": "map", "values": "double"})
 _AAD_PREFIX = b"streaminfer.sealed.v1\x00"
+SEALED_FIELDS = "sealed_fields"  # key of an opened request: the names that were sealed
 
 
 class SealedFieldsError(StreaminferError):
@@ -126,4 +127,7 @@ def open_sealed(ring: Keyring, request: dict[str, Any], header_kid: str | None =
     both = sorted(set(secret) & set(features))
     if both:
         raise SealedFieldsError(f"features {both[:5]} are both sealed and in clear")
-    return {**request, "features": {**features, **secret}, "sealed": None}
+    # What was sealed travels with the request: side outputs (the input recorder) leave
+    # these out whatever the model declares (issue 34, item 8).
+    return {**request, "features": {**features, **secret}, "sealed": None,
+            SEALED_FIELDS: tuple(sorted(secret))}

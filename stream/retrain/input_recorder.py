@@ -8,8 +8,10 @@ idempotent producer outside the worker's transaction (a lost snapshot only means
 label fewer joins; it never affects a prediction); a full local queue drops and counts.
 ``recorded`` counts snapshots Kafka acknowledged (delivery reports), ``failed`` those it
 refused or that timed out (a missing topic, an ACL that refuses the worker: logged with
-what to do, once a minute), ``dropped`` those never queued. Sensitive features (sealed by
-clients) are left out: they would be stored in clear.
+what to do, once a minute), ``dropped`` those never queued. Sensitive features are left out:
+those the served model declares and every feature that arrived sealed (whatever the model
+declares: a producer's --seal-fields, a later version's list); they would be stored in
+clear, and MirrorMaker replicates the topic.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, Producer
 
 from fallback.ratelimit import RateLimitedLog
+from processors.sealing.envelope import SEALED_FIELDS
 from processors.side_sinks import Answered
 from schemas.serde import Encoder
 from stream.connect import kafka_config
@@ -53,8 +56,9 @@ class InputRecorder:
         now = time.time_ns() // 10**6
         for req, score, version, key, fallback, degraded in rows:
             features = req.get("features") or {}
-            if self.sensitive:
-                features = {k: v for k, v in features.items() if k not in self.sensitive}
+            hidden = self.sensitive.union(req.get(SEALED_FIELDS) or ())
+            if hidden:
+                features = {k: v for k, v in features.items() if k not in hidden}
             value = self._encode({
                 "request_id": req["request_id"], "entity_id": req["entity_id"],
                 "model": req.get("model") or self.model, "model_version": version,

@@ -74,6 +74,9 @@ class ModelControl:
             if self.recorder is None:
                 self.recorder = InputRecorder(settings, model.name,
                                               serving.pipeline.sealing.sensitive)
+            # The served version's declared list (a swap may change it); what arrived
+            # sealed is left out per request anyway.
+            self.recorder.sensitive = frozenset(serving.pipeline.sealing.sensitive)
             serving.pipeline.inputs = self.recorder
         return serving
 

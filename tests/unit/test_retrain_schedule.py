@@ -52,10 +52,12 @@ def test_the_drift_trigger_samples_the_newest_snapshots(
     rng = np.random.default_rng(3)
     features = ["amount"]
     write_reference(tmp_path, rng.normal(0, 1, (5000, 1)), rng.uniform(0, 1, 5000), features)
-    calm = [{"model": "fraud", "fallback": False, "features": {"amount": float(v)},
-             "score": float(s)} for v, s in zip(rng.normal(0, 1, 8000),
-                                                 rng.uniform(0, 1, 8000), strict=True)]
-    moved = [{**r, "features": {"amount": r["features"]["amount"] + 4.0}} for r in calm[:5000]]
+    values = rng.normal(0, 1, 8000)
+    calm: list[dict[str, Any]] = [
+        {"model": "fraud", "fallback": False, "features": {"amount": float(v)},
+         "score": float(s)} for v, s in zip(values, rng.uniform(0, 1, 8000), strict=True)]
+    moved = [{**r, "features": {"amount": float(v) + 4.0}}
+             for r, v in zip(calm[:5000], values[:5000], strict=True)]
     asked: list[int] = []
 
     def snapshots(_s: Settings, _topic: str, _kind: str, _bad: dict[str, int],
