@@ -185,3 +185,35 @@ def test_a_worker_without_field_keys_dead_letters_sealed_requests(
     assert {v["stage"] for v in letters} == {"decrypt"}
     assert "this worker has no field keys" in letters[0]["error_message"]
 
+
+
+def test_features_sealed_by_the_producer_never_reach_the_inputs_topic_in_clear(
+        settings: Settings, workers: WorkerPool, tmp_path: Path) -> None:
+    """Issue 34, item 8: the model declares nothing sensitive, the producer seals `amount`
+    (--seal-fields). The worker opens it to score, and its input snapshots (read raw from
+    <ns>.inputs, as an admin or MirrorMaker would) hold neither the values nor the name."""
+    keys = tmp_path / "field-keys.json"
+    write_keyring(keys, Keyring({"k1": b"1" * 32}, "k1", str(keys)))
+    s = settings.model_copy(update={"field_keys_file": keys, "record_inputs": True})
+    collector = start_collector(s)
+    workers.start(s, "inputs0")
+    wait_for_workers(s, workers, 1)
+    reqs = list(synthetic_requests(60, seed=23))
+    with RequestProducer(s.model_copy(update={"seal_fields": "amount"})) as producer:
+        for r in reqs:
+            producer.send(r)
+    assert producer.sealing_summary().endswith("60 with key k1")
+    ids = {r["request_id"] for r in reqs}
+    wait_until(lambda: collector.tally(ids, set()).answered() >= len(ids), 60,
+               "every sealed request answered")
+    amounts = [struct.pack("<d", r["features"]["amount"]) for r in reqs]
+
+    def snapshots() -> list[Any]:
+        return [rec for rec in TopicReader(s, s.inputs_topic, timeout=10, until_end=True)
+                if (rec.value or {}).get("request_id") in ids]
+
+    wait_until(lambda: len(snapshots()) >= len(ids), 60, "a snapshot of every request")
+    raw = snapshots()
+    assert sum(leaks(rec.raw or b"", amounts) for rec in raw) == 0
+    assert not any("amount" in (rec.value or {})["features"] for rec in raw)
+    assert all("merchant_risk" in (rec.value or {})["features"] for rec in raw)  # the rest stays
