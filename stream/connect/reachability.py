@@ -74,8 +74,15 @@ def require_topic(settings: Settings, metadata: ClusterMetadata, topic: str) -> 
     prefix = settings.namespace + "."
     ours = sorted(t for t in metadata.topics if t.startswith(prefix))
     short = ", ".join(t.removeprefix(prefix) for t in ours)
+    # Kafka's authorizer hides the topics a principal may not describe: on a cluster
+    # with authentication, "absent" may be "refused", and the message says both.
+    user = settings.sasl_username or ("the client certificate's principal"
+                                      if settings.ssl_certificate_location else None)
+    hidden = (f" or principal {user!r} may not describe it (Kafka hides the topics a "
+              "principal has no rights on: `streaminfer acls show`)") if user else ""
     raise UnknownTopicError(
-        f"topic {topic} does not exist at {settings.bootstrap_servers}; "
-        + (f"the topics of namespace {settings.namespace!r} are: {short}" if ours
+        f"topic {topic} does not exist at {settings.bootstrap_servers}{hidden}; "
+        + (f"the topics of namespace {settings.namespace!r} {'visible to it ' if user else ''}"
+           f"are: {short}" if ours
            else f"namespace {settings.namespace!r} has no topics there (set --namespace, or "
                 "create them with `streaminfer topics ensure`)"))

@@ -10,7 +10,8 @@ The end offsets come from a consumer with the reader's isolation level, so for
 and an open transaction is not waited for.
 
 Partitions are assigned (no group is joined, nothing is committed), so a principal that
-may read the topic needs no group ACL to read it to the end. A refusal (authorization,
+may read the topic needs no group ACL to read it to the end (librdkafka still looks the
+group's coordinator up, and a refusal of that is ignored). A refusal (authorization,
 an unknown topic or partition) raises :class:`ReadRefused` naming what was refused; a
 read that stops making progress raises :class:`ReadStalled` naming the unfinished
 partitions. Users: ``check``, ``dlq``, ``answers``/``consume --until-end``, the control
@@ -149,6 +150,8 @@ def read_spans(consumer: Consumer, to_read: Iterable[Span], stall_s: float = 30.
         for msg in consumer.consume(batch, poll_s):
             err = msg.error()
             if err is not None:
+                if err.code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
+                    continue  # assigned partitions, nothing committed: the read needs no group
                 refused = refusal(err, f"{msg.topic()}[{msg.partition()}]")
                 if refused is not None:
                     raise refused

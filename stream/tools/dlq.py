@@ -18,6 +18,7 @@ were skipped and why.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -49,8 +50,11 @@ class Group:
 
 def read_dead_letters(settings: Settings, timeout: float) -> Iterator[ReadRecord]:
     """Every decodable dead letter currently in the DLQ (stops after ``timeout`` idle)."""
+    # A group within the DLQ operator's grant (<ns>.dlq.*): the read assigns partitions
+    # and needs none, but librdkafka looks its coordinator up all the same.
     for record in TopicReader(settings, settings.dlq_topic, timeout=timeout,
-                              from_beginning=True, until_end=True):
+                              from_beginning=True, until_end=True,
+                              group=f"{settings.namespace}.dlq.{uuid.uuid4().hex[:8]}"):
         if record.value is not None:
             yield record
 

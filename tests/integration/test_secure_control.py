@@ -74,3 +74,40 @@ def test_the_canary_judge_promotes_and_rolls_back_on_the_secure_stack(
     log = workers.started[0].log()
     assert "could not write the canary" not in log
     assert "written (seq" in log
+
+
+@pytest.mark.parametrize("stack", ["secure"], indirect=True)
+def test_the_dlq_operator_inspects_and_replays_as_documented(stack: Stack) -> None:
+    """Issue 34, item 14: `dlq inspect` and `dlq replay` run as `dlq-operator` printed
+    "scanned 0 dead letters" and exited 0 while the DLQ held dead letters; a principal
+    that may not read the DLQ is refused, with what was refused."""
+    from stream.clients import RequestProducer
+
+    admin = stack.settings()
+    with RequestProducer(stack.acting_as(admin, "producer")) as producer:
+        for i in range(3):
+            producer.send_raw(f"k{i}".encode(), b"\x00garbage %d" % i)
+    from stream.worker.loop import Worker
+
+    worker = Worker(stack.acting_as(admin, "worker"), worker_id="dlq0")
+    import threading
+
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: worker.stats.dead_letters >= 3, 60, "three dead letters")
+    finally:
+        worker.stop_event.set()
+        thread.join(30)
+    operator = stack.acting_as(admin, "dlq-operator")
+    inspected = streaminfer(operator, "dlq", "inspect", timeout=60)
+    assert inspected.returncode == 0, inspected.stderr
+    assert "decode" in inspected.stdout, inspected.stdout
+    replayed = streaminfer(operator, "dlq", "replay", "--stage", "decode", "--dry-run",
+                           timeout=60)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "scanned 3 dead letters" in replayed.stderr + replayed.stdout
+    refused = streaminfer(stack.acting_as(admin, "consumer"), "dlq", "inspect", timeout=60)
+    assert refused.returncode != 0
+    assert f"topic {admin.dlq_topic} does not exist" in refused.stderr, refused.stderr
+    assert "or principal 'consumer' may not describe it" in refused.stderr
