@@ -1,6 +1,7 @@
 """Kafka's ACLs made to match the declaration: the bindings it implies, what the cluster
-has, the difference, and applying it (create the missing, delete the declared principals'
-extra ones; other principals' ACLs are left alone)."""
+has, the difference, and applying it (create the missing, delete every other rule on the
+namespace's resources: another principal's, a DENY, one limited to a host; other
+namespaces' rules are left alone)."""
 
 from __future__ import annotations
 
@@ -34,24 +35,29 @@ OPERATIONS = {"read": AclOperation.READ, "write": AclOperation.WRITE,
 
 @dataclass(frozen=True, order=True)
 class Acl:
-    """One ALLOW rule, in a form that compares and prints plainly."""
+    """One rule, in a form that compares and prints plainly. The declaration only makes
+    ALLOW rules from any host; the cluster may hold others."""
 
     principal: str  # User:<name>
     resource: str  # ResourceType name
     name: str
     pattern: str  # ResourcePatternType name
     operation: str  # AclOperation name
+    host: str = "*"
+    permission: str = "ALLOW"  # AclPermissionType name
 
     def binding(self) -> AclBinding:
         """The admin API's binding."""
         return AclBinding(ResourceType[self.resource], self.name, ResourcePatternType[self.pattern],
-                          self.principal, "*", AclOperation[self.operation],
-                          AclPermissionType.ALLOW)
+                          self.principal, self.host, AclOperation[self.operation],
+                          AclPermissionType[self.permission])
 
     def __str__(self) -> str:
         how = "" if self.pattern == "LITERAL" else f" ({self.pattern.lower()})"
-        return (f"{self.principal} may {self.operation.lower()} "
-                f"{self.resource.lower()} {self.name}{how}")
+        verb = "may" if self.permission == "ALLOW" else "is DENIED to"
+        where = "" if self.host == "*" else f" from host {self.host} only"
+        return (f"{self.principal} {verb} {self.operation.lower()} "
+                f"{self.resource.lower()} {self.name}{how}{where}")
 
 
 def desired(declaration: Declaration) -> set[Acl]:
@@ -65,8 +71,10 @@ def desired(declaration: Declaration) -> set[Acl]:
     return out
 
 
-def current(admin: AdminClient, principals: list[str], timeout_s: float = 15.0) -> set[Acl]:
-    """The ALLOW rules the cluster holds for ``principals`` (User:<name>)."""
+def current(admin: AdminClient, principals: list[str] | None,
+            timeout_s: float = 15.0) -> set[Acl]:
+    """The rules the cluster holds (for ``principals``, User:<name>; None: everyone's),
+    ALLOW and DENY, from any host."""
     # None matches any name, principal and host (the admin API's filter; its stubs say str).
     anything: Any = None
     flt = AclBindingFilter(ResourceType.ANY, anything, ResourcePatternType.ANY, anything,
@@ -77,11 +85,10 @@ def current(admin: AdminClient, principals: list[str], timeout_s: float = 15.0) 
         raise InfrastructureError(
             f"could not list Kafka's ACLs: {exc}. The client must be a super user (the "
             "admin principal) and the brokers must run an authorizer") from exc
-    wanted = set(principals)
+    wanted = None if principals is None else set(principals)
     return {Acl(b.principal, b.restype.name, b.name, b.resource_pattern_type.name,
-                b.operation.name)
-            for b in bindings
-            if b.principal in wanted and b.permission_type == AclPermissionType.ALLOW}
+                b.operation.name, b.host, b.permission_type.name)
+            for b in bindings if wanted is None or b.principal in wanted}
 
 
 @dataclass(frozen=True)
@@ -98,17 +105,20 @@ class AclDiff:
 
 
 def diff(declaration: Declaration, admin: AdminClient, namespace: str) -> AclDiff:
-    """The declaration (rendered for ``namespace``) against the cluster, for the declared
-    principals. Only this namespace's grants are candidates for removal: those on a
-    resource the declaration names, or whose name starts with ``<namespace>.`` or
-    ``<namespace>-``; another namespace's grants to the same principals stay."""
+    """The declaration (rendered for ``namespace``) against the cluster. Every rule on
+    the namespace's resources that the declaration does not make is to be removed,
+    whoever it is for: an undeclared principal's, a DENY, one limited to a host. The
+    namespace's resources are those the declaration names and every name under its
+    prefixes that carry the namespace (``<ns>.``, ``<ns>-features-``, ``east.<ns>.``);
+    another namespace's rules stay."""
     want = desired(declaration)
-    have = current(admin, [f"User:{n}" for n in declaration.principals])
+    have = current(admin, None)
     named = {(a.resource, a.name, a.pattern) for a in want}
-    ours = tuple(f"{namespace}{sep}" for sep in ".-")
+    prefixes = tuple({f"{namespace}."} | {a.name for a in want if a.pattern == "PREFIXED"
+                                          and namespace in a.name})
 
     def in_scope(acl: Acl) -> bool:
-        return (acl.resource, acl.name, acl.pattern) in named or acl.name.startswith(ours)
+        return (acl.resource, acl.name, acl.pattern) in named or acl.name.startswith(prefixes)
 
     return AclDiff(sorted(want - have), sorted(a for a in have - want if in_scope(a)))
 
@@ -143,8 +153,8 @@ def _change(changes: AclDiff, admin: AdminClient, timeout_s: float) -> None:
                 raise InfrastructureError(f"Kafka refused the ACL '{acl}': {exc}") from exc
     if changes.remove:
         filters = [AclBindingFilter(ResourceType[a.resource], a.name,
-                                    ResourcePatternType[a.pattern], a.principal, "*",
-                                    AclOperation[a.operation], AclPermissionType.ALLOW)
+                                    ResourcePatternType[a.pattern], a.principal, a.host,
+                                    AclOperation[a.operation], AclPermissionType[a.permission])
                    for a in changes.remove]
         for acl, fut in zip(changes.remove, admin.delete_acls(
                 filters, request_timeout=timeout_s).values(), strict=True):

@@ -86,6 +86,8 @@ def diff(declaration: Declaration, client: redis.Redis, passwords: Path) -> list
             hashes: Any = actual_raw.get("passwords") or []
             if wanted_hash not in hashes:
                 changes.append(UserChange(name, "password differs", rules))
+            elif len(hashes) > 1:  # a second password opens the same door
+                changes.append(UserChange(name, f"{len(hashes) - 1} extra password(s)", rules))
             elif probe != actual:
                 changes.append(UserChange(name, "rules differ", rules))
         default = client.acl_getuser("default")

@@ -54,11 +54,14 @@ def _plan(s: Settings, file: Path | None, passwords: Path, with_redis: bool) -> 
               help="One <principal>.password file per Redis user (default: the secure dev "
                    "cluster's, $STREAMINFER_HOME/secure/passwords).")
 @click.option("--dry-run", is_flag=True, help="Print the difference; change nothing.")
+@click.option("--check", is_flag=True, help="Print every difference and exit 1 when there "
+              "is one (drift: a missing grant, another principal's or a DENY or host-limited "
+              "rule on the namespace, a Redis user's rules or passwords); change nothing.")
 @click.option("--redis/--no-redis", "with_redis", default=True, show_default=True,
               help="Also make Redis' ACL users match.")
 @settings_options(*CONNECTION, *REDIS)
-def acls_apply(file: Path | None, passwords_dir: Path | None, dry_run: bool, with_redis: bool,
-               **kwargs: Any) -> None:
+def acls_apply(file: Path | None, passwords_dir: Path | None, dry_run: bool, check: bool,
+               with_redis: bool, **kwargs: Any) -> None:
     """Make Kafka's ACLs and Redis' users match the declaration (idempotent). ACLs of the
     declared principals that the file does not grant are removed; other principals' are
     left alone. Prints one line per change (+ added, - removed, ~ Redis user set)."""
@@ -75,6 +78,13 @@ def acls_apply(file: Path | None, passwords_dir: Path | None, dry_run: bool, wit
     for change in redis_changes:
         click.echo(f"~ Redis user {change.name}: {change.reason}")
     total = len(kafka_changes.add) + len(kafka_changes.remove) + len(redis_changes)
+    if check:
+        if total:
+            click.echo(f"drift: {total} difference(s) from the declaration (above); "
+                       "`streaminfer acls apply` makes them match", err=True)
+            raise SystemExit(1)
+        click.echo("no drift: Kafka and Redis match the declaration", err=True)
+        return
     if dry_run:
         click.echo(f"{total} change(s) would be made (--dry-run: nothing changed)", err=True)
         return

@@ -148,6 +148,10 @@ def test_each_principal_is_held_to_its_grants(admin: Settings,
         assert _denied(_produce_error(as_(principal), control)), principal
     for principal in ("release", "retrain", "worker"):
         assert _produce_error(as_(principal), control) is None, principal
+    # Retraining and MirrorMaker write nothing of the data plane (issue 34, item 10).
+    for principal in ("retrain", "mirrormaker"):
+        for topic in (admin.requests_topic, admin.predictions_topic, admin.dlq_topic):
+            assert _denied(_produce_error(as_(principal), topic)), (principal, topic)
     # Another namespace's topics are out of reach even for the same principal.
     other = make_settings(Endpoints(admin.bootstrap_servers, admin.redis_url, 1))
     from stream.connect.topics import ensure_topics
@@ -245,9 +249,34 @@ def test_acls_apply_prints_the_difference_changes_only_that_and_is_idempotent(
     assert dry.returncode == 0, dry.stderr
     assert f"- User:worker may write topic {admin.requests_topic}" in dry.stdout
     assert "1 change(s) would be made" in dry.stderr
+    # Drift apply used to miss (issue 34, item 10): an undeclared principal's grant on
+    # the namespace, a DENY, a rule limited to a host, a Redis user's second password.
+    drift = [
+        AclBinding(ResourceType.TOPIC, f"{admin.namespace}.models", ResourcePatternType.LITERAL,
+                   "User:mallory", "*", AclOperation.WRITE, AclPermissionType.ALLOW),
+        AclBinding(ResourceType.TOPIC, admin.predictions_topic, ResourcePatternType.LITERAL,
+                   "User:consumer", "*", AclOperation.READ, AclPermissionType.DENY),
+        AclBinding(ResourceType.GROUP, f"{admin.namespace}.", ResourcePatternType.PREFIXED,
+                   "User:consumer", "10.9.8.7", AclOperation.DELETE, AclPermissionType.ALLOW)]
+    for fut in client.create_acls(drift).values():
+        fut.result(15)
+    redis_admin: Any = make_redis(admin, timeout_s=5.0)
+    redis_admin.execute_command("ACL", "SETUSER", "worker", ">a-second-password")
+    check = streaminfer(admin, "acls", "apply", "--check", "--passwords-dir", passwords)
+    assert check.returncode == 1, (check.stdout, check.stderr)
+    for line in (f"- User:mallory may write topic {admin.namespace}.models",
+                 f"- User:consumer is DENIED to read topic {admin.predictions_topic}",
+                 f"- User:consumer may delete group {admin.namespace}. (prefixed) from host "
+                 "10.9.8.7 only",
+                 "~ Redis user worker: 1 extra password(s)"):
+        assert line in check.stdout, (line, check.stdout)
+    assert "drift: 5 difference(s)" in check.stderr
     applied = streaminfer(admin, "acls", "apply", "--passwords-dir", passwords)
     assert applied.returncode == 0, applied.stderr
-    assert "1 change(s) made" in applied.stderr
+    assert "5 change(s) made" in applied.stderr
+    clean = streaminfer(admin, "acls", "apply", "--check", "--passwords-dir", passwords)
+    assert clean.returncode == 0, clean.stdout
+    assert "no drift" in clean.stderr
     again = streaminfer(admin, "acls", "apply", "--passwords-dir", passwords)
     assert again.returncode == 0, again.stderr
     assert "nothing to change" in again.stderr
