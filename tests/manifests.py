@@ -69,7 +69,7 @@ def mirrormaker_problems(docs: list[dict[str, Any]]) -> list[str]:
 
 
 # --- the workers, their scaling and monitoring ------------------------------------------
-CUSTOM_KINDS = {"ScaledObject", "ServiceMonitor", "PrometheusRule"}
+CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication", "ServiceMonitor", "PrometheusRule"}
 ANY = None  # a free-form value (a map of names, a string, a number)
 # The fields we use of each custom resource's schema (KEDA v2 ScaledObject, Prometheus
 # Operator v1): a misspelt or unknown field fails like kubernetes-validate's strict mode.
@@ -92,6 +92,10 @@ CUSTOM_SCHEMAS: dict[str, Any] = {
             "limitToPartitionsWithLag": ANY, "partitionLimitation": ANY, "version": ANY,
             "sasl": ANY, "tls": ANY}, "authenticationRef": {"name": ANY, "kind": ANY},
             "metricType": ANY, "useCachedMetrics": ANY}]}},
+    "TriggerAuthentication": {"apiVersion": ANY, "kind": ANY, "metadata": _META, "spec": {
+        "secretTargetRef": [{"parameter": ANY, "name": ANY, "key": ANY}],
+        "configMapTargetRef": [{"parameter": ANY, "name": ANY, "key": ANY}],
+        "env": [{"parameter": ANY, "name": ANY, "containerName": ANY}]}},
     "ServiceMonitor": {"apiVersion": ANY, "kind": ANY, "metadata": _META, "spec": {
         "jobLabel": ANY, "targetLabels": ANY, "podTargetLabels": ANY,
         "selector": {"matchLabels": ANY, "matchExpressions": [
@@ -202,6 +206,10 @@ def worker_problems(docs: list[dict[str, Any]]) -> list[str]:
     if scaled is not None:
         spec = scaled["spec"]
         meta = spec["triggers"][0]["metadata"]
+        ref = (spec["triggers"][0].get("authenticationRef") or {}).get("name")
+        if ref is not None and _one(docs, "TriggerAuthentication", ref) is None:
+            problems.append(f"the KEDA trigger authenticates with TriggerAuthentication {ref!r}, "
+                            "which is not rendered: KEDA could not read the lag")
         want = {"bootstrapServers": s.bootstrap_servers, "consumerGroup": s.group,
                 "topic": s.requests_topic}
         for key, value in want.items():

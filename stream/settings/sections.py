@@ -123,8 +123,9 @@ class ScalingSection(BaseModel):
         2000, ge=1, description="Target lag per worker process, records (KEDA lagThreshold): "
                                 "per-process throughput x the latency budget for a backlog.")
     autoscale_activation_lag: int = Field(
-        0, ge=0, description="Below this total lag the group stays at MIN (KEDA "
-                             "activationLagThreshold), records.")
+        0, ge=0, description="KEDA's activationLagThreshold, records: it only decides "
+                             "scaling from and to zero, so with --autoscale MIN >= 1 it never "
+                             "applies (kept for parity with the manifests).")
     autoscale_interval_s: float = Field(
         5.0, gt=0, le=300, description="How often the lag is read, seconds (KEDA pollingInterval).")
     autoscale_up_window_s: float = Field(

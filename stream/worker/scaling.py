@@ -3,8 +3,9 @@
 KEDA reports the consumer group's total lag as an ``AverageValue`` metric with the target
 ``lagThreshold``; the HPA then wants ``ceil(lag / lagThreshold)`` replicas, never more
 than the partitions (a consumer beyond them idles; KEDA's ``allowIdleConsumers: false``)
-nor than ``maxReplicaCount``, and at least ``minReplicaCount``. Below
-``activationLagThreshold`` the workload stays at its minimum. The HPA leaves the count
+nor than ``maxReplicaCount``, and at least ``minReplicaCount``. ``activationLagThreshold`` only decides scaling from and to zero
+(KEDA's activation phase): with a minimum of one or more it never applies, and the count
+follows the lag from the first record. The HPA leaves the count
 alone while the ratio of the metric to its target is within 10% of 1 (its
 ``tolerance``), and smooths with stabilisation windows: it grows to the lowest
 recommendation of the scale-up window and shrinks only to the highest recommendation of
@@ -41,8 +42,8 @@ class ScaleRule:
 
     def desired(self, lag: int, current: int) -> int:
         """The replica count the rule asks for at this lag, before stabilisation."""
-        if lag <= self.activation_lag:
-            return self.minimum
+        if self.minimum == 0 and lag <= self.activation_lag:
+            return 0  # not activated: KEDA keeps the workload at zero
         ratio = lag / (max(current, 1) * self.lag_threshold)
         if current >= 1 and abs(ratio - 1.0) <= HPA_TOLERANCE:
             wanted = current

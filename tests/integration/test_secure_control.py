@@ -111,3 +111,36 @@ def test_the_dlq_operator_inspects_and_replays_as_documented(stack: Stack) -> No
     assert refused.returncode != 0
     assert f"topic {admin.dlq_topic} does not exist" in refused.stderr, refused.stderr
     assert "or principal 'consumer' may not describe it" in refused.stderr
+
+
+@pytest.mark.parametrize("stack", ["secure"], indirect=True)
+def test_the_keda_principal_reads_the_lag_and_nothing_else(stack: Stack) -> None:
+    """Issue 34, item 11: KEDA's scaler had no principal on a secure cluster, so the lag
+    read failed and the fallback pinned the maximum. As `keda` it reads the group's
+    committed offsets and the end offsets (what `worker --autoscale` and KEDA read), and
+    may not read a request or join the group."""
+    from confluent_kafka import KafkaException
+
+    from stream.clients import RequestProducer, synthetic_requests
+    from stream.worker.autoscale import GroupLag
+
+    admin = stack.settings()
+    with RequestProducer(stack.acting_as(admin, "producer")) as producer:
+        for request in synthetic_requests(40, seed=5):
+            producer.send(request)
+    keda = stack.acting_as(admin, "keda")
+    reader = GroupLag(keda)
+    try:
+        lag, partitions = reader.read()
+    finally:
+        reader.close()
+    assert (lag, partitions) == (40, admin.partitions)
+    from tests.integration.test_secure_stack import _consume_error, _denied
+
+    assert _denied(_consume_error(keda, admin.requests_topic, admin.group))
+    other = GroupLag(stack.acting_as(admin.model_copy(update={"group_id": "someone"}), "keda"))
+    try:
+        with pytest.raises(KafkaException):
+            other.read(timeout_s=5)
+    finally:
+        other.close()

@@ -112,8 +112,13 @@ def test_broken_worker_copies_fail_the_checks(copy: Path) -> None:
          "        lagTreshold: \"1\"\n        lagThreshold:")
     edit(copy / "base" / "settings.env", "STREAMINFER_MODEL_REQUIRE_SIGNATURE=true",
          "STREAMINFER_MODEL_REQUIRE_SIGNATURE=false")
+    edit(copy / "base" / "kustomization.yaml", "  - worker/triggerauthentication.yaml\n", "")
     problems = worker_problems(render(copy / "base"))
     assert any("signed model versions only" in p for p in problems), problems
+    assert any("TriggerAuthentication 'worker-kafka', which is not rendered" in p
+               for p in problems), problems
+    edit(copy / "base" / "kustomization.yaml", "  - worker/scaledobject.yaml\n",
+         "  - worker/scaledobject.yaml\n  - worker/triggerauthentication.yaml\n")
     assert any("readinessProbe" in p for p in problems), problems
     assert any("terminationGracePeriodSeconds" in p for p in problems), problems
     assert any("maxReplicaCount 16 is above the 12 partitions" in p for p in problems), problems

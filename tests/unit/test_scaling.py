@@ -20,10 +20,16 @@ def test_desired_is_lag_over_threshold_rounded_up_within_the_bounds() -> None:
     assert ScaleRule(1, 12, 1000, partitions=4).desired(60_000, 1) == 4  # the partitions cap
 
 
-def test_below_activation_the_group_stays_at_its_minimum() -> None:
+def test_activation_only_decides_scaling_from_zero_as_in_keda() -> None:
+    """KEDA's activationLagThreshold governs the activation phase (0 <-> 1) only; with
+    minReplicaCount >= 1 the HPA follows lag / lagThreshold from the first record (as the
+    manifest's comment says). The local scaler held MIN below it (issue 34, item 11)."""
     rule = ScaleRule(minimum=2, maximum=8, lag_threshold=100, activation_lag=500)
-    assert rule.desired(499, 5) == 2
+    assert rule.desired(499, 5) == 5
     assert rule.desired(501, 2) == 6
+    from_zero = ScaleRule(minimum=0, maximum=8, lag_threshold=100, activation_lag=500)
+    assert from_zero.desired(499, 0) == 0
+    assert from_zero.desired(501, 0) == 6
 
 
 def test_within_the_hpa_tolerance_the_count_is_kept() -> None:
