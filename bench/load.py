@@ -156,8 +156,9 @@ class TimedRequests:
     the schema, so its offset is known; epoch milliseconds of this era are 6-byte varints.
     """
 
-    def __init__(self, requests: list[dict[str, Any]]) -> None:
-        encode = Encoder("InferenceRequest")
+    def __init__(self, requests: list[dict[str, Any]], sealer: Any = None) -> None:
+        encode = self._encode = Encoder("InferenceRequest")
+        self.sealer = sealer  # a stream.connect.field_keys.Sealer: seal at send time
         self.requests = requests
         self.t0 = int(time.time() * 1000)
         self.width = len(_varint(self.t0))
@@ -173,6 +174,12 @@ class TimedRequests:
 
     def at(self, i: int, created_ms: int) -> tuple[bytes, bytes]:
         """(key, value) of request ``i`` stamped with ``created_ms``."""
+        if self.sealer is not None:
+            # Sealed features bind created_at (envelope v2): seal at the send time. This
+            # costs the generator an encode per request (the sealed system only).
+            r = self.requests[i % len(self.requests)]
+            sealed, _kid = self.sealer.seal(dict(r, created_at=created_ms))
+            return str(r["entity_id"]).encode(), self._encode(sealed)
         key, data, offset = self.items[i % len(self.items)]
         stamp = _varint(created_ms)
         assert len(stamp) == self.width

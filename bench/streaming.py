@@ -129,7 +129,7 @@ def sealed_inputs(corpus: list[tuple[bytes, bytes]], requests: TimedRequests, lo
     write_keyring(keys, ring)
     sealer = Sealer(StaticKeySource(ring), {"*": SEALED})
     sealed = [sealer.seal(dict(r))[0] for r in requests.requests]
-    return encode_corpus(sealed), TimedRequests(sealed), keys
+    return encode_corpus(sealed), TimedRequests(requests.requests, sealer), keys
 
 
 def behind(phase: Any) -> bool:

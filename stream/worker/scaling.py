@@ -3,11 +3,11 @@
 KEDA reports the consumer group's total lag as an ``AverageValue`` metric with the target
 ``lagThreshold``; the HPA then wants ``ceil(lag / lagThreshold)`` replicas, never more
 than the partitions (a consumer beyond them idles; KEDA's ``allowIdleConsumers: false``)
-nor than ``maxReplicaCount``, and at least ``minReplicaCount``. ``activationLagThreshold`` only decides scaling from and to zero
-(KEDA's activation phase): with a minimum of one or more it never applies, and the count
-follows the lag from the first record. The HPA leaves the count
-alone while the ratio of the metric to its target is within 10% of 1 (its
-``tolerance``), and smooths with stabilisation windows: it grows to the lowest
+nor than ``maxReplicaCount``, and at least ``minReplicaCount``. ``activationLagThreshold``
+only decides scaling from and to zero (KEDA's activation phase): with a minimum of one or
+more it never applies, and the count follows the lag from the first record. The HPA
+leaves the count alone while the ratio of the metric to its target is within 10% of 1
+(its ``tolerance``), and smooths with stabilisation windows: it grows to the lowest
 recommendation of the scale-up window and shrinks only to the highest recommendation of
 the scale-down window, so a dip between bursts does not drop replicas that are needed
 again a minute later.

@@ -68,7 +68,10 @@ def test_a_request_with_none_of_the_fields_is_sent_as_it_is() -> None:
     ("moved to another request", "do not open"),
     ("header disagrees", "header says 'k9'"),
     ("truncated", "truncated or malformed"),
-    ("newer envelope", "envelope version 2"),
+    ("newer envelope", "envelope version 3"),
+    ("created_at spliced", "do not open"),
+    ("deadline spliced", "do not open"),
+    ("priority spliced", "do not open"),
     ("both sealed and clear", "both sealed and in clear"),
 ])
 def test_what_cannot_be_opened_is_named_and_no_value_leaks(case: str, expect: str) -> None:
@@ -87,7 +90,13 @@ def test_what_cannot_be_opened_is_named_and_no_value_leaks(case: str, expect: st
     elif case == "truncated":
         sealed = {**sealed, "sealed": sealed["sealed"][:20]}
     elif case == "newer envelope":
-        sealed = {**sealed, "sealed": b"\x02" + sealed["sealed"][1:]}
+        sealed = {**sealed, "sealed": b"\x03" + sealed["sealed"][1:]}
+    elif case == "created_at spliced":  # issue 34, item 13: bound since envelope v2
+        sealed = {**sealed, "created_at": sealed["created_at"] - 3_600_000}
+    elif case == "deadline spliced":
+        sealed = {**sealed, "deadline_ms": sealed["created_at"] + 10**9}
+    elif case == "priority spliced":
+        sealed = {**sealed, "priority": 9}
     elif case == "both sealed and clear":
         sealed = {**sealed, "features": {**sealed["features"], "amount": 1.0}}
     with pytest.raises(SealedFieldsError, match=expect) as info:
@@ -229,3 +238,36 @@ def test_the_producer_seals_what_the_model_declares_and_refuses_fields_without_k
     with pytest.raises(ConfigurationError, match="no field keys to seal with"):
         sealer_for(Settings(seal_fields="amount"))
     assert sealer_for(Settings(field_keys_file=keys)) is None  # the reference model: none
+
+
+def test_each_record_is_sealed_with_a_key_of_its_own_and_version_1_still_opens() -> None:
+    """Issue 34, item 13: random 96-bit nonces under one key allow about 2^32 seals; each
+    version-2 record derives its key from a random salt, so the field key's count does
+    not bound it. Records sealed by older producers (version 1) still open."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from fastavro import schemaless_writer
+
+    from processors.sealing import envelope
+
+    req = request()
+    one, _ = seal_features(ring("k1"), req, SENSITIVE)
+    two, _ = seal_features(ring("k1"), req, SENSITIVE)
+    blob1, blob2 = one["sealed"], two["sealed"]
+    assert blob1[0] == 2
+    start = 2 + len("k1")
+    salt1, salt2 = blob1[start:start + 16], blob2[start:start + 16]
+    assert salt1 != salt2
+    key = ring("k1").keys["k1"]
+    assert envelope._record_key(key, salt1, "k1") != envelope._record_key(key, salt2, "k1")
+    assert envelope._record_key(key, salt1, "k1") != key
+    # A version-1 envelope (the field key itself, the old associated data).
+    import io
+    import os
+
+    secret = {k: float(v) for k, v in req["features"].items() if k in SENSITIVE}
+    buf = io.BytesIO()
+    schemaless_writer(buf, envelope._MAP, secret)
+    nonce = os.urandom(12)
+    body = AESGCM(key).encrypt(nonce, buf.getvalue(), envelope._aad("k1", req, version=1))
+    v1 = {**one, "sealed": b"\x01\x02k1" + nonce + body}
+    assert open_sealed(ring("k1"), v1, "k1")["features"] == req["features"]
