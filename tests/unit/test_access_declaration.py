@@ -45,3 +45,13 @@ def test_the_packaged_declaration_keeps_every_prefix_inside_its_namespace() -> N
                 continue
             reached = [o for o in other if o.startswith(grant.name)]
             assert reached == [], (name, grant.name, reached)
+
+
+def test_the_docs_table_has_a_row_for_every_declared_principal() -> None:
+    """docs/running-securely.md's "Who can do what" is checked cell by cell on the secure
+    stack (tests/integration/test_secure_matrix.py); a principal added to the declaration
+    needs its row there too."""
+    docs = (Path(__file__).parents[2] / "docs" / "running-securely.md").read_text()
+    table = docs[docs.index("## Who can do what"):docs.index("## How it works")]
+    missing = [p for p in load().principals if f"(`{p}`)" not in table]
+    assert missing == [], f"no row in running-securely's table for {missing}"
