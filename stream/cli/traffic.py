@@ -233,6 +233,10 @@ def answers(count: int | None, timeout: float | None, from_beginning: bool, grou
         if s.regions else []
     others = [n for n in (parse_regions(s.regions) if s.regions else {}) if n not in here]
     topics = answer_topics(s, others)
+    unseen = [t for t in (s.predictions_topic, s.dlq_topic) if t not in topics]
+    if unseen:
+        click.echo(f"not read: {', '.join(unseen)} (absent, or not visible to this principal: "
+                   "`streaminfer acls show`)", err=True)
     name = group or f"{s.namespace}.answers.{uuid.uuid4().hex[:8]}"
     seen = FirstSeen(make_redis(s, timeout_s=2.0), s.namespace, name, ttl_s)
     counts = UniqueCounts()

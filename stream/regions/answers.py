@@ -36,7 +36,9 @@ log = logging.getLogger(__name__)
 
 
 def answer_topics(settings: Settings, other_regions: Sequence[str]) -> list[str]:
-    """This region's predictions and dead letters and the mirrored ones that exist."""
+    """This region's predictions and dead letters and the mirrored ones that exist, as far
+    as this principal can see them (Kafka hides the topics a principal may not describe:
+    the `consumer` principal reads predictions, not dead letters)."""
     own = [settings.predictions_topic, settings.dlq_topic]
     wanted = own + [f"{region}.{topic}" for region in other_regions for topic in own]
     consumer = Consumer({**kafka_config.common(settings), "group.id": "streaminfer-answers",
@@ -45,7 +47,7 @@ def answer_topics(settings: Settings, other_regions: Sequence[str]) -> list[str]
         present = consumer.list_topics(timeout=10).topics
     finally:
         consumer.close()
-    return [t for t in wanted if t in own or t in present]
+    return [t for t in wanted if t in present]
 
 
 @dataclass

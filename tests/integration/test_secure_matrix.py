@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -105,7 +106,7 @@ def _redis(settings: Settings) -> set[str] | None:
         client.ping()
     except redis.AuthenticationError:
         return None
-    tries = {
+    tries: dict[str, Callable[[], Any]] = {
         "read features": lambda: client.hgetall(f"{ns}:fv:card_activity:{{m}}"),
         "write features": lambda: client.hset(f"{ns}:fv:card_activity:{{m}}", "x", "1"),
         "answered": lambda: client.set(f"{ns}:answered:{{m}}", "1"),
