@@ -52,15 +52,25 @@ def model_sensitive_features(settings: Settings) -> tuple[str, frozenset[str]] |
         name = "*"
     return name, frozenset(repo.sensitive_features)
 
+SEALS_PER_KEY_LIMIT = 2**48  # records one field key seals in one process (see Sealer)
+
 
 class Sealer:
     """Seals the sensitive features of each outgoing request with the primary key.
 
-    ``fields`` maps a model name to its sensitive features (``"*"``: every model)."""
+    ``fields`` maps a model name to its sensitive features (``"*"``: every model).
+    ``seals`` counts the records sealed per key id; past ``limit`` with one key the
+    sealer refuses and asks for a rotation. Each record is sealed with a key derived from
+    a random 128-bit salt (envelope v2), so the limit is on salt collisions: at 2^48
+    records the chance that two share a salt is about 2^-33 (without the derivation,
+    random 96-bit nonces under one key would allow about 2^32)."""
 
-    def __init__(self, keys: KeySource, fields: Mapping[str, frozenset[str]]) -> None:
+    def __init__(self, keys: KeySource, fields: Mapping[str, frozenset[str]],
+                 limit: int = SEALS_PER_KEY_LIMIT) -> None:
         self.keys = keys
         self.fields = dict(fields)
+        self.limit = limit
+        self.seals: dict[str, int] = {}
 
     def _fields(self, model: str) -> frozenset[str]:
         return self.fields.get(model) or self.fields.get("*") or frozenset()
@@ -70,7 +80,17 @@ class Sealer:
         fields = self._fields(request["model"])
         if not fields:
             return request, None
-        return seal_features(self.keys.current(), request, fields)
+        ring = self.keys.current()
+        kid = ring.primary
+        if kid is not None and self.seals.get(kid, 0) >= self.limit:
+            raise ConfigurationError(
+                f"field key {kid!r} sealed {self.seals[kid]:,} records in this process, its "
+                f"limit ({self.limit:,}): rotate it (`streaminfer field-keys add`, then make "
+                "the new key primary), then send again")
+        sealed, used = seal_features(ring, request, fields)
+        if used is not None:
+            self.seals[used] = self.seals.get(used, 0) + 1
+        return sealed, used
 
 
 def sealer_for(settings: Settings) -> Sealer | None:

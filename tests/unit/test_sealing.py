@@ -271,3 +271,21 @@ def test_each_record_is_sealed_with_a_key_of_its_own_and_version_1_still_opens()
     body = AESGCM(key).encrypt(nonce, buf.getvalue(), envelope._aad("k1", req, version=1))
     v1 = {**one, "sealed": b"\x01\x02k1" + nonce + body}
     assert open_sealed(ring("k1"), v1, "k1")["features"] == req["features"]
+
+
+def test_a_producer_counts_seals_per_key_and_refuses_past_the_limit() -> None:
+    """Issue 34, item 13: seals are counted per key and a key is retired before its limit
+    (a small limit here; the real one is 2^48, see stream.connect.field_keys.Sealer)."""
+    from stream.connect.field_keys import Sealer
+    from stream.exceptions import ConfigurationError
+
+    sealer = Sealer(StaticKeySource(ring("k1")), {"*": SENSITIVE}, limit=3)
+    for _ in range(3):
+        sealer.seal(request())
+    assert sealer.seals == {"k1": 3}
+    with pytest.raises(ConfigurationError, match=r"field key 'k1' sealed 3 records.*rotate"):
+        sealer.seal(request())
+    rotated = Sealer(StaticKeySource(ring("k1", "k2", primary="k2")), {"*": SENSITIVE}, limit=3)
+    rotated.seals = dict(sealer.seals)
+    rotated.seal(request())
+    assert rotated.seals == {"k1": 3, "k2": 1}
