@@ -69,8 +69,11 @@ def _aad(kid: str, request: dict[str, Any], version: int = VERSION) -> bytes:
     parts = [kid, request["request_id"], request["entity_id"], request["model"]]
     if version == 1:
         return _AAD_PREFIX + b"\x00".join(p.encode() for p in parts)
-    deadline = request.get("deadline_ms")
-    parts += [str(int(request["created_at"])), "" if deadline is None else str(int(deadline)),
+    # Decoded requests always carry created_at (the schema requires it); a dict without
+    # it binds "" rather than raise (the fuzzer's request had none).
+    created, deadline = request.get("created_at"), request.get("deadline_ms")
+    parts += ["" if created is None else str(int(created)),
+              "" if deadline is None else str(int(deadline)),
               str(int(request.get("priority") or 0))]
     return _AAD_PREFIX_V2 + b"\x00".join(p.encode() for p in parts)
 

@@ -109,7 +109,9 @@ def json_lines(data: bytes) -> str:
 
 
 SEALED_REQUEST: dict[str, Any] = {"request_id": "fuzz", "entity_id": "e", "model": "fraud",
-                                  "features": {"hour_of_day": 3.0}, "sealed": None}
+                                  "created_at": 1_700_000_000_000, "deadline_ms": None,
+                                  "priority": 0, "features": {"hour_of_day": 3.0},
+                                  "sealed": None}
 
 
 @cache
