@@ -35,6 +35,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, New
 
 from processors.registry.directory import MANIFEST, DirectoryRegistry
 from stream.connect import kafka_config
+from stream.connect.to_end import read_to_end
 from stream.connect.topics import partition_watermarks, wait_for_leaders
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.lifecycle.control import control_topic
@@ -97,27 +98,11 @@ def control_records(settings: Settings) -> list[dict[str, str]]:
     consumer = Consumer({**kafka_config.common(settings), "group.id": "streaminfer-backup",
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
     try:
-        meta = consumer.list_topics(topic, timeout=TIMEOUT).topics.get(topic)
-        if meta is None or meta.error is not None:
-            return []
+        # To the end offsets as of now: control decisions are written in transactions, so
+        # the last offset is a commit marker no read_committed reader receives.
         latest: dict[bytes, bytes | None] = {}
-        for p in meta.partitions:
-            low, high = partition_watermarks(consumer, topic, p, TIMEOUT)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, p, low)])
-            end = time.monotonic() + TIMEOUT
-            position = low
-            while position < high and time.monotonic() < end:
-                for msg in consumer.consume(500, 1.0):
-                    if msg.error() is not None:
-                        continue
-                    position = (msg.offset() or 0) + 1
-                    latest[msg.key() or b""] = msg.value()
-            if position < high:
-                raise KafkaOperationError(f"reading {topic}[{p}] stopped at {position} of "
-                                          f"{high} within {TIMEOUT:.0f}s; try again",
-                                          retriable=True)
+        for msg in read_to_end(consumer, [topic], stall_s=TIMEOUT):
+            latest[msg.key() or b""] = msg.value()
         return [{"key": k.decode(), "value": base64.b64encode(v).decode()}
                 for k, v in sorted(latest.items()) if v is not None]
     finally:
