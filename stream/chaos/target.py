@@ -138,10 +138,6 @@ class Fleet:
         """Pids of the workers that run."""
         return [p.pid for p in self.procs.values() if p.poll() is None]
 
-    def exited(self) -> dict[int, int]:
-        """Workers that ended: index -> exit code."""
-        return {i: p.returncode for i, p in self.procs.items() if p.poll() is not None}
-
     def unexpected_exits(self) -> dict[str, int]:
         """Workers that ended on their own: worker id -> exit code. A clean exit (0), our
         SIGTERM (-15) and a SIGKILL this run sent are expected; any other code is not,

@@ -27,6 +27,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from stream.connect.topics import partition_watermarks
 from stream.exceptions import KafkaOperationError
 
 Part = tuple[str, int]
@@ -91,22 +92,17 @@ def end_offsets(consumer: Consumer, topics: Iterable[str], timeout_s: float = 10
                     raise refused
             continue
         for partition in sorted(meta.partitions):
-            while True:  # a new (or freshly mirrored) partition may have no leader yet
-                try:
-                    low, high = consumer.get_watermark_offsets(
-                        TopicPartition(topic, partition), timeout=5)
-                    break
-                except KafkaException as exc:
-                    refused = refusal(exc.args[0], f"{topic}[{partition}]")
-                    if refused is not None:
-                        raise refused from exc
-                    if time.monotonic() > deadline:
-                        raise KafkaOperationError(
-                            f"the end offset of {topic}[{partition}] did not come within "
-                            f"{timeout_s:.0f} s ({exc}); is its leader up? Run the command "
-                            "again", retriable=True) from exc
-                    time.sleep(0.2)
-            out[(topic, partition)] = (int(low), int(high))
+            try:
+                out[(topic, partition)] = partition_watermarks(
+                    consumer, topic, partition, max(0.0, deadline - time.monotonic()))
+            except KafkaException as exc:
+                refused = refusal(exc.args[0], f"{topic}[{partition}]")
+                if refused is not None:
+                    raise refused from exc
+                raise KafkaOperationError(
+                    f"the end offset of {topic}[{partition}] did not come within "
+                    f"{timeout_s:.0f} s ({exc}); is its leader up? Run the command again",
+                    retriable=True) from exc
     return out
 
 

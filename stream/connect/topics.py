@@ -126,17 +126,24 @@ def create_topic(settings: Settings, name: str, partitions: int, timeout: float 
     wait_for_leaders(admin, [name], timeout)
 
 
+# Refusals no wait changes: raised at once instead of retried to the deadline.
+AUTHORIZATION = {KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.GROUP_AUTHORIZATION_FAILED,
+                 KafkaError.CLUSTER_AUTHORIZATION_FAILED, KafkaError._AUTHENTICATION,
+                 KafkaError._SSL}
+
+
 def partition_watermarks(consumer: Consumer, topic: str, partition: int,
                          deadline_s: float = 30.0) -> tuple[int, int]:
-    """(low, high) of one partition; retried while a new (or freshly mirrored) topic's
+    """(low, high) of one partition (``high`` is the last stable offset for a
+    read_committed consumer); retried while a new (or freshly mirrored) topic's
     leadership settles, which answers NOT_LEADER_FOR_PARTITION for a moment."""
     end = time.monotonic() + deadline_s
     while True:
         try:
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=5)
             return int(low), int(high)
-        except KafkaException:
-            if time.monotonic() > end:
+        except KafkaException as exc:
+            if time.monotonic() > end or exc.args[0].code() in AUTHORIZATION:
                 raise
             time.sleep(0.2)
 

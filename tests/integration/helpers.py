@@ -230,3 +230,10 @@ def request_only(request: dict[str, Any], entity: str, rid: str) -> dict[str, An
     """A request carrying only its request-time features (the rest come from Redis)."""
     feats = {k: v for k, v in request["features"].items() if k not in VIEW_FEATURES}
     return dict(request, entity_id=entity, request_id=rid, features=feats)
+
+
+def run_in_thread(worker: Any) -> threading.Thread:
+    """Run a Worker (stream.worker.loop) on a daemon thread of this process."""
+    thread = threading.Thread(target=worker.run, daemon=True)
+    thread.start()
+    return thread

@@ -68,6 +68,18 @@ def registry_with(tmp_path: Path, extra: dict[str, Path]) -> Path:
     return root
 
 
+def caught_up(settings: Settings, on_refused: Any = None
+              ) -> tuple[dict[str, Any], dict[str, int]]:
+    """A new follower's state after catching up, and what it refused, by reason."""
+    from stream.lifecycle.control import ControlFollower
+
+    follower = ControlFollower(settings, on_refused=on_refused)
+    try:
+        return follower.catch_up(), follower.refused
+    finally:
+        follower.close()
+
+
 def predictions(collector: object, settings: Settings) -> list[dict[str, object]]:
     with collector.lock:  # type: ignore[attr-defined]
         return [v for t, v, _ in collector.seen  # type: ignore[attr-defined]
@@ -214,7 +226,7 @@ def test_undecodable_and_out_of_range_control_records_are_counted_and_ignored(
     from confluent_kafka import Producer
 
     from schemas.serde import Encoder
-    from stream.lifecycle.control import ControlFollower, control_topic, transition
+    from stream.lifecycle.control import control_topic, transition
 
     good = transition(None, "fraud", "promote", version="1", at_ms=1)
     bad_share = {**good, "canary_version": "2", "canary_share": 7.0, "at": 2}
@@ -224,14 +236,10 @@ def test_undecodable_and_out_of_range_control_records_are_counted_and_ignored(
         producer.produce(control_topic(settings), value, b"fraud")
     assert producer.flush(30) == 0
     seen: list[str] = []
-    follower = ControlFollower(settings, on_refused=seen.append)
-    try:
-        state = follower.catch_up()
-    finally:
-        follower.close()
+    state, refused = caught_up(settings, seen.append)
     assert state["fraud"]["active_version"] == "1"
     assert state["fraud"]["canary_version"] is None
-    assert follower.refused == {"undecodable": 1, "invalid": 1}
+    assert refused == {"undecodable": 1, "invalid": 1}
     assert sorted(seen) == ["invalid", "undecodable"]
 
 
@@ -244,7 +252,7 @@ def test_catching_up_reads_the_control_topic_to_its_end_past_records_that_change
     from confluent_kafka import Producer
 
     from schemas.serde import Encoder
-    from stream.lifecycle.control import ControlFollower, control_topic, transition
+    from stream.lifecycle.control import control_topic, transition
 
     producer = Producer(kafka_config.client_producer(settings))
     topic = control_topic(settings)
@@ -255,14 +263,10 @@ def test_catching_up_reads_the_control_topic_to_its_end_past_records_that_change
     producer.produce(topic, Encoder("ModelControl")(
         transition(None, "churn", "promote", version="4", at_ms=2)), b"churn")
     assert producer.flush(30) == 0
-    follower = ControlFollower(settings)
-    try:
-        state = follower.catch_up()
-    finally:
-        follower.close()
+    state, refused = caught_up(settings)
     assert state["fraud"]["active_version"] == "1"
     assert state["churn"]["active_version"] == "4"
-    assert follower.refused == {"undecodable": 250}
+    assert refused == {"undecodable": 250}
 
 
 def test_control_writes_are_conditional_and_ordered_by_the_log(settings: Settings) -> None:
@@ -273,7 +277,7 @@ def test_control_writes_are_conditional_and_ordered_by_the_log(settings: Setting
     from confluent_kafka import KafkaException, Producer
 
     from schemas.serde import Encoder
-    from stream.lifecycle.control import ControlFollower, control_topic, transition
+    from stream.lifecycle.control import control_topic, transition
     from stream.lifecycle.control_writer import ControlWriter
 
     hour_ms = 3_600_000
@@ -299,12 +303,8 @@ def test_control_writes_are_conditional_and_ordered_by_the_log(settings: Setting
     producer = Producer(kafka_config.client_producer(settings))
     producer.produce(control_topic(settings), Encoder("ModelControl")(stale), b"fraud")
     assert producer.flush(30) == 0
-    follower = ControlFollower(settings)
-    try:
-        state = follower.catch_up()
-    finally:
-        follower.close()
+    state, refused = caught_up(settings)
     assert state["fraud"]["active_version"] == "1"
     assert state["fraud"]["shadow_version"] == "3"
     assert state["fraud"]["actor"] == "other-writer"
-    assert follower.refused == {"stale": 1}
+    assert refused == {"stale": 1}

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from confluent_kafka import Producer
 
 from stream.connect.topics import ensure_topics
 from stream.worker.loop import Worker
 from tests.integration.conftest import Endpoints, make_settings
-from tests.integration.helpers import produce_all, start_collector, wait_for_all, wait_until
+from tests.integration.helpers import (
+    produce_all,
+    run_in_thread,
+    start_collector,
+    wait_for_all,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -20,8 +24,7 @@ def test_fenced_producer_is_recreated_and_nothing_is_duplicated(cluster: Endpoin
     ensure_topics(settings)
     collector = start_collector(settings)
     worker = Worker(settings, worker_id="eos-0")
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
+    thread = run_in_thread(worker)
     try:
         first = produce_all(settings, 500, seed=51)
         wait_for_all(collector, first, deadline_s=60)
@@ -60,8 +63,7 @@ def test_reading_to_the_end_finishes_while_an_exactly_once_worker_keeps_writing(
     ensure_topics(settings)
     collector = start_collector(settings)
     worker = Worker(settings, worker_id="eos-end")
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
+    thread = run_in_thread(worker)
     paced = PacedProducer(settings, count=30_000, rate=200, seed=55)
     try:
         first = produce_all(settings, 300, seed=54)

@@ -27,6 +27,7 @@ from tests.integration.conftest import Endpoints, make_settings
 from tests.integration.helpers import (
     WorkerPool,
     produce_all,
+    run_in_thread,
     settings_env,
     start_collector,
     wait_for_all,
@@ -91,12 +92,6 @@ def test_metrics_after_a_known_workload_and_status(settings: Settings,
     assert "requests: lag 0" in text
     assert "fraud v1" in text
     assert url in text
-
-
-def run_in_thread(worker: Worker) -> threading.Thread:
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_readyz_follows_the_model_probe(cluster: Endpoints) -> None:

@@ -15,6 +15,7 @@ from tests.integration.conftest import Stack
 from tests.integration.helpers import (
     PacedProducer,
     WorkerPool,
+    run_in_thread,
     start_collector,
     streaminfer,
     wait_for_all,
@@ -90,10 +91,7 @@ def test_the_dlq_operator_inspects_and_replays_as_documented(stack: Stack) -> No
     from stream.worker.loop import Worker
 
     worker = Worker(stack.acting_as(admin, "worker"), worker_id="dlq0")
-    import threading
-
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
+    thread = run_in_thread(worker)
     try:
         wait_until(lambda: worker.stats.dead_letters >= 3, 60, "three dead letters")
     finally:
