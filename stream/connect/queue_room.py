@@ -59,13 +59,15 @@ def produce_when_room(producer: Any, topic: str, value: bytes | None, key: bytes
     (default: block as long as it takes). True when queued, False when dropped."""
     policy = policy or Block()
     wait_s = policy.wait_s if isinstance(policy, Drop) else policy.deadline_s
-    deadline = None if wait_s is None else time.monotonic() + wait_s
+    deadline: float | None = None
     while True:
         try:
             producer.produce(topic, value, key, **extra)
             return True
         except BufferError:
             now = time.monotonic()
+            if deadline is None and wait_s is not None:  # set on the first refusal only:
+                deadline = now + wait_s  # the hot path (room at once) reads no clock
             if deadline is not None and now >= deadline:
                 if isinstance(policy, Drop):
                     policy.on_drop()
