@@ -159,7 +159,9 @@ class ControlFollower:
         "until the first empty poll": over TLS and SCRAM, or with a remote leader, the
         first fetch can come back empty while the topic holds the state, and a state
         built from nothing would serve the image's default model or wipe a canary).
-        Raises KafkaOperationError when the end is not reached within ``deadline_s``."""
+        Raises KafkaOperationError when the end is not reached within ``deadline_s``.
+        (Not ``to_end.read_spans``: that drops what lies past the end offsets, and this
+        consumer goes on following the topic, so every record must reach ``poll``.)"""
         topics = sorted({t for t, _p in self._parts})
         ends = {part: end for part, (low, end) in end_offsets(self._consumer, topics).items()
                 if part in self._parts and end > low}
