@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import signal
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from stream.chaos.fault import Context, Fault
+from stream.clients import now_ms
 from stream.connect.groups import describe, is_serving
 
 
@@ -56,26 +59,70 @@ class WorkerKill(Fault):
 class ZombieWorker(Fault):
     """SIGSTOP a worker for longer than its session and transaction timeouts, then
     SIGCONT it: the group has moved its partitions on, and whatever the zombie then tries
-    to write or commit must never become visible (the checker counts duplicates)."""
+    to write or commit must never become visible (the checker counts duplicates).
+
+    The frozen worker's open transaction holds back what read_committed readers see
+    (the last stable offset of every prediction partition it wrote to) until its
+    coordinator aborts it: ``takeover`` is when the group served every partition without
+    it, and readers must see answers again within ``resume_goal_s`` of that."""
 
     name: ClassVar[str] = "zombie-worker"
     summary: ClassVar[str] = "SIGSTOP a worker past session and transaction timeouts, then SIGCONT"
     hold_s: float = 0.0  # set from the settings at inject
+    resume_goal_s: float = 15.0
 
     def inject(self, ctx: Context) -> None:
         s = ctx.settings
         self.hold_s = max(s.session_timeout_ms, s.transaction_timeout_ms) / 1000 + 3
+        self.frozen_ms = now_ms()
+        self.takeover_ms: int | None = None
         ctx.fleet.signal(0, signal.SIGSTOP)
         ctx.note(f"SIGSTOPped {ctx.fleet.worker_id(0)} for {self.hold_s:.0f}s (session "
                  f"{s.session_timeout_ms} ms, transaction {s.transaction_timeout_ms} ms)")
+        self._watch = threading.Thread(target=self._await_takeover, args=(ctx,), daemon=True)
+        self._watch.start()
+
+    def _await_takeover(self, ctx: Context) -> None:
+        """Record when the others serve every partition without the frozen worker."""
+        others = len(ctx.fleet.procs) - 1
+        end = time.monotonic() + self.hold_s
+        while time.monotonic() < end and others > 0:
+            view = describe(ctx.settings)
+            if view.members == others and is_serving(view, others, ctx.settings.partitions):
+                self.takeover_ms = now_ms()
+                return
+            time.sleep(0.5)
 
     def heal(self, ctx: Context) -> None:
+        self._watch.join(10)
         ctx.fleet.signal(0, signal.SIGCONT)
         ctx.note(f"SIGCONT {ctx.fleet.worker_id(0)}: a zombie now, it must be fenced")
 
     def settled(self, ctx: Context) -> bool:
         """The fenced worker has rejoined the group (its rejoin moves partitions)."""
         return whole_group(ctx)
+
+    def evidence(self, ctx: Context) -> str | None:
+        if len(ctx.fleet.procs) < 2:
+            return None  # nobody to take over: the flow resumes with the zombie's return
+        if self.takeover_ms is None:
+            return (f"the group never served every partition without the frozen worker "
+                    f"within {self.hold_s:.0f}s (session timeout "
+                    f"{ctx.settings.session_timeout_ms} ms): see the worker logs")
+        take_s = (self.takeover_ms - self.frozen_ms) / 1000
+        seen = [t for t in ctx.answers.first_at.values() if t >= self.takeover_ms]
+        if not seen:
+            return "read_committed readers saw no answer after the takeover"
+        resume_s = (min(seen) - self.takeover_ms) / 1000
+        ctx.note(f"takeover {take_s:.1f}s after the freeze; read_committed readers saw "
+                 f"answers {resume_s:.1f}s after it (goal {self.resume_goal_s:.0f}s)")
+        if resume_s > self.resume_goal_s:
+            return (f"read_committed readers saw nothing for {resume_s:.1f}s after the "
+                    f"takeover (goal {self.resume_goal_s:.0f}s): the frozen worker's "
+                    "transaction held the last stable offset; check the transaction timeout "
+                    "and the brokers' transaction.abort.timed.out.transaction.cleanup."
+                    "interval.ms")
+        return None
 
 
 @dataclass

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stream.chaos.scenario import Result
+from stream.chaos.soak import SoakResult
 
 
 def _fmt(value: float | None, unit: str, digits: int = 1) -> str:
@@ -42,3 +43,33 @@ def table(results: Sequence[Result], title: str = "chaos run") -> str:
 def write_json(results: Sequence[Result], path: Path, meta: dict[str, object]) -> None:
     """The same rows, with the run's parameters."""
     path.write_text(json.dumps({**meta, "results": [r.as_dict() for r in results]}, indent=2))
+
+
+def soak_table(result: SoakResult) -> str:
+    """One row per strike (when, what, recovery against its bound, p99 during, verdict),
+    then the checker's count over the whole soak in the title."""
+    from rich.console import Console
+    from rich.table import Table
+
+    verdict = "pass" if result.ok else "FAIL"
+    t = Table(title=(f"chaos soak, seed {result.seed}: {len(result.strikes)} strikes in "
+                     f"{result.elapsed_s / 60:.1f} min, {result.requests:,} requests, "
+                     f"{result.refused} refused, {result.lost} lost, {result.duplicates} "
+                     f"duplicates; bound {result.bound_ms:.0f} ms (p99 before "
+                     f"{_fmt(result.p99_before_ms, ' ms', 0)}): {verdict}"))
+    for col in ("#", "at", "fault(s)", "recovery (bound)", "p99 during", "verdict"):
+        t.add_column(col)
+    for run in result.strikes:
+        f = run.figures
+        goal = "" if run.goal_s is None else f" (≤{run.goal_s:.0f}s)"
+        t.add_row(str(run.index), f"{run.strike.at_s:.0f}s", run.strike.label,
+                  (_fmt(f.recovery_s, "s") if f else "-") + goal,
+                  _fmt(f.p99_during_ms if f else None, " ms", 0),
+                  "pass" if not run.problems else "FAIL: " + "; ".join(run.problems))
+    console = Console(file=sys.stdout, width=200, record=True)
+    with console.capture() as cap:
+        console.print(t)
+    lines = [cap.get()]
+    lines += [f"run: {p}" for p in result.problems]
+    lines += [f"left out {name}: {why}" for name, why in result.skipped.items()]
+    return "\n".join(lines)

@@ -101,7 +101,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
     if not scenario.fault.regional:  # a two-region target: the others run in the first
         update.update(regions=None, region_redis=None)
     settings = base.model_copy(update=update)
-    _await_whole(containers, settings)
+    await_whole(containers, settings)
     regions = _prepare_topics(settings)
     fleet = Fleet(settings, run_dir)
     answers = Answers(settings)
@@ -123,14 +123,14 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         load.start()
         # A fresh cluster can take a while before every partition flows (a transaction
         # coordinator still loading its log): the baseline starts only once it does.
-        wait_for(lambda: answers.error is not None or _steady(load, answers), 120,
+        wait_for(lambda: answers.error is not None or steady(load, answers), 120,
                  "a steady flow before the fault (98 % of the requests sent 4-8 s ago answered)",
                  interval=0.5)
         if answers.error is not None:
             raise RuntimeError(f"the answers reader failed: {answers.error}")
         time.sleep(plan.warmup_s)  # a steady baseline: the p99 the bound is derived from
         fault_ms = now_ms()
-        _strike(scenario.fault, ctx, problems)
+        strike(scenario.fault, ctx, problems)
         time.sleep(plan.after_s)  # load keeps flowing after the heal: recovery is measured
         decided_ms = _until_flowing(scenario.fault, ctx, plan, (ctx.marks or [fault_ms])[-1],
                                     problems)
@@ -151,7 +151,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         timeline = Timeline.build({k: v.created_at for k, v in sent.items()},
                                   dict(answers.first_at))
         marks = ctx.marks or [fault_ms]
-        each = [recovery(timeline, m, [*marks, end_ms][i + 1], baseline_s=_baseline_s(plan),
+        each = [recovery(timeline, m, [*marks, end_ms][i + 1], baseline_s=baseline_s(plan),
                          next_strike=i + 1 < len(marks))
                 for i, m in enumerate(marks)]
         figures, last = worst(each), each[-1]
@@ -169,10 +169,10 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
         fleet.stop_all()
     scenario.fault.after(ctx)
     try:
-        verdicts = _check(settings, load.recorded(), plan.drain_s if regions > 1 else 0)
+        verdicts = check_views(settings, load.recorded(), plan.drain_s if regions > 1 else 0)
     finally:
         if not plan.keep:
-            _delete_topics(settings, ctx)
+            delete_topics(settings, ctx)
     lost = sum(len(v.outcomes.missing) for v in verdicts)
     dups = sum(len(v.outcomes.duplicates) for v in verdicts)
     problems += _judge(scenario, ctx, verdicts, figures, goal_figures, last, fleet, load, plan)
@@ -180,7 +180,7 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
                   lost, dups, figures, scenario.goal_s, problems, ctx.notes)
 
 
-def _delete_topics(settings: Settings, ctx: Context) -> None:
+def delete_topics(settings: Settings, ctx: Context) -> None:
     """The scenario's namespace is its own: delete its topics in every region (with a
     30-day dead-letter retention they would pile up run after run); `--keep` keeps them."""
     clusters = ([region_settings(settings, b) for b in parse_regions(settings.regions).values()]
@@ -200,7 +200,7 @@ def _delete_topics(settings: Settings, ctx: Context) -> None:
                     f"{here.bootstrap_servers} (--keep keeps them)")
 
 
-def _await_whole(containers: Containers, settings: Settings) -> None:
+def await_whole(containers: Containers, settings: Settings) -> None:
     """Every broker container of the cluster is registered again (the previous scenario's
     broker may still be rejoining), so that the scenario's topics get their replicas."""
     if not containers.brokers:
@@ -212,14 +212,14 @@ def _await_whole(containers: Containers, settings: Settings) -> None:
              "(`streaminfer dev status`)", interval=1.0)
 
 
-def _baseline_s(plan: Plan) -> float:
+def baseline_s(plan: Plan) -> float:
     """The period before the fault whose latencies set the bound: the warm-up and the
     4 s before it that the steady-flow check saw answered. Only requests answered before
     the fault count, so with a p99 of 3 s a 3-s warm-up alone could hold none."""
     return plan.warmup_s + 4.0
 
 
-def _steady(load: Load, answers: Answers) -> bool:
+def steady(load: Load, answers: Answers) -> bool:
     """At least 98 % of the requests sent between 8 and 4 s ago have an answer (and there
     are at least two seconds' worth): the flow is steady enough to measure a baseline.
     Not 100 %: under exactly-once on a busy two-core machine a p99 of 3 s is normal."""
@@ -272,7 +272,7 @@ def _until_flowing(fault: Fault, ctx: Context, plan: Plan, strike_ms: int,
             sent = ctx.load.created_at()
             timeline = Timeline.build(sent, dict(ctx.answers.first_at))
             if recovery(timeline, strike_ms, judged_to,
-                        baseline_s=_baseline_s(plan)).recovery_s is not None:
+                        baseline_s=baseline_s(plan)).recovery_s is not None:
                 return judged_to
         time.sleep(1.0)
     if not fault.settled(ctx):
@@ -281,7 +281,7 @@ def _until_flowing(fault: Fault, ctx: Context, plan: Plan, strike_ms: int,
     return None
 
 
-def _check(settings: Settings, recorded: dict[str, Any], wait_s: float) -> list[Any]:
+def check_views(settings: Settings, recorded: dict[str, Any], wait_s: float) -> list[Any]:
     """The checker's verdicts; with two regions, re-read (up to ``wait_s``) while a
     region's view still misses answers MirrorMaker has yet to copy there."""
     end = time.monotonic() + wait_s
@@ -292,7 +292,7 @@ def _check(settings: Settings, recorded: dict[str, Any], wait_s: float) -> list[
         time.sleep(2.0)
 
 
-def _strike(fault: Fault, ctx: Context, problems: list[str]) -> None:
+def strike(fault: Fault, ctx: Context, problems: list[str]) -> None:
     """Inject, hold, heal; a fault that fails to act is a failed scenario, and the heal
     runs whatever happened (a half-injected fault must not outlive its scenario)."""
     try:

@@ -125,3 +125,73 @@ def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: flo
         failed = sorted({r.scenario for r in results if not r.ok})
         click.echo(f"failed: {', '.join(failed)}; worker logs under {log_dir}", err=True)
         raise SystemExit(1)
+
+
+@chaos.command("soak")
+@click.option("--duration", "duration", default="30m", show_default=True,
+              help="How long faults keep coming (600s, 30m, 2h); the run lasts longer by "
+                   "the warm-up, the last strike's recovery and the final check.")
+@click.option("--seed", type=int, required=True,
+              help="Seed of the fault schedule: the same seed draws the same schedule "
+                   "(against a target of the same shape).")
+@click.option("--rate", type=float, default=100.0, show_default=True,
+              help="Requests per second offered throughout (open loop).")
+@click.option("--workers", "n_workers", type=int, default=2, show_default=True,
+              help="Worker processes (exactly-once, stable ids chaos-0...).")
+@click.option("--faults", "fault_names", default=None,
+              help="Comma-separated faults to draw from (default: every soakable one "
+                   "the target can take; `streaminfer chaos list` names them).")
+@click.option("--gap", default="10-30", show_default=True,
+              help="Seconds between one strike's settling and the next, drawn from this range.")
+@click.option("--combinations", type=float, default=0.25, show_default=True,
+              help="Share of strikes that are two faults at once (0 to 1).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as JSON here.")
+@click.option("--no-bounds", is_flag=True,
+              help="Report recoveries past their bound instead of failing the soak.")
+@click.option("--keep", is_flag=True, help="Keep the soak's topics for inspection.")
+@settings_options(*CONNECTION, *TOPICS, *WORKER)
+def chaos_soak(duration: str, seed: int, rate: float, n_workers: int, fault_names: str | None,
+               gap: str, combinations: float, json_path: Path | None, no_bounds: bool,
+               keep: bool, **kwargs: Any) -> None:
+    """Faults on a seeded schedule (one at a time and in pairs) under steady load against
+    one fleet of exactly-once workers; at the end every request is accounted for and
+    each strike's recovery is judged against its bound. Exit 1 on any failure."""
+    import json
+
+    from stream.chaos.report import soak_table
+    from stream.chaos.soak import SOAKABLE, SoakPlan, run_soak
+    from stream.chaos.target import Containers
+    from stream.devcluster import state
+    from stream.settings import state_dir
+
+    s = resolve(kwargs, CONNECTION, TOPICS, WORKER)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*-\s*(\d+(?:\.\d+)?)\s*", gap)
+    if match is None or float(match.group(1)) > float(match.group(2)):
+        raise ConfigurationError(f"--gap {gap!r}: give a range of seconds such as 10-30")
+    if not 0 <= combinations <= 1:
+        raise ConfigurationError(f"--combinations {combinations}: give a share from 0 to 1")
+    dev = state.load()
+    if dev is None or dev.bootstrap_servers != s.bootstrap_servers:
+        raise ConfigurationError("a soak needs the dev cluster's containers to strike: "
+                                 "`streaminfer dev up --brokers 3` (and --redis sentinel for "
+                                 "the Redis failover)")
+    faults = (tuple(n.strip() for n in fault_names.split(",") if n.strip())
+              if fault_names else SOAKABLE)
+    plan = SoakPlan(duration_s=parse_duration(duration), seed=seed, rate=rate,
+                    workers=n_workers, gap_s=(float(match.group(1)), float(match.group(2))),
+                    combination_share=combinations, faults=faults,
+                    enforce_goals=not no_bounds, keep=keep)
+    log_dir = state_dir() / "chaos" / time.strftime("%Y%m%d-%H%M%S")
+    result = run_soak(s, Containers.from_dev_state(dev), plan, log_dir)
+    click.echo(soak_table(result))
+    if json_path is not None:
+        json_path.write_text(json.dumps({"rate": rate, "workers": n_workers,
+                                         "duration_s": plan.duration_s,
+                                         "bootstrap_servers": s.bootstrap_servers,
+                                         **result.as_dict()}, indent=2))
+        click.echo(f"wrote {json_path}", err=True)
+    if not result.ok:
+        click.echo(f"soak failed; worker logs under {log_dir}; rerun the same schedule "
+                   f"with --seed {seed}", err=True)
+        raise SystemExit(1)

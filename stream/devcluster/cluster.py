@@ -100,6 +100,10 @@ def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str,
         # partition-leader kill's recovery under 10 s (docs/operations.md, chaos).
         "KAFKA_BROKER_SESSION_TIMEOUT_MS": "4000",
         "KAFKA_BROKER_HEARTBEAT_INTERVAL_MS": "1000",
+        # A transaction past its timeout (its producer frozen or dead) is aborted at the
+        # coordinator's next sweep, every 10 s by default; until then read_committed
+        # readers wait at its first record. 2 s: they resume about 2 s after the timeout.
+        "KAFKA_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS": "2000",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
         "KAFKA_NUM_PARTITIONS": "4",
         "KAFKA_LOG_DIRS": "/var/lib/kafka/data",

@@ -1,0 +1,336 @@
+"""``chaos soak``: one steady load, one fleet, many faults on a seeded schedule, one checker.
+
+A scenario (:mod:`stream.chaos.scenario`) isolates one fault in its own namespace. A
+soak is closer to a bad week in production: the same workers and topics take fault
+after fault (and pairs of them at once), with no fresh start between, and at the end the
+checker accounts for every request sent during the whole run: nothing lost, nothing
+answered twice under exactly-once, nothing mixed or wrongly versioned. Each strike's
+recovery is measured from its injection to the next strike (or the end), against the
+latency bound of the soak's opening baseline, and judged against the bound the product
+promises for that fault (:data:`GOALS`).
+
+Before each strike the run waits for the previous one to settle (brokers back in sync,
+the group whole), so a strike's figures are its own and a schedule's times are floors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream.chaos.catalog import SCENARIOS
+from stream.chaos.fault import Context, Fault, wait_for
+from stream.chaos.faults_workers import whole_group
+from stream.chaos.measure import FaultFigures, Timeline, percentile, recovery, worst
+from stream.chaos.open_loop import Answers, Load
+from stream.chaos.scenario import await_whole, check_views, delete_topics, steady, strike
+from stream.chaos.schedule import Strike, draw
+from stream.chaos.target import Containers, Fleet
+from stream.clients import now_ms
+from stream.connect.groups import wait_until_serving
+from stream.connect.topics import ensure_topics
+from stream.devcluster.progress import say
+from stream.exceptions import ConfigurationError
+from stream.settings import Settings
+
+# Faults a soak draws from: those that act on a shared fleet and namespace without
+# settings of their own (the overload drills cap the workers; the region faults need a
+# second region and run in `chaos run`).
+SOAKABLE = ("leader-kill", "controller-kill", "broker-pause", "rolling-restart", "broker-cut",
+            "worker-kill", "zombie-worker", "redis-kill", "redis-pause", "redis-corrupt",
+            "redis-failover")
+
+# Recovery each fault must meet, seconds (issue 38's bounds; the zombie's bound is on
+# read_committed readers after the takeover, judged by the fault itself). A combination
+# is judged by the larger of its members' bounds when both have one.
+GOALS: dict[str, float] = {"leader-kill": 10.0, "controller-kill": 15.0, "broker-pause": 10.0,
+                           "broker-cut": 10.0, "rolling-restart": 60.0, "worker-kill": 5.0}
+
+
+@dataclass(frozen=True)
+class SoakPlan:
+    """How long, which seed, how hard; the gaps between strikes; what to enforce."""
+
+    duration_s: float
+    seed: int
+    rate: float = 100.0
+    workers: int = 2
+    warmup_s: float = 8.0
+    gap_s: tuple[float, float] = (10.0, 30.0)
+    combination_share: float = 0.25
+    faults: tuple[str, ...] = SOAKABLE  # the catalogue to draw from
+    settle_s: float = 180.0  # the longest a strike may take to settle before the next
+    after_s: float = 15.0  # load after the last strike
+    drain_s: float = 120.0
+    enforce_goals: bool = True  # a missed bound fails the soak (the test command: noted)
+    keep: bool = False
+
+
+@dataclass
+class StrikeRun:
+    """One strike as it happened, and how the flow took it."""
+
+    index: int
+    strike: Strike
+    started_ms: int
+    contexts: list[Context]
+    faults: list[Fault]
+    problems: list[str] = field(default_factory=list)
+    figures: FaultFigures | None = None
+
+    @property
+    def goal_s(self) -> float | None:
+        """The bound this strike is judged by (None: reported only)."""
+        goals = [GOALS.get(f) for f in self.strike.faults]
+        return None if None in goals else max(g for g in goals if g is not None)
+
+    @property
+    def marks(self) -> list[int]:
+        """Injection times: the faults' own marks (a fault striking twice marks each),
+        else the strike's start."""
+        return sorted(m for c in self.contexts for m in c.marks) or [self.started_ms]
+
+    @property
+    def notes(self) -> list[str]:
+        """What the faults did."""
+        return [n for c in self.contexts for n in c.notes]
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the JSON report."""
+        f = self.figures
+        return {"index": self.index, "at_s": self.strike.at_s, "faults": list(self.strike.faults),
+                "lag_s": self.strike.lag_s, "started_ms": self.started_ms,
+                "recovery_s": None if f is None else f.recovery_s, "goal_s": self.goal_s,
+                "p99_during_ms": None if f is None else f.p99_during_ms,
+                "verdict": "pass" if not self.problems else "fail",
+                "problems": self.problems, "notes": self.notes}
+
+
+@dataclass
+class SoakResult:
+    """The whole soak: the schedule as run and the checker's count."""
+
+    seed: int
+    namespace: str
+    schedule: list[Strike]
+    strikes: list[StrikeRun]
+    requests: int
+    refused: int
+    lost: int
+    duplicates: int
+    p99_before_ms: float | None
+    bound_ms: float
+    elapsed_s: float
+    problems: list[str] = field(default_factory=list)  # the run's own, beyond any strike's
+    skipped: dict[str, str] = field(default_factory=dict)  # faults this target cannot take
+
+    @property
+    def ok(self) -> bool:
+        """Passed: neither the run nor any strike found a problem."""
+        return not self.problems and all(not s.problems for s in self.strikes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """For the JSON report."""
+        return {"seed": self.seed, "namespace": self.namespace, "requests": self.requests,
+                "refused": self.refused, "lost": self.lost, "duplicates": self.duplicates,
+                "p99_before_ms": self.p99_before_ms, "bound_ms": self.bound_ms,
+                "elapsed_s": self.elapsed_s, "verdict": "pass" if self.ok else "fail",
+                "problems": self.problems, "skipped": self.skipped,
+                "strikes": [s.as_dict() for s in self.strikes]}
+
+
+def available(ctx: Context, names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    """The faults of ``names`` this target can take, and why the others cannot."""
+    ok, skipped = [], {}
+    for name in names:
+        if name not in SOAKABLE:
+            raise ConfigurationError(f"{name} cannot run in a soak (it needs settings or a "
+                                     f"target of its own: `chaos run --scenario {name}`); "
+                                     f"soakable: {', '.join(SOAKABLE)}")
+        try:
+            SCENARIOS[name]().fault.needs(ctx)
+        except ConfigurationError as exc:
+            skipped[name] = str(exc)
+        else:
+            ok.append(name)
+    return ok, skipped
+
+
+def run_soak(base: Settings, containers: Containers, plan: SoakPlan, log_dir: Path) -> SoakResult:
+    """Run the seeded schedule under steady load, then judge every strike and the whole."""
+    tag = f"soak-{plan.seed}-{uuid.uuid4().hex[:6]}"
+    run_dir = log_dir / tag
+    run_dir.mkdir(parents=True, exist_ok=True)
+    settings = base.model_copy(update={"namespace": f"{base.namespace}-chaos-{tag}",
+                                       "guarantee": "exactly-once", "regions": None,
+                                       "region_redis": None})
+    await_whole(containers, settings)
+    ensure_topics(settings)
+    fleet = Fleet(settings, run_dir)
+    answers = Answers(settings)
+    load = Load(settings, plan.rate, max_requests=int(plan.rate * (plan.duration_s + 3600)))
+    probe = Context(settings, containers, fleet, load, answers)
+    names, skipped = available(probe, plan.faults)
+    for name, why in skipped.items():
+        say(f"soak: leaving out {name}: {why}")
+    if not names:
+        raise ConfigurationError("no fault of the soak's catalogue can run against this "
+                                 "target: start one with `streaminfer dev up --brokers 3`")
+    schedule = draw(plan.seed, plan.duration_s, names, plan.gap_s, plan.combination_share)
+    say(f"soak {settings.namespace}: seed {plan.seed}, {len(schedule)} strikes over "
+        f"{plan.duration_s:.0f}s at {plan.rate:g} requests/s: "
+        + ", ".join(f"{s.at_s:.0f}s {s.label}" for s in schedule))
+    runs: list[StrikeRun] = []
+    problems: list[str] = []
+    started = time.monotonic()
+    baseline_end = 0
+    try:
+        answers.start()
+        for i in range(plan.workers):
+            fleet.start(i)
+        wait_until_serving(settings, plan.workers, settings.partitions, 90,
+                           hint=f"worker logs in {run_dir}")
+        load.start()
+        wait_for(lambda: answers.error is not None or steady(load, answers), 120,
+                 "a steady flow before the first strike", interval=0.5)
+        time.sleep(plan.warmup_s)  # the baseline every strike is judged against
+        baseline_end = now_ms()
+        t0 = time.monotonic()
+        for i, entry in enumerate(schedule):
+            wait = t0 + entry.at_s - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            if time.monotonic() - started > plan.duration_s + plan.settle_s:
+                problems.append(f"the schedule ran {plan.settle_s:.0f}s past its duration "
+                                f"(strikes slow to settle); {len(schedule) - i} not struck")
+                break
+            if runs:
+                _evidence(runs[-1])
+            runs.append(_run_strike(i + 1, entry, settings, containers, fleet, load, answers,
+                                    plan))
+        time.sleep(plan.after_s)
+        if runs:
+            _evidence(runs[-1])
+        load.stop()
+        load.join(180)
+        sent = dict(load.sent)
+        say(f"soak: load stopped: {len(sent)} acknowledged, {len(load.refused)} refused; "
+            "waiting for every answer")
+        try:
+            wait_for(lambda: answers.answered(list(sent)) == len(sent), plan.drain_s,
+                     "every acknowledged request to be answered", interval=1.0)
+        except TimeoutError as exc:
+            fleet.dump_stacks()
+            problems.append(f"{exc} (thread stacks at the end of each worker log)")
+        end_ms = now_ms()
+    finally:
+        load.stop()
+        answers.stop()
+        fleet.stop_all()
+    timeline = Timeline.build({k: v.created_at for k, v in load.sent.items()},
+                              dict(answers.first_at))
+    before = percentile([lat for c, lat in timeline.between(
+        baseline_end - int((plan.warmup_s + 4) * 1000), baseline_end)
+        if lat is not None and c + lat < baseline_end], 0.99)
+    bound = max(500.0, 2 * before) if before is not None else 500.0
+    for i, run in enumerate(runs):
+        next_ms = runs[i + 1].started_ms if i + 1 < len(runs) else end_ms
+        _judge_strike(run, timeline, next_ms, bound, plan, is_last=i + 1 == len(runs))
+    try:
+        verdicts = check_views(settings, load.recorded(), 0)
+    finally:
+        if not plan.keep:
+            delete_topics(settings, probe)
+    for v in verdicts:
+        if not v.ok(allow_duplicates=False):
+            problems.append(v.line())
+    if load.error is not None:
+        problems.append(f"the load generator failed: {load.error}")
+    if answers.error is not None:
+        problems.append(f"the answers reader failed: {answers.error}")
+    died = fleet.unexpected_exits()
+    if died:
+        problems.append(f"workers exited on their own: {died} (see the worker logs in "
+                        f"{run_dir}, and dmesg for the OOM killer)")
+    return SoakResult(plan.seed, settings.namespace, schedule, runs, len(load.sent),
+                      len(load.refused), sum(len(v.outcomes.missing) for v in verdicts),
+                      sum(len(v.outcomes.duplicates) for v in verdicts), before, bound,
+                      time.monotonic() - started, problems, skipped)
+
+
+def _run_strike(index: int, entry: Strike, settings: Settings, containers: Containers,
+                fleet: Fleet, load: Load, answers: Answers, plan: SoakPlan) -> StrikeRun:
+    """Wait for the cluster and group to be whole, strike (a pair: the second from this
+    thread while the first holds in another), then wait for every fault to settle."""
+    await_whole(containers, settings)
+    probe = Context(settings, containers, fleet, load, answers)
+    try:
+        wait_for(lambda: whole_group(probe), plan.settle_s, "the group whole again before "
+                 "the next strike", interval=1.0)
+    except TimeoutError as exc:
+        say(f"soak: {exc}; striking anyway")
+    faults = [SCENARIOS[name]().fault for name in entry.faults]
+    contexts = [Context(settings, containers, fleet, load, answers) for _ in faults]
+    run = StrikeRun(index, entry, now_ms(), contexts, faults)
+    say(f"soak: strike {index}: {entry.label}")
+    first: threading.Thread | None = None
+    if len(faults) == 2:
+        first = threading.Thread(target=strike, args=(faults[0], contexts[0], run.problems),
+                                 daemon=True, name=f"strike-{index}-first")
+        first.start()
+        time.sleep(entry.lag_s)
+        strike(faults[1], contexts[1], run.problems)
+        first.join(plan.settle_s)
+        if first.is_alive():
+            run.problems.append(f"{entry.faults[0]} still acting {plan.settle_s:.0f}s after "
+                                "its partner healed")
+    else:
+        strike(faults[0], contexts[0], run.problems)
+    _await(lambda: all(f.settled(c) for f, c in zip(faults, contexts, strict=True)),
+           plan.settle_s, run, f"{entry.label} to settle")
+    return run
+
+
+def _evidence(run: StrikeRun) -> None:
+    """Whether each fault had its effect, asked before the next strike (the counters a
+    fault compares are shared: a later Redis kill also flags degraded features)."""
+    for fault, ctx in zip(run.faults, run.contexts, strict=True):
+        try:
+            missing = fault.evidence(ctx)
+        except Exception as exc:  # noqa: BLE001 - reported as the strike's problem
+            missing = f"could not check its effect: {type(exc).__name__}: {exc}"
+        if missing:
+            run.problems.append(f"{fault.name}: {missing}")
+
+
+def _await(condition: Callable[[], bool], deadline_s: float, run: StrikeRun, what: str) -> None:
+    """Wait on ``condition``; a timeout is the strike's problem, not the run's end."""
+    try:
+        wait_for(condition, deadline_s, what, interval=1.0)
+    except TimeoutError as exc:
+        run.problems.append(str(exc))
+
+
+def _judge_strike(run: StrikeRun, timeline: Timeline, next_ms: int, bound: float,
+                  plan: SoakPlan, is_last: bool) -> None:
+    """Recovery from each of the strike's marks up to the next one (the last up to the
+    next strike or the end), the worst reported; the bound and the faults' evidence."""
+    marks = run.marks
+    ends = [*marks[1:], next_ms]
+    each = [recovery(timeline, m, e, bound_ms=bound, next_strike=not (is_last and j == len(marks) - 1))
+            for j, (m, e) in enumerate(zip(marks, ends, strict=True))]
+    run.figures = worst(each)
+    if run.figures.recovery_s is None:
+        run.problems.append("did not recover before the next strike" if not is_last
+                            else "did not recover before the end of the soak")
+    elif run.goal_s is not None and run.figures.recovery_s > run.goal_s:
+        missed = f"recovery {run.figures.recovery_s:.1f}s > bound {run.goal_s:.0f}s"
+        if plan.enforce_goals:
+            run.problems.append(missed)
+        else:
+            run.contexts[0].notes.append(missed + " (not enforced)")
