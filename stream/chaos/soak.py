@@ -63,6 +63,7 @@ class SoakPlan:
     warmup_s: float = 8.0
     gap_s: tuple[float, float] = (10.0, 30.0)
     combination_share: float = 0.25
+    strike_s: float = 45.0  # what a strike is assumed to take (fault, heal, settling)
     faults: tuple[str, ...] = SOAKABLE  # the catalogue to draw from
     settle_s: float = 180.0  # the longest a strike may take to settle before the next
     after_s: float = 15.0  # load after the last strike
@@ -181,7 +182,8 @@ def run_soak(base: Settings, containers: Containers, plan: SoakPlan, log_dir: Pa
     if not names:
         raise ConfigurationError("no fault of the soak's catalogue can run against this "
                                  "target: start one with `streaminfer dev up --brokers 3`")
-    schedule = draw(plan.seed, plan.duration_s, names, plan.gap_s, plan.combination_share)
+    schedule = draw(plan.seed, plan.duration_s, names, plan.gap_s, plan.combination_share,
+                    plan.strike_s)
     say(f"soak {settings.namespace}: seed {plan.seed}, {len(schedule)} strikes over "
         f"{plan.duration_s:.0f}s at {plan.rate:g} requests/s: "
         + ", ".join(f"{s.at_s:.0f}s {s.label}" for s in schedule))

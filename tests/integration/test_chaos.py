@@ -19,8 +19,10 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 from stream.chaos.faults_kafka import BrokerCut, LeaderKill, Netem
 from stream.chaos.faults_redis import RedisCorrupt
 from stream.chaos.faults_workers import ZombieWorker
-from stream.chaos.report import table
+from stream.chaos.report import soak_table, table
 from stream.chaos.scenario import Plan, Result, Scenario, run_scenario
+from stream.chaos.schedule import draw
+from stream.chaos.soak import SoakPlan, run_soak
 from stream.chaos.target import Containers
 from stream.connect.topics import ensure_topics, wait_for_leaders
 from stream.devcluster.cluster import RunningCluster, start_cluster
@@ -124,3 +126,28 @@ def test_partition_leader_kill_under_exactly_once(three: RunningCluster, tmp_pat
                           Scenario(fault, "exactly-once", goal_s=10.0), PLAN, tmp_path)
     judged(result)
     assert any("killed broker" in n for n in result.notes)
+
+
+def test_a_short_seeded_soak_on_three_brokers(three: RunningCluster, tmp_path: Path) -> None:
+    """The test command's chaos subset: one fleet of exactly-once workers takes a seeded
+    schedule of faults (a worker kill, a partition-leader kill, a frozen worker) under
+    steady load; every request is accounted for over the whole run (`chaos soak` runs
+    the 30-minute one against `dev up --brokers 3`)."""
+    plan = SoakPlan(duration_s=90, seed=38, rate=50.0, workers=2, warmup_s=3.0,
+                    gap_s=(3.0, 6.0), combination_share=0.0, strike_s=25.0, after_s=4.0,
+                    drain_s=90.0,
+                    faults=("worker-kill", "leader-kill", "zombie-worker"),
+                    enforce_goals=False)
+    assert [s.faults for s in draw(38, 90, list(plan.faults), plan.gap_s, 0.0, 25.0)] == [
+        ("zombie-worker",), ("worker-kill",), ("leader-kill",)]
+    result = run_soak(rf3(three), Containers.from_running(three), plan, tmp_path)
+    print("\n" + soak_table(result))
+    assert result.requests > 0
+    assert result.lost == 0, result.problems
+    assert result.duplicates == 0, result.problems
+    assert [r.strike.faults for r in result.strikes] == [s.faults for s in result.schedule]
+    assert all(r.figures is not None and r.figures.recovery_s is not None
+               for r in result.strikes), [r.problems for r in result.strikes]
+    assert result.ok, (result.problems, [r.problems for r in result.strikes])
+    zombie = next(r for r in result.strikes if r.strike.faults == ("zombie-worker",))
+    assert any("read_committed readers saw answers" in n for n in zombie.notes), zombie.notes

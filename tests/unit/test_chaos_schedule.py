@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from stream.chaos.schedule import COMBINATIONS, draw
 from stream.chaos.soak import GOALS, SOAKABLE, StrikeRun
 
@@ -21,7 +23,7 @@ def test_strikes_fit_the_duration_in_order_with_gaps_from_the_range() -> None:
     starts = [s.at_s for s in strikes]
     assert starts == sorted(starts)
     assert 10 <= starts[0] <= 30
-    assert all(55 - 0.1 <= b - a <= 75 + 0.1 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(55 - 0.1 <= b - a <= 75 + 0.1 for a, b in itertools.pairwise(starts))
     assert starts[-1] + 45 <= 1800
 
 
@@ -34,13 +36,15 @@ def test_combinations_pair_only_faults_the_target_can_take() -> None:
     no_redis_failover = [f for f in KAFKA if f != "redis-pause"]
     strikes = draw(5, 3600, no_redis_failover, (10, 30), combination_share=1.0)
     pairs = {s.faults for s in strikes}
-    assert pairs and all(len(p) == 2 for p in pairs)
+    assert pairs
+    assert all(len(p) == 2 for p in pairs)
     assert pairs <= {p for p in COMBINATIONS if "redis-pause" not in p
                      and "redis-failover" not in p}
     assert all(2.0 <= s.lag_s <= 6.0 for s in strikes)
     # with no combination that fits, strikes are single faults
     alone = draw(5, 600, ["worker-kill", "redis-kill"], (10, 30), combination_share=1.0)
-    assert alone and all(len(s.faults) == 1 for s in alone)
+    assert alone
+    assert all(len(s.faults) == 1 for s in alone)
 
 
 def test_nothing_to_draw_from_is_an_empty_schedule() -> None:
