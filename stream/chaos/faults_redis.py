@@ -115,11 +115,9 @@ class RedisFailover(Fault):
                                      "`streaminfer dev up --redis sentinel`")
 
     def _sentinel(self, ctx: Context) -> Any:
-        from redis.sentinel import Sentinel
+        from stream.connect.redis_pool import make_sentinel
 
-        hosts = [(h.rsplit(":", 1)[0], int(h.rsplit(":", 1)[1]))
-                 for h in str(ctx.settings.redis_sentinels).split(",")]
-        return Sentinel(hosts, socket_timeout=1)
+        return make_sentinel(ctx.settings, timeout_s=1.0)  # over TLS on a secure cluster
 
     def _primary(self, ctx: Context) -> tuple[str, int] | None:
         try:
@@ -145,11 +143,15 @@ class RedisFailover(Fault):
                  f"{time.monotonic() - started:.1f} s")
 
     def heal(self, ctx: Context) -> None:
+        if not hasattr(self, "_container"):
+            return  # the primary was never found: nothing was killed
         ctx.containers.docker(self._container).start()
         ctx.note(f"the old primary (port {self._old[1]}) started again; the sentinels make "
                  "it a replica")
 
     def evidence(self, ctx: Context) -> str | None:
+        if not hasattr(self, "_old"):
+            return "no primary was found to kill"
         if self._primary(ctx) == self._old:
             return "the primary is the one that was killed: no failover happened"
         return None

@@ -18,10 +18,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from schemas.serde import Encoder
 from stream.clients import AnyDecoder, now_ms, synthetic_requests
 from stream.connect import kafka_config
 from stream.connect.queue_room import produce_when_room
+from stream.connect.request_encoding import RequestEncoder
 from stream.exceptions import KafkaOperationError
 from stream.regions.failover import FailoverProducer, parse_regions, region_settings
 from stream.settings import Settings
@@ -53,7 +53,9 @@ class Load(threading.Thread):
         self.failover = (FailoverProducer(settings, on_acked=self._acked)
                          if settings.regions else None)
         self._waiting: dict[str, Sent] = {}  # with failover: sent, not yet acknowledged
-        self._encode = Encoder("InferenceRequest")
+        # Sealed as a production client seals (the settings' field keys and the model's
+        # sensitive features; in clear when there are no keys).
+        self._encode = RequestEncoder(settings)
         self._topic = settings.requests_topic
         self._halt = threading.Event()
         self._lock = threading.Lock()
@@ -98,9 +100,11 @@ class Load(threading.Thread):
                     self._waiting[sent.record.request_id] = sent
                 self.failover.send(req)
             if self.failover is None:
-                produce_when_room(self._producer, self._topic, self._encode(req),
-                                  req["entity_id"].encode(),
-                                  on_delivery=functools.partial(self._delivered, sent=sent))
+                key, value, headers = self._encode(req)
+                extra: dict[str, Any] = {"headers": headers} if headers else {}
+                produce_when_room(self._producer, self._topic, value, key,
+                                  on_delivery=functools.partial(self._delivered, sent=sent),
+                                  **extra)
             self._producer.poll(0)
             due += 1.0 / rate
             wall += 1000.0 / rate

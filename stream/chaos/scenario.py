@@ -18,6 +18,7 @@ from typing import Any
 from stream.chaos.fault import Context, Fault, wait_for
 from stream.chaos.measure import FaultFigures, Timeline, recovery, worst
 from stream.chaos.open_loop import Answers, Load
+from stream.chaos.principals import Roles, acting
 from stream.chaos.target import Containers, Fleet
 from stream.clients import now_ms
 from stream.connect.groups import wait_until_serving
@@ -103,9 +104,16 @@ def run_scenario(base: Settings, containers: Containers, scenario: Scenario, pla
     settings = base.model_copy(update=update)
     await_whole(containers, settings)
     regions = _prepare_topics(settings)
-    fleet = Fleet(settings, run_dir)
+    with acting(settings, containers, base.namespace) as roles:
+        return _run(settings, roles, regions, containers, scenario, plan, run_dir)
+
+
+def _run(settings: Settings, roles: Roles, regions: int, containers: Containers,
+         scenario: Scenario, plan: Plan, run_dir: Path) -> Result:
+    """The scenario itself, its topics ready (and granted on a secure cluster)."""
+    fleet = Fleet(roles.worker, run_dir)
     answers = Answers(settings)
-    load = Load(settings, plan.rate, max_requests=int(plan.rate * 3600))
+    load = Load(roles.producer, plan.rate, max_requests=int(plan.rate * 3600))
     ctx = Context(settings, containers, fleet, load, answers)
     scenario.fault.needs(ctx)
     say(f"scenario {scenario.name}: {scenario.fault.summary} ({settings.namespace})")

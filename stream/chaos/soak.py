@@ -28,6 +28,7 @@ from stream.chaos.fault import Context, Fault, wait_for
 from stream.chaos.faults_workers import whole_group
 from stream.chaos.measure import FaultFigures, Timeline, percentile, recovery, worst
 from stream.chaos.open_loop import Answers, Load
+from stream.chaos.principals import Roles, acting
 from stream.chaos.scenario import await_whole, check_views, delete_topics, steady, strike
 from stream.chaos.schedule import Strike, draw
 from stream.chaos.target import Containers, Fleet
@@ -172,9 +173,17 @@ def run_soak(base: Settings, containers: Containers, plan: SoakPlan, log_dir: Pa
                                        "region_redis": None})
     await_whole(containers, settings)
     ensure_topics(settings)
-    fleet = Fleet(settings, run_dir)
+    with acting(settings, containers, base.namespace) as roles:
+        return _soak(settings, roles, containers, plan, run_dir)
+
+
+def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPlan,
+          run_dir: Path) -> SoakResult:
+    """The soak itself, its namespace ready and granted."""
+    fleet = Fleet(roles.worker, run_dir)
     answers = Answers(settings)
-    load = Load(settings, plan.rate, max_requests=int(plan.rate * (plan.duration_s + 3600)))
+    load = Load(roles.producer, plan.rate,
+                max_requests=int(plan.rate * (plan.duration_s + 3600)))
     probe = Context(settings, containers, fleet, load, answers)
     names, skipped = available(probe, plan.faults)
     for name, why in skipped.items():
@@ -190,7 +199,8 @@ def run_soak(base: Settings, containers: Containers, plan: SoakPlan, log_dir: Pa
     runs: list[StrikeRun] = []
     problems: list[str] = []
     started = time.monotonic()
-    baseline_end = 0
+    before: float | None = None
+    bound = 500.0
     try:
         answers.start()
         for i in range(plan.workers):
@@ -202,6 +212,8 @@ def run_soak(base: Settings, containers: Containers, plan: SoakPlan, log_dir: Pa
                  "a steady flow before the first strike", interval=0.5)
         time.sleep(plan.warmup_s)  # the baseline every strike is judged against
         baseline_end = now_ms()
+        before, bound = _bound(Timeline.build(load.created_at(), dict(answers.first_at)),
+                               baseline_end, plan)
         t0 = time.monotonic()
         for i, entry in enumerate(schedule):
             wait = t0 + entry.at_s - time.monotonic()
@@ -217,6 +229,7 @@ def run_soak(base: Settings, containers: Containers, plan: SoakPlan, log_dir: Pa
                                     plan))
         time.sleep(plan.after_s)
         if runs:
+            _until_recovered(runs[-1], load, answers, bound, plan.settle_s)
             _evidence(runs[-1])
         load.stop()
         load.join(180)
@@ -236,10 +249,6 @@ def run_soak(base: Settings, containers: Containers, plan: SoakPlan, log_dir: Pa
         fleet.stop_all()
     timeline = Timeline.build({k: v.created_at for k, v in load.sent.items()},
                               dict(answers.first_at))
-    before = percentile([lat for c, lat in timeline.between(
-        baseline_end - int((plan.warmup_s + 4) * 1000), baseline_end)
-        if lat is not None and c + lat < baseline_end], 0.99)
-    bound = max(500.0, 2 * before) if before is not None else 500.0
     for i, run in enumerate(runs):
         next_ms = runs[i + 1].started_ms if i + 1 < len(runs) else end_ms
         _judge_strike(run, timeline, next_ms, bound, plan, is_last=i + 1 == len(runs))
@@ -296,6 +305,30 @@ def _run_strike(index: int, entry: Strike, settings: Settings, containers: Conta
     _await(lambda: all(f.settled(c) for f, c in zip(faults, contexts, strict=True)),
            plan.settle_s, run, f"{entry.label} to settle")
     return run
+
+
+def _bound(timeline: Timeline, baseline_end: int, plan: SoakPlan) -> tuple[float | None, float]:
+    """The p99 of the requests sent and answered in the warm-up (and the 4 s before it
+    that the steady-flow check saw answered), and the latency bound derived from it:
+    ``max(500 ms, 2 x p99)``, as in a scenario."""
+    start = baseline_end - int((plan.warmup_s + 4) * 1000)
+    before = percentile([lat for c, lat in timeline.between(start, baseline_end)
+                         if lat is not None and c + lat < baseline_end], 0.99)
+    return before, max(500.0, 2 * before) if before is not None else 500.0
+
+
+def _until_recovered(run: StrikeRun, load: Load, answers: Answers, bound: float,
+                     limit_s: float) -> None:
+    """Keep the load on after the last strike until its flow has recovered by the
+    report's own measure (judged up to 3 s ago, answers still in flight), at most
+    ``limit_s``: a soak must not end inside its last fault's aftermath."""
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end:
+        timeline = Timeline.build(load.created_at(), dict(answers.first_at))
+        if recovery(timeline, run.marks[-1], now_ms() - 3000,
+                    bound_ms=bound).recovery_s is not None:
+            return
+        time.sleep(1.0)
 
 
 def _evidence(run: StrikeRun) -> None:

@@ -28,6 +28,7 @@ class Containers:
     alias_prefix: str = ""
     regions: dict[str, Containers] = field(default_factory=dict)  # two-region clusters
     redis_nodes: dict[str, str] = field(default_factory=dict)  # Sentinel: name -> id
+    secure_dir: str | None = None  # a secure dev cluster's CA and passwords (principals)
 
     @classmethod
     def from_dev_state(cls, state: Any) -> Containers:
@@ -39,7 +40,7 @@ class Containers:
             nodes = {name: cid for name, cid in state.containers.items()
                      if name in ("redis-master", "redis-replica")}
             return cls(brokers, state.containers.get("redis"), None, state.network,
-                       redis_nodes=nodes)
+                       redis_nodes=nodes, secure_dir=state.secure_dir)
         networks = [state.network, *state.extra_networks]
         regions = {}
         for region, network in zip(state.regions, networks, strict=False):
@@ -49,7 +50,7 @@ class Containers:
                                   network, f"{region}-")
         first = next(iter(regions.values()))
         return cls(first.brokers, first.redis, state.containers.get("mirrormaker"),
-                   first.network, first.alias_prefix, regions)
+                   first.network, first.alias_prefix, regions, secure_dir=state.secure_dir)
 
     @classmethod
     def from_regions(cls, running: Any) -> Containers:
@@ -76,7 +77,8 @@ class Containers:
         """The Sentinel-topology Redis container listening on ``port`` (host network:
         the port is in its command line)."""
         for cid in self.redis_nodes.values():
-            if f"--port {port}" in " ".join(self.docker(cid).attrs["Config"]["Cmd"] or []):
+            cmd = " ".join(self.docker(cid).attrs["Config"]["Cmd"] or [])
+            if f"--port {port} " in f"{cmd} " or f"--tls-port {port} " in f"{cmd} ":
                 return cid
         raise ConfigurationError(f"no Redis container of this cluster listens on port {port}")
 

@@ -51,9 +51,7 @@ def make_redis(settings: Settings, timeout_s: float = 0.25,
         return redis.Redis.from_url(url, socket_timeout=timeout_s,
                                     socket_connect_timeout=timeout_s, **named, **security)
     if settings.redis_mode == "sentinel":
-        sentinel = Sentinel(sentinel_hosts(settings), socket_timeout=timeout_s,
-                            socket_connect_timeout=timeout_s, sentinel_kwargs=security or None,
-                            **security)
+        sentinel = make_sentinel(settings, timeout_s)
         master: redis.Redis = sentinel.master_for(
             settings.redis_master_name, socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s, **named)
@@ -64,6 +62,14 @@ def make_redis(settings: Settings, timeout_s: float = 0.25,
     return RedisCluster.from_url(url, socket_timeout=timeout_s,
                                  socket_connect_timeout=timeout_s,
                                  cluster_error_retry_attempts=1, **named, **rest)
+
+
+def make_sentinel(settings: Settings, timeout_s: float = 0.25) -> Sentinel:
+    """The sentinels of ``settings`` (TLS and login as for the nodes)."""
+    security = redis_security(settings)
+    return Sentinel(sentinel_hosts(settings), socket_timeout=timeout_s,
+                    socket_connect_timeout=timeout_s, sentinel_kwargs=security or None,
+                    **security)
 
 
 def standalone_url(url: str, security: dict[str, Any]) -> tuple[str, dict[str, Any]]:

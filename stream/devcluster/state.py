@@ -46,6 +46,7 @@ class DevState:
     secure_dir: str | None = None  # dev up --secure: CA, passwords (0700)
     certs_bootstrap: str | None = None  # secure: the certificate listener (mutual TLS)
     certs_regions: dict[str, str] | None = None  # secure, two regions: each one's CERTS
+    profile: str = "dev"  # dev up --profile: "production" adds the workers' settings
 
     def secure_env(self, principal: str = "admin", certificate: bool = False
                    ) -> dict[str, str]:
@@ -99,7 +100,38 @@ class DevState:
         if self.region_redis:
             env["STREAMINFER_REGION_REDIS"] = ";".join(
                 f"{n}={u}" for n, u in self.region_redis.items())
+        if self.profile == "production" and self.secure_dir is not None:
+            env.update(production_env(Path(self.secure_dir)))
         return env
+
+
+def production_env(secure_dir: Path) -> dict[str, str]:
+    """What `dev up --profile production` adds for every command: workers run
+    exactly-once, record the features they served and refuse sensitive features sent in
+    clear; producers seal them with the profile's field key ring."""
+    return {"STREAMINFER_GUARANTEE": "exactly-once",
+            "STREAMINFER_RECORD_INPUTS": "true",
+            "STREAMINFER_CANARY_JUDGE": "true",
+            "STREAMINFER_FIELD_KEYS_FILE": str(field_keys_path(secure_dir)),
+            "STREAMINFER_REQUIRE_SEALED": "true"}
+
+
+def field_keys_path(secure_dir: Path) -> Path:
+    """The production profile's field key ring."""
+    return secure_dir / "field-keys.json"
+
+
+def ensure_field_keys(secure_dir: Path) -> Path:
+    """Make the production profile's key ring (one random 256-bit primary key, 0600)."""
+    import os
+
+    from processors.sealing.keyring import Keyring, write_keyring
+
+    path = field_keys_path(secure_dir)
+    if not path.exists():
+        kid = time.strftime("dev-%Y%m%d", time.gmtime())
+        write_keyring(path, Keyring({kid: os.urandom(32)}, kid, str(path)))
+    return path
 
 
 def replay_key_paths() -> tuple[Path, Path]:
