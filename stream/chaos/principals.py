@@ -35,6 +35,8 @@ class Roles:
     worker: Settings
     producer: Settings
     operator: Settings
+    release: Settings  # model decisions (canary, promote)
+    retrain: Settings  # retraining runs and their releases
 
 
 def redis_ports(containers: Containers, settings: Settings) -> list[int]:
@@ -80,7 +82,7 @@ def acting(settings: Settings, containers: Containers, home_namespace: str
     if containers.secure_dir is None or settings.regions:
         # Two secure regions: the run acts as admin in both (the grants are per cluster;
         # not yet done for a regional run).
-        yield Roles(settings, settings, settings)
+        yield Roles(settings, settings, settings, settings, settings)
         return
     from stream.access import kafka_acls, redis_acls
     from stream.access.declaration import load
@@ -103,12 +105,12 @@ def acting(settings: Settings, containers: Containers, home_namespace: str
     say(f"  secure: {len(added)} Kafka ACLs and the Redis users' key patterns for "
         f"{settings.namespace} granted (workers act as worker, the load as producer)")
     try:
-        yield Roles(
-            acting_as(settings, material, "worker", settings.bootstrap_servers,
-                      settings.redis_url),
-            acting_as(settings, material, "producer", settings.bootstrap_servers,
-                      settings.redis_url),
-            settings)
+        def role(name: str) -> Settings:
+            return acting_as(settings, material, name, settings.bootstrap_servers,
+                             settings.redis_url)
+
+        yield Roles(role("worker"), role("producer"), settings, role("release"),
+                    role("retrain"))
     finally:
         with contextlib.suppress(Exception):  # a cluster still away: the next apply fixes it
             kafka_acls.apply(kafka_acls.AclDiff([], added), kafka)

@@ -70,6 +70,7 @@ def soak_table(result: SoakResult) -> str:
     with console.capture() as cap:
         console.print(t)
     lines = [cap.get()]
+    lines += [f"release: {n}" for n in result.releases]
     lines += [f"run: {p}" for p in result.problems]
     lines += [f"left out {name}: {why}" for name, why in result.skipped.items()]
     return "\n".join(lines)

@@ -29,6 +29,7 @@ from stream.chaos.faults_workers import whole_group
 from stream.chaos.measure import FaultFigures, Timeline, percentile, recovery, worst
 from stream.chaos.open_loop import Answers, Load
 from stream.chaos.principals import Roles, acting
+from stream.chaos.releases import Releases, prepare
 from stream.chaos.scenario import await_whole, check_views, delete_topics, steady, strike
 from stream.chaos.schedule import Strike, draw
 from stream.chaos.target import Containers, Fleet
@@ -64,6 +65,7 @@ class SoakPlan:
     warmup_s: float = 8.0
     gap_s: tuple[float, float] = (10.0, 30.0)
     combination_share: float = 0.25
+    releases: bool = True  # a canary promoted and a retraining run released meanwhile
     strike_s: float = 45.0  # what a strike is assumed to take (fault, heal, settling)
     faults: tuple[str, ...] = SOAKABLE  # the catalogue to draw from
     settle_s: float = 180.0  # the longest a strike may take to settle before the next
@@ -129,6 +131,7 @@ class SoakResult:
     bound_ms: float
     elapsed_s: float
     problems: list[str] = field(default_factory=list)  # the run's own, beyond any strike's
+    releases: list[str] = field(default_factory=list)  # what the release steps did
     skipped: dict[str, str] = field(default_factory=dict)  # faults this target cannot take
 
     @property
@@ -142,7 +145,8 @@ class SoakResult:
                 "refused": self.refused, "lost": self.lost, "duplicates": self.duplicates,
                 "p99_before_ms": self.p99_before_ms, "bound_ms": self.bound_ms,
                 "elapsed_s": self.elapsed_s, "verdict": "pass" if self.ok else "fail",
-                "problems": self.problems, "skipped": self.skipped,
+                "problems": self.problems, "releases": self.releases,
+                "skipped": self.skipped,
                 "strikes": [s.as_dict() for s in self.strikes]}
 
 
@@ -180,6 +184,12 @@ def run_soak(base: Settings, containers: Containers, plan: SoakPlan, log_dir: Pa
 def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPlan,
           run_dir: Path) -> SoakResult:
     """The soak itself, its namespace ready and granted."""
+    releases: Releases | None = None
+    if plan.releases:
+        update = prepare(settings, run_dir)
+        settings = settings.model_copy(update=update)
+        roles = Roles(*(r.model_copy(update=update) for r in (
+            roles.worker, roles.producer, roles.operator, roles.release, roles.retrain)))
     fleet = Fleet(roles.worker, run_dir)
     answers = Answers(settings)
     load = Load(roles.producer, plan.rate,
@@ -215,6 +225,9 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
         before, bound = _bound(Timeline.build(load.created_at(), dict(answers.first_at)),
                                baseline_end, plan)
         t0 = time.monotonic()
+        if plan.releases:
+            releases = Releases(roles.release, roles.retrain, settings, t0, plan.duration_s)
+            releases.start()
         for i, entry in enumerate(schedule):
             wait = t0 + entry.at_s - time.monotonic()
             if wait > 0:
@@ -227,6 +240,8 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
                 _evidence(runs[-1])
             runs.append(_run_strike(i + 1, entry, settings, containers, fleet, load, answers,
                                     plan))
+        if releases is not None:  # the steps are due within the duration
+            releases.join(max(0.0, t0 + plan.duration_s - time.monotonic()) + 300)
         time.sleep(plan.after_s)
         if runs:
             _until_recovered(runs[-1], load, answers, bound, plan.settle_s)
@@ -244,9 +259,15 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
             problems.append(f"{exc} (thread stacks at the end of each worker log)")
         end_ms = now_ms()
     finally:
+        if releases is not None:
+            releases.stop()
         load.stop()
         answers.stop()
         fleet.stop_all()
+    if releases is not None:
+        problems += releases.problems
+        if releases.is_alive():
+            problems.append("the release steps were still running at the end")
     timeline = Timeline.build({k: v.created_at for k, v in load.sent.items()},
                               dict(answers.first_at))
     for i, run in enumerate(runs):
@@ -271,7 +292,8 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
     return SoakResult(plan.seed, settings.namespace, schedule, runs, len(load.sent),
                       len(load.refused), sum(len(v.outcomes.missing) for v in verdicts),
                       sum(len(v.outcomes.duplicates) for v in verdicts), before, bound,
-                      time.monotonic() - started, problems, skipped)
+                      time.monotonic() - started, problems,
+                      releases.notes if releases is not None else [], skipped)
 
 
 def _run_strike(index: int, entry: Strike, settings: Settings, containers: Containers,

@@ -149,11 +149,15 @@ def chaos_run(names: tuple[str, ...], rate: float, n_workers: int, warmup_s: flo
               help="Also write the report as JSON here.")
 @click.option("--no-bounds", is_flag=True,
               help="Report recoveries past their bound instead of failing the soak.")
+@click.option("--no-releases", is_flag=True,
+              help="No model releases during the soak (by default the workers serve from a "
+                   "registry of the soak's own, and a canary is started and promoted and a "
+                   "retraining run released while the faults go on).")
 @click.option("--keep", is_flag=True, help="Keep the soak's topics for inspection.")
 @settings_options(*CONNECTION, *TOPICS, *WORKER)
 def chaos_soak(duration: str, seed: int, rate: float, n_workers: int, fault_names: str | None,
                gap: str, combinations: float, json_path: Path | None, no_bounds: bool,
-               keep: bool, **kwargs: Any) -> None:
+               no_releases: bool, keep: bool, **kwargs: Any) -> None:
     """Faults on a seeded schedule (one at a time and in pairs) under steady load against
     one fleet of exactly-once workers; at the end every request is accounted for and
     each strike's recovery is judged against its bound. Exit 1 on any failure."""
@@ -181,7 +185,7 @@ def chaos_soak(duration: str, seed: int, rate: float, n_workers: int, fault_name
     plan = SoakPlan(duration_s=parse_duration(duration), seed=seed, rate=rate,
                     workers=n_workers, gap_s=(float(match.group(1)), float(match.group(2))),
                     combination_share=combinations, faults=faults,
-                    enforce_goals=not no_bounds, keep=keep)
+                    enforce_goals=not no_bounds, releases=not no_releases, keep=keep)
     log_dir = state_dir() / "chaos" / time.strftime("%Y%m%d-%H%M%S")
     result = run_soak(s, Containers.from_dev_state(dev), plan, log_dir)
     click.echo(soak_table(result))
