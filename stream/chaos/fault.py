@@ -12,7 +12,6 @@ from stream.chaos.open_loop import Answers, Load
 from stream.chaos.target import Containers, Fleet
 from stream.clients import now_ms
 from stream.devcluster.progress import say
-from stream.exceptions import ConfigurationError
 from stream.settings import Settings
 
 
@@ -49,7 +48,6 @@ class Fault:
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
     min_brokers: ClassVar[int] = 0  # broker containers the fault needs to reach
-    redis_container: ClassVar[bool] = False  # needs the Redis container of a dev cluster
     regional: ClassVar[bool] = False  # acts on a region: workers and load follow --regions
     aftermath_s: ClassVar[float] = 0.0  # extra time after the heal for ``settled`` to come true
     goal_strikes: ClassVar[tuple[int, ...] | None] = None  # marks the goal judges (None: all)
@@ -59,9 +57,6 @@ class Fault:
         """Raise ConfigurationError when this target cannot take the fault."""
         if self.min_brokers:
             ctx.containers.require_brokers(self.name, self.min_brokers)
-        if self.redis_container and ctx.containers.redis is None:
-            raise ConfigurationError(f"{self.name} needs the Redis container of a dev "
-                                     "cluster (standalone: `streaminfer dev up`)")
 
     def inject(self, ctx: Context) -> None:
         """Start the fault."""

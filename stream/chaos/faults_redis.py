@@ -19,39 +19,67 @@ def _feature_store(ctx: Context) -> tuple[FeatureRepo, RedisFeatureStore]:
     return repo_for(ctx.settings), store_for(ctx.settings)
 
 
+def redis_target(ctx: Context) -> tuple[str, str]:
+    """The Redis container to strike and what it is: the standalone Redis, or under
+    Sentinel the current primary (asked of the sentinels)."""
+    if ctx.containers.redis is not None:
+        return ctx.containers.redis, "Redis"
+    from stream.connect.redis_pool import make_sentinel
+
+    _host, port = make_sentinel(ctx.settings, timeout_s=1.0).discover_master(
+        ctx.settings.redis_master_name)
+    return ctx.containers.redis_node_on_port(int(port)), f"the Redis primary (port {port})"
+
+
+class _RedisNodeFault(Fault):
+    """A fault on the Redis container (standalone) or the Sentinel primary."""
+
+    def needs(self, ctx: Context) -> None:
+        if ctx.containers.redis is None and not ctx.containers.redis_nodes:
+            raise ConfigurationError(f"{self.name} needs the Redis containers of a dev "
+                                     "cluster (`streaminfer dev up`)")
+
+
 @dataclass
-class RedisKill(Fault):
-    """SIGKILL Redis (the dev Redis keeps nothing on disk: it comes back empty)."""
+class RedisKill(_RedisNodeFault):
+    """SIGKILL Redis (the dev Redis keeps nothing on disk: it comes back empty); under
+    Sentinel, the primary (the sentinels promote the replica; the old primary rejoins as
+    a replica)."""
 
     name: ClassVar[str] = "redis-kill"
-    summary: ClassVar[str] = "SIGKILL Redis, restart it empty"
-    redis_container: ClassVar[bool] = True
+    summary: ClassVar[str] = "SIGKILL Redis (or the Sentinel primary), restart it empty"
     hold_s: float = 10.0
 
     def inject(self, ctx: Context) -> None:
-        ctx.containers.docker(str(ctx.containers.redis)).kill()
-        ctx.note("killed Redis")
+        self._cid, what = redis_target(ctx)
+        ctx.containers.docker(self._cid).kill()
+        ctx.note(f"killed {what}")
 
     def heal(self, ctx: Context) -> None:
-        ctx.containers.docker(str(ctx.containers.redis)).start()
+        if not hasattr(self, "_cid"):
+            return
+        ctx.containers.docker(self._cid).start()
         ctx.note("Redis started again (empty)")
 
 
 @dataclass
-class RedisPause(Fault):
-    """Freeze Redis: connections stay open and nothing answers (the worst kind of slow)."""
+class RedisPause(_RedisNodeFault):
+    """Freeze Redis (or the Sentinel primary): connections open, nothing answers (the
+    worst kind of slow)."""
 
     name: ClassVar[str] = "redis-pause"
-    summary: ClassVar[str] = "freeze Redis (SIGSTOP), then thaw it"
-    redis_container: ClassVar[bool] = True
+    summary: ClassVar[str] = "freeze Redis or the Sentinel primary (SIGSTOP), then thaw it"
     hold_s: float = 10.0
 
     def inject(self, ctx: Context) -> None:
-        pause(ctx.containers.docker(str(ctx.containers.redis)))
-        ctx.note("paused Redis")
+        self._cid, what = redis_target(ctx)
+        pause(ctx.containers.docker(self._cid))
+        ctx.note(f"paused {what}")
 
     def heal(self, ctx: Context) -> None:
-        unpause(ctx.containers.docker(str(ctx.containers.redis)))
+        if not hasattr(self, "_cid"):
+            return
+        unpause(ctx.containers.docker(self._cid))
         ctx.note("Redis resumed")
 
 

@@ -2,14 +2,15 @@
 
 Each runs the product's own scenario code (stream.chaos) against real Kafka and Redis
 (all of them with `bash compose/test.sh --extended`; the test command keeps the
-three-broker RF 3 / min ISR 2 check, and its chaos scenario is region-stop in
-test_chaos_regions.py):
+three-broker RF 3 / min ISR 2 check and a short seeded soak, both on three secure
+brokers, and region-stop in test_chaos_regions.py):
 steady open-loop load, the fault, recovery, then the shared outcome checker. Recovery
 goals are printed, not enforced here (machines differ; `chaos run` enforces them).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +25,13 @@ from stream.chaos.scenario import Plan, Result, Scenario, run_scenario
 from stream.chaos.schedule import draw
 from stream.chaos.soak import SoakPlan, run_soak
 from stream.chaos.target import Containers
+from stream.connect import kafka_config
 from stream.connect.topics import ensure_topics, wait_for_leaders
 from stream.devcluster.cluster import RunningCluster, start_cluster
+from stream.devcluster.secure import SecureStack
 from stream.settings import Settings
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
+from tests.integration.secure_support import SecureCluster
 
 pytestmark = pytest.mark.integration
 
@@ -69,6 +73,35 @@ def three() -> Iterator[RunningCluster]:
         running.stop()
 
 
+@pytest.fixture(scope="module")
+def production() -> Iterator[SecureCluster]:
+    """Three secure brokers (SASL_SSL, ACLs; TLS-only Redis with ACL users): the shape
+    the test command's soak runs on."""
+    images = ensure_test_images()
+    root = Path(tempfile.mkdtemp(prefix="streaminfer-production-"))
+    stack = SecureStack.create(root / "secure", "streaminfer")
+    secure = SecureCluster(start_cluster(3, images.kafka, images.redis, secure=stack), stack)
+    try:
+        yield secure
+    finally:
+        secure.stop()
+
+
+def production_settings(production: SecureCluster, **overrides: object) -> Settings:
+    """A fresh namespace on the secure three brokers, acting as admin."""
+    running = production.running
+    base = make_settings(Endpoints(running.bootstrap_servers, running.redis_url, 3),
+                         replication_factor=3, min_insync_replicas=2, **overrides)
+    return production.as_principal(base, "admin")
+
+
+def production_target(production: SecureCluster) -> Containers:
+    """The secure cluster's containers and material (chaos runs act as its principals)."""
+    target = Containers.from_running(production.running)
+    target.secure_dir = str(production.stack.material.root)
+    return target
+
+
 def rf3(three: RunningCluster) -> Settings:
     return make_settings(Endpoints(three.bootstrap_servers, three.redis_url, 3),
                          replication_factor=3, min_insync_replicas=2)
@@ -84,11 +117,11 @@ def judged(result: Result, guarantee_dups_allowed: bool = False) -> None:
     assert result.ok, result.problems
 
 
-def test_three_broker_topics_are_rf3_with_min_isr_2(three: RunningCluster) -> None:
-    settings = rf3(three)
+def test_three_broker_topics_are_rf3_with_min_isr_2(production: SecureCluster) -> None:
+    settings = production_settings(production)
     states = ensure_topics(settings)
     assert {t.replication_factor for t in states} == {3}
-    admin = AdminClient({"bootstrap.servers": three.bootstrap_servers})
+    admin = AdminClient(kafka_config.admin(settings))
     # This client may ask a broker that has not applied the new topic's metadata yet.
     wait_for_leaders(admin, [settings.requests_topic], 30)
     meta = admin.list_topics(timeout=10).topics[settings.requests_topic]
@@ -128,11 +161,14 @@ def test_partition_leader_kill_under_exactly_once(three: RunningCluster, tmp_pat
     assert any("killed broker" in n for n in result.notes)
 
 
-def test_a_short_seeded_soak_on_three_brokers(three: RunningCluster, tmp_path: Path) -> None:
-    """The test command's chaos subset: one fleet of exactly-once workers takes a seeded
-    schedule of faults (a worker kill, a partition-leader kill, a frozen worker) under
-    steady load; every request is accounted for over the whole run (`chaos soak` runs
-    the 30-minute one against `dev up --brokers 3`)."""
+def test_a_short_seeded_soak_on_three_secure_brokers(production: SecureCluster,
+                                                     tmp_path: Path) -> None:
+    """The test command's chaos subset: one fleet of exactly-once workers, acting as the
+    worker principal on three secure brokers, takes a seeded schedule of faults (a frozen
+    worker, a worker kill, a partition-leader kill) under steady load while a canary is
+    started and promoted and a retraining run is released; every request is accounted
+    for over the whole run, every answer's version was active or canary at its time
+    (`chaos soak` runs the 30-minute one against `dev up --profile production`)."""
     plan = SoakPlan(duration_s=90, seed=38, rate=50.0, workers=2, warmup_s=3.0,
                     gap_s=(3.0, 6.0), combination_share=0.0, strike_s=25.0, after_s=4.0,
                     drain_s=90.0,
@@ -140,7 +176,8 @@ def test_a_short_seeded_soak_on_three_brokers(three: RunningCluster, tmp_path: P
                     enforce_goals=False)
     assert [s.faults for s in draw(38, 90, list(plan.faults), plan.gap_s, 0.0, 25.0)] == [
         ("zombie-worker",), ("worker-kill",), ("leader-kill",)]
-    result = run_soak(rf3(three), Containers.from_running(three), plan, tmp_path)
+    result = run_soak(production_settings(production), production_target(production), plan,
+                      tmp_path)
     print("\n" + soak_table(result))
     assert result.requests > 0
     assert result.lost == 0, result.problems
@@ -150,5 +187,9 @@ def test_a_short_seeded_soak_on_three_brokers(three: RunningCluster, tmp_path: P
                for r in result.strikes), [r.problems for r in result.strikes]
     assert result.ok, (result.problems, [r.problems for r in result.strikes])
     zombie = next(r for r in result.strikes if r.strike.faults == ("zombie-worker",))
+    assert [n.split(" ")[0] for n in result.releases][:2] == ["canary", "promoted"], (
+        result.releases)
+    assert any("retraining run" in n and "canary" in n for n in result.releases), (
+        result.releases)
     resumed = "every request sent in the second after it was answered"
     assert any(resumed in n for n in zombie.notes), zombie.notes
