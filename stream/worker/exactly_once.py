@@ -25,7 +25,11 @@ from stream.worker.positions import next_offsets
 
 log = logging.getLogger(__name__)
 COMMIT_ATTEMPTS = 3
-OFFSETS_TIMEOUT_S = 10.0
+# Adding offsets answers in milliseconds, a few seconds while the group coordinator
+# moves. A coordinator cut off the network wedges the call (librdkafka#5456/#5511) until
+# this bound (+2 s) gives the producer up: at 10 s a broker cut took 23-26 s to recover
+# from (docs/chaos.md); a timeout that librdkafka does report aborts and redoes the batch.
+OFFSETS_TIMEOUT_S = 4.0
 
 
 @dataclass
