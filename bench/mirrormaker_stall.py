@@ -108,7 +108,8 @@ def run_release(release: str, extra: str, rounds: int, faults: list[str], hold_s
     ns = f"mmstall-{uuid.uuid4().hex[:6]}"
     regions = start_regions(1, images.kafka, images.redis, image, ns,
                             wait_for_replication=True,
-                            mirrormaker_env={"MM2_WATCHDOG_STALL_S": "0"},
+                            mirrormaker_env={"MM2_WATCHDOG_STALL_S": "0",
+                                             "MM2_WATCHDOG_RETURN_S": "0"},
                             mirrormaker_extra=extra.replace(";", "\n"))
     out: list[Round] = []
     try:

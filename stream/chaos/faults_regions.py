@@ -64,7 +64,7 @@ class RegionFault(Fault):
 
     regional: ClassVar[bool] = True
     # failback waits --region-failback-after-s; a MirrorMaker stalled by the outage is
-    # restarted by its watchdog after MM2_WATCHDOG_STALL_S (60) and resumes
+    # restarted by its watchdog MM2_WATCHDOG_RETURN_S (12) after the region's return
     aftermath_s: ClassVar[float] = 180.0
     hold_s: float = 20.0
 
