@@ -10,7 +10,8 @@ latency bound of the soak's opening baseline, and judged against the bound the p
 promises for that fault (:data:`GOALS`).
 
 Before each strike the run waits for the previous one to settle (brokers back in sync,
-the group whole), so a strike's figures are its own and a schedule's times are floors.
+the group whole) and its flow to recover by the report's measure (at most ``settle_s``),
+so a strike's figures are its own and a schedule's times are floors.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from stream.chaos.catalog import SCENARIOS
 from stream.chaos.fault import Context, Fault, wait_for
+from stream.chaos.faults_kafka import LeaderKill
 from stream.chaos.faults_workers import whole_group
 from stream.chaos.measure import FaultFigures, Timeline, percentile, recovery, worst
 from stream.chaos.open_loop import Answers, Load
@@ -150,6 +152,15 @@ class SoakResult:
                 "strikes": [s.as_dict() for s in self.strikes]}
 
 
+def soak_fault(name: str) -> Fault:
+    """The catalogue's fault, struck once per strike: `chaos run`'s leader-kill kills twice
+    (to show the spread) with a settling pause between; a soak repeats faults on its
+    schedule instead, and each strike's recovery is its own."""
+    if name == "leader-kill":
+        return LeaderKill(times=1)
+    return SCENARIOS[name]().fault
+
+
 def available(ctx: Context, names: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
     """The faults of ``names`` this target can take, and why the others cannot."""
     ok, skipped = [], {}
@@ -159,7 +170,7 @@ def available(ctx: Context, names: tuple[str, ...]) -> tuple[list[str], dict[str
                                      f"target of its own: `chaos run --scenario {name}`); "
                                      f"soakable: {', '.join(SOAKABLE)}")
         try:
-            SCENARIOS[name]().fault.needs(ctx)
+            soak_fault(name).needs(ctx)
         except ConfigurationError as exc:
             skipped[name] = str(exc)
         else:
@@ -236,7 +247,8 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
                 problems.append(f"the schedule ran {plan.settle_s:.0f}s past its duration "
                                 f"(strikes slow to settle); {len(schedule) - i} not struck")
                 break
-            if runs:
+            if runs:  # the previous strike's flow recovers (or runs out of time) first
+                _until_recovered(runs[-1], load, answers, bound, plan.settle_s)
                 _evidence(runs[-1])
             runs.append(_run_strike(i + 1, entry, settings, containers, fleet, load, answers,
                                     plan))
@@ -307,7 +319,7 @@ def _run_strike(index: int, entry: Strike, settings: Settings, containers: Conta
                  "the next strike", interval=1.0)
     except TimeoutError as exc:
         say(f"soak: {exc}; striking anyway")
-    faults = [SCENARIOS[name]().fault for name in entry.faults]
+    faults = [soak_fault(name) for name in entry.faults]
     contexts = [Context(settings, containers, fleet, load, answers) for _ in faults]
     run = StrikeRun(index, entry, now_ms(), contexts, faults)
     say(f"soak: strike {index}: {entry.label}")

@@ -169,12 +169,12 @@ def test_a_short_seeded_soak_on_three_secure_brokers(production: SecureCluster,
     started and promoted and a retraining run is released; every request is accounted
     for over the whole run, every answer's version was active or canary at its time
     (`chaos soak` runs the 30-minute one against `dev up --profile production`)."""
-    plan = SoakPlan(duration_s=90, seed=38, rate=50.0, workers=2, warmup_s=3.0,
-                    gap_s=(3.0, 6.0), combination_share=0.0, strike_s=25.0, after_s=4.0,
+    plan = SoakPlan(duration_s=70, seed=127, rate=50.0, workers=2, warmup_s=3.0,
+                    gap_s=(3.0, 6.0), combination_share=0.0, strike_s=20.0, after_s=4.0,
                     drain_s=90.0,
                     faults=("worker-kill", "leader-kill", "zombie-worker"),
                     enforce_goals=False)
-    assert [s.faults for s in draw(38, 90, list(plan.faults), plan.gap_s, 0.0, 25.0)] == [
+    assert [s.faults for s in draw(127, 70, list(plan.faults), plan.gap_s, 0.0, 20.0)] == [
         ("zombie-worker",), ("worker-kill",), ("leader-kill",)]
     result = run_soak(production_settings(production), production_target(production), plan,
                       tmp_path)
