@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from stream.chaos.scenario import Result
-from stream.chaos.soak import SoakResult
+from stream.chaos.strikes import SoakResult
 
 
 def _fmt(value: float | None, unit: str, digits: int = 1) -> str:

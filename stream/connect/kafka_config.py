@@ -16,6 +16,7 @@ def common(settings: Settings) -> dict[str, Any]:
         "bootstrap.servers": settings.bootstrap_servers,
         "client.id": f"streaminfer-{settings.namespace}",
         "log.connection.close": False,
+        "socket.timeout.ms": settings.socket_timeout_ms,
         "logger": kafka_logger(),  # librdkafka's lines through our logging, repeats folded
     }
     conf.update(kafka_security(settings))

@@ -47,6 +47,13 @@ class KafkaSection(BaseModel):
         5.0, gt=0, le=300, description="How long a command waits for Kafka to answer before "
                                        "it stops with an error naming the address (workers "
                                        "keep retrying instead).")
+    socket_timeout_ms: int = Field(
+        5_000, ge=1_000, le=300_000,
+        description="librdkafka socket.timeout.ms: a request with no answer for this long "
+                    "fails and its connection is closed, so the client asks where the "
+                    "partition or coordinator went. A broker cut off the network or frozen "
+                    "answers nothing and resets nothing: at librdkafka's 60 s default the "
+                    "workers waited on it through the whole fault (docs/chaos.md).")
 
 
 class WorkerSection(BaseModel):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import itertools
 
 from stream.chaos.schedule import COMBINATIONS, draw
-from stream.chaos.soak import GOALS, SOAKABLE, StrikeRun
+from stream.chaos.soak import SOAKABLE
+from stream.chaos.strikes import GOALS, StrikeRun
 
 KAFKA = ["leader-kill", "controller-kill", "broker-pause", "rolling-restart", "broker-cut",
          "worker-kill", "zombie-worker", "redis-kill", "redis-pause", "redis-corrupt"]
