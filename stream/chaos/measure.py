@@ -108,3 +108,19 @@ def recovery(timeline: Timeline, fault_ms: int, end_ms: int, floor_ms: float = 5
 def worst(figures: Sequence[FaultFigures]) -> FaultFigures:
     """Of several strikes' figures, the slowest recovery (no recovery is the worst)."""
     return max(figures, key=lambda f: math.inf if f.recovery_s is None else f.recovery_s)
+
+
+def seconds(timeline: Timeline, fault_ms: int, end_ms: int, bound_ms: float,
+            before_s: int = 5) -> list[dict[str, float | int | None]]:
+    """Per second of send time from ``before_s`` before the fault to ``end_ms``: requests
+    sent, answered, past the bound (or unanswered), and the p50 and worst latency: the
+    shape of an outage, for the JSON report (a missed bound is explained with it)."""
+    out: list[dict[str, float | int | None]] = []
+    start = fault_ms - before_s * 1000
+    for second, t in enumerate(range(start, end_ms, 1000), start=-before_s):
+        pts = timeline.between(t, t + 1000)
+        lats = [lat for _, lat in pts if lat is not None]
+        out.append({"s": second, "sent": len(pts), "answered": len(lats),
+                    "missed": sum(1 for _, lat in pts if lat is None or lat > bound_ms),
+                    "p50_ms": percentile(lats, 0.5), "max_ms": max(lats, default=None)})
+    return out

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stream.chaos.fault import Context, Fault, wait_for
-from stream.chaos.measure import FaultFigures, Timeline, recovery, worst
+from stream.chaos.measure import FaultFigures, Timeline, recovery, seconds, worst
 from stream.chaos.open_loop import Answers, Load
 from stream.chaos.principals import Roles, acting
 from stream.chaos.target import Containers, Fleet
@@ -71,6 +71,7 @@ class Result:
     goal_s: float | None
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    seconds: list[dict[str, Any]] = field(default_factory=list)  # per second from the fault
 
     @property
     def ok(self) -> bool:
@@ -87,7 +88,7 @@ class Result:
                 "p99_during_ms": None if f is None else f.p99_during_ms,
                 "answered_per_s_during": None if f is None else f.answered_per_s_during,
                 "verdict": "pass" if self.ok else "fail", "problems": self.problems,
-                "notes": self.notes}
+                "notes": self.notes, "seconds": self.seconds}
 
 
 def run_scenario(base: Settings, containers: Containers, scenario: Scenario, plan: Plan,
@@ -120,6 +121,7 @@ def _run(settings: Settings, roles: Roles, regions: int, containers: Containers,
     problems: list[str] = []
     figures: FaultFigures | None = None
     goal_figures: FaultFigures | None = None
+    profile: list[dict[str, Any]] = []
     last: FaultFigures | None = None
     try:
         answers.start()
@@ -168,6 +170,7 @@ def _run(settings: Settings, roles: Roles, regions: int, containers: Containers,
                 ctx.note(f"{label}: recovery " + ("none" if f.recovery_s is None
                                                   else f"{f.recovery_s:.1f}s")
                          + f", p99 {f.p99_during_ms or 0:.0f} ms")
+        profile = seconds(timeline, marks[0], end_ms, figures.bound_ms)
         chosen = scenario.fault.goal_strikes
         goal_figures = figures if chosen is None or len(each) <= max(chosen) else worst(
             [each[i] for i in chosen])
@@ -185,7 +188,7 @@ def _run(settings: Settings, roles: Roles, regions: int, containers: Containers,
     dups = sum(len(v.outcomes.duplicates) for v in verdicts)
     problems += _judge(scenario, ctx, verdicts, figures, goal_figures, last, fleet, load, plan)
     return Result(scenario.name, scenario.fault.summary, len(load.sent), len(load.refused),
-                  lost, dups, figures, scenario.goal_s, problems, ctx.notes)
+                  lost, dups, figures, scenario.goal_s, problems, ctx.notes, profile)
 
 
 def delete_topics(settings: Settings, ctx: Context) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 
-from stream.chaos.measure import Timeline, percentile, recovery, worst
+from stream.chaos.measure import Timeline, percentile, recovery, seconds, worst
 
 Points = Mapping[str, tuple[int, float | None]]
 
@@ -95,3 +95,19 @@ def test_requests_caught_by_the_next_strike_belong_to_it() -> None:
     tl = timeline(flow(0, 10_000, 100), first, flow(14_000, 39_800, 100), second)
     fig = recovery(tl, fault_ms=10_000, end_ms=40_000, next_strike=True)
     assert fig.recovery_s == pytest.approx(4.0, abs=1.0)
+
+
+def test_seconds_profile_shows_the_outage_second_by_second() -> None:
+    stalled = {f"s{t}": (t, 3000.0) for t in range(10_000, 12_000, 10)}
+    lost = {"gone": (12_500, None)}
+    tl = timeline(flow(8_000, 10_000, 100), stalled, lost, flow(13_000, 15_000, 100))
+    profile = seconds(tl, fault_ms=10_000, end_ms=15_000, bound_ms=500, before_s=2)
+    assert [p["s"] for p in profile] == [-2, -1, 0, 1, 2, 3, 4]
+    by = {p["s"]: p for p in profile}
+    assert by[-1] == {"s": -1, "sent": 100, "answered": 100, "missed": 0, "p50_ms": 100.0,
+                      "max_ms": 100.0}
+    assert by[0]["missed"] == 100
+    assert by[0]["p50_ms"] == 3000.0
+    assert by[2] == {"s": 2, "sent": 1, "answered": 0, "missed": 1, "p50_ms": None,
+                     "max_ms": None}
+    assert by[4]["missed"] == 0
