@@ -112,12 +112,29 @@ def acting(settings: Settings, containers: Containers, home_namespace: str
         yield Roles(role("worker"), role("producer"), settings, role("release"),
                     role("retrain"))
     finally:
-        with contextlib.suppress(Exception):  # a cluster still away: the next apply fixes it
-            kafka_acls.apply(kafka_acls.AclDiff([], added), kafka)
-        home = load(namespace=home_namespace)
-        for port in ports:
-            with contextlib.suppress(Exception):
-                node = _redis_node(settings, port)
-                redis_acls.apply(redis_acls.diff(home, node, material.passwords), node,
-                                 material.passwords)
-                redis_acls.save_if_file(node)
+        _revoke(settings, added, load(namespace=home_namespace), ports, material.passwords)
+
+
+def _revoke(admin: Settings, added: list[Any], home: Any, ports: list[int],
+            passwords: Path) -> None:
+    """Take the run's grants back; what cannot be (a cluster still away) is said, with
+    the command that finishes the job."""
+    from stream.access import kafka_acls, redis_acls
+    from stream.devcluster.progress import say
+
+    failed = []
+    try:
+        kafka_acls.apply(kafka_acls.AclDiff([], added), _kafka_admin(admin))
+    except Exception as exc:  # noqa: BLE001 - reported below; the run's verdict stands
+        failed.append(f"Kafka: {exc}")
+    for port in ports:
+        try:
+            node = _redis_node(admin, port)
+            redis_acls.apply(redis_acls.diff(home, node, passwords), node, passwords)
+            redis_acls.save_if_file(node)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            failed.append(f"Redis on port {port}: {exc}")
+    if failed:
+        say(f"  secure: could not take back every grant of {admin.namespace} "
+            f"({'; '.join(failed)}): `streaminfer acls apply` sets the Redis users back to "
+            "the declaration; Kafka ACLs left on the run's names name topics that are gone")
