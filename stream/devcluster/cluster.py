@@ -104,11 +104,6 @@ def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str,
         # coordinator's next sweep, every 10 s by default; until then read_committed
         # readers wait at its first record. 2 s: they resume about 2 s after the timeout.
         "KAFKA_TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS": "2000",
-        # A broker's connections to a peer that was cut off wait out their setup timeout
-        # (10 s, growing to 30 s) once it is back: a broker cut's heal stalled the flow
-        # for 5-11 s after the reconnect at the default, none at 2 s (docs/chaos.md).
-        "KAFKA_SOCKET_CONNECTION_SETUP_TIMEOUT_MS": "2000",
-        "KAFKA_SOCKET_CONNECTION_SETUP_TIMEOUT_MAX_MS": "5000",
         "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
         "KAFKA_NUM_PARTITIONS": "4",
         "KAFKA_LOG_DIRS": "/var/lib/kafka/data",
