@@ -42,9 +42,9 @@ import org.apache.kafka.connect.mirror.MirrorMaker;
  *
  * <p>A cluster that comes back is where MirrorMaker stalls (the herder gave up on its
  * connector while the cluster was away), and where a region's failback waits on it: a
- * flow whose clusters both answer again after one of them did not gets
- * {@code MM2_WATCHDOG_RETURN_S} seconds (default 12; 0: only the stall limit) for its
- * heartbeats to advance, rather than the whole stall limit. A healthy MirrorMaker resumes
+ * flow whose clusters both answer again after one of them did not is held, for three
+ * times {@code MM2_WATCHDOG_RETURN_S} seconds (default 12; 0: only the stall limit), to a
+ * stall limit of {@code MM2_WATCHDOG_RETURN_S} rather than the whole stall limit. A healthy MirrorMaker resumes
  * within a few seconds of the return; at 60 s a region's failback took 94 s.
  *
  * <p>{@code MM2_METRICS_PORT} (default 9500; 0: off) serves Prometheus text on
@@ -167,15 +167,15 @@ public final class WatchedMirrorMaker {
             Long before = endOffsets.put(k, end);
             if (end >= 0 && (before == null || end > before)) {
                 lastProgressMs.put(k, now);
-                if (before != null) {
-                    returnedMs.remove(k);  // flowing again after the return
-                }
             }
+            // For three return limits after a cluster's return, the flow must keep moving
+            // (a heartbeat or two copied right after the return does not show that the
+            // connector runs: one run advanced once, then stalled until the 60 s limit).
             long back = returnedMs.getOrDefault(k, 0L);
-            boolean returnStall = returnMs > 0 && back > 0 && now - back > returnMs;
-            if (now - startMs > graceMs && (returnStall
-                    || stallMs > 0 && now - lastProgressMs.get(k) > stallMs)) {
-                return k + (returnStall ? " (since its cluster came back " + (now - back) / 1000
+            boolean returning = returnMs > 0 && back > 0 && now - back < 3 * returnMs;
+            long limit = returning ? returnMs : stallMs;
+            if (now - startMs > graceMs && limit > 0 && now - lastProgressMs.get(k) > limit) {
+                return k + (returning ? " (its cluster came back " + (now - back) / 1000
                         + " s ago)" : "");
             }
         }
