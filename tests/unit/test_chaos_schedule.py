@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
+
+from stream.chaos.faults_kafka import LeaderKill
 from stream.chaos.schedule import COMBINATIONS, draw
-from stream.chaos.soak import SOAKABLE
+from stream.chaos.soak import SOAKABLE, available, soak_fault
 from stream.chaos.strikes import GOALS, StrikeRun
+from stream.exceptions import ConfigurationError
 
 KAFKA = ["leader-kill", "controller-kill", "broker-pause", "rolling-restart", "broker-cut",
          "worker-kill", "zombie-worker", "redis-kill", "redis-pause", "redis-corrupt"]
@@ -63,3 +67,11 @@ def test_a_strike_is_judged_by_its_faults_bounds() -> None:
     assert bound("rolling-restart", "leader-kill") == 60.0
     assert bound("controller-kill", "zombie-worker") is None  # the zombie judges itself
     assert set(GOALS) <= set(SOAKABLE)
+
+
+def test_a_soak_strikes_each_leader_kill_once_and_refuses_faults_it_cannot_share() -> None:
+    kill = soak_fault("leader-kill")
+    assert isinstance(kill, LeaderKill)
+    assert kill.times == 1
+    with pytest.raises(ConfigurationError, match="overload cannot run in a soak"):
+        available(None, ("overload",))  # type: ignore[arg-type]

@@ -30,3 +30,25 @@ def test_models_list_on_an_empty_registry_points_at_the_shipped_model(tmp_path: 
     assert "shipped model fraud v1" in result.output
     assert "streaminfer models publish" in result.output
     assert "models promote fraud 1" in result.output
+
+
+def test_the_production_profile_refuses_a_flag_that_contradicts_it() -> None:
+    result = CliRunner().invoke(cli, ["dev", "up", "--profile", "production", "--brokers", "1",
+                                      "--regions", "2"])
+    assert result.exit_code == 2
+    assert "leave out --brokers 1, --regions 2" in result.output
+
+
+def test_the_production_profile_gives_every_command_its_worker_settings(tmp_path: Path) -> None:
+    from stream.devcluster.state import DevState
+
+    def env(profile: str) -> dict[str, str]:
+        return DevState("127.0.0.1:9092", "rediss://127.0.0.1:6379/0", 3, {}, "net", "k", "r",
+                        0.0, secure_dir=str(tmp_path), profile=profile).env()
+
+    production = env("production")
+    assert production["STREAMINFER_GUARANTEE"] == "exactly-once"
+    assert production["STREAMINFER_RECORD_INPUTS"] == "true"
+    assert production["STREAMINFER_REQUIRE_SEALED"] == "true"
+    assert production["STREAMINFER_FIELD_KEYS_FILE"] == str(tmp_path / "field-keys.json")
+    assert "STREAMINFER_GUARANTEE" not in env("dev")
