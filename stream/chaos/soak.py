@@ -27,7 +27,7 @@ from stream.chaos.catalog import SCENARIOS
 from stream.chaos.fault import Context, Fault, wait_for
 from stream.chaos.faults_kafka import LeaderKill
 from stream.chaos.faults_workers import whole_group
-from stream.chaos.measure import Timeline, percentile, recovery, worst
+from stream.chaos.measure import Timeline, percentile, recovery, seconds, worst
 from stream.chaos.open_loop import Answers, Load
 from stream.chaos.principals import Roles, acting
 from stream.chaos.releases import Releases, prepare
@@ -306,12 +306,14 @@ def _await(condition: Callable[[], bool], deadline_s: float, run: StrikeRun, wha
 def _judge_strike(run: StrikeRun, timeline: Timeline, next_ms: int, bound: float,
                   plan: SoakPlan, is_last: bool) -> None:
     """Recovery from each of the strike's marks up to the next one (the last up to the
-    next strike or the end), the worst reported; the bound and the faults' evidence."""
+    next strike or the end), the worst reported and judged against the strike's bound;
+    its seconds kept for the report (a missed bound is explained with them)."""
     marks = run.marks
     ends = [*marks[1:], next_ms]
     each = [recovery(timeline, m, e, bound_ms=bound, next_strike=not (is_last and j == len(marks) - 1))
             for j, (m, e) in enumerate(zip(marks, ends, strict=True))]
     run.figures = worst(each)
+    run.seconds = seconds(timeline, marks[0], next_ms, bound)
     if run.figures.recovery_s is None:
         run.problems.append("did not recover before the next strike" if not is_last
                             else "did not recover before the end of the soak")

@@ -28,6 +28,7 @@ class StrikeRun:
     faults: list[Fault]
     problems: list[str] = field(default_factory=list)
     figures: FaultFigures | None = None
+    seconds: list[dict[str, Any]] = field(default_factory=list)  # per second from the strike
 
     @property
     def goal_s(self) -> float | None:
@@ -54,7 +55,7 @@ class StrikeRun:
                 "recovery_s": None if f is None else f.recovery_s, "goal_s": self.goal_s,
                 "p99_during_ms": None if f is None else f.p99_during_ms,
                 "verdict": "pass" if not self.problems else "fail",
-                "problems": self.problems, "notes": self.notes}
+                "problems": self.problems, "notes": self.notes, "seconds": self.seconds}
 
 
 @dataclass

@@ -186,6 +186,9 @@ def test_a_short_seeded_soak_on_three_secure_brokers(production: SecureCluster,
     assert all(r.figures is not None and r.figures.recovery_s is not None
                for r in result.strikes), [r.problems for r in result.strikes]
     assert result.ok, (result.problems, [r.problems for r in result.strikes])
+    # each strike's seconds, from 5 s before it, go to the JSON report
+    assert all(r.seconds and r.seconds[0]["s"] == -5 and r.as_dict()["seconds"] == r.seconds
+               for r in result.strikes)
     zombie = next(r for r in result.strikes if r.strike.faults == ("zombie-worker",))
     assert [n.split(" ")[0] for n in result.releases][:2] == ["canary", "promoted"], (
         result.releases)
