@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
@@ -19,16 +19,29 @@ def _feature_store(ctx: Context) -> tuple[FeatureRepo, RedisFeatureStore]:
     return repo_for(ctx.settings), store_for(ctx.settings)
 
 
+def sentinel_primary(ctx: Context) -> tuple[str, int] | None:
+    """The primary the sentinels name (over TLS on a secure cluster); None while they do
+    not agree (during a failover)."""
+    from stream.connect.redis_pool import make_sentinel
+
+    try:
+        host, port = make_sentinel(ctx.settings, timeout_s=1.0).discover_master(
+            ctx.settings.redis_master_name)
+    except Exception:  # noqa: BLE001 - during a failover the sentinels may not agree yet
+        return None
+    return str(host), int(port)
+
+
 def redis_target(ctx: Context) -> tuple[str, str]:
     """The Redis container to strike and what it is: the standalone Redis, or under
     Sentinel the current primary (asked of the sentinels)."""
     if ctx.containers.redis is not None:
         return ctx.containers.redis, "Redis"
-    from stream.connect.redis_pool import make_sentinel
-
-    _host, port = make_sentinel(ctx.settings, timeout_s=1.0).discover_master(
-        ctx.settings.redis_master_name)
-    return ctx.containers.redis_node_on_port(int(port)), f"the Redis primary (port {port})"
+    primary = sentinel_primary(ctx)
+    if primary is None:
+        raise RuntimeError("the sentinels name no primary; check `redis-cli -p <sentinel> "
+                           "sentinel masters`")
+    return ctx.containers.redis_node_on_port(primary[1]), f"the Redis primary (port {primary[1]})"
 
 
 class _RedisNodeFault(Fault):
@@ -142,20 +155,8 @@ class RedisFailover(Fault):
             raise ConfigurationError("redis-failover needs the Redis containers of "
                                      "`streaminfer dev up --redis sentinel`")
 
-    def _sentinel(self, ctx: Context) -> Any:
-        from stream.connect.redis_pool import make_sentinel
-
-        return make_sentinel(ctx.settings, timeout_s=1.0)  # over TLS on a secure cluster
-
-    def _primary(self, ctx: Context) -> tuple[str, int] | None:
-        try:
-            host, port = self._sentinel(ctx).discover_master(ctx.settings.redis_master_name)
-        except Exception:  # noqa: BLE001 - during a failover the sentinels may not agree yet
-            return None
-        return str(host), int(port)
-
     def inject(self, ctx: Context) -> None:
-        primary = self._primary(ctx)
+        primary = sentinel_primary(ctx)
         if primary is None:
             raise RuntimeError("the sentinels name no primary; check `redis-cli -p <sentinel> "
                                "sentinel masters`")
@@ -164,9 +165,9 @@ class RedisFailover(Fault):
         started = time.monotonic()
         ctx.containers.docker(self._container).kill()
         ctx.note(f"killed the Redis primary on port {primary[1]}")
-        wait_for(lambda: self._primary(ctx) not in (None, self._old), 60,
+        wait_for(lambda: sentinel_primary(ctx) not in (None, self._old), 60,
                  "the sentinels to promote a replica")
-        promoted = self._primary(ctx)
+        promoted = sentinel_primary(ctx)
         ctx.note(f"the sentinels promoted port {promoted[1] if promoted else '?'} after "
                  f"{time.monotonic() - started:.1f} s")
 
@@ -180,6 +181,6 @@ class RedisFailover(Fault):
     def evidence(self, ctx: Context) -> str | None:
         if not hasattr(self, "_old"):
             return "no primary was found to kill"
-        if self._primary(ctx) == self._old:
+        if sentinel_primary(ctx) == self._old:
             return "the primary is the one that was killed: no failover happened"
         return None

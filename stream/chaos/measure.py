@@ -75,6 +75,17 @@ def settled_at(after: Sequence[tuple[int, float | None]], bound: float, fault_ms
     return recovered if end_ms - recovered >= settle_s * 1000 else None
 
 
+def baseline_bound(timeline: Timeline, fault_ms: int, baseline_s: float,
+                   floor_ms: float = 500.0) -> tuple[float | None, float]:
+    """The p99 of the requests sent in the ``baseline_s`` before ``fault_ms`` *and
+    answered before it* (one in flight at the fault is the fault's, not the baseline's),
+    and the latency bound it sets: ``max(floor_ms, 2 x p99)``."""
+    before = percentile([lat for c, lat in timeline.between(fault_ms - int(baseline_s * 1000),
+                                                            fault_ms)
+                         if lat is not None and c + lat < fault_ms], 0.99)
+    return before, max(floor_ms, 2 * before) if before is not None else floor_ms
+
+
 def recovery(timeline: Timeline, fault_ms: int, end_ms: int, floor_ms: float = 500.0,
              settle_s: float = 3.0, baseline_s: float = 8.0,
              blip_share: float = 0.1, next_strike: bool = False,
@@ -84,12 +95,7 @@ def recovery(timeline: Timeline, fault_ms: int, end_ms: int, floor_ms: float = 5
     ``baseline_s`` before the fault sets the latency bound, unless ``bound_ms`` is given
     (a soak judges every strike by its opening baseline: the period before a later
     strike may still hold the previous one's tail)."""
-    # The baseline: requests sent in the period before the fault *and answered before it*
-    # (one in flight at the fault is the fault's, not the baseline's).
-    before = percentile([lat for c, lat in timeline.between(fault_ms - int(baseline_s * 1000),
-                                                            fault_ms)
-                         if lat is not None and c + lat < fault_ms], 0.99)
-    bound = max(floor_ms, 2 * before) if before is not None else floor_ms
+    before, bound = baseline_bound(timeline, fault_ms, baseline_s, floor_ms)
     if bound_ms is not None:
         bound = bound_ms
     if next_strike:  # requests still in flight when the next strike hit are its, not ours

@@ -42,12 +42,7 @@ class Roles:
 def redis_ports(containers: Containers, settings: Settings) -> list[int]:
     """The Redis nodes' ports: each Sentinel-topology node's (from its command line), or
     the standalone Redis of ``settings``."""
-    ports = []
-    for cid in containers.redis_nodes.values():
-        cmd = " ".join(containers.docker(cid).attrs["Config"]["Cmd"] or [])
-        match = re.search(r"--(?:tls-)?port (\d+)", cmd.replace("--port 0", ""))
-        if match:
-            ports.append(int(match.group(1)))
+    ports = list(containers.redis_node_ports().values())
     if not ports:
         match = re.search(r":(\d+)(?:/|$)", settings.redis_url)
         if match:

@@ -145,19 +145,10 @@ def _run(settings: Settings, roles: Roles, regions: int, containers: Containers,
         decided_ms = _until_flowing(scenario.fault, ctx, plan, (ctx.marks or [fault_ms])[-1],
                                     problems)
         load.stop()
-        load.join(180)
         # Latency is judged up to where the run saw the flow recovered and settled (what
         # follows is still checked for loss); without that, up to the end of the load.
         end_ms = decided_ms if decided_ms is not None else now_ms()
-        sent = dict(load.sent)
-        say(f"  load stopped: {len(sent)} acknowledged, {len(load.refused)} refused; "
-            "waiting for every answer")
-        try:
-            wait_for(lambda: answers.answered(list(sent)) == len(sent), plan.drain_s,
-                     "every acknowledged request to be answered", interval=1.0)
-        except TimeoutError as exc:
-            fleet.dump_stacks()
-            problems.append(f"{exc} (each worker's thread stacks are at the end of its log)")
+        sent = drain(load, answers, fleet, plan.drain_s, problems, "  ")
         timeline = Timeline.build({k: v.created_at for k, v in sent.items()},
                                   dict(answers.first_at))
         marks = ctx.marks or [fault_ms]
@@ -189,6 +180,24 @@ def _run(settings: Settings, roles: Roles, regions: int, containers: Containers,
     problems += _judge(scenario, ctx, verdicts, figures, goal_figures, last, fleet, load, plan)
     return Result(scenario.name, scenario.fault.summary, len(load.sent), len(load.refused),
                   lost, dups, figures, scenario.goal_s, problems, ctx.notes, profile)
+
+
+def drain(load: Load, answers: Answers, fleet: Fleet, drain_s: float,
+          problems: list[str], label: str = "") -> dict[str, Any]:
+    """After ``load.stop()``: wait (at most ``drain_s``) until every acknowledged request
+    is answered; on a timeout the workers write their thread stacks to their logs and the
+    run has a problem. Returns what was acknowledged."""
+    load.join(180)
+    sent = dict(load.sent)
+    say(f"{label}load stopped: {len(sent)} acknowledged, {len(load.refused)} refused; "
+        "waiting for every answer")
+    try:
+        wait_for(lambda: answers.answered(list(sent)) == len(sent), drain_s,
+                 "every acknowledged request to be answered", interval=1.0)
+    except TimeoutError as exc:
+        fleet.dump_stacks()
+        problems.append(f"{exc} (each worker's thread stacks are at the end of its log)")
+    return sent
 
 
 def delete_topics(settings: Settings, ctx: Context) -> None:

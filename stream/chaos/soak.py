@@ -27,11 +27,18 @@ from stream.chaos.catalog import SCENARIOS
 from stream.chaos.fault import Context, Fault, wait_for
 from stream.chaos.faults_kafka import LeaderKill
 from stream.chaos.faults_workers import whole_group
-from stream.chaos.measure import Timeline, percentile, recovery, seconds, worst
+from stream.chaos.measure import Timeline, baseline_bound, recovery, seconds, worst
 from stream.chaos.open_loop import Answers, Load
 from stream.chaos.principals import Roles, acting
 from stream.chaos.releases import Releases, prepare
-from stream.chaos.scenario import await_whole, check_views, delete_topics, steady, strike
+from stream.chaos.scenario import (
+    await_whole,
+    check_views,
+    delete_topics,
+    drain,
+    steady,
+    strike,
+)
 from stream.chaos.schedule import Strike, draw
 from stream.chaos.strikes import SoakResult, StrikeRun
 from stream.chaos.target import Containers, Fleet
@@ -177,16 +184,7 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
             _until_recovered(runs[-1], load, answers, bound, plan.settle_s)
             _evidence(runs[-1])
         load.stop()
-        load.join(180)
-        sent = dict(load.sent)
-        say(f"soak: load stopped: {len(sent)} acknowledged, {len(load.refused)} refused; "
-            "waiting for every answer")
-        try:
-            wait_for(lambda: answers.answered(list(sent)) == len(sent), plan.drain_s,
-                     "every acknowledged request to be answered", interval=1.0)
-        except TimeoutError as exc:
-            fleet.dump_stacks()
-            problems.append(f"{exc} (thread stacks at the end of each worker log)")
+        drain(load, answers, fleet, plan.drain_s, problems, "soak: ")
         end_ms = now_ms()
     finally:
         if releases is not None:
@@ -263,10 +261,7 @@ def _bound(timeline: Timeline, baseline_end: int, plan: SoakPlan) -> tuple[float
     """The p99 of the requests sent and answered in the warm-up (and the 4 s before it
     that the steady-flow check saw answered), and the latency bound derived from it:
     ``max(500 ms, 2 x p99)``, as in a scenario."""
-    start = baseline_end - int((plan.warmup_s + 4) * 1000)
-    before = percentile([lat for c, lat in timeline.between(start, baseline_end)
-                         if lat is not None and c + lat < baseline_end], 0.99)
-    return before, max(500.0, 2 * before) if before is not None else 500.0
+    return baseline_bound(timeline, baseline_end, plan.warmup_s + 4)
 
 
 def _until_recovered(run: StrikeRun, load: Load, answers: Answers, bound: float,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
 import subprocess
 import sys
@@ -73,12 +74,21 @@ class Containers:
 
         return docker.from_env().containers.get(cid)
 
-    def redis_node_on_port(self, port: int) -> str:
-        """The Sentinel-topology Redis container listening on ``port`` (host network:
-        the port is in its command line)."""
+    def redis_node_ports(self) -> dict[str, int]:
+        """Each Sentinel-topology Redis container's port (host network: the port is in its
+        command line, ``--port N``, or ``--tls-port N`` with ``--port 0`` on TLS)."""
+        ports = {}
         for cid in self.redis_nodes.values():
             cmd = " ".join(self.docker(cid).attrs["Config"]["Cmd"] or [])
-            if f"--port {port} " in f"{cmd} " or f"--tls-port {port} " in f"{cmd} ":
+            match = re.search(r"--(?:tls-)?port ([1-9]\d*)", cmd)
+            if match:
+                ports[cid] = int(match.group(1))
+        return ports
+
+    def redis_node_on_port(self, port: int) -> str:
+        """The Sentinel-topology Redis container listening on ``port``."""
+        for cid, listens in self.redis_node_ports().items():
+            if listens == port:
                 return cid
         raise ConfigurationError(f"no Redis container of this cluster listens on port {port}")
 
