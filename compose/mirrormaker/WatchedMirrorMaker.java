@@ -47,6 +47,12 @@ import org.apache.kafka.connect.mirror.MirrorMaker;
  * stall limit of {@code MM2_WATCHDOG_RETURN_S} rather than the whole stall limit. A healthy MirrorMaker resumes
  * within a few seconds of the return; at 60 s a region's failback took 94 s.
  *
+ * <p>Neither limit acts in the first {@code MM2_WATCHDOG_GRACE_S} seconds (default 120)
+ * after MirrorMaker starts, while its connectors come up, except for a flow whose
+ * heartbeats have already advanced since the start: that flow runs, and a stall of it is
+ * one (a region lost right after a restart was otherwise left to stall until the grace
+ * ended).
+ *
  * <p>{@code MM2_METRICS_PORT} (default 9500; 0: off) serves Prometheus text on
  * {@code /metrics}: per flow the seconds since its heartbeats last advanced, per cluster
  * whether it answers, and the process start time (a restart shows as a change).
@@ -61,6 +67,7 @@ public final class WatchedMirrorMaker {
     private final Map<String, Boolean> up = new ConcurrentHashMap<>();
     private final String separator;
     private final Map<String, Long> returnedMs = new ConcurrentHashMap<>();  // flow -> back at
+    private final Map<String, Boolean> flowed = new ConcurrentHashMap<>();  // advanced since start
     private final long stallMs;
     private final long returnMs;
     private final long graceMs;
@@ -167,6 +174,9 @@ public final class WatchedMirrorMaker {
             Long before = endOffsets.put(k, end);
             if (end >= 0 && (before == null || end > before)) {
                 lastProgressMs.put(k, now);
+                if (before != null) {
+                    flowed.put(k, true);
+                }
             }
             // For three return limits after a cluster's return, the flow must keep moving
             // (a heartbeat or two copied right after the return does not show that the
@@ -174,7 +184,10 @@ public final class WatchedMirrorMaker {
             long back = returnedMs.getOrDefault(k, 0L);
             boolean returning = returnMs > 0 && back > 0 && now - back < 3 * returnMs;
             long limit = returning ? returnMs : stallMs;
-            if (now - startMs > graceMs && limit > 0 && now - lastProgressMs.get(k) > limit) {
+            // The start-up grace ends for a flow once it has moved: a region that comes
+            // back soon after a restart is then watched like any other return.
+            boolean started = now - startMs > graceMs || flowed.getOrDefault(k, false);
+            if (started && limit > 0 && now - lastProgressMs.get(k) > limit) {
                 return k + (returning ? " (its cluster came back " + (now - back) / 1000
                         + " s ago)" : "");
             }

@@ -51,6 +51,7 @@ class Fault:
     regional: ClassVar[bool] = False  # acts on a region: workers and load follow --regions
     aftermath_s: ClassVar[float] = 0.0  # extra time after the heal for ``settled`` to come true
     goal_strikes: ClassVar[tuple[int, ...] | None] = None  # marks the goal judges (None: all)
+    label_goals: ClassVar[dict[str, float]] = {}  # a bound (s) of the strike with that label
     hold_s: float = 10.0
 
     def needs(self, ctx: Context) -> None:
@@ -81,6 +82,10 @@ class Fault:
 
     def after(self, ctx: Context) -> None:
         """At the end of the scenario: note anything the fault set off."""
+
+    def remark(self, ctx: Context) -> None:
+        """Once the load has stopped, before recovery is measured: move a mark to when
+        its strike really began (default: the marks stand as struck)."""
 
     def detection_s(self, ctx: Context) -> float:
         """The part of the recovery time the product spends deciding the fault is real

@@ -16,6 +16,7 @@ from stream.chaos.fault import Context, Fault, pause, unpause, wait_for
 from stream.chaos.toxiproxy import NetnsProxy, ensure_toxiproxy
 from stream.connect import kafka_config
 from stream.devcluster.cluster import CONTROLLER_PORT, EXTERNAL_PORT
+from stream.devcluster.secure import SECRETS_DIR
 from stream.exceptions import ConfigurationError
 from stream.settings import Settings
 
@@ -67,16 +68,31 @@ def restart_broker(ctx: Context, node: int, deadline_s: float = 90.0) -> None:
 
 def active_controller(ctx: Context) -> int:
     """The KRaft quorum leader, asked of the quorum itself (a client's metadata names an
-    arbitrary broker as "controller" under KRaft)."""
+    arbitrary broker as "controller" under KRaft). On a secure cluster the controller
+    listener wants mutual TLS: the tool presents the node's own certificate. Bounded: a
+    quorum that does not answer fails this in 20 s instead of the tool's 60 s retries."""
     node, cid = next(iter(ctx.containers.brokers.items()))
     alias = f"{ctx.containers.alias_prefix}kafka-{node}:{CONTROLLER_PORT}"
+    config = "\n".join(controller_client_config(ctx.containers.secure_dir is not None))
     out = ctx.containers.docker(cid).exec_run(
-        ["java", "-cp", "/opt/kafka/libs/*", "org.apache.kafka.tools.MetadataQuorumCommand",
-         "--bootstrap-controller", alias, "describe", "--status"])
+        ["sh", "-c", f"printf '%s\\n' '{config}' > /tmp/streaminfer-quorum.properties && "
+         "exec timeout 25 java -cp '/opt/kafka/libs/*' "
+         "org.apache.kafka.tools.MetadataQuorumCommand --bootstrap-controller \"$0\" "
+         "--command-config /tmp/streaminfer-quorum.properties describe --status", alias])
     match = re.search(r"LeaderId:\s*(\d+)", out.output.decode(errors="replace"))
     if out.exit_code != 0 or match is None:
         raise RuntimeError(f"cannot find the active controller: {out.output[-300:]!r}")
     return int(match.group(1))
+
+
+def controller_client_config(secure: bool) -> list[str]:
+    """Client properties for a tool talking to a node's controller listener."""
+    lines = ["request.timeout.ms=5000", "default.api.timeout.ms=20000"]
+    if secure:  # CONTROLLER is SSL with client auth required (stream/devcluster/secure.py)
+        lines += ["security.protocol=SSL", "ssl.keystore.type=PEM",
+                  f"ssl.keystore.location={SECRETS_DIR}/node.pem", "ssl.truststore.type=PEM",
+                  f"ssl.truststore.location={SECRETS_DIR}/ca.pem"]
+    return lines
 
 
 @dataclass

@@ -10,6 +10,7 @@ own answers and the mirrored ones) can be checked complete.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -39,6 +40,21 @@ def replicating(ctx: Context) -> bool:
                 if newest is None or newest < now - FRESH_MS:
                     return False
     return True
+
+
+def moves_home(log_text: str) -> list[int]:
+    """When (wall ms) a worker's log says it began a failback (JSON lines)."""
+    out = []
+    for line in log_text.splitlines():
+        if '"failback ' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if str(entry.get("msg", "")).startswith("failback ") and "ts" in entry:
+            out.append(int(float(entry["ts"]) * 1000))
+    return out
 
 
 def _answers(settings: Settings) -> bool:
@@ -100,6 +116,9 @@ class RegionOutage(RegionFault):
 
     how: ClassVar[str] = "stop"
     goal_strikes: ClassVar[tuple[int, ...] | None] = (0,)  # the goal is the failover's
+    # The failback, from the first move home: the wait before it
+    # (--region-failback-after-s) is served normally by the other region.
+    label_goals: ClassVar[dict[str, float]] = {"failback": 30.0}
 
     def detection_s(self, ctx: Context) -> float:
         """Failover starts only once the region is declared down."""
@@ -173,6 +192,26 @@ class RegionOutage(RegionFault):
             if moves and moves[-1][1] != name:
                 return False
         return replicating(ctx)
+
+    def remark(self, ctx: Context) -> None:
+        """The failback strike begins at the first move home (the producer's or a
+        worker's), not when the region answered again: until then the other region serves
+        (the --region-failback-after-s hold-off, so that a flapping region does not move
+        everyone twice), and a slow move is what the failback is judged by."""
+        if "failback" not in ctx.labels:
+            return
+        i = ctx.labels.index("failback")
+        answered_ms = ctx.marks[i]
+        moves = [int(e.at * 1000) for e in (ctx.load.failover.events if ctx.load.failover
+                                            else []) if e.kind == "failback"]
+        moves += [ms for n in ctx.fleet.procs for ms in moves_home(ctx.fleet.log_text(n))]
+        first = min((ms for ms in moves if ms >= answered_ms), default=None)
+        if first is None:
+            return
+        ctx.marks[i] = first
+        ctx.note(f"first move home {(first - answered_ms) / 1000:.1f} s after the region "
+                 f"answered again (--region-failback-after-s "
+                 f"{ctx.settings.region_failback_after_s:.0f})")
 
     def evidence(self, ctx: Context) -> str | None:
         name, _ = self.home(ctx)

@@ -63,6 +63,11 @@ class Load(threading.Thread):
         self.refused: list[str] = []  # delivery errors: Kafka did not take these
         self.error: BaseException | None = None
 
+    @property
+    def sealed(self) -> int:
+        """Requests whose sensitive features went out sealed."""
+        return sum(self._encode.sealed.values())
+
     def _delivered(self, err: KafkaError | None, msg: Any, sent: Sent) -> None:
         with self._lock:
             if err is None:

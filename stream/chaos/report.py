@@ -45,6 +45,15 @@ def write_json(results: Sequence[Result], path: Path, meta: dict[str, object]) -
     path.write_text(json.dumps({**meta, "results": [r.as_dict() for r in results]}, indent=2))
 
 
+def _outcomes(counts: dict[str, int]) -> str:
+    """", answered by the model 9,990 / fallback 10 / dead letters 0" (when counted)."""
+    if not counts:
+        return ""
+    sealed = f" ({counts['sealed']:,} sent sealed)" if counts.get("sealed") else ""
+    return (f"{sealed}, answered by the model {counts.get('model', 0):,} / fallback "
+            f"{counts.get('fallback', 0):,} / dead letters {counts.get('dead', 0):,}")
+
+
 def soak_table(result: SoakResult) -> str:
     """One row per strike (when, what, recovery against its bound, p99 during, verdict),
     then the checker's count over the whole soak in the title."""
@@ -55,7 +64,7 @@ def soak_table(result: SoakResult) -> str:
     t = Table(title=(f"chaos soak, seed {result.seed}: {len(result.strikes)} strikes in "
                      f"{result.elapsed_s / 60:.1f} min, {result.requests:,} requests, "
                      f"{result.refused} refused, {result.lost} lost, {result.duplicates} "
-                     f"duplicates; bound {result.bound_ms:.0f} ms (p99 before "
+                     f"duplicates{_outcomes(result.outcomes)}; bound {result.bound_ms:.0f} ms (p99 before "
                      f"{_fmt(result.p99_before_ms, ' ms', 0)}): {verdict}"))
     for col in ("#", "at", "fault(s)", "recovery (bound)", "p99 during", "verdict"):
         t.add_column(col)

@@ -151,6 +151,7 @@ def _run(settings: Settings, roles: Roles, regions: int, containers: Containers,
         sent = drain(load, answers, fleet, plan.drain_s, problems, "  ")
         timeline = Timeline.build({k: v.created_at for k, v in sent.items()},
                                   dict(answers.first_at))
+        scenario.fault.remark(ctx)
         marks = ctx.marks or [fault_ms]
         each = [recovery(timeline, m, [*marks, end_ms][i + 1], baseline_s=baseline_s(plan),
                          next_strike=i + 1 < len(marks))
@@ -161,6 +162,13 @@ def _run(settings: Settings, roles: Roles, regions: int, containers: Containers,
                 ctx.note(f"{label}: recovery " + ("none" if f.recovery_s is None
                                                   else f"{f.recovery_s:.1f}s")
                          + f", p99 {f.p99_during_ms or 0:.0f} ms")
+                bound = scenario.fault.label_goals.get(label)
+                if bound is not None and (f.recovery_s is None or f.recovery_s > bound):
+                    missed = f"{label}: recovery past its {bound:.0f} s bound"
+                    if plan.enforce_goals:
+                        problems.append(missed)
+                    else:
+                        ctx.note(missed + " (not enforced)")
         profile = seconds(timeline, marks[0], end_ms, figures.bound_ms)
         chosen = scenario.fault.goal_strikes
         goal_figures = figures if chosen is None or len(each) <= max(chosen) else worst(

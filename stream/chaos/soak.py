@@ -221,7 +221,11 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
                       len(load.refused), sum(len(v.outcomes.missing) for v in verdicts),
                       sum(len(v.outcomes.duplicates) for v in verdicts), before, bound,
                       time.monotonic() - started, problems,
-                      releases.notes if releases is not None else [], skipped)
+                      releases.notes if releases is not None else [], skipped,
+                      {"model": sum(len(v.outcomes.model) for v in verdicts),
+                       "fallback": sum(len(v.outcomes.fallback) for v in verdicts),
+                       "dead": sum(len(v.outcomes.dead) for v in verdicts),
+                       "sealed": load.sealed})
 
 
 def _run_strike(index: int, entry: Strike, settings: Settings, containers: Containers,

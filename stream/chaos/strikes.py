@@ -76,6 +76,9 @@ class SoakResult:
     problems: list[str] = field(default_factory=list)  # the run's own, beyond any strike's
     releases: list[str] = field(default_factory=list)  # what the release steps did
     skipped: dict[str, str] = field(default_factory=dict)  # faults this target cannot take
+    # how the requests ended: model / fallback / dead (a valid load dead-lettered is a
+    # seam broken, e.g. sealed fields a worker could not open; "nothing lost" hides it)
+    outcomes: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -89,5 +92,5 @@ class SoakResult:
                 "p99_before_ms": self.p99_before_ms, "bound_ms": self.bound_ms,
                 "elapsed_s": self.elapsed_s, "verdict": "pass" if self.ok else "fail",
                 "problems": self.problems, "releases": self.releases,
-                "skipped": self.skipped,
+                "skipped": self.skipped, "outcomes": self.outcomes,
                 "strikes": [s.as_dict() for s in self.strikes]}

@@ -29,6 +29,7 @@ from stream.connect import kafka_config
 from stream.connect.topics import ensure_topics, wait_for_leaders
 from stream.devcluster.cluster import RunningCluster, start_cluster
 from stream.devcluster.secure import SecureStack
+from stream.devcluster.state import ensure_field_keys
 from stream.settings import Settings
 from tests.integration.conftest import Endpoints, ensure_test_images, make_settings
 from tests.integration.secure_support import SecureCluster
@@ -165,27 +166,35 @@ def test_a_short_seeded_soak_on_three_secure_brokers(production: SecureCluster,
                                                      tmp_path: Path) -> None:
     """The test command's chaos subset: one fleet of exactly-once workers, acting as the
     worker principal on three secure brokers, takes a seeded schedule of faults (a frozen
-    worker, a worker kill, a partition-leader kill) under steady load while a canary is
-    started and promoted and a retraining run is released; every request is accounted
-    for over the whole run, every answer's version was active or canary at its time
-    (`chaos soak` runs the 30-minute one against `dev up --profile production`)."""
+    worker, a worker kill, a kill of the active KRaft controller, found over the
+    controller listener's mutual TLS) under steady load whose sensitive features the
+    producer seals and the workers must find sealed, while a canary is started and
+    promoted and a retraining run is released; every request is accounted for over the
+    whole run, answered by the model (none dead-lettered), and every answer's version was
+    active or canary at its time (`chaos soak` runs the 30-minute one against
+    `dev up --profile production`)."""
+    keys = ensure_field_keys(production.stack.material.root)
     plan = SoakPlan(duration_s=70, seed=127, rate=50.0, workers=2, warmup_s=3.0,
                     gap_s=(3.0, 6.0), combination_share=0.0, strike_s=20.0, after_s=4.0,
                     drain_s=90.0,
-                    faults=("worker-kill", "leader-kill", "zombie-worker"),
+                    faults=("worker-kill", "controller-kill", "zombie-worker"),
                     enforce_goals=False)
-    assert [s.faults for s in draw(127, 70, list(plan.faults), plan.gap_s, 0.0, 20.0)] == [
-        ("zombie-worker",), ("worker-kill",), ("leader-kill",)]
-    result = run_soak(production_settings(production), production_target(production), plan,
-                      tmp_path)
+    schedule = [s.faults for s in draw(127, 70, list(plan.faults), plan.gap_s, 0.0, 20.0)]
+    assert sorted(schedule) == [("controller-kill",), ("worker-kill",), ("zombie-worker",)]
+    settings = production_settings(production, field_keys_file=str(keys), require_sealed=True)
+    result = run_soak(settings, production_target(production), plan, tmp_path)
     print("\n" + soak_table(result))
     assert result.requests > 0
     assert result.lost == 0, result.problems
     assert result.duplicates == 0, result.problems
-    assert [r.strike.faults for r in result.strikes] == [s.faults for s in result.schedule]
+    assert result.outcomes["sealed"] == result.requests, result.outcomes
+    assert result.outcomes["dead"] == 0, result.outcomes
+    assert result.outcomes["model"] > 0, result.outcomes
+    assert [r.strike.faults for r in result.strikes] == schedule
     assert all(r.figures is not None and r.figures.recovery_s is not None
                for r in result.strikes), [r.problems for r in result.strikes]
     assert result.ok, (result.problems, [r.problems for r in result.strikes])
+    assert any("active controller" in n for r in result.strikes for n in r.notes)
     # each strike's seconds, from 5 s before it, go to the JSON report
     assert all(r.seconds and r.seconds[0]["s"] == -5 and r.as_dict()["seconds"] == r.seconds
                for r in result.strikes)
