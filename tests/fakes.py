@@ -119,6 +119,7 @@ class FakeConsumer:
         self.subscribed: list[str] = []
         self.closed = False
         self.fail_commits: list[KafkaError] = []  # commit() raises these, one per call
+        self.group_offsets: dict[tuple[str, int], int] = {}  # the broker's committed offsets
 
     def seek(self, partition: TopicPartition) -> None:
         self.seeks.append(tp_tuple(partition))
@@ -131,6 +132,12 @@ class FakeConsumer:
 
     def consumer_group_metadata(self) -> str:
         return "group-metadata"
+
+    def committed(self, partitions: list[TopicPartition],
+                  timeout: float) -> list[TopicPartition]:
+        return [TopicPartition(tp.topic, tp.partition,
+                               self.group_offsets.get((tp.topic, tp.partition), -1001))
+                for tp in partitions]
 
     def subscribe(self, topics: list[str], **_callbacks: Any) -> None:
         self.subscribed = topics
@@ -159,6 +166,8 @@ class FakeProducer:
         self.delivered: list[bytes | None] = []
         self.calls: list[str] = []
         self.fail_next: dict[str, list[KafkaError]] = {}
+        # commit_transaction commits, then raises these (an answer lost on the way back)
+        self.fail_after_commit: list[KafkaError] = []
         self.committed_offsets = {} if committed_offsets is None else committed_offsets
         self.committed_values = [] if committed_values is None else committed_values
         self.txn_offsets: dict[tuple[str, int], int] = {}
@@ -215,6 +224,8 @@ class FakeProducer:
         self.committed_offsets.update(self.txn_offsets)
         self.committed_values.extend(self.txn_values)
         self.txn_offsets, self.txn_values = {}, []
+        if self.fail_after_commit:
+            raise KafkaException(self.fail_after_commit.pop(0))
 
     def abort_transaction(self, timeout: float) -> None:
         self.pending = []
@@ -239,6 +250,7 @@ class FakeClients:
     def __init__(self, producer: FakeProducer | None = None) -> None:
         self.consumer: FakeConsumer | None = FakeConsumer()
         self.committed_offsets: dict[tuple[str, int], int] = {}  # by transactions
+        self.consumer.group_offsets = self.committed_offsets
         self.committed_values: list[bytes | None] = []  # delivered in committed transactions
         self.producer: FakeProducer | None = producer or FakeProducer()
         self.producer.committed_offsets = self.committed_offsets

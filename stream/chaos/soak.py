@@ -225,7 +225,10 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
                       {"model": sum(len(v.outcomes.model) for v in verdicts),
                        "fallback": sum(len(v.outcomes.fallback) for v in verdicts),
                        "dead": sum(len(v.outcomes.dead) for v in verdicts),
-                       "sealed": load.sealed})
+                       "sealed": load.sealed},
+                      {"missing": sorted(i for v in verdicts for i in v.outcomes.missing)[:20],
+                       "duplicates": sorted(i for v in verdicts
+                                            for i in v.outcomes.duplicates)[:20]})
 
 
 def _run_strike(index: int, entry: Strike, settings: Settings, containers: Containers,

@@ -79,6 +79,8 @@ class SoakResult:
     # how the requests ended: model / fallback / dead (a valid load dead-lettered is a
     # seam broken, e.g. sealed fields a worker could not open; "nothing lost" hides it)
     outcomes: dict[str, int] = field(default_factory=dict)
+    # request ids behind a failed count (the first 20 of each): where to start looking
+    evidence: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -93,4 +95,5 @@ class SoakResult:
                 "elapsed_s": self.elapsed_s, "verdict": "pass" if self.ok else "fail",
                 "problems": self.problems, "releases": self.releases,
                 "skipped": self.skipped, "outcomes": self.outcomes,
+                "evidence": self.evidence,
                 "strikes": [s.as_dict() for s in self.strikes]}

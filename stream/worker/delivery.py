@@ -149,6 +149,41 @@ def rewind(ctx: DeliveryContext, records: Sequence[SourceRecord], why: str) -> N
                      "commit", tp.topic, tp.partition, exc)
 
 
+def forward_to_committed(ctx: DeliveryContext, records: Sequence[SourceRecord],
+                         timeout_s: float) -> int:
+    """After a rewind whose transaction may have committed after all (its commit timed
+    out, or the producer was given up mid-call): once a new producer has fenced the old
+    one, the group's committed offsets say what happened. Where they are past a rewound
+    partition's first offset the transaction did commit, and the partition moves forward
+    to them instead of answering those requests again. Returns the partitions moved."""
+    consumer = ctx.clients.consumer
+    firsts = first_offsets(records)
+    if consumer is None or not firsts:
+        return 0
+    try:
+        committed = consumer.committed([TopicPartition(tp.topic, tp.partition)
+                                        for tp in firsts], timeout_s)
+    except KafkaException as exc:
+        log.warning("cannot read the committed offsets after a failed commit (%s): the "
+                    "redone batch may answer requests a committed transaction answered "
+                    "already", exc)
+        return 0
+    start = {(tp.topic, tp.partition): tp.offset for tp in firsts}
+    moved = 0
+    for tp in committed:
+        first = start.get((tp.topic, tp.partition))
+        if tp.error is not None or first is None or tp.offset <= first:
+            continue
+        try:
+            consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset))
+        except KafkaException:
+            continue  # no longer ours: its new owner starts from the committed offset
+        moved += 1
+        log.warning("the transaction committed after all: %s[%d] resumes at %d, not %d",
+                    tp.topic, tp.partition, tp.offset, first)
+    return moved
+
+
 def sent_answers(results: Sequence[BatchResult]) -> list[tuple[str, str | None]]:
     """(request id, content digest) of the predictions (not dead letters) these results
     sent; an id answered for two contents appears twice."""

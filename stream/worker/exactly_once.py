@@ -4,8 +4,11 @@ One producer transaction per ``commit_interval_ms`` holds the outcomes and the o
 (``send_offsets_to_transaction``) of its batches; it is committed when the interval is
 over, when the loop idles, before a revoke and at shutdown. Abortable errors abort and
 rewind every batch of the transaction; fatal errors and timed-out commits recreate the
-producer (under the same transactional id, which fences the old one) and rewind. Batches
-count as durable when their transaction commits.
+producer (under the same transactional id, which fences the old one) and rewind, then
+read the group's committed offsets: a commit whose answer was lost may have committed
+after all, and a partition whose committed offset is past the rewind moves forward to it
+(a soak answered 325 requests twice before this). Batches count as durable when their
+transaction commits.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from processors.records import BatchResult
 from stream.worker.bounded_call import BoundedCaller, Wedged
-from stream.worker.delivery import Batch, DeliveryContext, produce_all, rewind, sent_answers
+from stream.worker.delivery import (
+    Batch,
+    DeliveryContext,
+    forward_to_committed,
+    produce_all,
+    rewind,
+    sent_answers,
+)
 from stream.worker.poison import Failures
 from stream.worker.positions import next_offsets
 
@@ -49,6 +59,9 @@ class ExactlyOnce:
         self.ctx = ctx
         self.txn: Transaction | None = None
         self.caller = BoundedCaller("transaction-calls")
+        # A failed transaction whose outcome a new producer has yet to settle (its
+        # recreation ran out of time): resolved before the next batch is sent.
+        self.unresolved: list[tuple[Batch, BatchResult, Failures]] = []
 
     @property
     def timeout_s(self) -> float:
@@ -65,6 +78,8 @@ class ExactlyOnce:
         """Add a batch (its outcomes and its offsets) to the open transaction; commit the
         transaction once it is ``commit_interval_ms`` old."""
         self.ctx.clients.ensure_producer()  # one lost in a recovery that ran out of time
+        if self.unresolved and self._resolve(self.unresolved):
+            return  # these records were re-read from a rewind the commit made needless
         producer, consumer = self.ctx.producer(), self.ctx.consumer()
         failures: Failures = []
         # The batch joins the transaction before anything can fail, so every failure
@@ -176,15 +191,35 @@ class ExactlyOnce:
                 log.warning("transaction aborted (%s); redoing its %d batch(es)", err,
                             len(batches))
                 self._abort_or_fence()
+                return
             else:
                 log.error("transactional error (%s)%s; recreating the producer", err,
                           "" if begun else " before the transaction began")
                 self.ctx.clients.recreate_producer()
+            # The new producer fenced the old one: its transaction is over, and if it
+            # committed after all (a commit that timed out, a call given up), the
+            # committed offsets are past the rewind and the redo would answer twice.
+            if redo and begun:
+                self._resolve(batches)
         except KafkaException as exc:
             # The chain's budget is spent: the loop makes a new producer before the next
             # batch (with its start-up patience, outside any rebalance callback).
             log.error("no new transactional producer within the timeout chain (%s); the "
                       "worker retries before its next batch", exc)
+            if redo and begun:
+                self.unresolved = batches
+
+    def _resolve(self, batches: list[tuple[Batch, BatchResult, Failures]]) -> bool:
+        """Once a new producer has fenced the old one: did the failed transaction commit
+        after all? Then its partitions move forward past the rewind and its batches are
+        durable. True when it had committed."""
+        self.unresolved = []
+        redo = [m for records, _r, _f in batches for m in records]
+        if not forward_to_committed(self.ctx, redo, self.timeout_s):
+            return False
+        for records, result, _failures in batches:
+            self.ctx.on_durable(records, result)
+        return True
 
     def _abort_or_fence(self) -> None:
         """abort_transaction, bounded and beating; when it fails, fence by recreating."""

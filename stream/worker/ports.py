@@ -30,6 +30,9 @@ class ConsumerPort(Protocol):
 
     def consumer_group_metadata(self) -> Any: ...
 
+    def committed(self, partitions: list[TopicPartition],
+                  timeout: float) -> list[TopicPartition]: ...
+
 
 class ProducerPort(Protocol):
     """What delivery needs from the producer, transactions included."""
