@@ -30,7 +30,7 @@ from stream.chaos.faults_workers import whole_group
 from stream.chaos.measure import Timeline, baseline_bound, recovery, seconds, worst
 from stream.chaos.open_loop import Answers, Load
 from stream.chaos.principals import Roles, acting
-from stream.chaos.releases import Releases, prepare
+from stream.chaos.releases import Releases, prepare, retraining_gap
 from stream.chaos.scenario import (
     await_whole,
     check_views,
@@ -162,7 +162,13 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
                                baseline_end, plan)
         t0 = time.monotonic()
         if plan.releases:
-            releases = Releases(roles.release, roles.retrain, settings, t0, plan.duration_s)
+            gap = retraining_gap(settings)
+            if gap is not None:
+                skipped["retraining release"] = gap
+                say(f"soak: leaving out the retraining release: {gap}")
+            releases = Releases(roles.release, roles.retrain, settings, t0, plan.duration_s,
+                                steps=("canary", "promote") if gap else ("canary", "promote",
+                                                                         "retrain"))
             releases.start()
         for i, entry in enumerate(schedule):
             wait = t0 + entry.at_s - time.monotonic()

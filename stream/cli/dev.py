@@ -164,8 +164,10 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, prof
                             certs_bootstrap=cluster.certs_bootstrap, profile=profile)
     if profile == "production" and stack is not None:
         keys = state.ensure_field_keys(stack.material.root)
-        say(f"production profile: workers exactly-once with recorded inputs; sensitive "
-            f"features sealed with the key ring {keys} and required sealed")
+        model = state.ensure_sealed_model(stack.material.root)
+        say(f"production profile: workers exactly-once with recorded inputs; the model "
+            f"({model}) declares {list(state.PRODUCTION_SENSITIVE)} sensitive: sealed with "
+            f"the key ring {keys} and required sealed")
     state.save(record)
     say(f"cluster answered {time.monotonic() - started:.1f}s after start"
         + (" (secure: TLS, SCRAM, ACLs applied)" if stack is not None else ""))

@@ -113,7 +113,36 @@ def production_env(secure_dir: Path) -> dict[str, str]:
             "STREAMINFER_RECORD_INPUTS": "true",
             "STREAMINFER_CANARY_JUDGE": "true",
             "STREAMINFER_FIELD_KEYS_FILE": str(field_keys_path(secure_dir)),
-            "STREAMINFER_REQUIRE_SEALED": "true"}
+            "STREAMINFER_REQUIRE_SEALED": "true",
+            "STREAMINFER_MODEL_PATH": str(sealed_model_path(secure_dir))}
+
+
+# What the production profile's model declares sensitive: the shipped model declares
+# nothing, and sealing "its sensitive features" would then seal none.
+PRODUCTION_SENSITIVE = ("amount", "merchant_risk")
+
+
+def sealed_model_path(secure_dir: Path) -> Path:
+    """The production profile's model: the shipped one, declaring sensitive features."""
+    return secure_dir / "model"
+
+
+def ensure_sealed_model(secure_dir: Path) -> Path:
+    """Copy the shipped model into the profile and declare ``PRODUCTION_SENSITIVE`` in its
+    features.json (producers seal them, workers require them sealed); kept in step with
+    the shipped model on every call."""
+    import json
+    import shutil
+
+    from processors.model import DEFAULT_MODEL_DIR
+
+    dest = sealed_model_path(secure_dir)
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(DEFAULT_MODEL_DIR, dest)
+    spec = json.loads((dest / "features.json").read_text())
+    spec["sensitive_features"] = list(PRODUCTION_SENSITIVE)
+    (dest / "features.json").write_text(json.dumps(spec, indent=2) + "\n")
+    return dest
 
 
 def field_keys_path(secure_dir: Path) -> Path:

@@ -52,3 +52,21 @@ def test_the_production_profile_gives_every_command_its_worker_settings(tmp_path
     assert production["STREAMINFER_REQUIRE_SEALED"] == "true"
     assert production["STREAMINFER_FIELD_KEYS_FILE"] == str(tmp_path / "field-keys.json")
     assert "STREAMINFER_GUARANTEE" not in env("dev")
+
+
+def test_the_production_profiles_model_declares_what_it_seals(tmp_path: Path) -> None:
+    """The shipped model declares no sensitive feature, so "sealed and required sealed"
+    would seal nothing: the profile serves a copy that declares some."""
+    from stream.connect.field_keys import model_sensitive_features
+    from stream.devcluster.state import PRODUCTION_SENSITIVE, DevState, ensure_sealed_model
+    from stream.settings import Settings
+
+    model = ensure_sealed_model(tmp_path)
+    env = DevState("127.0.0.1:9092", "rediss://127.0.0.1:6379/0", 3, {}, "net", "k", "r",
+                   0.0, secure_dir=str(tmp_path), profile="production").env()
+    assert env["STREAMINFER_MODEL_PATH"] == str(model)
+    assert model_sensitive_features(Settings(model_path=model)) == (
+        "fraud", frozenset(PRODUCTION_SENSITIVE))
+    assert model_sensitive_features(Settings()) is None  # the shipped model declares none
+    assert ensure_sealed_model(tmp_path) == model  # again: replaced, not nested
+    assert not (model / "model").exists()
