@@ -50,16 +50,17 @@ def prepare(settings: Settings, run_dir: Path) -> dict[str, Any]:
 
 def retraining_gap(settings: Settings) -> str | None:
     """Why a retraining run cannot train on this soak's recorded inputs (None: it can).
-    Workers leave a model's sensitive features out of ``<ns>.inputs`` (they would be
-    stored in clear), so a model that declares some cannot be retrained from them yet."""
-    from stream.connect.field_keys import model_sensitive_features
+    Workers never record a model's sensitive features in clear: with field keys they seal
+    them into each snapshot (the retraining job opens them), without keys they leave them
+    out, and a model that declares some cannot be retrained from what is left."""
+    from stream.connect.field_keys import key_source, model_sensitive_features
 
     declared = model_sensitive_features(settings)
-    if declared is None:
+    if declared is None or key_source(settings) is not None:
         return None
-    return (f"the model declares sensitive features {sorted(declared[1])}, which workers "
-            f"leave out of {settings.inputs_topic}: retraining a model with sealed "
-            "features is not built yet (docs/chaos.md, known gaps)")
+    return (f"the model declares sensitive features {sorted(declared[1])} and there are no "
+            f"field keys: workers leave them out of {settings.inputs_topic}, and retraining "
+            "needs them (--field-keys-file)")
 
 
 class Releases(threading.Thread):
@@ -68,7 +69,7 @@ class Releases(threading.Thread):
 
     def __init__(self, release: Settings, retrain: Settings, operator: Settings,
                  start: float, duration_s: float, retry_s: float = 120.0,
-                 steps: tuple[str, ...] = tuple(s for s, _ in STEPS)) -> None:
+                 steps: tuple[str, ...] = ("canary", "promote", "retrain")) -> None:
         super().__init__(name="soak-releases", daemon=True)
         self.release, self.retrain, self.operator = release, retrain, operator
         self.start_at, self.duration_s, self.retry_s = start, duration_s, retry_s

@@ -8,10 +8,12 @@ idempotent producer outside the worker's transaction (a lost snapshot only means
 label fewer joins; it never affects a prediction); a full local queue drops and counts.
 ``recorded`` counts snapshots Kafka acknowledged (delivery reports), ``failed`` those it
 refused or that timed out (a missing topic, an ACL that refuses the worker: logged with
-what to do, once a minute), ``dropped`` those never queued. Sensitive features are left out:
-those the served model declares and every feature that arrived sealed (whatever the model
-declares: a producer's --seal-fields, a later version's list); they would be stored in
-clear, and MirrorMaker replicates the topic.
+what to do, once a minute), ``dropped`` those never queued. Sensitive features never go
+in clear: those the served model declares and every feature that arrived sealed (whatever
+the model declares: a producer's --seal-fields, a later version's list); the topic is
+replicated and kept for days. With field keys the worker seals them into the snapshot's
+``sealed`` envelope (its primary key; the retraining job opens it with the key ring), so a
+model with sensitive features can still be retrained; without keys they are left out.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
 from fallback.ratelimit import RateLimitedLog
-from processors.sealing.envelope import SEALED_FIELDS
+from processors.sealing.envelope import SEALED_FIELDS, seal_features
+from processors.sealing.keyring import KeySource
 from processors.side_sinks import Answered
 from schemas.serde import Encoder
 from stream.connect import kafka_config
@@ -37,11 +41,13 @@ _FAILURES = RateLimitedLog(log, burst=1, period_s=60.0)
 class InputRecorder:
     """Writes InputSnapshot records for answered requests (an ``InputSink``)."""
 
-    def __init__(self, settings: Settings, model: str, sensitive: Iterable[str] = ()) -> None:
+    def __init__(self, settings: Settings, model: str, sensitive: Iterable[str] = (),
+                 keys: KeySource | None = None) -> None:
         self.topic = settings.inputs_topic
         self.bootstrap = settings.bootstrap_servers
         self.model = model
         self.sensitive = frozenset(sensitive)
+        self.keys = keys
         self.queued = 0
         self.recorded = 0  # acknowledged by Kafka
         self.failed = 0  # refused by Kafka or timed out
@@ -57,12 +63,13 @@ class InputRecorder:
         for req, score, version, key, fallback, degraded in rows:
             features = req.get("features") or {}
             hidden = self.sensitive.union(req.get(SEALED_FIELDS) or ())
+            snapshot = {"request_id": req["request_id"], "entity_id": req["entity_id"],
+                        "model": req.get("model") or self.model, "features": features,
+                        "sealed": None}
             if hidden:
-                features = {k: v for k, v in features.items() if k not in hidden}
+                snapshot = self._hide(snapshot, frozenset(hidden))
             value = self._encode({
-                "request_id": req["request_id"], "entity_id": req["entity_id"],
-                "model": req.get("model") or self.model, "model_version": version,
-                "fallback": fallback, "score": score, "features": features,
+                **snapshot, "model_version": version, "fallback": fallback, "score": score,
                 "features_degraded": degraded, "served_at": now})
             if produce_when_room(self._producer, self.topic, value, key, self._drop,
                                  on_delivery=self._on_delivery):
@@ -71,6 +78,14 @@ class InputRecorder:
         if self.dropped and self.dropped % 1000 == 1:
             log.warning("%d input snapshots dropped (the producer's queue was full); "
                         "retraining sees fewer joined labels", self.dropped)
+
+    def _hide(self, snapshot: dict[str, Any], hidden: frozenset[str]) -> dict[str, Any]:
+        """The snapshot with ``hidden`` features sealed (with keys) or left out."""
+        if self.keys is not None:
+            sealed, _kid = seal_features(self.keys.current(), snapshot, hidden)
+            return sealed
+        return {**snapshot, "features": {k: v for k, v in snapshot["features"].items()
+                                         if k not in hidden}}
 
     def _count_drop(self) -> None:
         self.dropped += 1

@@ -3,6 +3,7 @@ topics a retraining run joins."""
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -10,14 +11,21 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer
 
+from fallback.ratelimit import RateLimitedLog
+from processors.sealing.envelope import SealedFieldsError, open_sealed
+from processors.sealing.keyring import KeySource
 from schemas.exceptions import SerdeError
 from schemas.serde import Encoder
 from stream.clients import AnyDecoder
 from stream.connect import kafka_config
+from stream.connect.field_keys import key_source
 from stream.connect.queue_room import produce_when_room
 from stream.connect.to_end import read_to_end
 from stream.exceptions import ConfigurationError, KafkaOperationError
 from stream.settings import Settings
+
+log = logging.getLogger(__name__)
+_SEALED = RateLimitedLog(log, burst=1, period_s=60.0)
 
 
 def checked_label(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -76,6 +84,7 @@ def read_records(settings: Settings, topic: str, kind: str, undecodable: dict[st
                          "enable.auto.commit": False, "auto.offset.reset": "earliest",
                          "isolation.level": "read_committed"})
     decode = AnyDecoder()
+    keys = key_source(settings) if kind == "InputSnapshot" else None
     try:
         for msg in read_to_end(consumer, [topic], since_ms=since_ms, stall_s=idle_s):
             try:
@@ -85,9 +94,25 @@ def read_records(settings: Settings, topic: str, kind: str, undecodable: dict[st
             if value is None or not _looks_like(kind, value):
                 undecodable[topic] = undecodable.get(topic, 0) + 1
                 continue
-            yield value
+            yield opened(value, keys) if kind == "InputSnapshot" else value
     finally:
         consumer.close()
+
+
+def opened(snapshot: dict[str, Any], keys: KeySource | None) -> dict[str, Any]:
+    """An input snapshot with its sealed features opened back into ``features``; without
+    the key (none held, another key ring) they stay out, and the snapshot is skipped by
+    whatever needs them (counted there)."""
+    if snapshot.get("sealed") is None or keys is None:
+        return snapshot
+    try:
+        opened_ = open_sealed(keys.current(), dict(snapshot))
+    except SealedFieldsError as exc:
+        _SEALED.warning("sealed", "input snapshots whose sealed features do not open: %s "
+                        "(they are skipped; give the retraining job the workers' field "
+                        "keys, --field-keys-file)", exc)
+        return snapshot
+    return {**opened_, "sealed": None}
 
 
 def _looks_like(kind: str, value: Mapping[str, Any]) -> bool:

@@ -13,8 +13,8 @@ class RetrainSection(BaseModel):
 
     record_inputs: bool = Field(
         False, description="Workers write the features each request was answered with to "
-                           "<ns>.inputs (what retraining trains on; sensitive features are "
-                           "left out).")
+                           "<ns>.inputs (what retraining trains on; sensitive features go "
+                           "sealed with the field keys, or are left out without them).")
     inputs_retention_h: float = Field(
         168.0, gt=0, description="Retention of <ns>.inputs and <ns>.feedback on create, hours.")
     retrain_window_h: float = Field(

@@ -73,7 +73,8 @@ class ModelControl:
                 self.recorder = None
             if self.recorder is None:
                 self.recorder = InputRecorder(settings, model.name,
-                                              serving.pipeline.sealing.sensitive)
+                                              serving.pipeline.sealing.sensitive,
+                                              serving.pipeline.sealing.keys)
             # The served version's declared list (a swap may change it); what arrived
             # sealed is left out per request anyway.
             self.recorder.sensitive = frozenset(serving.pipeline.sealing.sensitive)

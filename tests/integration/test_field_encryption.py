@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from processors.model import DEFAULT_MODEL_DIR
-from processors.sealing.keyring import Keyring, StaticKeySource, write_keyring
+from processors.sealing.keyring import FileKeySource, Keyring, StaticKeySource, write_keyring
 from schemas.serde import Decoder
 from stream.clients import RequestProducer, TopicReader, synthetic_requests
 from stream.connect.field_keys import Sealer
+from stream.retrain.label_client import opened
 from stream.settings import Settings
 from stream.tools.backup import write_backup
 from tests.integration.helpers import (
@@ -191,7 +192,8 @@ def test_features_sealed_by_the_producer_never_reach_the_inputs_topic_in_clear(
         settings: Settings, workers: WorkerPool, tmp_path: Path) -> None:
     """Issue 34, item 8: the model declares nothing sensitive, the producer seals `amount`
     (--seal-fields). The worker opens it to score, and its input snapshots (read raw from
-    <ns>.inputs, as an admin or MirrorMaker would) hold neither the values nor the name."""
+    <ns>.inputs, as an admin or MirrorMaker would) hold neither the values nor the name
+    in clear; sealed in each snapshot, they open with the workers' key ring."""
     keys = tmp_path / "field-keys.json"
     write_keyring(keys, Keyring({"k1": b"1" * 32}, "k1", str(keys)))
     s = settings.model_copy(update={"field_keys_file": keys, "record_inputs": True})
@@ -217,3 +219,7 @@ def test_features_sealed_by_the_producer_never_reach_the_inputs_topic_in_clear(
     assert sum(leaks(rec.raw or b"", amounts) for rec in raw) == 0
     assert not any("amount" in (rec.value or {})["features"] for rec in raw)
     assert all("merchant_risk" in (rec.value or {})["features"] for rec in raw)  # the rest stays
+    # ... and `amount` travels sealed, for a retraining job holding the key ring to open
+    opened_amounts = {opened(dict(rec.value or {}), FileKeySource(keys))["features"]["amount"]
+                      for rec in raw}
+    assert opened_amounts == {r["features"]["amount"] for r in reqs}
