@@ -120,8 +120,12 @@ class FakeConsumer:
         self.closed = False
         self.fail_commits: list[KafkaError] = []  # commit() raises these, one per call
         self.group_offsets: dict[tuple[str, int], int] = {}  # the broker's committed offsets
+        self.lost_seeks = 0  # this many seeks are accepted without effect
 
     def seek(self, partition: TopicPartition) -> None:
+        if self.lost_seeks:  # accepted, but the position does not move (seen in librdkafka)
+            self.lost_seeks -= 1
+            return
         self.seeks.append(tp_tuple(partition))
 
     def commit(self, *, offsets: list[TopicPartition], asynchronous: bool = True) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
@@ -74,6 +74,9 @@ class DeliveryContext:
     observe_stage: Callable[[str, float], None]  # stage ("produce", "commit") -> seconds
     beat: Callable[[], None]  # waiting on Kafka is not a stuck loop
     should_abandon: Callable[[], bool] = lambda: False  # the cluster is given up for dead
+    # partition -> the offset a rewind sought it to, until its next records are seen
+    rewound: dict[tuple[str, int], int] = field(default_factory=dict)
+    resought: set[tuple[str, int]] = field(default_factory=set)  # sought again once already
 
     def producer(self) -> ProducerPort:
         """The current producer (there is one while the loop runs)."""
@@ -144,9 +147,57 @@ def rewind(ctx: DeliveryContext, records: Sequence[SourceRecord], why: str) -> N
     for tp in first_offsets(records):
         try:
             consumer.seek(tp)
+            ctx.rewound[(tp.topic, tp.partition)] = tp.offset
         except KafkaException as exc:  # partition no longer ours: its new owner redoes it
             log.info("cannot rewind %s[%d] (%s); the new owner resumes from the last "
                      "commit", tp.topic, tp.partition, exc)
+
+
+
+
+def rewind_took(ctx: DeliveryContext, records: Sequence[SourceRecord]) -> bool:
+    """After a rewind, each rewound partition's next records must start where it was
+    sought to. librdkafka has been seen to resume past the target instead: a 30-minute
+    soak lost a 500-record batch when a seek made while the group coordinator did not
+    answer did not take, and the next batch's offsets were committed past it. A batch that
+    jumps past a rewind is not answered: its partitions are sought again (the skipped ones
+    to their targets) and it is redone. A rewind target is a record's own offset (one
+    consumed before), so the next record there is exactly it. True when the batch may go
+    ahead."""
+    if not ctx.rewound:
+        return True
+    starts = first_offsets(records)
+    skipped = {(tp.topic, tp.partition): ctx.rewound[(tp.topic, tp.partition)]
+               for tp in starts if (tp.topic, tp.partition) in ctx.rewound
+               and tp.offset > ctx.rewound[(tp.topic, tp.partition)]}
+    for tp in starts:
+        ctx.rewound.pop((tp.topic, tp.partition), None)
+    again = {tp for tp in skipped if tp in ctx.resought}
+    for topic, partition in again:  # the record is gone (retention?): do not loop on it
+        log.error("%s[%d] still resumes past its rewind after seeking again: going on from "
+                  "there", topic, partition)
+        del skipped[(topic, partition)]
+    ctx.resought -= {(tp.topic, tp.partition) for tp in starts}
+    if not skipped:
+        return True
+    ctx.resought |= set(skipped)
+    for (topic, partition), target in skipped.items():
+        first = next(tp.offset for tp in starts if (tp.topic, tp.partition) == (topic, partition))
+        log.error("a rewind of %s[%d] to %d did not take: records resumed at %d; seeking "
+                  "again and redoing the batch", topic, partition, target, first)
+    targets = {(tp.topic, tp.partition): tp.offset for tp in starts} | skipped
+    consumer = ctx.clients.consumer
+    for (topic, partition), offset in targets.items():
+        if consumer is None:
+            break
+        try:
+            consumer.seek(TopicPartition(topic, partition, offset))
+            ctx.rewound[(topic, partition)] = offset
+        except KafkaException as exc:
+            log.info("cannot rewind %s[%d] (%s); the new owner resumes from the last "
+                     "commit", topic, partition, exc)
+    ctx.stats.rewinds += 1
+    return False
 
 
 def forward_to_committed(ctx: DeliveryContext, records: Sequence[SourceRecord],
@@ -178,6 +229,7 @@ def forward_to_committed(ctx: DeliveryContext, records: Sequence[SourceRecord],
             consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset))
         except KafkaException:
             continue  # no longer ours: its new owner starts from the committed offset
+        ctx.rewound.pop((tp.topic, tp.partition), None)  # forward: not a rewind to check
         moved += 1
         log.warning("the transaction committed after all: %s[%d] resumes at %d, not %d",
                     tp.topic, tp.partition, tp.offset, first)

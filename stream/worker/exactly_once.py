@@ -28,6 +28,7 @@ from stream.worker.delivery import (
     forward_to_committed,
     produce_all,
     rewind,
+    rewind_took,
     sent_answers,
 )
 from stream.worker.poison import Failures
@@ -80,6 +81,8 @@ class ExactlyOnce:
         self.ctx.clients.ensure_producer()  # one lost in a recovery that ran out of time
         if self.unresolved and self._resolve(self.unresolved):
             return  # these records were re-read from a rewind the commit made needless
+        if not rewind_took(self.ctx, records):
+            return  # a seek that did not take: sought again, the batch comes back
         producer, consumer = self.ctx.producer(), self.ctx.consumer()
         failures: Failures = []
         # The batch joins the transaction before anything can fail, so every failure
@@ -118,11 +121,13 @@ class ExactlyOnce:
 
     def before_revoke(self) -> None:
         self.end()
+        self.ctx.rewound.clear()  # the next owner starts from the committed offsets
 
     def finish(self) -> None:
         self.end()
 
     def drop(self, reason: str) -> None:
+        self.ctx.rewound.clear()
         if self.txn is not None:
             self._abort(KafkaError(KafkaError._FATAL, reason))
 

@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 from processors.records import BatchResult, Outbound
 from stream.settings import Settings
 from stream.worker.at_least_once import AtLeastOnce
-from stream.worker.delivery import Delivery, DeliveryContext
+from stream.worker.delivery import Delivery, DeliveryContext, rewind_took
 from stream.worker.exactly_once import ExactlyOnce
 from stream.worker.poison import PoisonLedger
 from stream.worker.stats import WorkerStats
@@ -198,6 +198,15 @@ def commit_lost(err: KafkaError) -> Callable[[Run], None]:
     return inject
 
 
+def seek_lost(first: Callable[[Run], None]) -> Callable[[Run], None]:
+    """The rewind ``first`` causes does not take: the consumer goes on past it."""
+    def inject(run: Run) -> None:
+        first(run)
+        assert run.clients.consumer is not None
+        run.clients.consumer.lost_seeks = 1
+    return inject
+
+
 def commit_fails(err: KafkaError) -> Callable[[Run], None]:
     def inject(run: Run) -> None:
         assert run.clients.consumer is not None
@@ -229,6 +238,10 @@ EXACTLY_ONCE = {
         fail_next("commit", FATAL), 1),
     "recreate: init fails twice after a fencing": also_recreate_fails(
         fail_next("send_offsets", FENCED), 2),
+    "rewind: the seek after an abortable commit does not take": seek_lost(
+        fail_next("commit", ABORTABLE)),
+    "rewind: the seek after a fencing does not take": seek_lost(
+        fail_next("send_offsets", FENCED)),
 }
 
 AT_LEAST_ONCE = {
@@ -238,6 +251,7 @@ AT_LEAST_ONCE = {
     "produce: refused locally": refuse_locally(TOO_LARGE),
     "produce: the local queue is full for a while": queue_full(4),
     "commit: refused": commit_fails(KafkaError(KafkaError.ILLEGAL_GENERATION, "moved")),
+    "rewind: the seek after a refused delivery does not take": seek_lost(refuse(MSG_TIMED_OUT)),
 }
 
 
@@ -358,3 +372,20 @@ def test_a_queue_that_stays_full_on_an_abandoned_cluster_redoes_the_batch(guaran
     assert durable == []
     assert clients.committed_offsets == {}
     assert clients.consumer.commits == []
+
+
+def test_a_rewind_that_does_not_take_is_sought_again_once_then_left() -> None:
+    """A skipped rewind is sought again and its batch refused; if the records come back
+    past the target once more (gone to retention, say), the worker goes on rather than
+    loop on it."""
+    clients = FakeClients()
+    ctx = DeliveryContext(Settings(), clients, PoisonLedger(), WorkerStats(),
+                          lambda _r, _s: None, lambda _s, _t: None, lambda: None)
+    ctx.rewound[(TOPIC, 0)] = 2
+    records, _result = answers(5, 3, PoisonLedger())
+    assert rewind_took(ctx, records) is False
+    assert clients.consumer is not None
+    assert clients.consumer.seeks == [(TOPIC, 0, 2)]
+    assert rewind_took(ctx, records) is True  # past it again: go on from there
+    assert ctx.rewound == {}
+    assert rewind_took(ctx, answers(8, 1, PoisonLedger())[0]) is True
