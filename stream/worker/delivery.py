@@ -144,15 +144,19 @@ def rewind(ctx: DeliveryContext, records: Sequence[SourceRecord], why: str) -> N
     consumer = ctx.clients.consumer
     if consumer is None:
         return  # the consumer is gone: its successor starts from the committed offsets
-    for tp in first_offsets(records):
+    _seek_back(ctx, consumer, first_offsets(records))
+
+
+def _seek_back(ctx: DeliveryContext, consumer: ConsumerPort,
+               targets: Sequence[TopicPartition]) -> None:
+    """Seek each partition to its target and remember the target (``rewind_took``)."""
+    for tp in targets:
         try:
             consumer.seek(tp)
             ctx.rewound[(tp.topic, tp.partition)] = tp.offset
         except KafkaException as exc:  # partition no longer ours: its new owner redoes it
             log.info("cannot rewind %s[%d] (%s); the new owner resumes from the last "
                      "commit", tp.topic, tp.partition, exc)
-
-
 
 
 def rewind_took(ctx: DeliveryContext, records: Sequence[SourceRecord]) -> bool:
@@ -186,16 +190,9 @@ def rewind_took(ctx: DeliveryContext, records: Sequence[SourceRecord]) -> bool:
         log.error("a rewind of %s[%d] to %d did not take: records resumed at %d; seeking "
                   "again and redoing the batch", topic, partition, target, first)
     targets = {(tp.topic, tp.partition): tp.offset for tp in starts} | skipped
-    consumer = ctx.clients.consumer
-    for (topic, partition), offset in targets.items():
-        if consumer is None:
-            break
-        try:
-            consumer.seek(TopicPartition(topic, partition, offset))
-            ctx.rewound[(topic, partition)] = offset
-        except KafkaException as exc:
-            log.info("cannot rewind %s[%d] (%s); the new owner resumes from the last "
-                     "commit", topic, partition, exc)
+    if ctx.clients.consumer is not None:
+        _seek_back(ctx, ctx.clients.consumer,
+                   [TopicPartition(t, p, o) for (t, p), o in targets.items()])
     ctx.stats.rewinds += 1
     return False
 
