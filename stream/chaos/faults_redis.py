@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
+
+import redis
 
 from processors.features.store import RedisFeatureStore
 from processors.features.views import FeatureRepo
@@ -17,6 +20,26 @@ def _feature_store(ctx: Context) -> tuple[FeatureRepo, RedisFeatureStore]:
     """The served model's feature views and the store they live in (the ones
     `streaminfer features get` uses; an error when the model reads no stored features)."""
     return repo_for(ctx.settings), store_for(ctx.settings)
+
+
+def on_primary(ctx: Context, write: Callable[[RedisFeatureStore], None], what: str,
+               deadline_s: float = 30.0) -> None:
+    """Run ``write`` against the primary, asking for it again after a failure: under
+    Sentinel a write can reach a node the sentinels have just demoted ("The previous
+    master is now a slave") or one that is gone, while a failover another strike started
+    settles. Raises the last error, naming ``what``, after ``deadline_s``."""
+    end = time.monotonic() + deadline_s
+    while True:
+        try:
+            write(_feature_store(ctx)[1])
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+                redis.exceptions.ReadOnlyError) as exc:
+            if time.monotonic() >= end:
+                raise RuntimeError(f"could not {what} within {deadline_s:.0f}s: {exc} "
+                                   "(is a Redis failover stuck? `redis-cli -p <sentinel> "
+                                   "sentinel masters`)") from exc
+            time.sleep(0.5)
 
 
 def sentinel_primary(ctx: Context) -> tuple[str, int] | None:
@@ -110,25 +133,33 @@ class RedisCorrupt(Fault):
         _feature_store(ctx)
 
     def inject(self, ctx: Context) -> None:
-        repo, store = _feature_store(ctx)
+        repo = _feature_store(ctx)[0]
         self._degraded0 = ctx.answers.degraded
-        pipe = store.client.pipeline(transaction=False)
-        for view in repo.views:
-            for i in range(self.entities):
-                key = store.key(view.name, f"card-{i}")
-                pipe.hset(key, mapping={**{n: "not-a-number" for n in view.names},
-                                        "_updated_at": "0x-garbage"})
-                pipe.expire(key, 600)
-        pipe.execute()
+
+        def garble(store: RedisFeatureStore) -> None:
+            pipe = store.client.pipeline(transaction=False)
+            for view in repo.views:
+                for i in range(self.entities):
+                    key = store.key(view.name, f"card-{i}")
+                    pipe.hset(key, mapping={**{n: "not-a-number" for n in view.names},
+                                            "_updated_at": "0x-garbage"})
+                    pipe.expire(key, 600)
+            pipe.execute()
+
+        on_primary(ctx, garble, "write the garbage")
         ctx.note(f"wrote garbage into {len(repo.views)} view(s) of {self.entities} entities")
 
     def heal(self, ctx: Context) -> None:
-        repo, store = _feature_store(ctx)
-        pipe = store.client.pipeline(transaction=False)
-        for view in repo.views:
-            for i in range(self.entities):
-                pipe.delete(store.key(view.name, f"card-{i}"))
-        pipe.execute()
+        repo = _feature_store(ctx)[0]
+
+        def clean(store: RedisFeatureStore) -> None:
+            pipe = store.client.pipeline(transaction=False)
+            for view in repo.views:
+                for i in range(self.entities):
+                    pipe.delete(store.key(view.name, f"card-{i}"))
+            pipe.execute()
+
+        on_primary(ctx, clean, "remove the garbage")
         ctx.note("removed the garbage")
 
     def evidence(self, ctx: Context) -> str | None:
