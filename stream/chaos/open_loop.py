@@ -56,10 +56,12 @@ class Load(threading.Thread):
         # Sealed as a production client seals (the settings' field keys and the model's
         # sensitive features; in clear when there are no keys).
         self._encode = RequestEncoder(settings)
-        self._topic = settings.requests_topic
+        self._topic = self.sent_topic = settings.requests_topic
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self.sent: dict[str, Sent] = {}
+        # request id -> (partition, offset) of the request, to trace an answer given twice
+        self.at: dict[str, tuple[int, int]] = {}
         self.refused: list[str] = []  # delivery errors: Kafka did not take these
         self.error: BaseException | None = None
 
@@ -72,6 +74,7 @@ class Load(threading.Thread):
         with self._lock:
             if err is None:
                 self.sent[sent.record.request_id] = sent
+                self.at[sent.record.request_id] = (msg.partition(), msg.offset())
             else:
                 self.refused.append(f"{sent.record.request_id}: {err}")
 
@@ -139,6 +142,15 @@ class Load(threading.Thread):
             return {k: v.record for k, v in self.sent.items()}
 
 
+def answer_kind(value: dict[str, Any]) -> str:
+    """A prediction's version or fallback reason, or a dead letter's stage."""
+    if "stage" in value:
+        return f"dead letter at {value.get('stage')}"
+    if value.get("fallback"):
+        return f"fallback {value.get('fallback_reason')}"
+    return f"{value.get('model')} {value.get('model_version')}"
+
+
 class Answers(threading.Thread):
     """Reads predictions and dead letters (read_committed) from the start; notes when
     each request's first answer arrived. With two regions it reads each region's own
@@ -156,6 +168,10 @@ class Answers(threading.Thread):
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self.first_at: dict[str, int] = {}  # request id -> wall ms of its first answer
+        # request id -> where and by whom its first answer was written; and every answer of
+        # a request answered more than once (the evidence a duplicate is traced from)
+        self._first: dict[str, str] = {}
+        self.repeats: dict[str, list[str]] = {}
         self.degraded: int = 0  # predictions flagged features_degraded
         self.shed: int = 0  # fallbacks for load shedding (fallback_reason shed_load)
         self.error: BaseException | None = None  # why the reader stopped, if it did
@@ -183,7 +199,7 @@ class Answers(threading.Thread):
                             value = self._decode(raw)
                         except Exception:  # noqa: BLE001, S112 - not ours to judge here; the checker reads again
                             continue
-                        self._note(value)
+                        self._note(value, f"{msg.topic()}[{msg.partition()}]@{msg.offset()}")
         finally:
             for consumer in self._consumers:
                 consumer.close()
@@ -202,15 +218,29 @@ class Answers(threading.Thread):
                                    f"({None if meta is None else meta.error})")
             time.sleep(0.5)
 
-    def _note(self, value: dict[str, Any]) -> None:
+    def _note(self, value: dict[str, Any], where: str) -> None:
         rid = value.get("request_id")
         with self._lock:
             if value.get("features_degraded"):
                 self.degraded += 1
             if value.get("fallback_reason") == "shed_load":
                 self.shed += 1
-            if rid and rid not in self.first_at:
-                self.first_at[str(rid)] = now_ms()
+            if not rid:
+                return
+            rid = str(rid)
+            seen = (f"{where} by {value.get('worker_id') or '?'} at "
+                    f"{value.get('predicted_at') or '?'} ({answer_kind(value)})")
+            if rid not in self.first_at:
+                self.first_at[rid] = now_ms()
+                self._first[rid] = seen
+            else:
+                self.repeats.setdefault(rid, [self._first[rid]]).append(seen)
+
+    def seen(self, request_id: str) -> list[str]:
+        """Where and by whom the request's first answer was written (empty: none yet)."""
+        with self._lock:
+            first = self._first.get(request_id)
+        return [first] if first else []
 
     def answered(self, ids: Iterator[str] | list[str]) -> int:
         """How many of ``ids`` have an answer."""

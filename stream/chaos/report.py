@@ -81,7 +81,8 @@ def soak_table(result: SoakResult) -> str:
     lines = [cap.get()]
     lines += [f"release: {n}" for n in result.releases]
     lines += [f"run: {p}" for p in result.problems]
-    lines += [f"{kind} (first {len(ids)}): {', '.join(ids)}"
-              for kind, ids in result.evidence.items() if ids]
+    for kind, ids in result.evidence.items():
+        if ids:
+            lines += [f"{kind} (first {len(ids)}):"] + [f"  {i}" for i in ids]
     lines += [f"left out {name}: {why}" for name, why in result.skipped.items()]
     return "\n".join(lines)

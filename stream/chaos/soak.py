@@ -232,9 +232,20 @@ def _soak(settings: Settings, roles: Roles, containers: Containers, plan: SoakPl
                        "fallback": sum(len(v.outcomes.fallback) for v in verdicts),
                        "dead": sum(len(v.outcomes.dead) for v in verdicts),
                        "sealed": load.sealed},
-                      {"missing": sorted(i for v in verdicts for i in v.outcomes.missing)[:20],
-                       "duplicates": sorted(i for v in verdicts
-                                            for i in v.outcomes.duplicates)[:20]})
+                      {"missing": [traced(i, load, answers) for i in sorted(
+                          i for v in verdicts for i in v.outcomes.missing)[:20]],
+                       "duplicates": [traced(i, load, answers) for i in sorted(
+                           i for v in verdicts for i in v.outcomes.duplicates)[:20]]})
+
+
+def traced(request_id: str, load: Load, answers: Answers) -> str:
+    """A request the checker flagged, with where it was written and every answer the
+    reader saw (topic[partition]@offset, worker, predicted_at, version or reason): what a
+    lost or doubled request is traced from in the worker and broker logs."""
+    at = load.at.get(request_id)
+    where = f"request {load.sent_topic}[{at[0]}]@{at[1]}" if at else "request position unknown"
+    seen = answers.repeats.get(request_id) or answers.seen(request_id)
+    return f"{request_id} ({where}; answers: {'; '.join(seen) or 'none seen'})"
 
 
 def _run_strike(index: int, entry: Strike, settings: Settings, containers: Containers,
