@@ -22,18 +22,19 @@ from stream.chaos.faults_redis import RedisCorrupt, RedisFailover, RedisKill, Re
 from stream.chaos.faults_regions import MirrorMakerKill, RegionCut, RegionPause, RegionStop
 from stream.chaos.faults_workers import Overload, OverloadShed, WorkerKill, ZombieWorker
 from stream.chaos.scenario import Scenario
+from stream.chaos.strikes import GOALS
 from stream.exceptions import ConfigurationError
 
 EOS, ALO = "exactly-once", "at-least-once"
 
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
-    "leader-kill": lambda: Scenario(LeaderKill(), EOS, goal_s=10.0),
-    "controller-kill": lambda: Scenario(ControllerKill(), EOS),
-    "broker-pause": lambda: Scenario(BrokerPause(), EOS),
-    "rolling-restart": lambda: Scenario(RollingRestart(), EOS),
-    "broker-cut": lambda: Scenario(BrokerCut(), EOS),
+    "leader-kill": lambda: Scenario(LeaderKill(), EOS, goal_s=GOALS["leader-kill"]),
+    "controller-kill": lambda: Scenario(ControllerKill(), EOS, goal_s=GOALS["controller-kill"]),
+    "broker-pause": lambda: Scenario(BrokerPause(), EOS, goal_s=GOALS["broker-pause"]),
+    "rolling-restart": lambda: Scenario(RollingRestart(), EOS, goal_s=GOALS["rolling-restart"]),
+    "broker-cut": lambda: Scenario(BrokerCut(), EOS, goal_s=GOALS["broker-cut"]),
     "netem": lambda: Scenario(Netem(), ALO),
-    "worker-kill": lambda: Scenario(WorkerKill(), EOS, goal_s=5.0),
+    "worker-kill": lambda: Scenario(WorkerKill(), EOS, goal_s=GOALS["worker-kill"]),
     "zombie-worker": lambda: Scenario(ZombieWorker(), EOS),
     "redis-kill": lambda: Scenario(RedisKill(), ALO),
     "redis-pause": lambda: Scenario(RedisPause(), ALO),

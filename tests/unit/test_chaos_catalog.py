@@ -25,6 +25,13 @@ def test_every_scenario_is_a_fresh_fault_with_a_name_and_a_summary() -> None:
     assert SCENARIOS["worker-kill"]().goal_s == 5.0
 
 
+def test_a_scenario_run_alone_is_judged_by_the_bound_the_soak_uses() -> None:
+    from stream.chaos.strikes import GOALS
+
+    assert {n: SCENARIOS[n]().goal_s for n in GOALS} == GOALS
+    assert GOALS["controller-kill"] == 15.0 and GOALS["rolling-restart"] == 60.0
+
+
 def test_unknown_scenarios_are_named_in_the_error() -> None:
     assert len(scenarios(["all"])) == len(SCENARIOS)
     with pytest.raises(ConfigurationError, match=r"unknown chaos scenario.*'nope'.*leader-kill"):
