@@ -26,7 +26,7 @@ while IFS='=' read -r name value; do
     KAFKA_*)
       key="${name#KAFKA_}"
       key="${key//___/-}"; key="${key//__/@}"; key="${key//_/.}"; key="${key//@/_}"
-      key="$(echo "$key" | tr '[:upper:]' '[:lower:]')"
+      key="${key,,}"
       echo "$key=$value" >> "$CONF" ;;
   esac
 done < <(env)
@@ -49,4 +49,15 @@ if [ ! -f "$LOGDIR/meta.properties" ]; then
   fi
   "${JAVA[@]}" kafka.tools.StorageTool "${FORMAT_ARGS[@]}"
 fi
-exec "${JAVA[@]}" kafka.Kafka "$CONF"
+# Class data sharing: a broker that exits cleanly (a restart, a rolling restart) leaves the
+# classes it loaded in an archive that its next start maps instead of loading and verifying
+# them again: on two busy cores that start is the longest part of a rolling restart
+# (docs/chaos.md). The JVM ignores an archive it cannot use (-Xshare:auto, the default).
+# STREAMINFER_KAFKA_CDS=0 turns it off.
+CDS=()
+if [ "${STREAMINFER_KAFKA_CDS:-1}" != 0 ]; then
+  ARCHIVE=/var/lib/kafka/broker-classes.jsa
+  if [ -s "$ARCHIVE" ]; then CDS=("-XX:SharedArchiveFile=$ARCHIVE")
+  else CDS=("-XX:ArchiveClassesAtExit=$ARCHIVE"); fi
+fi
+exec "${JAVA[@]}" "${CDS[@]}" kafka.Kafka "$CONF"

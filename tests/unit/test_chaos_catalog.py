@@ -29,7 +29,8 @@ def test_a_scenario_run_alone_is_judged_by_the_bound_the_soak_uses() -> None:
     from stream.chaos.strikes import GOALS
 
     assert {n: SCENARIOS[n]().goal_s for n in GOALS} == GOALS
-    assert GOALS["controller-kill"] == 15.0 and GOALS["rolling-restart"] == 60.0
+    assert GOALS["controller-kill"] == 15.0
+    assert GOALS["rolling-restart"] == 60.0
 
 
 def test_unknown_scenarios_are_named_in_the_error() -> None:
@@ -132,3 +133,12 @@ def test_overload_caps_the_workers_capacity_with_the_slow_drill(tmp_path: Path) 
     assert out["batch_max_records"] == 20
     assert out["chaos_file"].read_text().split() == ["slow", "133.3"]
     assert fault.capacity == 300
+
+
+def test_a_rolling_restart_restarts_the_active_controller_last() -> None:
+    from stream.chaos.faults_kafka import restart_order
+
+    assert restart_order([1, 2, 3], 1) == [2, 3, 1]
+    assert restart_order([1, 2, 3], 3) == [1, 2, 3]
+    assert restart_order([1, 2, 3], None) == [1, 2, 3]
+    assert restart_order([1, 2, 3], 7) == [1, 2, 3]  # a controller-only node is not restarted
