@@ -57,7 +57,8 @@ fi
 CDS=()
 if [ "${STREAMINFER_KAFKA_CDS:-1}" != 0 ]; then
   ARCHIVE=/var/lib/kafka/broker-classes.jsa
-  if [ -s "$ARCHIVE" ]; then CDS=("-XX:SharedArchiveFile=$ARCHIVE")
-  else CDS=("-XX:ArchiveClassesAtExit=$ARCHIVE"); fi
+  # (-Xlog:cds=error: the dump warns once per class it cannot archive, hundreds of lines)
+  if [ -s "$ARCHIVE" ]; then CDS=("-XX:SharedArchiveFile=$ARCHIVE" -Xlog:cds=error)
+  else CDS=("-XX:ArchiveClassesAtExit=$ARCHIVE" -Xlog:cds=error); fi
 fi
 exec "${JAVA[@]}" "${CDS[@]}" kafka.Kafka "$CONF"

@@ -17,6 +17,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
@@ -32,6 +33,7 @@ from stream.worker.delivery import (
     sent_answers,
 )
 from stream.worker.poison import Failures
+from stream.worker.ports import ProducerPort
 from stream.worker.positions import next_offsets
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ COMMIT_ATTEMPTS = 3
 # this bound (+2 s) gives the producer up: at 10 s a broker cut took 23-26 s to recover
 # from (docs/chaos.md); a timeout that librdkafka does report aborts and redoes the batch.
 OFFSETS_TIMEOUT_S = 4.0
+OFFSETS_ATTEMPTS = 2
 
 
 @dataclass
@@ -96,10 +99,8 @@ class ExactlyOnce:
                 producer.begin_transaction()
                 self.txn.begun = True
             produce_all(producer, result, failures, room=self.ctx.room())
-            offsets, group = next_offsets(records), consumer.consumer_group_metadata()
-            self.caller.call(lambda: producer.send_offsets_to_transaction(
-                offsets, group, self.offsets_timeout_s), self.offsets_timeout_s + 2,
-                self.ctx.beat)
+            self._send_offsets(producer, next_offsets(records),
+                               consumer.consumer_group_metadata())
             if failures:
                 # Refused before it reached librdkafka (too large, no room) or already
                 # reported: the transaction must not commit without these outcomes.
@@ -115,6 +116,27 @@ class ExactlyOnce:
             return
         if time.monotonic() - self.txn.opened >= self.ctx.settings.commit_interval_ms / 1000:
             self.end()
+
+    def _send_offsets(self, producer: ProducerPort, offsets: list[TopicPartition],
+                      group: Any) -> None:
+        """Add the batch's offsets, calling again once after a retriable error: a call
+        that timed out while the group coordinator moved (a broker's controlled shutdown)
+        resumes where it was, whereas giving it up costs a new producer, whose start
+        waits for the coordinator to abort the old transaction (a rolling restart's
+        8 s stall, docs/chaos.md)."""
+        for attempt in range(OFFSETS_ATTEMPTS):
+            try:
+                self.caller.call(lambda: producer.send_offsets_to_transaction(
+                    offsets, group, self.offsets_timeout_s), self.offsets_timeout_s + 2,
+                    self.ctx.beat)
+                return
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if (attempt == OFFSETS_ATTEMPTS - 1 or not err.retriable() or err.fatal()
+                        or err.txn_requires_abort()):
+                    raise
+                log.warning("send_offsets_to_transaction retriable error (%s); calling "
+                            "again", err)
 
     def idle(self) -> None:
         self.end()

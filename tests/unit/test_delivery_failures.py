@@ -230,6 +230,8 @@ EXACTLY_ONCE = {
     "produce: the local queue is full for a while": queue_full(4),
     "send_offsets: abortable": fail_next("send_offsets", ABORTABLE),
     "send_offsets: fenced": fail_next("send_offsets", FENCED),
+    "send_offsets: times out once (called again)": fail_next("send_offsets", TIMED_OUT),
+    "send_offsets: keeps timing out": fail_next("send_offsets", TIMED_OUT, TIMED_OUT),
     "commit: abortable": fail_next("commit", ABORTABLE),
     "commit: fatal": fail_next("commit", FATAL),
     "commit: keeps timing out": fail_next("commit", TIMED_OUT, TIMED_OUT, TIMED_OUT),
@@ -306,6 +308,21 @@ def test_a_failed_begin_rewinds_the_batch_it_was_for() -> None:
     assert run.clients.consumer is not None
     assert run.clients.consumer.seeks == [(TOPIC, 0, 4)]
     assert run.clients.recreated == 1
+    assert run.stats.rewinds == 1
+
+
+def test_adding_offsets_that_timed_out_once_is_resumed_without_a_new_producer() -> None:
+    """A rolling restart's controlled shutdown moves the group coordinator: the call
+    times out once and is called again; the producer is kept and nothing is redone."""
+    run = drive("exactly-once", fail_next("send_offsets", TIMED_OUT))
+    assert run.clients.recreated == 0
+    assert run.stats.rewinds == 0
+    assert run.clients.producer is not None
+    assert run.clients.producer.calls.count("abort") == 0
+
+
+def test_adding_offsets_that_keeps_timing_out_redoes_the_batch() -> None:
+    run = drive("exactly-once", fail_next("send_offsets", TIMED_OUT, TIMED_OUT))
     assert run.stats.rewinds == 1
 
 
