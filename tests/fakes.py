@@ -121,9 +121,12 @@ class FakeConsumer:
         self.fail_commits: list[KafkaError] = []  # commit() raises these, one per call
         self.group_offsets: dict[tuple[str, int], int] = {}  # the broker's committed offsets
         self.lost_seeks = 0  # this many seeks are accepted without effect
+        self.kept_seeks = 0  # ...after this many have taken
 
     def seek(self, partition: TopicPartition) -> None:
-        if self.lost_seeks:  # accepted, but the position does not move (seen in librdkafka)
+        if self.kept_seeks:
+            self.kept_seeks -= 1
+        elif self.lost_seeks:  # accepted, but the position does not move (seen in librdkafka)
             self.lost_seeks -= 1
             return
         self.seeks.append(tp_tuple(partition))

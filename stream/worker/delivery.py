@@ -160,26 +160,28 @@ def _seek_back(ctx: DeliveryContext, consumer: ConsumerPort,
 
 
 def rewind_took(ctx: DeliveryContext, records: Sequence[SourceRecord]) -> bool:
-    """After a rewind, each rewound partition's next records must start where it was
-    sought to. librdkafka has been seen to resume past the target instead: a 30-minute
-    soak lost a 500-record batch when a seek made while the group coordinator did not
-    answer did not take, and the next batch's offsets were committed past it. A batch that
-    jumps past a rewind is not answered: its partitions are sought again (the skipped ones
-    to their targets) and it is redone. A rewind target is a record's own offset (one
-    consumed before), so the next record there is exactly it. True when the batch may go
-    ahead."""
+    """After a seek (a rewind, or a move forward past a transaction that committed after
+    all), each sought partition's next records must start where it was sought to.
+    librdkafka has been seen to resume elsewhere: a 30-minute soak lost a 500-record batch
+    when a seek made while the group coordinator did not answer did not take, and the
+    next batch's offsets were committed past it (a forward seek that does not take would
+    answer a committed transaction's requests twice instead). A batch that starts past or
+    before its partition's target is not answered: its partitions are sought again (the
+    missed ones to their targets) and it is redone. A rewind target is a record's own
+    offset and a forward one the committed offset, so the next record there is exactly
+    it. True when the batch may go ahead."""
     if not ctx.rewound:
         return True
     starts = first_offsets(records)
     skipped = {(tp.topic, tp.partition): ctx.rewound[(tp.topic, tp.partition)]
                for tp in starts if (tp.topic, tp.partition) in ctx.rewound
-               and tp.offset > ctx.rewound[(tp.topic, tp.partition)]}
+               and tp.offset != ctx.rewound[(tp.topic, tp.partition)]}
     for tp in starts:
         ctx.rewound.pop((tp.topic, tp.partition), None)
     again = {tp for tp in skipped if tp in ctx.resought}
     for topic, partition in again:  # the record is gone (retention?): do not loop on it
-        log.error("%s[%d] still resumes past its rewind after seeking again: going on from "
-                  "there", topic, partition)
+        log.error("%s[%d] still resumes away from where it was sought after seeking "
+                  "again: going on from there", topic, partition)
         del skipped[(topic, partition)]
     ctx.resought -= {(tp.topic, tp.partition) for tp in starts}
     if not skipped:
@@ -187,7 +189,7 @@ def rewind_took(ctx: DeliveryContext, records: Sequence[SourceRecord]) -> bool:
     ctx.resought |= set(skipped)
     for (topic, partition), target in skipped.items():
         first = next(tp.offset for tp in starts if (tp.topic, tp.partition) == (topic, partition))
-        log.error("a rewind of %s[%d] to %d did not take: records resumed at %d; seeking "
+        log.error("a seek of %s[%d] to %d did not take: records resumed at %d; seeking "
                   "again and redoing the batch", topic, partition, target, first)
     targets = {(tp.topic, tp.partition): tp.offset for tp in starts} | skipped
     if ctx.clients.consumer is not None:
@@ -226,7 +228,9 @@ def forward_to_committed(ctx: DeliveryContext, records: Sequence[SourceRecord],
             consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset))
         except KafkaException:
             continue  # no longer ours: its new owner starts from the committed offset
-        ctx.rewound.pop((tp.topic, tp.partition), None)  # forward: not a rewind to check
+        # checked like a rewind: a forward seek that does not take would answer the
+        # committed transaction's requests again
+        ctx.rewound[(tp.topic, tp.partition)] = tp.offset
         moved += 1
         log.warning("the transaction committed after all: %s[%d] resumes at %d, not %d",
                     tp.topic, tp.partition, tp.offset, first)

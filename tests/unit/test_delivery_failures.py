@@ -207,6 +207,16 @@ def seek_lost(first: Callable[[Run], None]) -> Callable[[Run], None]:
     return inject
 
 
+def forward_lost(first: Callable[[Run], None]) -> Callable[[Run], None]:
+    """The rewind ``first`` causes takes; the seek forward past the transaction that
+    committed after all does not."""
+    def inject(run: Run) -> None:
+        first(run)
+        assert run.clients.consumer is not None
+        run.clients.consumer.kept_seeks, run.clients.consumer.lost_seeks = 1, 1
+    return inject
+
+
 def commit_fails(err: KafkaError) -> Callable[[Run], None]:
     def inject(run: Run) -> None:
         assert run.clients.consumer is not None
@@ -274,6 +284,8 @@ COMMITTED_AFTER_ALL = {
     "commit: a fatal error after the commit": commit_lost(FATAL),
     "commit: the answer is lost and the new producer's init times out": also_recreate_fails(
         commit_lost(FATAL), 1),
+    "commit: the answer times out and the seek forward does not take": forward_lost(
+        commit_lost(KafkaError(KafkaError._TIMED_OUT, "lost"))),
 }
 
 
