@@ -88,7 +88,7 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, prof
     dev cluster of the same layout is reused; one of another layout is refused (its data
     is kept) unless --replace."""
     from stream.devcluster import state
-    from stream.devcluster.cluster import start_cluster
+    from stream.devcluster.cluster import LABEL, start_cluster
     from stream.devcluster.engine import ensure_engine
     from stream.devcluster.images import ensure_images
     from stream.devcluster.progress import say
@@ -120,6 +120,7 @@ def dev_up(brokers: str, redis_topology: str, n_regions: str, secure: bool, prof
             say(f"the recorded dev cluster is not running ({broken}): replacing it")
         state.remove(current)
     ensure_engine()
+    state.remove_leftovers(_name_prefix(), LABEL)
     images = ensure_images(s.kafka_image, s.redis_image)
     if n_regions == "2":
         if redis_topology != "standalone":

@@ -248,3 +248,19 @@ def remove(state: DevState) -> None:
     dev_env_file().unlink(missing_ok=True)
     if state.secure_dir is not None:  # its CA and passwords serve no other cluster
         shutil.rmtree(state.secure_dir, ignore_errors=True)
+
+
+def remove_leftovers(name_prefix: str, label: str) -> list[str]:
+    """Remove containers of this dev cluster's names that no record holds: what a
+    ``dev up`` killed mid-start left (its cleanup never ran), which would otherwise make
+    the next start fail on a name conflict (HTTP 409). Only containers carrying the
+    dev cluster's label and one of its names are touched. Returns their names."""
+    client = docker.from_env()
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": label}):
+        if container.name.startswith(f"{name_prefix}-"):
+            container.remove(force=True, v=True)
+            removed.append(container.name)
+            say(f"removed {container.name} ({container.id[:12]}), left by an interrupted "
+                "`dev up`")
+    return removed
