@@ -27,6 +27,7 @@ class Context:
     notes: list[str] = field(default_factory=list)  # what the fault did, for the report
     marks: list[int] = field(default_factory=list)  # injection times (wall ms), if several
     labels: list[str] = field(default_factory=list)  # what each mark was
+    remarked: bool = False  # a mark was moved to when its strike really began (remark)
 
     def mark(self, label: str = "") -> None:
         """A fault that strikes several times marks each strike; recovery is measured

@@ -198,7 +198,7 @@ class RegionOutage(RegionFault):
         worker's), not when the region answered again: until then the other region serves
         (the --region-failback-after-s hold-off, so that a flapping region does not move
         everyone twice), and a slow move is what the failback is judged by."""
-        if "failback" not in ctx.labels:
+        if "failback" not in ctx.labels or ctx.remarked:
             return
         i = ctx.labels.index("failback")
         answered_ms = ctx.marks[i]
@@ -208,7 +208,7 @@ class RegionOutage(RegionFault):
         first = min((ms for ms in moves if ms >= answered_ms), default=None)
         if first is None:
             return
-        ctx.marks[i] = first
+        ctx.marks[i], ctx.remarked = first, True
         ctx.note(f"first move home {(first - answered_ms) / 1000:.1f} s after the region "
                  f"answered again (--region-failback-after-s "
                  f"{ctx.settings.region_failback_after_s:.0f})")

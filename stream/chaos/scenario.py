@@ -292,6 +292,10 @@ def _until_flowing(fault: Fault, ctx: Context, plan: Plan, strike_ms: int,
         if settled_ms is None and fault.settled(ctx):
             # settled at the first look: nothing to wait for past the strike
             settled_ms = strike_ms - 3000 if first else now_ms()
+            # a strike that really began later (a failback: at the first move home, once
+            # everyone is home) is judged from there, as the report will judge it
+            fault.remark(ctx)
+            strike_ms = max(strike_ms, ctx.marks[-1] if ctx.marks else strike_ms)
         first = False
         # judged up to 3 s ago (answers still in flight), and only once that window
         # reaches 3 s past the settling: a move back (failback) has its own blip

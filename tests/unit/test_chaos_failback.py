@@ -22,7 +22,7 @@ def context(marks: list[int], labels: list[str], producer_at: list[float],
     events = [RegionEvent(at, "failback", "west", "east", "answered for 30s")
               for at in producer_at]
     return SimpleNamespace(
-        marks=list(marks), labels=list(labels), notes=notes, note=notes.append,
+        marks=list(marks), labels=list(labels), notes=notes, note=notes.append, remarked=False,
         load=SimpleNamespace(failover=SimpleNamespace(events=events)),
         fleet=SimpleNamespace(procs=list(range(len(logs))), log_text=lambda i: logs[i]),
         settings=SimpleNamespace(region_failback_after_s=30.0))
@@ -51,3 +51,15 @@ def test_without_a_move_home_the_marks_stand() -> None:
     RegionStop().remark(ctx)  # a move before the region answered is not this failback
     assert ctx.marks == [10_000, 30_000, 32_000]
     assert ctx.notes == []
+
+
+def test_the_mark_moves_once_though_the_run_asks_twice() -> None:
+    """The run asks once everyone is home (to keep the load on until the failback's own
+    recovery is seen) and again before the report: one move, one note."""
+    ctx = context([10_000, 30_000, 32_000], ["failover", "restore", "failback"],
+                  producer_at=[62.5], logs=[worker_log((61.9, "failback west -> east: ok"))])
+    RegionStop().remark(ctx)
+    ctx.fleet.log_text = lambda _i: worker_log((70.0, "failback west -> east: later"))
+    RegionStop().remark(ctx)
+    assert ctx.marks == [10_000, 30_000, 61_900]
+    assert len([n for n in ctx.notes if "first move home" in n]) == 1
