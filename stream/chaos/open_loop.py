@@ -175,6 +175,20 @@ class Answers(threading.Thread):
         self.degraded: int = 0  # predictions flagged features_degraded
         self.shed: int = 0  # fallbacks for load shedding (fallback_reason shed_load)
         self.error: BaseException | None = None  # why the reader stopped, if it did
+        # what it read, per topic, and what it skipped (errors, undecodable values): when
+        # its view and the checker's differ, these say where the reader went blind
+        self.received: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}
+
+    def _count(self, what: str) -> None:
+        self.skipped[what] = self.skipped.get(what, 0) + 1
+
+    def reading(self) -> str:
+        """What the reader received and skipped, per topic (for a run's notes)."""
+        got = ", ".join(f"{t} {n:,}" for t, n in sorted(self.received.items())) or "nothing"
+        skipped = "; skipped " + ", ".join(f"{w} x{n}" for w, n in sorted(self.skipped.items())
+                                           ) if self.skipped else ""
+        return f"answers reader received {got}{skipped}"
 
     def run(self) -> None:
         # assign, not subscribe: no group join delays the first answers (latency is
@@ -194,11 +208,15 @@ class Answers(threading.Thread):
                     for msg in consumer.consume(500, wait):
                         raw = msg.value()
                         if msg.error() is not None or raw is None:
+                            self._count(f"{msg.topic()}: {msg.error() or 'no value'}")
                             continue
                         try:
                             value = self._decode(raw)
-                        except Exception:  # noqa: BLE001, S112 - not ours to judge here; the checker reads again
+                        except Exception as exc:  # noqa: BLE001 - not ours to judge here; the checker reads again
+                            self._count(f"{msg.topic()}: undecodable ({type(exc).__name__})")
                             continue
+                        topic = str(msg.topic())
+                        self.received[topic] = self.received.get(topic, 0) + 1
                         self._note(value, f"{msg.topic()}[{msg.partition()}]@{msg.offset()}")
         finally:
             for consumer in self._consumers:

@@ -357,6 +357,7 @@ def _judge(scenario: Scenario, ctx: Context, verdicts: list[Any], figures: Fault
         problems.append(f"the answers reader failed: {ctx.answers.error}")
     if figures is None or last is None or last.recovery_s is None:
         problems.append("did not recover: requests kept missing the latency bound to the end")
+        ctx.note(ctx.answers.reading())  # answers unseen rather than late? (the checker's view)
     elif goal_figures is not None and goal_figures.recovery_s is None:
         problems.append("did not recover before the next strike (see the notes per strike)")
     elif (scenario.goal_s is not None and goal_figures is not None

@@ -44,3 +44,12 @@ def test_a_lost_request_says_no_answer_was_seen_and_where_it_was_written() -> No
     assert traced("r3", load, answers) == (  # type: ignore[arg-type]
         "r3 (request position unknown; answers: none seen)")
     assert traced("r9", load, answers).endswith("dlq[0]@1 by w at ? (dead letter at decode))")
+
+
+def test_the_reader_says_what_it_received_and_skipped() -> None:
+    answers = reader()
+    answers.received, answers.skipped = {"east.p": 1200, "west.p": 3}, {}
+    assert answers.reading() == "answers reader received east.p 1,200, west.p 3"
+    answers._count("east.p: undecodable (ValueError)")
+    answers._count("east.p: undecodable (ValueError)")
+    assert answers.reading().endswith("; skipped east.p: undecodable (ValueError) x2")
