@@ -115,6 +115,8 @@ def kafka_env(node_id: int, nodes: int, host_port: int, cluster_id: str,
     jvm = os.environ.get("STREAMINFER_KAFKA_OPTS")
     if jvm:
         env["KAFKA_OPTS"] = jvm
+    if os.environ.get("STREAMINFER_KAFKA_CDS"):  # class data sharing (compose/kafka/entrypoint.sh)
+        env["STREAMINFER_KAFKA_CDS"] = os.environ["STREAMINFER_KAFKA_CDS"]
     if nodes == 1:
         env["KAFKA_CONTROLLER_QUORUM_BOOTSTRAP_SERVERS"] = f"{alias}:{CONTROLLER_PORT}"
     else:
