@@ -3,8 +3,9 @@ for the primary again instead of failing the strike on a node Sentinel just demo
 
 from __future__ import annotations
 
+import time
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -28,7 +29,7 @@ def stores(monkeypatch: pytest.MonkeyPatch, bad: int) -> list[Store]:
         return None, built[-1]
 
     monkeypatch.setattr(faults_redis, "_feature_store", build)
-    monkeypatch.setattr(faults_redis.time, "sleep", lambda _s: None)
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
     return built
 
 
@@ -40,7 +41,7 @@ def write(store: Store) -> None:
 def test_a_write_that_reached_a_demoted_primary_is_made_again_on_the_new_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     built = stores(monkeypatch, bad=2)
-    faults_redis.on_primary(SimpleNamespace(), write, "remove the garbage")
+    faults_redis.on_primary(cast(Any, SimpleNamespace()), cast(Any, write), "remove the garbage")
     assert [s.fails for s in built] == [True, True, False]
 
 
@@ -49,7 +50,8 @@ def test_a_failover_that_never_settles_fails_the_strike_naming_what_and_why(
     stores(monkeypatch, bad=10**6)
     with pytest.raises(RuntimeError, match="could not remove the garbage within 0s: "
                        "The previous master is now a slave"):
-        faults_redis.on_primary(SimpleNamespace(), write, "remove the garbage", deadline_s=0)
+        faults_redis.on_primary(cast(Any, SimpleNamespace()), cast(Any, write),
+                                "remove the garbage", deadline_s=0)
 
 
 def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,5 +61,5 @@ def test_other_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
         raise redis.exceptions.ResponseError("WRONGTYPE")
 
     with pytest.raises(redis.exceptions.ResponseError):
-        faults_redis.on_primary(SimpleNamespace(), wrong, "write the garbage")
+        faults_redis.on_primary(cast(Any, SimpleNamespace()), cast(Any, wrong), "write the garbage")
     assert len(built) == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 from stream.chaos.open_loop import Answers
 from stream.chaos.soak import traced
@@ -30,8 +30,8 @@ def test_an_answer_given_twice_is_traced_to_both_writes_and_the_request() -> Non
     answers._note(prediction("r2", "chaos-0", 101), "p[1]@8")
     answers._note(prediction("r1", "chaos-1", 205, fallback=True,
                              fallback_reason="redis_down"), "p[0]@3")
-    load = SimpleNamespace(at={"r1": (2, 4411)}, sent_topic="ns.requests")
-    line = traced("r1", load, answers)  # type: ignore[arg-type]
+    load = cast(Any, SimpleNamespace(at={"r1": (2, 4411)}, sent_topic="ns.requests"))
+    line = traced("r1", load, answers)
     assert line == ("r1 (request ns.requests[2]@4411; answers: p[1]@7 by chaos-0 at 100 "
                     "(fraud v1); p[0]@3 by chaos-1 at 205 (fallback redis_down))")
     assert list(answers.repeats) == ["r1"]
@@ -40,8 +40,8 @@ def test_an_answer_given_twice_is_traced_to_both_writes_and_the_request() -> Non
 def test_a_lost_request_says_no_answer_was_seen_and_where_it_was_written() -> None:
     answers = reader()
     answers._note({"request_id": "r9", "stage": "decode", "worker_id": "w"}, "dlq[0]@1")
-    load = SimpleNamespace(at={}, sent_topic="ns.requests")
-    assert traced("r3", load, answers) == (  # type: ignore[arg-type]
+    load = cast(Any, SimpleNamespace(at={}, sent_topic="ns.requests"))
+    assert traced("r3", load, answers) == (
         "r3 (request position unknown; answers: none seen)")
     assert traced("r9", load, answers).endswith("dlq[0]@1 by w at ? (dead letter at decode))")
 

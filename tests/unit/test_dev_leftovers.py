@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
+import docker
 import pytest
 
 from stream.devcluster import state
@@ -30,7 +31,7 @@ def test_only_this_dev_clusters_unrecorded_containers_are_removed(
         return mine + others
 
     client = SimpleNamespace(containers=SimpleNamespace(list=listing))
-    monkeypatch.setattr(state.docker, "from_env", lambda: client)
+    monkeypatch.setattr(docker, "from_env", lambda: client)
     removed = state.remove_leftovers("streaminfer-dev-abc123", "io.streaminfer.cluster")
     assert removed == [c.name for c in mine]
     assert all(c.removed for c in mine)
