@@ -30,8 +30,9 @@ def on_primary(ctx: Context, write: Callable[[RedisFeatureStore], None], what: s
     settles. Raises the last error, naming ``what``, after ``deadline_s``."""
     end = time.monotonic() + deadline_s
     while True:
+        store = store_for(ctx.settings)  # asks the sentinels for the primary afresh
         try:
-            write(_feature_store(ctx)[1])
+            write(store)
             return
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
                 redis.exceptions.ReadOnlyError) as exc:
@@ -40,6 +41,8 @@ def on_primary(ctx: Context, write: Callable[[RedisFeatureStore], None], what: s
                                    "(is a Redis failover stuck? `redis-cli -p <sentinel> "
                                    "sentinel masters`)") from exc
             time.sleep(0.5)
+        finally:
+            store.client.close()
 
 
 def sentinel_primary(ctx: Context) -> tuple[str, int] | None:
@@ -133,7 +136,7 @@ class RedisCorrupt(Fault):
         _feature_store(ctx)
 
     def inject(self, ctx: Context) -> None:
-        repo = _feature_store(ctx)[0]
+        repo = repo_for(ctx.settings)
         self._degraded0 = ctx.answers.degraded
 
         def garble(store: RedisFeatureStore) -> None:
@@ -150,7 +153,7 @@ class RedisCorrupt(Fault):
         ctx.note(f"wrote garbage into {len(repo.views)} view(s) of {self.entities} entities")
 
     def heal(self, ctx: Context) -> None:
-        repo = _feature_store(ctx)[0]
+        repo = repo_for(ctx.settings)
 
         def clean(store: RedisFeatureStore) -> None:
             pipe = store.client.pipeline(transaction=False)

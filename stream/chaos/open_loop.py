@@ -13,7 +13,7 @@ import functools
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
@@ -34,6 +34,7 @@ class Sent:
 
     record: Recorded
     created_at: int
+    at: tuple[int, int] | None = None  # (partition, offset) Kafka gave it, to trace it by
 
 
 class Load(threading.Thread):
@@ -60,8 +61,6 @@ class Load(threading.Thread):
         self._halt = threading.Event()
         self._lock = threading.Lock()
         self.sent: dict[str, Sent] = {}
-        # request id -> (partition, offset) of the request, to trace an answer given twice
-        self.at: dict[str, tuple[int, int]] = {}
         self.refused: list[str] = []  # delivery errors: Kafka did not take these
         self.error: BaseException | None = None
 
@@ -73,8 +72,8 @@ class Load(threading.Thread):
     def _delivered(self, err: KafkaError | None, msg: Any, sent: Sent) -> None:
         with self._lock:
             if err is None:
-                self.sent[sent.record.request_id] = sent
-                self.at[sent.record.request_id] = (msg.partition(), msg.offset())
+                self.sent[sent.record.request_id] = replace(
+                    sent, at=(msg.partition(), msg.offset()))
             else:
                 self.refused.append(f"{sent.record.request_id}: {err}")
 

@@ -242,7 +242,8 @@ def traced(request_id: str, load: Load, answers: Answers) -> str:
     """A request the checker flagged, with where it was written and every answer the
     reader saw (topic[partition]@offset, worker, predicted_at, version or reason): what a
     lost or doubled request is traced from in the worker and broker logs."""
-    at = load.at.get(request_id)
+    sent = load.sent.get(request_id)
+    at = sent.at if sent is not None else None
     where = f"request {load.sent_topic}[{at[0]}]@{at[1]}" if at else "request position unknown"
     seen = answers.repeats.get(request_id) or answers.seen(request_id)
     return f"{request_id} ({where}; answers: {'; '.join(seen) or 'none seen'})"

@@ -32,7 +32,7 @@ from stream.worker.delivery import (
     DeliveryContext,
     produce_all,
     rewind,
-    rewind_took,
+    seek_took,
     sent_answers,
 )
 from stream.worker.poison import Failures
@@ -81,7 +81,7 @@ class AtLeastOnce:
         self._last_commit = 0.0
 
     def send(self, records: Batch, result: BatchResult) -> None:
-        if not rewind_took(self.ctx, records):
+        if not seek_took(self.ctx, records):
             return  # a seek that did not take: sought again, the batch comes back
         self.held.append(Sent(records, result, []))
         if self.inflight is not None and len(self.held) < MAX_HELD and not self._acknowledged():
@@ -96,7 +96,7 @@ class AtLeastOnce:
     def before_revoke(self) -> None:
         self._release(sync_commit=True)
         self._settle(sync_commit=True)
-        self.ctx.rewound.clear()  # the next owner starts from the committed offsets
+        self.ctx.sought.clear()  # the next owner starts from the committed offsets
 
     def finish(self) -> None:
         if self.ctx.clients.consumer is not None:
@@ -104,7 +104,7 @@ class AtLeastOnce:
             self._settle(sync_commit=True)
 
     def drop(self, reason: str) -> None:
-        self.ctx.rewound.clear()
+        self.ctx.sought.clear()
         if self.inflight is not None or self.held or self.to_commit:
             log.info("forgetting the batches in flight (%s): they are redone from the "
                      "committed offsets", reason)

@@ -74,8 +74,9 @@ class DeliveryContext:
     observe_stage: Callable[[str, float], None]  # stage ("produce", "commit") -> seconds
     beat: Callable[[], None]  # waiting on Kafka is not a stuck loop
     should_abandon: Callable[[], bool] = lambda: False  # the cluster is given up for dead
-    # partition -> the offset a rewind sought it to, until its next records are seen
-    rewound: dict[tuple[str, int], int] = field(default_factory=dict)
+    # partition -> the offset a rewind (or a move forward) sought it to, until its next
+    # records are seen (``seek_took``)
+    sought: dict[tuple[str, int], int] = field(default_factory=dict)
     resought: set[tuple[str, int]] = field(default_factory=set)  # sought again once already
 
     def producer(self) -> ProducerPort:
@@ -149,17 +150,17 @@ def rewind(ctx: DeliveryContext, records: Sequence[SourceRecord], why: str) -> N
 
 def _seek_back(ctx: DeliveryContext, consumer: ConsumerPort,
                targets: Sequence[TopicPartition]) -> None:
-    """Seek each partition to its target and remember the target (``rewind_took``)."""
+    """Seek each partition to its target and remember the target (``seek_took``)."""
     for tp in targets:
         try:
             consumer.seek(tp)
-            ctx.rewound[(tp.topic, tp.partition)] = tp.offset
+            ctx.sought[(tp.topic, tp.partition)] = tp.offset
         except KafkaException as exc:  # partition no longer ours: its new owner redoes it
             log.info("cannot rewind %s[%d] (%s); the new owner resumes from the last "
                      "commit", tp.topic, tp.partition, exc)
 
 
-def rewind_took(ctx: DeliveryContext, records: Sequence[SourceRecord]) -> bool:
+def seek_took(ctx: DeliveryContext, records: Sequence[SourceRecord]) -> bool:
     """After a seek (a rewind, or a move forward past a transaction that committed after
     all), each sought partition's next records must start where it was sought to.
     librdkafka has been seen to resume elsewhere: a 30-minute soak lost a 500-record batch
@@ -170,14 +171,14 @@ def rewind_took(ctx: DeliveryContext, records: Sequence[SourceRecord]) -> bool:
     missed ones to their targets) and it is redone. A rewind target is a record's own
     offset and a forward one the committed offset, so the next record there is exactly
     it. True when the batch may go ahead."""
-    if not ctx.rewound:
+    if not ctx.sought:
         return True
     starts = first_offsets(records)
-    skipped = {(tp.topic, tp.partition): ctx.rewound[(tp.topic, tp.partition)]
-               for tp in starts if (tp.topic, tp.partition) in ctx.rewound
-               and tp.offset != ctx.rewound[(tp.topic, tp.partition)]}
+    skipped = {(tp.topic, tp.partition): ctx.sought[(tp.topic, tp.partition)]
+               for tp in starts if (tp.topic, tp.partition) in ctx.sought
+               and tp.offset != ctx.sought[(tp.topic, tp.partition)]}
     for tp in starts:
-        ctx.rewound.pop((tp.topic, tp.partition), None)
+        ctx.sought.pop((tp.topic, tp.partition), None)
     again = {tp for tp in skipped if tp in ctx.resought}
     for topic, partition in again:  # the record is gone (retention?): do not loop on it
         log.error("%s[%d] still resumes away from where it was sought after seeking "
@@ -230,7 +231,7 @@ def forward_to_committed(ctx: DeliveryContext, records: Sequence[SourceRecord],
             continue  # no longer ours: its new owner starts from the committed offset
         # checked like a rewind: a forward seek that does not take would answer the
         # committed transaction's requests again
-        ctx.rewound[(tp.topic, tp.partition)] = tp.offset
+        ctx.sought[(tp.topic, tp.partition)] = tp.offset
         moved += 1
         log.warning("the transaction committed after all: %s[%d] resumes at %d, not %d",
                     tp.topic, tp.partition, tp.offset, first)

@@ -29,7 +29,7 @@ from stream.worker.delivery import (
     forward_to_committed,
     produce_all,
     rewind,
-    rewind_took,
+    seek_took,
     sent_answers,
 )
 from stream.worker.poison import Failures
@@ -84,7 +84,7 @@ class ExactlyOnce:
         self.ctx.clients.ensure_producer()  # one lost in a recovery that ran out of time
         if self.unresolved and self._resolve(self.unresolved):
             return  # these records were re-read from a rewind the commit made needless
-        if not rewind_took(self.ctx, records):
+        if not seek_took(self.ctx, records):
             return  # a seek that did not take: sought again, the batch comes back
         producer, consumer = self.ctx.producer(), self.ctx.consumer()
         failures: Failures = []
@@ -143,13 +143,13 @@ class ExactlyOnce:
 
     def before_revoke(self) -> None:
         self.end()
-        self.ctx.rewound.clear()  # the next owner starts from the committed offsets
+        self.ctx.sought.clear()  # the next owner starts from the committed offsets
 
     def finish(self) -> None:
         self.end()
 
     def drop(self, reason: str) -> None:
-        self.ctx.rewound.clear()
+        self.ctx.sought.clear()
         if self.txn is not None:
             self._abort(KafkaError(KafkaError._FATAL, reason))
 

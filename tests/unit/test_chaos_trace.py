@@ -7,8 +7,9 @@ import threading
 from types import SimpleNamespace
 from typing import Any, cast
 
-from stream.chaos.open_loop import Answers
+from stream.chaos.open_loop import Answers, Sent
 from stream.chaos.soak import traced
+from stream.tools.check import Recorded
 
 
 def reader() -> Answers:
@@ -30,7 +31,8 @@ def test_an_answer_given_twice_is_traced_to_both_writes_and_the_request() -> Non
     answers._note(prediction("r2", "chaos-0", 101), "p[1]@8")
     answers._note(prediction("r1", "chaos-1", 205, fallback=True,
                              fallback_reason="redis_down"), "p[0]@3")
-    load = cast(Any, SimpleNamespace(at={"r1": (2, 4411)}, sent_topic="ns.requests"))
+    load = cast(Any, SimpleNamespace(sent={"r1": Sent(Recorded("r1", "e", "d"), 0, (2, 4411))},
+                                     sent_topic="ns.requests"))
     line = traced("r1", load, answers)
     assert line == ("r1 (request ns.requests[2]@4411; answers: p[1]@7 by chaos-0 at 100 "
                     "(fraud v1); p[0]@3 by chaos-1 at 205 (fallback redis_down))")
@@ -40,7 +42,7 @@ def test_an_answer_given_twice_is_traced_to_both_writes_and_the_request() -> Non
 def test_a_lost_request_says_no_answer_was_seen_and_where_it_was_written() -> None:
     answers = reader()
     answers._note({"request_id": "r9", "stage": "decode", "worker_id": "w"}, "dlq[0]@1")
-    load = cast(Any, SimpleNamespace(at={}, sent_topic="ns.requests"))
+    load = cast(Any, SimpleNamespace(sent={}, sent_topic="ns.requests"))
     assert traced("r3", load, answers) == (
         "r3 (request position unknown; answers: none seen)")
     assert traced("r9", load, answers).endswith("dlq[0]@1 by w at ? (dead letter at decode))")

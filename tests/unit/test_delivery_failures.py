@@ -19,7 +19,7 @@ from confluent_kafka import KafkaError, KafkaException
 from processors.records import BatchResult, Outbound
 from stream.settings import Settings
 from stream.worker.at_least_once import AtLeastOnce
-from stream.worker.delivery import Delivery, DeliveryContext, rewind_took
+from stream.worker.delivery import Delivery, DeliveryContext, seek_took
 from stream.worker.exactly_once import ExactlyOnce
 from stream.worker.poison import PoisonLedger
 from stream.worker.stats import WorkerStats
@@ -410,11 +410,11 @@ def test_a_rewind_that_does_not_take_is_sought_again_once_then_left() -> None:
     clients = FakeClients()
     ctx = DeliveryContext(Settings(), clients, PoisonLedger(), WorkerStats(),
                           lambda _r, _s: None, lambda _s, _t: None, lambda: None)
-    ctx.rewound[(TOPIC, 0)] = 2
+    ctx.sought[(TOPIC, 0)] = 2
     records, _result = answers(5, 3, PoisonLedger())
-    assert rewind_took(ctx, records) is False
+    assert seek_took(ctx, records) is False
     assert clients.consumer is not None
     assert clients.consumer.seeks == [(TOPIC, 0, 2)]
-    assert rewind_took(ctx, records) is True  # past it again: go on from there
-    assert ctx.rewound == {}
-    assert rewind_took(ctx, answers(8, 1, PoisonLedger())[0]) is True
+    assert seek_took(ctx, records) is True  # past it again: go on from there
+    assert ctx.sought == {}
+    assert seek_took(ctx, answers(8, 1, PoisonLedger())[0]) is True
